@@ -1,0 +1,550 @@
+"""The pipeline file (config/pipelines/NAME.yaml) as pydantic models.
+
+Validation does all the checking `sluice check` reports: expressions compile, models and
+component classes import, durations and rates parse, topics are named. The validated spec
+holds compiled expressions and imported classes, ready for `streams.pipeline.Pipeline`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from streams.durations import parse_duration_ms
+from streams.errors import ExpressionError
+from streams.expressions import (
+    AggregateCall,
+    Expression,
+    compile_condition,
+    compile_expression,
+    literal_expression,
+    parse_aggregate,
+)
+
+TOPIC_PATTERN = r"^[A-Za-z0-9._\-]{1,249}$"
+_FIELD_PATTERN = re.compile(r"^[^\s]+$")
+
+STEP_KINDS = (
+    "validate", "filter", "map", "dedupe", "enrich", "ratelimit", "window", "alert", "component"
+)
+SCHEMA_TYPES = ("str", "int", "float", "bool", "datetime", "list", "dict")
+
+
+def _expression_error(exc: ExpressionError) -> PydanticCustomError:
+    return PydanticCustomError("expression", "{reason}", {"reason": str(exc)})
+
+
+def _to_condition(value: Any) -> Expression:
+    if isinstance(value, Expression):
+        return value
+    if isinstance(value, bool):
+        return literal_expression(value)
+    if not isinstance(value, str):
+        raise PydanticCustomError("expression", "expected a SQL condition as text, e.g. \"amount > 0\"")
+    try:
+        return compile_condition(value)
+    except ExpressionError as exc:
+        raise _expression_error(exc) from None
+
+
+def _to_expression(value: Any) -> Expression:
+    if isinstance(value, Expression):
+        return value
+    if value is None or isinstance(value, bool | int | float):
+        return literal_expression(value)
+    if not isinstance(value, str):
+        raise PydanticCustomError("expression", "expected a SQL expression as text")
+    try:
+        return compile_expression(value)
+    except ExpressionError as exc:
+        raise _expression_error(exc) from None
+
+
+def _to_aggregate(value: Any) -> AggregateCall:
+    if isinstance(value, AggregateCall):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("aggregate", "expected an aggregate such as sum(amount)")
+    try:
+        return parse_aggregate(value)
+    except ExpressionError as exc:
+        raise _expression_error(exc) from None
+
+
+def _to_duration(value: Any) -> int:
+    try:
+        return parse_duration_ms(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", "{reason}", {"reason": str(exc)}) from None
+
+
+def import_object(path: str) -> Any:
+    """Import `package.module:Name`; errors say what to fix."""
+    if not isinstance(path, str) or ":" not in path:
+        raise PydanticCustomError(
+            "import_path", "expected 'package.module:Name', got {value!r}", {"value": path}
+        )
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a user module can fail to import in any way
+        raise PydanticCustomError(
+            "import_path",
+            "cannot import module {module!r}: {error} (is it installed or on PYTHONPATH?)",
+            {"module": module_name, "error": f"{type(exc).__name__}: {exc}"},
+        ) from None
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            names = [n for n in dir(module) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise PydanticCustomError(
+                "import_path",
+                "module {module!r} has no {name!r}{hint}",
+                {"module": module_name, "name": attribute, "hint": hint},
+            )
+        target = getattr(target, part)
+    return target
+
+
+def _to_model(value: Any) -> type[BaseModel]:
+    if isinstance(value, type) and issubclass(value, BaseModel):
+        return value
+    target = import_object(value)
+    if not (isinstance(target, type) and issubclass(target, BaseModel)):
+        raise PydanticCustomError(
+            "model", "{path!r} is not a pydantic model class", {"path": value}
+        )
+    return target
+
+
+def _to_component(value: Any) -> type:
+    if isinstance(value, type):
+        return value
+    target = import_object(value)
+    if not isinstance(target, type):
+        raise PydanticCustomError("component", "{path!r} is not a class", {"path": value})
+    process = getattr(target, "process", None)
+    if not callable(process):
+        raise PydanticCustomError(
+            "component",
+            "{path!r} has no process(self, record, ctx) method",
+            {"path": value},
+        )
+    if len(inspect.signature(process).parameters) < 3:
+        raise PydanticCustomError(
+            "component",
+            "{path!r}.process must take (self, record, ctx)",
+            {"path": value},
+        )
+    return target
+
+
+def _source_of(value: Any) -> str:
+    return getattr(value, "source", None) or repr(value)
+
+
+Condition = Annotated[Expression, PlainValidator(_to_condition), PlainSerializer(_source_of)]
+ValueExpression = Annotated[Expression, PlainValidator(_to_expression), PlainSerializer(_source_of)]
+Aggregate = Annotated[AggregateCall, PlainValidator(_to_aggregate), PlainSerializer(_source_of)]
+DurationMs = Annotated[int, PlainValidator(_to_duration)]
+Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
+ModelClass = Annotated[
+    type[BaseModel], PlainValidator(_to_model),
+    PlainSerializer(lambda c: f"{c.__module__}:{c.__qualname__}"),
+]
+ComponentClass = Annotated[
+    type, PlainValidator(_to_component),
+    PlainSerializer(lambda c: f"{c.__module__}:{c.__qualname__}"),
+]
+
+
+def _field_list(value: Any) -> tuple[str, ...]:
+    fields = [value] if isinstance(value, str) else value
+    if not isinstance(fields, list | tuple) or not fields:
+        raise PydanticCustomError("fields", "expected a field name or a list of field names")
+    for name in fields:
+        if not isinstance(name, str) or not _FIELD_PATTERN.match(name):
+            raise PydanticCustomError("fields", "{name!r} is not a field name", {"name": name})
+    return tuple(fields)
+
+
+FieldList = Annotated[tuple[str, ...], PlainValidator(_field_list), PlainSerializer(list)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- source, tables, sink ------------------------------------------------------------
+
+
+class SourceSpec(_Spec):
+    topic: Topic
+    key: FieldList | None = None
+    timestamp: str | None = Field(None, description="field holding the event time")
+
+
+class TableSpec(_Spec):
+    topic: Topic
+    key: FieldList
+
+
+class RouteSpec(_Spec):
+    when: Condition | None = None
+    to: Topic | None = None
+    else_: Topic | None = Field(None, alias="else")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> RouteSpec:
+        if self.else_ is not None:
+            if self.when is not None or self.to is not None:
+                raise ValueError("a route is either {when: ..., to: topic} or {else: topic}")
+        elif self.when is None or self.to is None:
+            raise ValueError("a route needs both 'when' and 'to' (or is {else: topic})")
+        return self
+
+    @property
+    def topic(self) -> str:
+        return self.to or self.else_ or ""
+
+
+class SinkSpec(_Spec):
+    topic: Topic | None = None
+    route: list[RouteSpec] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SinkSpec:
+        if (self.topic is None) == (self.route is None):
+            raise ValueError("the sink needs either 'topic' or 'route' (not both)")
+        if self.route is not None:
+            if not self.route:
+                raise ValueError("'route' needs at least one {when: ..., to: topic}")
+            for position, rule in enumerate(self.route[:-1]):
+                if rule.else_ is not None:
+                    raise ValueError(f"route[{position}]: 'else' must be the last route")
+        return self
+
+    def topics(self) -> list[str]:
+        if self.topic is not None:
+            return [self.topic]
+        return list(dict.fromkeys(rule.topic for rule in self.route or []))
+
+
+class DeadLetterSpec(_Spec):
+    topic: Topic
+
+
+# --- steps ---------------------------------------------------------------------------
+
+
+class ValidateSpec(_Spec):
+    model: ModelClass | None = None
+    schema_: dict[str, str] | None = Field(None, alias="schema")
+
+    @field_validator("schema_")
+    @classmethod
+    def _check_schema(cls, schema: dict[str, str] | None) -> dict[str, str] | None:
+        for name, type_name in (schema or {}).items():
+            base = type_name.removesuffix("?") if isinstance(type_name, str) else type_name
+            if base not in SCHEMA_TYPES:
+                close = difflib.get_close_matches(str(base), SCHEMA_TYPES, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise PydanticCustomError(
+                    "schema_type",
+                    "field {name!r}: unknown type {type!r}{hint}; use one of {types}, "
+                    "with a trailing ? for optional",
+                    {"name": name, "type": type_name, "hint": hint,
+                     "types": ", ".join(SCHEMA_TYPES)},
+                )
+        return schema
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ValidateSpec:
+        if (self.model is None) == (self.schema_ is None):
+            raise ValueError("validate needs either 'model: package.module:Model' or 'schema: {...}'")
+        return self
+
+
+class DedupeSpec(_Spec):
+    key: FieldList
+    within: DurationMs
+    name: str | None = None
+
+
+class EnrichSpec(_Spec):
+    table: str
+    on: FieldList
+    fields: list[str] | None = None
+    missing: Literal["keep", "drop", "dlq"] = "keep"
+    name: str | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _declared(cls, table: str, info: ValidationInfo) -> str:
+        tables = (info.context or {}).get("tables")
+        if tables is not None and table not in tables:
+            known = ", ".join(tables) or "none are declared under 'tables:'"
+            raise ValueError(f"table {table!r} is not declared under 'tables:' ({known})")
+        return table
+
+
+class RateLimitSpec(_Spec):
+    key: FieldList
+    rate: float = Field(gt=0)
+    per: DurationMs = 1000
+    burst: float | None = Field(None, gt=0)
+    action: Literal["drop", "dlq"] = "drop"
+    name: str | None = None
+
+    @field_validator("per")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("'per' must be a positive duration, e.g. 1s")
+        return value
+
+
+class WindowSpec(_Spec):
+    type: Literal["tumbling", "hopping", "session"]
+    size: DurationMs | None = None
+    hop: DurationMs | None = None
+    gap: DurationMs | None = None
+    grace: DurationMs = 0
+    key: FieldList | None = None
+    emit: Literal["final", "updates"] = "final"
+    late: Literal["drop", "dlq"] = "drop"
+    aggregates: dict[str, Aggregate]
+    name: str | None = None
+
+    @field_validator("aggregates")
+    @classmethod
+    def _named(cls, value: dict[str, AggregateCall]) -> dict[str, AggregateCall]:
+        if not value:
+            raise ValueError("a window needs at least one aggregate, e.g. n: count()")
+        reserved = {"window_start", "window_end"} & set(value)
+        if reserved:
+            raise ValueError(f"aggregate name {sorted(reserved)[0]!r} is reserved for the window")
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> WindowSpec:
+        if self.type in ("tumbling", "hopping") and not self.size:
+            raise ValueError(f"a {self.type} window needs 'size', e.g. size: 1m")
+        if self.type == "hopping":
+            if not self.hop:
+                raise ValueError("a hopping window needs 'hop', e.g. hop: 10s")
+            if self.size is not None and self.hop > self.size:
+                raise ValueError("'hop' must not be larger than 'size'")
+        if self.type != "hopping" and self.hop is not None:
+            raise ValueError(f"'hop' is only for hopping windows, not {self.type}")
+        if self.type == "session":
+            if not self.gap:
+                raise ValueError("a session window needs 'gap', e.g. gap: 30s")
+            if self.size is not None:
+                raise ValueError("a session window has 'gap', not 'size'")
+        elif self.gap is not None:
+            raise ValueError(f"'gap' is only for session windows, not {self.type}")
+        if self.key:
+            clash = set(self.key) & set(self.aggregates)
+            if clash:
+                raise ValueError(f"aggregate {sorted(clash)[0]!r} has the name of a key field")
+        return self
+
+
+class AlertSpec(_Spec):
+    name: str = Field(pattern=r"^[A-Za-z0-9._\-]+$")
+    when: Condition
+    for_: DurationMs = Field(0, alias="for")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    to: Topic | None = None
+    key: FieldList | None = None
+
+
+class ComponentSpec(_Spec):
+    class_: ComponentClass = Field(alias="class")
+    config: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = None
+
+
+class _Step(_Spec):
+    @property
+    def kind(self) -> str:
+        return next(iter(type(self).model_fields))
+
+    @property
+    def options(self) -> Any:
+        return getattr(self, self.kind)
+
+    @property
+    def explicit_name(self) -> str | None:
+        return getattr(self.options, "name", None)
+
+
+class ValidateStep(_Step):
+    validate_: ValidateSpec = Field(alias="validate")
+
+    @property
+    def kind(self) -> str:
+        return "validate"
+
+    @property
+    def options(self) -> Any:
+        return self.validate_
+
+
+class FilterStep(_Step):
+    filter: Condition
+
+
+class MapStep(_Step):
+    map: dict[str, ValueExpression]
+
+    @field_validator("map")
+    @classmethod
+    def _not_empty(cls, value: dict[str, Expression]) -> dict[str, Expression]:
+        if not value:
+            raise ValueError("map needs at least one output field, e.g. {amount: amount}")
+        return value
+
+
+class DedupeStep(_Step):
+    dedupe: DedupeSpec
+
+
+class EnrichStep(_Step):
+    enrich: EnrichSpec
+
+
+class RateLimitStep(_Step):
+    ratelimit: RateLimitSpec
+
+
+class WindowStep(_Step):
+    window: WindowSpec
+
+
+class AlertStep(_Step):
+    alert: AlertSpec
+
+    @property
+    def explicit_name(self) -> str | None:
+        return self.alert.name
+
+
+class ComponentStep(_Step):
+    component: ComponentSpec
+
+
+def _step_tag(value: Any) -> str | None:
+    if isinstance(value, _Step):
+        return value.kind
+    if isinstance(value, dict) and len(value) == 1:
+        kind = next(iter(value))
+        return kind if kind in STEP_KINDS else None
+    return None
+
+
+StepSpec = Annotated[
+    Annotated[ValidateStep, Tag("validate")]
+    | Annotated[FilterStep, Tag("filter")]
+    | Annotated[MapStep, Tag("map")]
+    | Annotated[DedupeStep, Tag("dedupe")]
+    | Annotated[EnrichStep, Tag("enrich")]
+    | Annotated[RateLimitStep, Tag("ratelimit")]
+    | Annotated[WindowStep, Tag("window")]
+    | Annotated[AlertStep, Tag("alert")]
+    | Annotated[ComponentStep, Tag("component")],
+    Discriminator(
+        _step_tag,
+        custom_error_type="step_kind",
+        custom_error_message="unknown step",
+    ),
+]
+
+
+def describe_bad_step(value: Any) -> str:
+    """A helpful message for a step that matched no kind (used by the config loader)."""
+    kinds = ", ".join(STEP_KINDS)
+    if isinstance(value, dict) and len(value) == 1:
+        kind = str(next(iter(value)))
+        close = difflib.get_close_matches(kind, STEP_KINDS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown step kind '{kind}'{hint}; steps are: {kinds}"
+    if isinstance(value, dict):
+        return f"a step is a mapping with exactly one key, its kind ({kinds}); got {sorted(value)}"
+    return f"a step is a mapping such as {{filter: \"amount > 0\"}}; got {value!r}"
+
+
+# --- the pipeline --------------------------------------------------------------------
+
+
+class PipelineSpec(_Spec):
+    pipeline: str = Field(pattern=r"^[A-Za-z0-9._\-]+$")
+    source: SourceSpec
+    tables: dict[str, TableSpec] = Field(default_factory=dict)
+    steps: list[StepSpec] = Field(default_factory=list)
+    sink: SinkSpec
+    dlq: DeadLetterSpec | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> PipelineSpec:
+        for step in self.steps:
+            if isinstance(step, EnrichStep) and step.enrich.table not in self.tables:
+                raise ValueError(f"enrich uses table {step.enrich.table!r}, not under 'tables:'")
+        names = [name for name, _ in self.named_steps()]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"two steps are named {duplicates[0]!r}: step names must be unique")
+        alert_names = [s.alert.name for s in self.steps if isinstance(s, AlertStep)]
+        if len(alert_names) != len(set(alert_names)):
+            raise ValueError("two alerts have the same name")
+        return self
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq.topic if self.dlq else f"{self.pipeline}-dlq"
+
+    def alert_topic(self, alert: AlertSpec) -> str:
+        return alert.to or f"{self.pipeline}-alerts"
+
+    def named_steps(self) -> list[tuple[str, StepSpec]]:
+        """Each step with its name: its own `name`, else its kind, numbered when repeated.
+
+        The name labels metrics and dead letters and names the step's state table
+        (`<pipeline>.<name>`), so it must stay stable while the pipeline is edited.
+        """
+        seen: dict[str, int] = {}
+        named: list[tuple[str, StepSpec]] = []
+        for step in self.steps:
+            name = step.explicit_name
+            if name is None:
+                seen[step.kind] = seen.get(step.kind, 0) + 1
+                count = seen[step.kind]
+                name = step.kind if count == 1 else f"{step.kind}_{count}"
+            named.append((name, step))
+        return named
+
+    def output_topics(self) -> list[str]:
+        topics = [*self.sink.topics()]
+        topics += [self.alert_topic(s.alert) for s in self.steps if isinstance(s, AlertStep)]
+        topics.append(self.dead_letter_topic)
+        return list(dict.fromkeys(topics))

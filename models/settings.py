@@ -1,0 +1,102 @@
+"""Settings: `sluice.yaml` in the config directory, overridden by `SLUICE_*` variables.
+
+Nested keys map to variables with `__`: `SLUICE_WEB__PORT=7000`,
+`SLUICE_BROKERS='["kafka://localhost:9092"]'`. Secrets are `SecretStr`, so they never
+show in logs, errors or the API.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+_BROKER_URL = re.compile(r"^(kafka://)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(6066, ge=0, le=65535)
+    token: SecretStr | None = None
+
+
+class LogSettings(_Section):
+    format: Literal["json", "console"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class ProcessingSettings(_Section):
+    batch_max: int = Field(1000, ge=1, le=100_000)
+    batch_within_ms: int = Field(50, ge=0, le=60_000)
+    max_message_bytes: int = Field(1_048_576, ge=1)
+    guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+
+
+class KafkaSettings(_Section):
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_cafile: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything a sluice process needs to know that is not a pipeline."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    app_id: str = Field("sluice", pattern=r"^[A-Za-z0-9._\-]+$")
+    brokers: list[str] = Field(default_factory=list)
+    pipelines_dir: str = "pipelines"
+    store: Literal["memory://", "rocksdb://"] = "memory://"
+    web: WebSettings = WebSettings()
+    log: LogSettings = LogSettings()
+    processing: ProcessingSettings = ProcessingSettings()
+    kafka: KafkaSettings = KafkaSettings()
+
+    @field_validator("brokers", mode="before")
+    @classmethod
+    def _split_brokers(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "kafka://a:9092,kafka://b:9092" is easier to type
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("brokers")
+    @classmethod
+    def _check_brokers(cls, value: list[str]) -> list[str]:
+        for broker in value:
+            if not _BROKER_URL.match(broker):
+                raise ValueError(f"broker {broker!r} should look like kafka://host:9092")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; variables must win over it.
+        return env_settings, init_settings
+
+    def broker_addresses(self) -> list[str]:
+        """host:port pairs, without the kafka:// scheme."""
+        return [b.removeprefix("kafka://") for b in self.brokers]

@@ -1,0 +1,66 @@
+"""What every step is, and the context a batch runs in."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import ClassVar
+
+from streams.errors import RecordError
+from streams.records import BatchResult, DeadLetter, Event
+
+
+class BatchContext:
+    """Collects what a batch produces besides the records a step passes on: dead letters,
+    records for other topics (alerts, a component's `ctx.emit`) and drop counts."""
+
+    __slots__ = ("drops", "now_ms", "result")
+
+    def __init__(self, result: BatchResult, now_ms: int) -> None:
+        self.result = result
+        self.now_ms = now_ms
+        self.drops: dict[tuple[str, str], int] = {}
+
+    def dead_letter(self, event: Event, step: str, error: RecordError) -> None:
+        self.result.dead_letters.append(
+            DeadLetter(
+                raw=event.raw,
+                step=step,
+                error_type=error.error_type,
+                message=str(error),
+                partition=event.partition,
+                offset=event.offset,
+                key=event.key,
+                headers=event.headers,
+            )
+        )
+
+    def emit(self, topic: str, event: Event) -> None:
+        self.result.outputs.setdefault(topic, []).append(event)
+
+    def drop(self, step: str, reason: str, count: int = 1) -> None:
+        if count:
+            self.drops[(step, reason)] = self.drops.get((step, reason), 0) + count
+
+
+class Step:
+    """A pipeline step: takes a batch of records, returns the records that go on.
+
+    A step reports every record it does not pass on: as a dead letter, or with
+    `ctx.drop(...)` naming the reason. `process` may be a coroutine (components).
+    """
+
+    kind: ClassVar[str] = "step"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event] | Awaitable[list[Event]]:
+        raise NotImplementedError
+
+    def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:
+        """Records a step releases without new input: windows closed by wall clock, or
+        every open window at the end of a replay (`final`)."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"

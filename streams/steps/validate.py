@@ -1,0 +1,117 @@
+"""`validate`: check records against a pydantic model or an inline schema.
+
+Validation is pydantic's, lax: `"3"` is a valid int, `3.5` is not. Fields not in the
+schema pass through unchanged; the record that goes on holds the coerced values. Values
+that already have the exact type skip pydantic (the common case, and by far the fastest);
+everything else goes through the same pydantic validator, so the semantics are pydantic's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from streams.errors import SchemaError
+from streams.records import Event
+from streams.steps.base import BatchContext, Step
+
+_PYTHON_TYPES: dict[str, type] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "datetime": datetime,
+    "list": list,
+    "dict": dict,
+}
+_MISSING = object()
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
+        parts.append(f"{location}: {item['msg']}" if location else str(item["msg"]))
+    return "; ".join(parts)
+
+
+class _Field:
+    __slots__ = ("adapter", "exact", "name", "optional")
+
+    def __init__(self, name: str, type_name: str) -> None:
+        self.name = name
+        self.optional = type_name.endswith("?")
+        python_type = _PYTHON_TYPES[type_name.removesuffix("?")]
+        # datetime values arrive as text; they always need pydantic's parsing
+        self.exact: type | None = None if python_type is datetime else python_type
+        self.adapter: TypeAdapter[Any] = TypeAdapter(python_type)
+
+
+class SchemaValidator:
+    """Validates a record dict in place against an inline schema."""
+
+    def __init__(self, schema: Mapping[str, str]) -> None:
+        self.fields = [_Field(name, type_name) for name, type_name in schema.items()]
+
+    def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
+        problems: list[str] | None = None
+        for spec in self.fields:
+            value = record.get(spec.name, _MISSING)
+            if value is None or value is _MISSING:
+                if not spec.optional:
+                    problems = problems or []
+                    problems.append(
+                        f"{spec.name}: field required"
+                        if value is _MISSING
+                        else f"{spec.name}: must not be null (declare it as "
+                        f"'{spec.name}: <type>?' to allow null)"
+                    )
+                continue
+            if value.__class__ is spec.exact:
+                continue
+            try:
+                record[spec.name] = spec.adapter.validate_python(value)
+            except ValidationError as error:
+                problems = problems or []
+                problems.append(describe_validation_error(error, spec.name))
+        if problems:
+            raise SchemaError("; ".join(problems))
+        return record
+
+
+class ModelValidator:
+    """Validates a record with a user's pydantic model; extra fields pass through."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+
+    def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
+        try:
+            instance = self.model.model_validate(record)
+        except ValidationError as error:
+            raise SchemaError(describe_validation_error(error)) from None
+        record.update(instance.model_dump())
+        return record
+
+
+class ValidateStep(Step):
+    kind = "validate"
+
+    def __init__(self, name: str, validator: SchemaValidator | ModelValidator) -> None:
+        super().__init__(name)
+        self.validator = validator
+
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
+        validate = self.validator
+        kept = []
+        for event in events:
+            try:
+                event.value = validate(event.value)
+            except SchemaError as error:
+                ctx.dead_letter(event, self.name, error)
+            else:
+                kept.append(event)
+        return kept

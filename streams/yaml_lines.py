@@ -1,0 +1,139 @@
+"""YAML loading that remembers the line of every value, so config errors can name it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from streams.errors import ConfigError
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(slots=True)
+class YamlDocument:
+    """Parsed YAML data plus the 1-based line of every mapping key and list item."""
+
+    file: str
+    data: Any
+    lines: dict[PathKey, int] = field(default_factory=dict)
+
+    def line_of(self, path: Iterable[str | int]) -> int | None:
+        """The line of the deepest prefix of `path` that the document has."""
+        key = tuple(path)
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:-1]
+        return self.lines.get((), 1)
+
+    def resolve(self, loc: Iterable[str | int]) -> tuple[PathKey, str]:
+        """Follow a pydantic error location through the data: keys the data has are kept,
+        the rest (union tags, model names) dropped. Returns the path and its dotted form."""
+        node = self.data
+        path: list[str | int] = []
+        for part in loc:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+                path.append(part)
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+                path.append(part)
+            elif not isinstance(node, dict | list) or isinstance(part, int):
+                continue
+            elif isinstance(part, str) and _is_field_name(part) and isinstance(node, dict):
+                # a missing field: name it, it is what the user has to add
+                path.append(part)
+                node = None
+        return tuple(path), format_path(path)
+
+
+def _is_field_name(part: str) -> bool:
+    return part.replace("_", "").replace("-", "").isalnum() and not part[:1].isupper()
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def load_yaml(path: Path, display_name: str | None = None) -> YamlDocument:
+    """Load one YAML file. Syntax errors and duplicate keys raise ConfigError with the line."""
+    name = display_name or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", file=name) from None
+    return parse_yaml(text, name)
+
+
+def parse_yaml(text: str, name: str) -> YamlDocument:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or "invalid YAML"
+        raise ConfigError(f"YAML syntax error: {problem}", file=name, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML syntax error: {exc}", file=name) from None
+    document = YamlDocument(name, None)
+    if root is None:
+        return document
+    document.lines[()] = root.start_mark.line + 1
+    document.data = _construct(root, (), document)
+    return document
+
+
+def _construct(node: Node, path: PathKey, document: YamlDocument) -> Any:
+    if isinstance(node, MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            if key == "<<":
+                raise ConfigError(
+                    "YAML merge keys (<<) are not supported", file=document.file,
+                    line=key_node.start_mark.line + 1,
+                )
+            if isinstance(key, list | dict):
+                raise ConfigError("a mapping key must be a plain value", file=document.file,
+                                  line=key_node.start_mark.line + 1)
+            if key in result:
+                raise ConfigError(
+                    f"duplicate key {key!r} (the earlier value would be silently lost)",
+                    file=document.file,
+                    line=key_node.start_mark.line + 1,
+                )
+            child = (*path, key)
+            document.lines[child] = key_node.start_mark.line + 1
+            result[key] = _construct(value_node, child, document)
+        return result
+    if isinstance(node, SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            document.lines[child] = item.start_mark.line + 1
+            items.append(_construct(item, child, document))
+        return items
+    return _scalar(node)
+
+
+def _scalar(node: Node) -> Any:
+    if not isinstance(node, ScalarNode):
+        loader = yaml.SafeLoader("")
+        return loader.construct_object(node, deep=True)
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node)
+    finally:
+        loader.dispose()
