@@ -42,7 +42,15 @@ TOPIC_PATTERN = r"^[A-Za-z0-9._\-]{1,249}$"
 _FIELD_PATTERN = re.compile(r"^[^\s]+$")
 
 STEP_KINDS = (
-    "validate", "filter", "map", "dedupe", "enrich", "ratelimit", "window", "alert", "component"
+    "validate",
+    "filter",
+    "map",
+    "dedupe",
+    "enrich",
+    "ratelimit",
+    "window",
+    "alert",
+    "component",
 )
 SCHEMA_TYPES = ("str", "int", "float", "bool", "datetime", "list", "dict")
 
@@ -57,7 +65,9 @@ def _to_condition(value: Any) -> Expression:
     if isinstance(value, bool):
         return literal_expression(value)
     if not isinstance(value, str):
-        raise PydanticCustomError("expression", "expected a SQL condition as text, e.g. \"amount > 0\"")
+        raise PydanticCustomError(
+            "expression", 'expected a SQL condition as text, e.g. "amount > 0"'
+        )
     try:
         return compile_condition(value)
     except ExpressionError as exc:
@@ -168,11 +178,13 @@ Aggregate = Annotated[AggregateCall, PlainValidator(_to_aggregate), PlainSeriali
 DurationMs = Annotated[int, PlainValidator(_to_duration)]
 Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
 ModelClass = Annotated[
-    type[BaseModel], PlainValidator(_to_model),
+    type[BaseModel],
+    PlainValidator(_to_model),
     PlainSerializer(lambda c: f"{c.__module__}:{c.__qualname__}"),
 ]
 ComponentClass = Annotated[
-    type, PlainValidator(_to_component),
+    type,
+    PlainValidator(_to_component),
     PlainSerializer(lambda c: f"{c.__module__}:{c.__qualname__}"),
 ]
 
@@ -272,15 +284,21 @@ class ValidateSpec(_Spec):
                     "schema_type",
                     "field {name!r}: unknown type {type!r}{hint}; use one of {types}, "
                     "with a trailing ? for optional",
-                    {"name": name, "type": type_name, "hint": hint,
-                     "types": ", ".join(SCHEMA_TYPES)},
+                    {
+                        "name": name,
+                        "type": type_name,
+                        "hint": hint,
+                        "types": ", ".join(SCHEMA_TYPES),
+                    },
                 )
         return schema
 
     @model_validator(mode="after")
     def _one_form(self) -> ValidateSpec:
         if (self.model is None) == (self.schema_ is None):
-            raise ValueError("validate needs either 'model: package.module:Model' or 'schema: {...}'")
+            raise ValueError(
+                "validate needs either 'model: package.module:Model' or 'schema: {...}'"
+            )
         return self
 
 
@@ -491,7 +509,7 @@ def describe_bad_step(value: Any) -> str:
         return f"unknown step kind '{kind}'{hint}; steps are: {kinds}"
     if isinstance(value, dict):
         return f"a step is a mapping with exactly one key, its kind ({kinds}); got {sorted(value)}"
-    return f"a step is a mapping such as {{filter: \"amount > 0\"}}; got {value!r}"
+    return f'a step is a mapping such as {{filter: "amount > 0"}}; got {value!r}'
 
 
 # --- the pipeline --------------------------------------------------------------------

@@ -43,7 +43,10 @@ def validation_errors(exc: ValidationError, document: YamlDocument) -> list[Conf
         path, dotted = document.resolve(error["loc"])
         errors.append(
             ConfigError(
-                _reason(error), file=document.file, line=document.line_of(path), field=dotted or None
+                _reason(error),
+                file=document.file,
+                line=document.line_of(path),
+                field=dotted or None,
             )
         )
     return errors
@@ -76,10 +79,15 @@ def load_pipeline(path: Path, display_name: str | None = None) -> PipelineSpec:
 def pipeline_from_document(document: YamlDocument) -> PipelineSpec:
     data = document.data
     if not isinstance(data, dict):
-        raise ConfigErrors([ConfigError(
-            "a pipeline file is a mapping with pipeline, source, steps and sink",
-            file=document.file, line=1,
-        )])
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    "a pipeline file is a mapping with pipeline, source, steps and sink",
+                    file=document.file,
+                    line=1,
+                )
+            ]
+        )
     tables = data.get("tables")
     context = {"tables": sorted(tables) if isinstance(tables, dict) else []}
     try:
@@ -98,10 +106,15 @@ def load_settings(config_dir: Path) -> Settings:
         except ConfigError as exc:
             raise ConfigErrors([exc]) from None
     elif not config_dir.is_dir():
-        raise ConfigErrors([ConfigError(
-            "config directory not found: pass --config DIR (the folder holding sluice.yaml)",
-            file=str(config_dir),
-        )])
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    "config directory not found: pass --config DIR "
+                    "(the folder holding sluice.yaml)",
+                    file=str(config_dir),
+                )
+            ]
+        )
     data = document.data if document.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigErrors([ConfigError("settings must be a mapping", file=str(file), line=1)])
@@ -142,10 +155,13 @@ def load_config(config_dir: Path) -> LoadedConfig:
         return loaded
     directory = config_dir / loaded.settings.pipelines_dir
     if not directory.is_dir():
-        loaded.errors.append(ConfigError(
-            f"pipelines_dir {loaded.settings.pipelines_dir!r} is not a directory ({directory})",
-            file=str(config_dir / SETTINGS_FILE), field="pipelines_dir",
-        ))
+        loaded.errors.append(
+            ConfigError(
+                f"pipelines_dir {loaded.settings.pipelines_dir!r} is not a directory ({directory})",
+                file=str(config_dir / SETTINGS_FILE),
+                field="pipelines_dir",
+            )
+        )
         return loaded
     for file in pipeline_files(directory):
         try:
@@ -154,10 +170,15 @@ def load_config(config_dir: Path) -> LoadedConfig:
             loaded.errors.extend(exc.errors)
             continue
         if spec.pipeline in loaded.pipelines:
-            loaded.errors.append(ConfigError(
-                f"pipeline {spec.pipeline!r} is also defined in {loaded.pipeline_files[spec.pipeline]}",
-                file=str(file), line=1, field="pipeline",
-            ))
+            loaded.errors.append(
+                ConfigError(
+                    f"pipeline {spec.pipeline!r} is also defined in "
+                    f"{loaded.pipeline_files[spec.pipeline]}",
+                    file=str(file),
+                    line=1,
+                    field="pipeline",
+                )
+            )
             continue
         loaded.pipelines[spec.pipeline] = spec
         loaded.pipeline_files[spec.pipeline] = file

@@ -14,7 +14,9 @@ def parse_duration_ms(value: object) -> int:
     Raises ValueError with a message that shows the accepted forms.
     """
     if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 500ms, 10s, 1m")
+        raise ValueError(
+            f"invalid duration {value!r}: use a number with a unit, e.g. 500ms, 10s, 1m"
+        )
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"invalid duration {value!r}: must not be negative")
@@ -24,7 +26,8 @@ def parse_duration_ms(value: object) -> int:
         if match:
             return round(float(match.group(1)) * _UNITS_MS[match.group(2)])
     raise ValueError(
-        f"invalid duration {value!r}: use a number with a unit (ms, s, m, h, d), e.g. 500ms, 10s, 1m"
+        f"invalid duration {value!r}: use a number with a unit (ms, s, m, h, d), "
+        "e.g. 500ms, 10s, 1m"
     )
 
 

@@ -15,8 +15,14 @@ class SluiceError(Exception):
 class ConfigError(SluiceError):
     """A settings or pipeline file is invalid. `location` is `file:line: field`."""
 
-    def __init__(self, reason: str, *, file: str | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
         self.reason = reason
         self.file = file
         self.line = line

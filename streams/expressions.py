@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import sqlglot
 from sqlglot import exp
@@ -90,7 +90,7 @@ def compile_condition(source: str) -> Expression:
         isinstance(tree, exp.Literal) and not isinstance(tree, exp.Boolean)
     ):
         raise ExpressionError(
-            "a condition must be true or false, e.g. \"amount > 0\"; this is a value",
+            'a condition must be true or false, e.g. "amount > 0"; this is a value',
             source,
             _position(tree),
         )
@@ -110,7 +110,7 @@ def _checked_condition(evaluator: Evaluator, source: str) -> Evaluator:
     def condition(record: Record) -> bool | None:
         result = evaluator(record)
         if result is True or result is False or result is None:
-            return result  # type: ignore[no-any-return]
+            return result
         raise ExpressionRuntimeError(
             f"condition {source!r} gave {fn.type_name(result)} {result!r}, not true/false"
         )
@@ -121,7 +121,7 @@ def _checked_condition(evaluator: Evaluator, source: str) -> Evaluator:
 # --- parsing ---------------------------------------------------------------------------
 
 
-def _parse(source: str) -> exp.Expression:
+def _parse(source: str) -> exp.Expr:
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("empty expression", str(source), None)
     try:
@@ -149,13 +149,13 @@ def _offset(source: str, line: int | None, col: int | None) -> int | None:
     return max(0, min(offset, len(source) - 1))
 
 
-def _position(node: exp.Expression) -> int | None:
+def _position(node: exp.Expr) -> int | None:
     """The earliest source offset of any token in `node` (sqlglot keeps some, not all)."""
     starts = [int(child.meta["start"]) for child in node.walk() if "start" in child.meta]
     return min(starts) if starts else None
 
 
-def _column_path(node: exp.Expression) -> list[str] | None:
+def _column_path(node: exp.Expr) -> list[str] | None:
     if isinstance(node, exp.Column):
         parts = [node.args.get(k) for k in ("catalog", "db", "table", "this")]
         return [p.name for p in parts if p is not None]
@@ -167,7 +167,7 @@ def _column_path(node: exp.Expression) -> list[str] | None:
     return None
 
 
-def _top_level_fields(tree: exp.Expression) -> frozenset[str]:
+def _top_level_fields(tree: exp.Expr) -> frozenset[str]:
     names = set()
     for node in tree.walk():
         path = _column_path(node) if isinstance(node, exp.Column) else None
@@ -190,7 +190,7 @@ def _constant(value: Any) -> _Compiled:
     return _Compiled(lambda _record: value, constant=True, value=value)
 
 
-_COMPARISONS: Final[dict[type[exp.Expression], tuple[str, Callable[[Any, Any], bool]]]] = {
+_COMPARISONS: Final[dict[type[exp.Expr], tuple[str, Callable[[Any, Any], bool]]]] = {
     exp.EQ: ("=", operator.eq),
     exp.NEQ: ("<>", operator.ne),
     exp.GT: (">", operator.gt),
@@ -199,14 +199,14 @@ _COMPARISONS: Final[dict[type[exp.Expression], tuple[str, Callable[[Any, Any], b
     exp.LTE: ("<=", operator.le),
 }
 
-_ARITHMETIC: Final[dict[type[exp.Expression], str]] = {
+_ARITHMETIC: Final[dict[type[exp.Expr], str]] = {
     exp.Add: "+",
     exp.Sub: "-",
     exp.Mul: "*",
     exp.Div: "/",
 }
 
-_BOOLEAN_NODES = (
+_BOOLEAN_NODES: tuple[type[exp.Expr], ...] = (
     exp.And,
     exp.Or,
     exp.Not,
@@ -222,13 +222,13 @@ _BOOLEAN_NODES = (
 _NOT_CONDITIONS = (*_ARITHMETIC, exp.Mod, exp.Neg, exp.DPipe)
 
 
-def _func_class(name: str) -> type[exp.Expression] | None:
+def _func_class(name: str) -> type[exp.Expr] | None:
     cls = getattr(exp, name, None)
-    return cls if isinstance(cls, type) and issubclass(cls, exp.Expression) else None
+    return cls if isinstance(cls, type) and issubclass(cls, exp.Expr) else None
 
 
 # sqlglot parses many functions into typed nodes; map each to (our name, argument slots).
-_FUNCTION_NODES: Final[dict[type[exp.Expression], tuple[str, tuple[str, ...]]]] = {
+_FUNCTION_NODES: Final[dict[type[exp.Expr], tuple[str, tuple[str, ...]]]] = {
     cls: spec
     for cls_name, spec in {
         "Length": ("length", ("this",)),
@@ -270,7 +270,8 @@ _FUNCTION_NODES: Final[dict[type[exp.Expression], tuple[str, tuple[str, ...]]]] 
 }
 
 _AGGREGATE_NODES = tuple(
-    c for c in (_func_class(n) for n in ("Count", "Sum", "Avg", "Min", "Max", "First", "Last"))
+    c
+    for c in (_func_class(n) for n in ("Count", "Sum", "Avg", "Min", "Max", "First", "Last"))
     if c is not None
 )
 
@@ -295,10 +296,10 @@ class _Compiler:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def error(self, reason: str, node: exp.Expression) -> ExpressionError:
+    def error(self, reason: str, node: exp.Expr) -> ExpressionError:
         return ExpressionError(reason, self.source, _position(node))
 
-    def compile(self, node: exp.Expression) -> _Compiled:
+    def compile(self, node: exp.Expr) -> _Compiled:
         compiled = self._compile(node)
         if compiled.constant or not _is_constant_tree(node):
             return compiled
@@ -307,7 +308,7 @@ class _Compiler:
         except Exception as exc:  # a constant that always fails is a config error
             raise self.error(describe_failure(exc), node) from None
 
-    def _compile(self, node: exp.Expression) -> _Compiled:
+    def _compile(self, node: exp.Expr) -> _Compiled:
         path = _column_path(node)
         if path is not None:
             return _Compiled(_field_getter(path))
@@ -330,7 +331,9 @@ class _Compiler:
         if isinstance(node, exp.Neg):
             return _Compiled(_negate(self.compile(node.this).fn))
         if isinstance(node, exp.DPipe):
-            return _Compiled(_concat_pipe(self.compile(node.this).fn, self.compile(node.expression).fn))
+            return _Compiled(
+                _concat_pipe(self.compile(node.this).fn, self.compile(node.expression).fn)
+            )
         if isinstance(node, exp.In):
             return self._in(node)
         if isinstance(node, exp.Between):
@@ -370,11 +373,11 @@ class _Compiler:
 
     # -- logic
 
-    def _logical(self, node: exp.Expression) -> _Compiled:
+    def _logical(self, node: exp.Expr) -> _Compiled:
         operands: list[Evaluator] = []
         kind = type(node)
 
-        def flatten(n: exp.Expression) -> None:
+        def flatten(n: exp.Expr) -> None:
             if type(n) is kind:
                 flatten(n.this)
                 flatten(n.expression)
@@ -386,7 +389,7 @@ class _Compiler:
             return _Compiled(_and(operands, self.source))
         return _Compiled(_or(operands, self.source))
 
-    def _comparison(self, node: exp.Expression) -> _Compiled:
+    def _comparison(self, node: exp.Expr) -> _Compiled:
         symbol, op = _COMPARISONS[type(node)]
         left = self.compile(node.this)
         right = self.compile(node.expression)
@@ -394,7 +397,7 @@ class _Compiler:
             return _Compiled(_compare_constant(left.fn, right.value, symbol, op))
         return _Compiled(_compare(left.fn, right.fn, symbol, op))
 
-    def _arithmetic(self, node: exp.Expression) -> _Compiled:
+    def _arithmetic(self, node: exp.Expr) -> _Compiled:
         symbol = _ARITHMETIC[type(node)]
         return _Compiled(
             _arithmetic(self.compile(node.this).fn, self.compile(node.expression).fn, symbol)
@@ -464,7 +467,8 @@ class _Compiler:
         target = _cast_target(node.args["to"])
         if target is None:
             raise self.error(
-                f"cannot CAST to {node.args['to'].sql()}: use INT, FLOAT, TEXT, BOOLEAN or TIMESTAMP",
+                f"cannot CAST to {node.args['to'].sql()}: "
+                "use INT, FLOAT, TEXT, BOOLEAN or TIMESTAMP",
                 node,
             )
         value = self.compile(node.this).fn
@@ -478,11 +482,12 @@ class _Compiler:
 
     # -- functions
 
-    def _function(self, node: exp.Expression) -> _Compiled:
+    def _function(self, node: exp.Expr) -> _Compiled:
         if isinstance(node, _AGGREGATE_NODES) or (
             isinstance(node, exp.Anonymous) and node.name.lower() in fn.AGGREGATE_NAMES
         ):
-            name = node.name.lower() if isinstance(node, exp.Anonymous) else node.sql_name().lower()
+            anonymous = isinstance(node, exp.Anonymous)
+            name = (node.name if anonymous else cast(exp.Func, node).sql_name()).lower()
             raise self.error(
                 f"aggregate function {name}() is only allowed in a window's aggregates", node
             )
@@ -496,7 +501,7 @@ class _Compiler:
             return self._call(node.sql_name().lower(), [], node)
         raise self.error(f"unsupported syntax {node.sql()!r}", node)
 
-    def _call(self, name: str, args: Sequence[exp.Expression], node: exp.Expression) -> _Compiled:
+    def _call(self, name: str, args: Sequence[exp.Expr], node: exp.Expr) -> _Compiled:
         name = fn.ALIASES.get(name, name)
         function = fn.FUNCTIONS.get(name)
         if function is None:
@@ -504,10 +509,14 @@ class _Compiler:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise self.error(f"unknown function '{name}'{hint}", node)
         count = len(args)
-        if count < function.min_args or (function.max_args is not None and count > function.max_args):
+        if count < function.min_args or (
+            function.max_args is not None and count > function.max_args
+        ):
             expected = (
-                f"{function.min_args}" if function.min_args == function.max_args
-                else f"at least {function.min_args}" if function.max_args is None
+                f"{function.min_args}"
+                if function.min_args == function.max_args
+                else f"at least {function.min_args}"
+                if function.max_args is None
                 else f"{function.min_args} to {function.max_args}"
             )
             raise self.error(f"{name}() takes {expected} arguments, got {count}", node)
@@ -515,8 +524,8 @@ class _Compiler:
         return _Compiled(_call(function, compiled))
 
 
-def _arguments(node: exp.Expression, slots: tuple[str, ...]) -> list[exp.Expression]:
-    args: list[exp.Expression] = []
+def _arguments(node: exp.Expr, slots: tuple[str, ...]) -> list[exp.Expr]:
+    args: list[exp.Expr] = []
     for slot in slots:
         if slot.startswith("*"):
             args.extend(node.args.get(slot[1:]) or [])
@@ -527,7 +536,7 @@ def _arguments(node: exp.Expression, slots: tuple[str, ...]) -> list[exp.Express
     return args
 
 
-def _is_constant_tree(node: exp.Expression) -> bool:
+def _is_constant_tree(node: exp.Expr) -> bool:
     return not any(isinstance(n, exp.Column | exp.Dot) for n in node.walk())
 
 
@@ -559,7 +568,7 @@ def _field_getter(path: list[str]) -> Evaluator:
 
 def _truth(value: object, source: str) -> bool | None:
     if value is True or value is False or value is None:
-        return value  # type: ignore[return-value]
+        return value
     raise ExpressionRuntimeError(
         f"expected true/false in {source!r}, got {fn.type_name(value)} {value!r}"
     )
@@ -639,7 +648,9 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _compare(left: Evaluator, right: Evaluator, symbol: str, op: Callable[[Any, Any], bool]) -> Evaluator:
+def _compare(
+    left: Evaluator, right: Evaluator, symbol: str, op: Callable[[Any, Any], bool]
+) -> Evaluator:
     def evaluate_compare(record: Record) -> bool | None:
         a = left(record)
         if a is None:
@@ -911,11 +922,11 @@ def cast_value(value: object, target: str) -> object:
             if value.__class__ is int:
                 return value
             if value.__class__ is float:
-                if not math.isfinite(value):  # type: ignore[arg-type]
+                if not math.isfinite(value):
                     raise ValueError
-                return math.trunc(value)  # type: ignore[arg-type]
+                return math.trunc(value)
             if value.__class__ is str:
-                text = value.strip()  # type: ignore[attr-defined]
+                text = value.strip()
                 try:
                     return int(text)
                 except ValueError:
@@ -924,14 +935,14 @@ def cast_value(value: object, target: str) -> object:
             if isinstance(value, bool | int | float):
                 return float(value)
             if value.__class__ is str:
-                return float(value)  # type: ignore[arg-type]
+                return float(value)
         if target == "bool":
             if isinstance(value, bool):
                 return value
             if value.__class__ in _NUMBERS:
                 return value != 0
             if value.__class__ is str:
-                text = value.strip().lower()  # type: ignore[attr-defined]
+                text = value.strip().lower()
                 if text in _TRUE_TEXT:
                     return True
                 if text in _FALSE_TEXT:
@@ -940,11 +951,11 @@ def cast_value(value: object, target: str) -> object:
             if isinstance(value, datetime):
                 return _aware(value)
             if value.__class__ is str:
-                parsed = _parse_timestamp(value)  # type: ignore[arg-type]
+                parsed = _parse_timestamp(value)
                 if parsed is not None:
                     return parsed
-            if value.__class__ in _NUMBERS:
-                seconds = value / 1000 if value >= 1e11 else value  # type: ignore[operator]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                seconds = value / 1000 if value >= 1e11 else value
                 return datetime.fromtimestamp(seconds, tz=UTC)
     except (ValueError, OverflowError):
         pass
@@ -979,8 +990,17 @@ class AggregateCall:
     parameter: float | None = None
 
 
-_AGGREGATE_FUNCTIONS: Final = ("count", "sum", "avg", "min", "max", "first", "last",
-                               "percentile", "count_distinct")
+_AGGREGATE_FUNCTIONS: Final = (
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "first",
+    "last",
+    "percentile",
+    "count_distinct",
+)
 
 
 def parse_aggregate(source: str) -> AggregateCall:
@@ -988,13 +1008,13 @@ def parse_aggregate(source: str) -> AggregateCall:
     tree = _parse(source)
     compiler = _Compiler(source)
 
-    def argument(node: exp.Expression) -> Expression:
+    def argument(node: exp.Expr) -> Expression:
         if isinstance(node, exp.Star):
             raise compiler.error("use count() to count records", node)
         return Expression(node.sql(), compiler.compile(node).fn, _top_level_fields(node))
 
     if isinstance(tree, _AGGREGATE_NODES):
-        name = tree.sql_name().lower()
+        name = cast(exp.Func, tree).sql_name().lower()
         inner = tree.this
         if name == "count":
             if inner is None or isinstance(inner, exp.Star):
@@ -1015,15 +1035,21 @@ def parse_aggregate(source: str) -> AggregateCall:
                 raise compiler.error("count_distinct() takes exactly one value", tree)
             return AggregateCall(source, name, argument(args[0]))
         if len(args) != 2:
-            raise compiler.error("percentile() takes a value and a fraction, e.g. "
-                                 "percentile(amount, 0.95)", tree)
+            raise compiler.error(
+                "percentile() takes a value and a fraction, e.g. percentile(amount, 0.95)", tree
+            )
         fraction = compiler.compile(args[1])
-        if not (fraction.constant and fraction.value.__class__ in _NUMBERS
-                and 0 <= fraction.value <= 1):
+        value = fraction.value
+        if not (fraction.constant and isinstance(value, int | float) and 0 <= value <= 1):
             raise compiler.error("percentile() fraction must be a number from 0 to 1", args[1])
-        return AggregateCall(source, name, argument(args[0]), float(fraction.value))
-    name = (tree.name if isinstance(tree, exp.Anonymous) else
-            tree.sql_name() if isinstance(tree, exp.Func) else "")
+        return AggregateCall(source, name, argument(args[0]), float(value))
+    name = (
+        tree.name
+        if isinstance(tree, exp.Anonymous)
+        else tree.sql_name()
+        if isinstance(tree, exp.Func)
+        else ""
+    )
     close = difflib.get_close_matches(name.lower(), _AGGREGATE_FUNCTIONS, n=1) if name else []
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise compiler.error(

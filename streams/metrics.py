@@ -28,7 +28,7 @@ class CountingMetrics:
         self.sent: Counter[str] = Counter()
         self.drops: Counter[tuple[str, str]] = Counter()
         self.dead: Counter[tuple[str, str]] = Counter()
-        self.seconds: Counter[str] = Counter()
+        self.seconds: dict[str, float] = {}
         self.late = 0
         self.open_windows = 0
         self.firing: dict[str, int] = {}
@@ -46,7 +46,7 @@ class CountingMetrics:
         self.dead[(step, error_type)] += count
 
     def step_seconds(self, step: str, seconds: float) -> None:
-        self.seconds[step] += seconds
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
 
     def late_events(self, count: int) -> None:
         self.late += count

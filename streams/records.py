@@ -106,7 +106,7 @@ def key_of(value: dict[str, Any], fields: Sequence[str]) -> str | None:
 
 def _key_text(value: object) -> str:
     if value.__class__ is str:
-        return value  # type: ignore[return-value]
+        return value
     if value is True or value is False:
         return "true" if value else "false"
     return str(value)

@@ -55,28 +55,28 @@ def is_number(value: object) -> bool:
 
 def as_number(function: str, value: object) -> int | float:
     if value.__class__ is int or value.__class__ is float:
-        return value  # type: ignore[return-value]
+        return value
     raise type_error(function, "a number", value)
 
 
 def as_text(function: str, value: object) -> str:
     if value.__class__ is str:
-        return value  # type: ignore[return-value]
+        return value
     raise type_error(function, "text", value)
 
 
 def as_int(function: str, value: object) -> int:
     if value.__class__ is int:
-        return value  # type: ignore[return-value]
-    if value.__class__ is float and value.is_integer():  # type: ignore[attr-defined]
-        return int(value)  # type: ignore[call-overload]
+        return value
+    if value.__class__ is float and value.is_integer():
+        return int(value)
     raise type_error(function, "a whole number", value)
 
 
 def to_text(value: object) -> str:
     """SQL's text form of a value: what `||` and CAST(... AS TEXT) produce."""
     if value.__class__ is str:
-        return value  # type: ignore[return-value]
+        return value
     if value is True:
         return "true"
     if value is False:
@@ -140,7 +140,7 @@ def sql_replace(value: object, old: object, new: object) -> str:
 def sql_left(value: object, count: object) -> str:
     n = as_int("left", count)
     text = as_text("left", value)
-    return text[:n] if n >= 0 else text[:n]
+    return text[:n]  # negative n: all but the last -n, as in PostgreSQL
 
 
 def sql_right(value: object, count: object) -> str:

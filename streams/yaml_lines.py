@@ -38,10 +38,9 @@ class YamlDocument:
         node = self.data
         path: list[str | int] = []
         for part in loc:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-                path.append(part)
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            in_dict = isinstance(node, dict) and part in node
+            in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            if in_dict or in_list:
                 node = node[part]
                 path.append(part)
             elif not isinstance(node, dict | list) or isinstance(part, int):
@@ -102,12 +101,16 @@ def _construct(node: Node, path: PathKey, document: YamlDocument) -> Any:
             key = _scalar(key_node)
             if key == "<<":
                 raise ConfigError(
-                    "YAML merge keys (<<) are not supported", file=document.file,
+                    "YAML merge keys (<<) are not supported",
+                    file=document.file,
                     line=key_node.start_mark.line + 1,
                 )
             if isinstance(key, list | dict):
-                raise ConfigError("a mapping key must be a plain value", file=document.file,
-                                  line=key_node.start_mark.line + 1)
+                raise ConfigError(
+                    "a mapping key must be a plain value",
+                    file=document.file,
+                    line=key_node.start_mark.line + 1,
+                )
             if key in result:
                 raise ConfigError(
                     f"duplicate key {key!r} (the earlier value would be silently lost)",

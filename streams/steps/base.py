@@ -54,7 +54,9 @@ class Step:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def process(self, events: list[Event], ctx: BatchContext) -> list[Event] | Awaitable[list[Event]]:
+    def process(
+        self, events: list[Event], ctx: BatchContext
+    ) -> list[Event] | Awaitable[list[Event]]:
         raise NotImplementedError
 
     def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:

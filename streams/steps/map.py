@@ -43,7 +43,8 @@ class MapStep(Step):
         for event in events:
             try:
                 event.value = {
-                    name: expression.evaluate(event.value) for name, expression in self.fields.items()
+                    name: expression.evaluate(event.value)
+                    for name, expression in self.fields.items()
                 }
             except RecordError as error:
                 ctx.dead_letter(event, self.name, error)

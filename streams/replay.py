@@ -1,0 +1,250 @@
+"""`sluice replay`: run one pipeline offline over a JSON Lines file.
+
+The input is one partition; event time comes from the pipeline's `source.timestamp`
+field, else the time the line is read. Every topic the pipeline emits to becomes
+`OUTPUT_DIR/<topic>.jsonl`: one record value a line; dead letters as
+`{"error": {"step", "type", "message"}, "payload": "<original line>"}`. At the end of the
+input every open window closes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO
+
+import orjson
+
+from models.envelopes import DeadLetterError, ReplayDeadLetter
+from models.pipeline import PipelineSpec
+from streams.errors import SluiceError
+from streams.jsonl import dumps, text_of
+from streams.metrics import CountingMetrics
+from streams.pipeline import DEFAULT_MAX_MESSAGE_BYTES, Pipeline
+from streams.records import BatchResult, DeadLetter, Event, key_of
+from streams.state import MemoryStateBackend, StateBackend
+
+STDIN = "-"
+DEFAULT_OUTPUT_DIR = "replay-out"
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    pipeline: str
+    events_in: int = 0
+    outputs: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    dead_letter_topic: str = ""
+    dropped: int = 0
+    seconds: float = 0.0
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_in / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        outs = ", ".join(f"{topic} {count:,}" for topic, count in sorted(self.outputs.items()))
+        return (
+            f"{self.pipeline}: {self.events_in:,} in; out: {outs or 'nothing'}; "
+            f"dead letters {self.dead_letters:,} ({self.dead_letter_topic}); "
+            f"dropped {self.dropped:,}; {self.events_per_second:,.0f} events/s "
+            f"in {self.seconds:.2f}s"
+        )
+
+
+def table_store_name(pipeline: str, table: str) -> str:
+    """Where a lookup table's rows live in the state backend."""
+    return f"{pipeline}.tables.{table}"
+
+
+def load_tables(
+    spec: PipelineSpec, files: Mapping[str, Path], state: StateBackend
+) -> dict[str, int]:
+    """Fill the pipeline's lookup tables from JSON Lines files; returns rows per table."""
+    loaded: dict[str, int] = {}
+    for name, path in files.items():
+        table = spec.tables.get(name)
+        if table is None:
+            known = ", ".join(spec.tables) or "none"
+            raise SluiceError(
+                f"--table {name}=…: pipeline {spec.pipeline!r} declares no table {name!r} "
+                f"(its tables: {known})"
+            )
+        store = state.store(table_store_name(spec.pipeline, name))
+        rows = 0
+        with _open_input(str(path)) as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise SluiceError(
+                        f"{path}:{number}: invalid JSON in table {name!r}: {exc}"
+                    ) from None
+                key = key_of(row, table.key) if isinstance(row, dict) else None
+                if key is None:
+                    raise SluiceError(
+                        f"{path}:{number}: table {name!r}: row has no key field(s) "
+                        f"{', '.join(table.key)}"
+                    )
+                store.set(key, row)
+                rows += 1
+        loaded[name] = rows
+    return loaded
+
+
+class _Outputs:
+    """One JSON Lines file per topic, opened (truncated) on first write."""
+
+    def __init__(self, directory: Path, stack: ExitStack) -> None:
+        self.directory = directory
+        self.stack = stack
+        self.files: dict[str, IO[bytes]] = {}
+
+    def handle(self, topic: str) -> IO[bytes]:
+        handle = self.files.get(topic)
+        if handle is None:
+            path = self.directory / f"{topic}.jsonl"
+            handle = self.files[topic] = self.stack.enter_context(path.open("wb"))
+        return handle
+
+    def write(self, result: BatchResult, dead_letter_topic: str) -> None:
+        for topic, events in result.outputs.items():
+            if events:
+                self.handle(topic).write(b"".join([dumps(event.value) + b"\n" for event in events]))
+        if result.dead_letters:
+            handle = self.handle(dead_letter_topic)
+            handle.write(
+                b"".join([dead_letter_line(letter) + b"\n" for letter in result.dead_letters])
+            )
+
+
+def dead_letter_line(letter: DeadLetter) -> bytes:
+    envelope = ReplayDeadLetter(
+        error=DeadLetterError(step=letter.step, type=letter.error_type, message=letter.message),
+        payload=text_of(letter.raw),
+    )
+    return envelope.model_dump_json().encode()
+
+
+class _open_input:
+    """A binary line iterator over a file or stdin, with the bytes read so far."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._handle: BinaryIO | None = None
+
+    def __enter__(self) -> Iterator[bytes]:
+        if self.source == STDIN:
+            return iter(sys.stdin.buffer)
+        try:
+            self._handle = open(self.source, "rb")
+        except OSError as exc:
+            raise SluiceError(f"cannot read input {self.source!r}: {exc.strerror}") from None
+        return iter(self._handle)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+async def replay(
+    spec: PipelineSpec,
+    source: str,
+    output_dir: Path,
+    *,
+    tables: Mapping[str, Path] | None = None,
+    batch_size: int = 1000,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    progress: bool = False,
+) -> ReplaySummary:
+    """Replay `source` (a path or `-`) through `spec`, writing outputs to `output_dir`."""
+    state = MemoryStateBackend()
+    if tables:
+        load_tables(spec, tables, state)
+    metrics = CountingMetrics()
+    pipeline = Pipeline(spec, state=state, metrics=metrics, max_message_bytes=max_message_bytes)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for topic in spec.output_topics():  # stale files from an earlier run would mislead
+        (output_dir / f"{topic}.jsonl").unlink(missing_ok=True)
+    total_bytes = (
+        Path(source).stat().st_size if source != STDIN and Path(source).is_file() else None
+    )
+    began = time.perf_counter()
+    with ExitStack() as stack:
+        outputs = _Outputs(output_dir, stack)
+        lines = stack.enter_context(_open_input(source))
+        bar = stack.enter_context(_Progress(total_bytes)) if progress else None
+        offset = 0
+        batch: list[Event] = []
+        for line in lines:
+            raw = line.rstrip(b"\r\n")
+            if bar is not None:
+                bar.advance(len(line))
+            if not raw.strip():
+                offset += 1
+                continue
+            batch.append(Event(None, raw=raw, timestamp_ms=int(time.time() * 1000), offset=offset))
+            offset += 1
+            if len(batch) >= batch_size:
+                outputs.write(await pipeline.process(batch), pipeline.dead_letter_topic)
+                batch = []
+        if batch:
+            outputs.write(await pipeline.process(batch), pipeline.dead_letter_topic)
+        outputs.write(await pipeline.flush(final=True), pipeline.dead_letter_topic)
+        files = [output_dir / f"{topic}.jsonl" for topic in outputs.files]
+    return ReplaySummary(
+        pipeline=spec.pipeline,
+        events_in=metrics.received,
+        outputs=dict(metrics.sent),
+        dead_letters=metrics.dead_letter_total,
+        dead_letter_topic=pipeline.dead_letter_topic,
+        dropped=metrics.dropped_total,
+        seconds=time.perf_counter() - began,
+        files=files,
+    )
+
+
+class _Progress:
+    """A rich progress bar over input bytes (or lines, reading stdin), on stderr."""
+
+    def __init__(self, total: int | None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.task = self.progress.add_task("replay", total=total)
+        self.pending = 0
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def advance(self, size: int) -> None:
+        self.pending += size
+        if self.pending >= 1 << 20:  # redraw per MiB, not per line
+            self.progress.advance(self.task, self.pending)
+            self.pending = 0
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.advance(self.task, self.pending)
+        self.progress.stop()
