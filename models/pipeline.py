@@ -55,8 +55,13 @@ STEP_KINDS = (
 SCHEMA_TYPES = ("str", "int", "float", "bool", "datetime", "list", "dict")
 
 
+def _invalid(kind: str, message: str) -> PydanticCustomError:
+    # the message goes in as a context value: pydantic templates do not support !r
+    return PydanticCustomError(kind, "{reason}", {"reason": message})
+
+
 def _expression_error(exc: ExpressionError) -> PydanticCustomError:
-    return PydanticCustomError("expression", "{reason}", {"reason": str(exc)})
+    return _invalid("expression", str(exc))
 
 
 def _to_condition(value: Any) -> Expression:
@@ -108,17 +113,15 @@ def _to_duration(value: Any) -> int:
 def import_object(path: str) -> Any:
     """Import `package.module:Name`; errors say what to fix."""
     if not isinstance(path, str) or ":" not in path:
-        raise PydanticCustomError(
-            "import_path", "expected 'package.module:Name', got {value!r}", {"value": path}
-        )
+        raise _invalid("import_path", f"expected 'package.module:Name', got {path!r}")
     module_name, _, attribute = path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a user module can fail to import in any way
-        raise PydanticCustomError(
+        raise _invalid(
             "import_path",
-            "cannot import module {module!r}: {error} (is it installed or on PYTHONPATH?)",
-            {"module": module_name, "error": f"{type(exc).__name__}: {exc}"},
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc} "
+            "(is it installed or on PYTHONPATH?)",
         ) from None
     target: Any = module
     for part in attribute.split("."):
@@ -126,11 +129,7 @@ def import_object(path: str) -> Any:
             names = [n for n in dir(module) if not n.startswith("_")]
             close = difflib.get_close_matches(part, names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise PydanticCustomError(
-                "import_path",
-                "module {module!r} has no {name!r}{hint}",
-                {"module": module_name, "name": attribute, "hint": hint},
-            )
+            raise _invalid("import_path", f"module {module_name!r} has no {attribute!r}{hint}")
         target = getattr(target, part)
     return target
 
@@ -140,9 +139,7 @@ def _to_model(value: Any) -> type[BaseModel]:
         return value
     target = import_object(value)
     if not (isinstance(target, type) and issubclass(target, BaseModel)):
-        raise PydanticCustomError(
-            "model", "{path!r} is not a pydantic model class", {"path": value}
-        )
+        raise _invalid("model", f"{value!r} is not a pydantic model class")
     return target
 
 
@@ -151,20 +148,12 @@ def _to_component(value: Any) -> type:
         return value
     target = import_object(value)
     if not isinstance(target, type):
-        raise PydanticCustomError("component", "{path!r} is not a class", {"path": value})
+        raise _invalid("component", f"{value!r} is not a class")
     process = getattr(target, "process", None)
     if not callable(process):
-        raise PydanticCustomError(
-            "component",
-            "{path!r} has no process(self, record, ctx) method",
-            {"path": value},
-        )
+        raise _invalid("component", f"{value!r} has no process(self, record, ctx) method")
     if len(inspect.signature(process).parameters) < 3:
-        raise PydanticCustomError(
-            "component",
-            "{path!r}.process must take (self, record, ctx)",
-            {"path": value},
-        )
+        raise _invalid("component", f"{value!r}.process must take (self, record, ctx)")
     return target
 
 
@@ -195,7 +184,7 @@ def _field_list(value: Any) -> tuple[str, ...]:
         raise PydanticCustomError("fields", "expected a field name or a list of field names")
     for name in fields:
         if not isinstance(name, str) or not _FIELD_PATTERN.match(name):
-            raise PydanticCustomError("fields", "{name!r} is not a field name", {"name": name})
+            raise _invalid("fields", f"{name!r} is not a field name")
     return tuple(fields)
 
 
@@ -280,16 +269,10 @@ class ValidateSpec(_Spec):
             if base not in SCHEMA_TYPES:
                 close = difflib.get_close_matches(str(base), SCHEMA_TYPES, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise PydanticCustomError(
+                raise _invalid(
                     "schema_type",
-                    "field {name!r}: unknown type {type!r}{hint}; use one of {types}, "
-                    "with a trailing ? for optional",
-                    {
-                        "name": name,
-                        "type": type_name,
-                        "hint": hint,
-                        "types": ", ".join(SCHEMA_TYPES),
-                    },
+                    f"field {name!r}: unknown type {type_name!r}{hint}; use one of "
+                    f"{', '.join(SCHEMA_TYPES)}, with a trailing ? for optional",
                 )
         return schema
 

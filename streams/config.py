@@ -40,7 +40,7 @@ def validation_errors(exc: ValidationError, document: YamlDocument) -> list[Conf
     """pydantic's errors as ConfigErrors pointing at the YAML line of each field."""
     errors = []
     for error in exc.errors(include_url=False):
-        path, dotted = document.resolve(error["loc"])
+        path, dotted = document.resolve(_without_step_tag(error["loc"]))
         errors.append(
             ConfigError(
                 _reason(error),
@@ -50,6 +50,14 @@ def validation_errors(exc: ValidationError, document: YamlDocument) -> list[Conf
             )
         )
     return errors
+
+
+def _without_step_tag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    # a step's location is (steps, i, <union tag>, <kind field>, ...): tag and field are
+    # both the step kind, but the YAML holds it once
+    if len(loc) >= 4 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] == loc[3]:
+        return (*loc[:2], *loc[3:])
+    return loc
 
 
 def _reason(error: Any) -> str:

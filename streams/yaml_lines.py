@@ -7,12 +7,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from streams.errors import ConfigError
 
 PathKey = tuple[str | int, ...]
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans,
+    which turns `enrich: {on: user_id}` into `{True: user_id}`."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 @dataclass(slots=True)
@@ -43,13 +61,19 @@ class YamlDocument:
             if in_dict or in_list:
                 node = node[part]
                 path.append(part)
+            elif node is _ABSENT and isinstance(part, str):
+                path.append(part)
             elif not isinstance(node, dict | list) or isinstance(part, int):
                 continue
             elif isinstance(part, str) and _is_field_name(part) and isinstance(node, dict):
-                # a missing field: name it, it is what the user has to add
+                # a missing field: name it and the rest of the location, so the user sees
+                # what to add (or which SLUICE_* variable set it)
                 path.append(part)
-                node = None
+                node = _ABSENT
         return tuple(path), format_path(path)
+
+
+_ABSENT: Any = object()
 
 
 def _is_field_name(part: str) -> bool:
@@ -78,7 +102,7 @@ def load_yaml(path: Path, display_name: str | None = None) -> YamlDocument:
 
 def parse_yaml(text: str, name: str) -> YamlDocument:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_ConfigLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -133,9 +157,9 @@ def _construct(node: Node, path: PathKey, document: YamlDocument) -> Any:
 
 def _scalar(node: Node) -> Any:
     if not isinstance(node, ScalarNode):
-        loader = yaml.SafeLoader("")
+        loader = _ConfigLoader("")
         return loader.construct_object(node, deep=True)
-    loader = yaml.SafeLoader("")
+    loader = _ConfigLoader("")
     try:
         return loader.construct_object(node)
     finally:
