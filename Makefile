@@ -18,8 +18,8 @@ run: install
 	$(BIN)/sluice run --demo
 
 lint: install
-	$(BIN)/ruff check streams models tests bench
-	$(BIN)/ruff format --check streams models tests bench
+	$(BIN)/ruff check streams models tests
+	$(BIN)/ruff format --check streams models tests
 	$(BIN)/mypy streams models
 
 test: install lint

@@ -67,7 +67,10 @@ sink: {topic: "bad topic!"}
     errors = errors_of(path)
     assert len(errors) == 7, errors
     joined = "\n".join(errors)
-    assert f"{path}:4: steps[0].validate.model: module 'models.events' has no 'Paymnt' (did you mean 'Payment'?)" in joined
+    assert (
+        f"{path}:4: steps[0].validate.model: module 'models.events' has no 'Paymnt' "
+        "(did you mean 'Payment'?)" in joined
+    )
     assert f"{path}:5: steps[1]: unknown step kind 'filtr' (did you mean 'filter'?)" in joined
     assert f"{path}:6: steps[2].map.eur: syntax error" in joined
     assert f"{path}:7: steps[3].dedupe.within: invalid duration '10 minutes'" in joined
@@ -103,19 +106,28 @@ def test_missing_and_unknown_fields(tmp_path: Path) -> None:
     ("step", "fragment"),
     [
         ("- enrich: {table: users, on: user_id}", "table 'users' is not declared"),
-        ("- window: {type: session, size: 1m, aggregates: {n: count()}}", "session window needs 'gap'"),
-        ("- window: {type: hopping, size: 1m, hop: 2m, aggregates: {n: count()}}", "'hop' must not be larger"),
+        (
+            "- window: {type: session, size: 1m, aggregates: {n: count()}}",
+            "session window needs 'gap'",
+        ),
+        (
+            "- window: {type: hopping, size: 1m, hop: 2m, aggregates: {n: count()}}",
+            "'hop' must not be larger",
+        ),
         ("- window: {type: tumbling, size: 1m, aggregates: {n: median(x)}}", "median"),
         ("- window: {type: tumbling, size: 1m, aggregates: {}}", "at least one aggregate"),
         ("- ratelimit: {key: user_id, rate: 0}", "greater than 0"),
         ("- ratelimit: {key: user_id, rate: 5, per: fast}", "invalid duration"),
-        ("- alert: {name: big, when: \"total +\"}", "syntax error"),
-        ("- component: {class: \"tests.fixtures.components:NotAComponent\"}", "process(self, record, ctx)"),
-        ("- component: {class: \"tests.fixtures.components:Missing\"}", "has no 'Missing'"),
+        ('- alert: {name: big, when: "total +"}', "syntax error"),
+        (
+            '- component: {class: "tests.fixtures.components:NotAComponent"}',
+            "process(self, record, ctx)",
+        ),
+        ('- component: {class: "tests.fixtures.components:Missing"}', "has no 'Missing'"),
         ("- validate: {schema: {amount: flaot}}", "did you mean 'float'"),
         ("- validate: {}", "either 'model"),
         ("- map: {}", "at least one output field"),
-        ("- filter: \"amount + 1\"", "condition"),
+        ('- filter: "amount + 1"', "condition"),
         ("- [filter, x]", "a step is a mapping"),
     ],
 )
@@ -129,7 +141,9 @@ def test_step_errors(tmp_path: Path, step: str, fragment: str) -> None:
 
 
 def test_route_sink_rules(tmp_path: Path) -> None:
-    bad = GOOD.replace("sink: {topic: out}", "sink:\n  route:\n    - {else: rest}\n    - {when: \"a > 1\", to: x}")
+    bad = GOOD.replace(
+        "sink: {topic: out}", 'sink:\n  route:\n    - {else: rest}\n    - {when: "a > 1", to: x}'
+    )
     path = write(tmp_path, bad)
     [error] = errors_of(path)
     assert "'else' must be the last route" in error
@@ -149,7 +163,9 @@ def test_settings_env_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert settings.kafka.password.get_secret_value() == "hunter2"
 
 
-def test_settings_errors_name_file_line_or_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_errors_name_file_line_or_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "sluice.yaml").write_text("app_id: x\nweb: {port: 99999}\nstore: redis://\n")
     with pytest.raises(ConfigErrors) as info:
         load_settings(tmp_path)

@@ -52,13 +52,23 @@ sink:
 
 async def test_decode_failures_become_dead_letters_with_original_bytes() -> None:
     pipeline = make(STATELESS, max_message_bytes=60)
-    messages = raw(b"not json", b"[1, 2]", b'"text"', b'{"amount": 1, "user": "u", "pad": "' + b"x" * 80 + b'"}',
-                   {"amount": 2, "user": "u", "ts": "yesterday"}, {"amount": 2, "user": "u", "ts": True})
+    messages = raw(
+        b"not json",
+        b"[1, 2]",
+        b'"text"',
+        b'{"amount": 1, "user": "u", "pad": "' + b"x" * 80 + b'"}',
+        {"amount": 2, "user": "u", "ts": "yesterday"},
+        {"amount": 2, "user": "u", "ts": True},
+    )
     result = await pipeline.process(messages)
     letters = result.dead_letters
     assert [(d.step, d.error_type) for d in letters] == [
-        ("source", "invalid_json"), ("source", "invalid_json"), ("source", "invalid_json"),
-        ("source", "oversize"), ("source", "timestamp"), ("source", "timestamp"),
+        ("source", "invalid_json"),
+        ("source", "invalid_json"),
+        ("source", "invalid_json"),
+        ("source", "oversize"),
+        ("source", "timestamp"),
+        ("source", "timestamp"),
     ]
     assert [d.raw for d in letters] == [m.raw for m in messages]
     assert [d.offset for d in letters] == list(range(6))
@@ -69,26 +79,30 @@ async def test_decode_failures_become_dead_letters_with_original_bytes() -> None
 
 async def test_steps_routes_and_metrics() -> None:
     pipeline = make(STATELESS)
-    result = await pipeline.process(raw(
-        {"amount": 6, "user": "a", "ts": 1_700_000_000},  # big
-        {"amount": "0.2", "user": "b", "ts": 1_795_600_800},  # lax float, tiny
-        {"amount": 3, "user": "c", "ts": 1},  # matches no route
-        {"amount": -1, "user": "d", "ts": 1},  # filtered
-        {"amount": "lots", "user": "e", "ts": 1},  # schema
-        {"user": "f", "ts": 1},  # schema: missing
-        {"amount": 3, "user": "g"},  # no event time
-    ))
+    result = await pipeline.process(
+        raw(
+            {"amount": 6, "user": "a", "ts": 1_700_000_000},  # big
+            {"amount": "0.2", "user": "b", "ts": 1_795_600_800},  # lax float, tiny
+            {"amount": 3, "user": "c", "ts": 1},  # matches no route
+            {"amount": -1, "user": "d", "ts": 1},  # filtered
+            {"amount": "lots", "user": "e", "ts": 1},  # schema
+            {"user": "f", "ts": 1},  # schema: missing
+            {"amount": 3, "user": "g"},  # no event time
+        )
+    )
     assert values(result, "big") == [{"user": "a", "double": 12.0}]
     assert values(result, "tiny") == [{"user": "b", "double": 0.4}]
     assert result.outputs["big"][0].key == "a"
     assert result.outputs["big"][0].timestamp_ms == 1_700_000_000_000
     assert result.outputs["tiny"][0].timestamp_ms == 1_795_600_800_000
     assert [(d.step, d.error_type) for d in result.dead_letters] == [
-        ("source", "timestamp"), ("validate", "schema"), ("validate", "schema")
+        ("source", "timestamp"),
+        ("validate", "schema"),
+        ("validate", "schema"),
     ]
     assert "'ts' is missing" in result.dead_letters[0].message
     assert "amount: Input should be a valid number" in result.dead_letters[1].message
-    assert "user: field required" in result.dead_letters[2].message
+    assert "amount: field required" in result.dead_letters[2].message
     metrics = pipeline.metrics
     assert isinstance(metrics, CountingMetrics)
     assert metrics.received == 7
@@ -108,19 +122,23 @@ steps:
 sink:
   route: [{when: "amount / size > 1", to: out}, {else: rest}]
 """)
-    result = await pipeline.process(raw(
-        {"amount": 5, "name": "a", "size": 1},
-        {"amount": "5", "name": "b", "size": 1},  # filter: text vs number
-        {"amount": 5, "name": 7, "size": 1},  # map: upper of a number
-        {"amount": 5, "name": "d", "size": 1},
-        {"amount": 5, "name": "e", "size": 0},  # route: / 0 is NULL, so not > 1: else
-    ))
+    result = await pipeline.process(
+        raw(
+            {"amount": 5, "name": "a", "size": 1},
+            {"amount": "5", "name": "b", "size": 1},  # filter: text vs number
+            {"amount": 5, "name": 7, "size": 1},  # map: upper of a number
+            {"amount": 5, "name": "d", "size": 1},
+            {"amount": 5, "name": "e", "size": 0},  # route: / 0 is NULL, so not > 1: else
+        )
+    )
     assert values(result, "out") == [
-        {"label": "A", "amount": 5, "size": 1}, {"label": "D", "amount": 5, "size": 1}
+        {"label": "A", "amount": 5, "size": 1},
+        {"label": "D", "amount": 5, "size": 1},
     ]
     assert values(result, "rest") == [{"label": "E", "amount": 5, "size": 0}]
     assert [(d.step, d.error_type) for d in result.dead_letters] == [
-        ("filter", "expression"), ("map", "expression")
+        ("filter", "expression"),
+        ("map", "expression"),
     ]
     assert b'"name":7' in result.dead_letters[1].raw
 
@@ -144,8 +162,15 @@ steps:
   - validate: {model: "models.events:Payment"}
 sink: {topic: out}
 """)
-    good = {"payment_id": "p1", "user_id": "u", "merchant": "m", "amount": "12.5",
-            "currency": "EUR", "ts": "2026-11-25T10:00:00Z", "extra": [1]}
+    good = {
+        "payment_id": "p1",
+        "user_id": "u",
+        "merchant": "m",
+        "amount": "12.5",
+        "currency": "EUR",
+        "ts": "2026-11-25T10:00:00Z",
+        "extra": [1],
+    }
     result = await pipeline.process(raw(good, {**good, "currency": "XXX"}))
     [record] = values(result, "out")
     assert record["amount"] == 12.5 and record["extra"] == [1]
@@ -188,7 +213,9 @@ async def test_component_state_per_key_survives_batches() -> None:
     first = await pipeline.process(raw({"user": "a"}, {"user": "b"}, {"user": "a"}))
     second = await pipeline.process(raw({"user": "a"}))
     assert [(v["user"], v["seen"], v["limit"]) for v in values(first, "out")] == [
-        ("a", 1, 3), ("b", 1, 3), ("a", 2, 3)
+        ("a", 1, 3),
+        ("b", 1, 3),
+        ("a", 2, 3),
     ]
     assert values(second, "out")[0]["seen"] == 3
     assert state.stores["p.component"].get("a") == {"seen": 3}
@@ -196,11 +223,16 @@ async def test_component_state_per_key_survives_batches() -> None:
 
 async def test_component_returns_lists_none_errors_and_emits() -> None:
     pipeline = make(COMPONENT % "SplitAndAudit")
-    result = await pipeline.process(raw(
-        {"user": "a", "action": "split"}, {"user": "a", "action": "drop"},
-        {"user": "a", "action": "boom"}, {"user": "a", "action": "bad"},
-        {"user": "a", "action": "empty"}, {"user": "a", "id": 9},
-    ))
+    result = await pipeline.process(
+        raw(
+            {"user": "a", "action": "split"},
+            {"user": "a", "action": "drop"},
+            {"user": "a", "action": "boom"},
+            {"user": "a", "action": "bad"},
+            {"user": "a", "action": "empty"},
+            {"user": "a", "id": 9},
+        )
+    )
     assert values(result, "out") == [{"part": 1}, {"part": 2}, {"user": "a", "id": 9}]
     assert values(result, "audit") == [{"seen": 9}]
     assert [(d.step, d.error_type) for d in result.dead_letters] == [("component", "component")] * 2
@@ -230,10 +262,15 @@ def test_stateful_steps_not_built_yet_say_so() -> None:
 # --- accounting: every record is out, dropped or a dead letter -------------------------
 
 records = st.one_of(
-    st.fixed_dictionaries({
-        "amount": st.one_of(st.integers(-5, 50), st.floats(-5, 50), st.text(max_size=3), st.none()),
-        "user": st.one_of(st.sampled_from(["a", "b"]), st.integers(0, 3)),
-    }, optional={"ts": st.integers(0, 2_000_000_000)}).map(orjson.dumps),
+    st.fixed_dictionaries(
+        {
+            "amount": st.one_of(
+                st.integers(-5, 50), st.floats(-5, 50), st.text(max_size=3), st.none()
+            ),
+            "user": st.one_of(st.sampled_from(["a", "b"]), st.integers(0, 3)),
+        },
+        optional={"ts": st.integers(0, 2_000_000_000)},
+    ).map(orjson.dumps),
     st.binary(max_size=20),
 )
 
