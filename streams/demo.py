@@ -126,3 +126,17 @@ def write_lines(path: Path, lines: Iterator[bytes]) -> int:
             out.write(line + b"\n")
             written += 1
     return written
+
+
+def main() -> None:
+    """`python -m streams.demo [N]`: N sample payment lines on stdout."""
+    import sys
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    out = sys.stdout.buffer
+    for line in payments(count):
+        out.write(line + b"\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

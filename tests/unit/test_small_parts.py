@@ -157,3 +157,14 @@ def test_function_edges(source: str, expected: Any) -> None:
     record = {"a": 3, "s": "text", "l": [1], "t": True, "d": datetime(2026, 11, 25, 10, tzinfo=UTC)}
     result = compile_expression(source).evaluate(record)
     assert result == pytest.approx(expected) if isinstance(expected, float) else result == expected
+
+
+def test_demo_main_writes_lines(
+    capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams import demo
+
+    monkeypatch.setattr("sys.argv", ["demo", "25"])
+    demo.main()
+    lines = capsysbinary.readouterr().out.splitlines()
+    assert len(lines) == 25
