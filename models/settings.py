@@ -41,6 +41,7 @@ class ProcessingSettings(_Section):
     batch_within_ms: int = Field(50, ge=0, le=60_000)
     max_message_bytes: int = Field(1_048_576, ge=1)
     guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    partitions: int = Field(4, ge=1, le=1024, description="partitions of topics sluice creates")
 
 
 class KafkaSettings(_Section):

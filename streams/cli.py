@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
+from models.pipeline import PipelineSpec
+from models.settings import Settings
 from streams.config import load_pipeline, load_settings, make_importable
 from streams.errors import ConfigErrors, SluiceError
 
@@ -189,8 +190,30 @@ def bench_replay_command(ctx: click.Context) -> None:
     )
 
 
-@main.command()
-@click.option(
+def _load(config_dir: Path) -> tuple[Settings, dict[str, PipelineSpec]]:
+    from streams.config import load_config
+
+    loaded = load_config(config_dir)
+    if loaded.errors:
+        for error in loaded.errors:
+            click.echo(error.describe(), err=True)
+        click.echo(f"fix the errors above (`sluice check {config_dir}`)", err=True)
+        sys.exit(1)
+    return loaded.require()
+
+
+def _settings_only(config_dir: Path) -> Settings:
+    if config_dir == Path("config") and not config_dir.exists():
+        return Settings()  # outside a project: defaults and SLUICE_* variables
+    try:
+        return load_settings(config_dir)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(error.describe(), err=True)
+        sys.exit(1)
+
+
+config_option = click.option(
     "--config",
     "config_dir",
     default="config",
@@ -198,39 +221,203 @@ def bench_replay_command(ctx: click.Context) -> None:
     type=click.Path(path_type=Path),
     help=CONFIG_HELP,
 )
-@click.option("--demo", is_flag=True, help="also produce sample payments traffic")
-@click.option("--events", default=20_000, show_default=True, help="demo events to generate")
-def run(config_dir: Path, demo: bool, events: int) -> None:
-    """Run every pipeline of the config directory on one machine.
 
-    Until the Kafka runtime lands this replays generated demo traffic through each
-    pipeline (`--demo`) and writes the results to replay-out/<pipeline>/.
+
+@main.command()
+@config_option
+def worker(config_dir: Path) -> None:
+    """Run one worker against the configured brokers.
+
+    Start as many as you like with the same app_id: they share the partitions of every
+    source topic, and take over each other's when one stops. Exits 70 when an agent
+    crashes, so a supervisor restarts it.
     """
-    from streams.check import check as run_check
-    from streams.config import load_config
-    from streams.demo import payments, write_lines
-    from streams.replay import replay as run_replay
+    from streams.runtime.logs import configure_logging
+    from streams.runtime.worker import SluiceWorker
 
-    report = run_check(config_dir)
-    for error in report.errors:
-        click.echo(error.describe(), err=True)
-    if not report.ok:
-        sys.exit(1)
-    if not demo:
-        _fail("the Kafka runtime is not built yet: use `sluice run --demo` or `sluice replay`")
-    _, pipelines = load_config(config_dir).require()
-    with tempfile.TemporaryDirectory(prefix="sluice-demo-") as tmp:
-        source = Path(tmp) / "payments.jsonl"
-        write_lines(source, payments(events))
-        for name, spec in pipelines.items():
-            summary = asyncio.run(
-                run_replay(
-                    spec, str(source), Path("replay-out") / name, progress=sys.stderr.isatty()
+    settings, pipelines = _load(config_dir)
+    if not settings.brokers:
+        _fail(
+            "no brokers configured: set brokers in sluice.yaml or SLUICE_BROKERS, "
+            "or use `sluice run` to start the embedded broker"
+        )
+    configure_logging(settings.log)
+    sys.exit(SluiceWorker(settings, pipelines).run())
+
+
+@main.command()
+@config_option
+@click.option("--demo", is_flag=True, help="also produce sample payments to the 'payments' topic")
+@click.option("--rate", default=200.0, show_default=True, help="demo payments per second")
+def run(config_dir: Path, demo: bool, rate: float) -> None:
+    """Everything on one machine: broker, worker, endpoints (and demo traffic).
+
+    With no brokers configured, starts the embedded broker (tansu, in memory) first, on
+    port 9092 when it is free. Ctrl-C stops everything.
+    """
+    from streams.runtime.broker import EmbeddedBroker, free_port
+    from streams.runtime.logs import configure_logging
+    from streams.runtime.worker import SluiceWorker
+
+    settings, pipelines = _load(config_dir)
+    configure_logging(settings.log)
+    broker = None
+    if not settings.brokers:
+        port = 9092 if _port_free(9092) else free_port()
+        broker = EmbeddedBroker(port)
+        try:
+            broker.start()
+        except SluiceError as exc:
+            _fail(str(exc))
+        settings = settings.model_copy(update={"brokers": [broker.url]})
+    code = 1
+    try:
+        _print_banner(settings, pipelines, embedded=broker is not None, demo=demo)
+        code = SluiceWorker(settings, pipelines, demo_rate=rate if demo else None).run()
+    finally:
+        if broker is not None:
+            broker.stop()
+    sys.exit(code)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _print_banner(
+    settings: Settings, pipelines: dict[str, PipelineSpec], *, embedded: bool, demo: bool
+) -> None:
+    web = f"http://{settings.web.host}:{settings.web.port}"
+    brokers = ",".join(settings.brokers)
+    lines = [
+        f"sluice: {len(pipelines)} pipeline(s) on {brokers}"
+        + (" (embedded broker)" if embedded else ""),
+        f"  dashboard  {web}/    metrics {web}/metrics    ready {web}/ready",
+    ]
+    for spec in pipelines.values():
+        lines.append(f"  {spec.pipeline}: {spec.source.topic} -> {', '.join(spec.output_topics())}")
+    if pipelines:
+        first = next(iter(pipelines.values()))
+        env = f"SLUICE_BROKERS={brokers} " if embedded else ""
+        lines.append(f"  watch results:  {env}sluice consume {first.sink.topics()[-1]}")
+        lines.append(f"  dead letters:   {env}sluice consume {first.dead_letter_topic} --envelope")
+    if demo:
+        lines.append("  demo traffic: sample payments to topic 'payments'")
+    lines.append("  Ctrl-C stops everything")
+    click.echo("\n".join(lines), err=True)
+
+
+@main.command()
+@click.option("--port", default=9092, show_default=True, help="port on 127.0.0.1")
+def broker(port: int) -> None:
+    """Run the embedded broker (tansu, in memory) alone, until Ctrl-C."""
+    import signal
+    import time
+
+    from streams.runtime.broker import EmbeddedBroker
+
+    try:
+        embedded = EmbeddedBroker(port).start()
+    except SluiceError as exc:
+        _fail(str(exc))
+    click.echo(f"embedded broker on {embedded.url} (in memory); Ctrl-C stops it", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while embedded.process is not None and embedded.process.poll() is None:
+            time.sleep(0.2)
+        _fail("the embedded broker exited")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        embedded.stop()
+
+
+@main.command()
+@click.argument("topic")
+@click.option(
+    "--input", "-i", "source", required=True, metavar="FILE", help="JSON Lines; '-' = stdin"
+)
+@click.option("--key", "key_field", metavar="FIELD", help="message key from this field")
+@click.option("--rate", type=float, metavar="N", help="messages per second (default: all at once)")
+@config_option
+def produce(
+    topic: str, source: str, key_field: str | None, rate: float | None, config_dir: Path
+) -> None:
+    """Send a JSON Lines file to TOPIC, one message a line, with a progress bar."""
+    from streams.replay import Progress, open_input
+    from streams.runtime.clients import produce as run_produce
+
+    settings = _settings_only(config_dir)
+    total = Path(source).stat().st_size if source != "-" and Path(source).is_file() else None
+    try:
+        with open_input(source) as lines:
+            if sys.stderr.isatty():
+                with Progress(total, label="produce") as bar:
+                    sent = asyncio.run(
+                        run_produce(
+                            settings,
+                            topic,
+                            lines,
+                            key_field=key_field,
+                            rate=rate,
+                            on_sent=bar.advance,
+                        )
+                    )
+            else:
+                sent = asyncio.run(
+                    run_produce(settings, topic, lines, key_field=key_field, rate=rate)
                 )
+    except SluiceError as exc:
+        _fail(str(exc))
+    click.echo(f"sent {sent:,} messages to {topic}", err=True)
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="start at the oldest message, not the newest")
+@click.option("--limit", type=int, metavar="N", help="stop after N messages")
+@click.option(
+    "--envelope", is_flag=True, help="print {topic, partition, offset, key, headers, value}"
+)
+@click.option(
+    "--idle-timeout", type=float, metavar="SECONDS", help="stop after this long without messages"
+)
+@config_option
+def consume(
+    topic: str,
+    from_beginning: bool,
+    limit: int | None,
+    envelope: bool,
+    idle_timeout: float | None,
+    config_dir: Path,
+) -> None:
+    """Print TOPIC's messages as JSON Lines: each value (non-JSON as a JSON string)."""
+    from streams.runtime.clients import consume as run_consume
+
+    settings = _settings_only(config_dir)
+    try:
+        asyncio.run(
+            run_consume(
+                settings,
+                topic,
+                sys.stdout.buffer,
+                from_beginning=from_beginning,
+                limit=limit,
+                envelope=envelope,
+                idle_timeout=idle_timeout,
             )
-            click.echo(summary.line())
-            for file in summary.files:
-                click.echo(f"  {file}")
+        )
+    except KeyboardInterrupt:
+        pass
+    except SluiceError as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

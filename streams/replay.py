@@ -77,7 +77,7 @@ def load_tables(
             )
         store = state.store(table_store_name(spec.pipeline, name))
         rows = 0
-        with _open_input(str(path)) as lines:
+        with open_input(str(path)) as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
@@ -133,7 +133,7 @@ def dead_letter_line(letter: DeadLetter) -> bytes:
     return envelope.model_dump_json().encode()
 
 
-class _open_input:
+class open_input:
     """A binary line iterator over a file or stdin, with the bytes read so far."""
 
     def __init__(self, source: str) -> None:
@@ -179,8 +179,8 @@ async def replay(
     began = time.perf_counter()
     with ExitStack() as stack:
         outputs = _Outputs(output_dir, stack)
-        lines = stack.enter_context(_open_input(source))
-        bar = stack.enter_context(_Progress(total_bytes)) if progress else None
+        lines = stack.enter_context(open_input(source))
+        bar = stack.enter_context(Progress(total_bytes)) if progress else None
         offset = 0
         batch: list[Event] = []
         for line in lines:
@@ -211,10 +211,10 @@ async def replay(
     )
 
 
-class _Progress:
+class Progress:
     """A rich progress bar over input bytes (or lines, reading stdin), on stderr."""
 
-    def __init__(self, total: int | None) -> None:
+    def __init__(self, total: int | None, label: str = "replay") -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -225,17 +225,17 @@ class _Progress:
         )
 
         self.progress = Progress(
-            TextColumn("replay"),
+            TextColumn(label),
             BarColumn(),
             DownloadColumn(),
             TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
         )
-        self.task = self.progress.add_task("replay", total=total)
+        self.task = self.progress.add_task(label, total=total)
         self.pending = 0
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Progress:
         self.progress.start()
         return self
 

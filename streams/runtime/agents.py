@@ -1,0 +1,178 @@
+"""One Faust agent per pipeline: micro-batches in, the pure Pipeline, results out.
+
+A pipeline with state keyed by `source.key` first re-keys its source onto a repartition
+topic (`<app>-<pipeline>-repartition`), so each key's records meet its table partition.
+No record's error ever escapes: the Pipeline turns them into dead letters. Anything
+else that escapes (a bug, a broker failure) is reported to `on_crash`, which makes the
+worker not ready and exits it non-zero so a supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faust
+import orjson
+
+from models.pipeline import PipelineSpec
+from models.settings import Settings
+from streams.pipeline import Pipeline
+from streams.records import Event, key_of
+from streams.runtime.metrics import PrometheusPipelineMetrics
+from streams.runtime.sender import (
+    SOURCE_OFFSET,
+    SOURCE_PARTITION,
+    SOURCE_TOPIC,
+    ResultSender,
+    key_bytes,
+)
+from streams.runtime.tables import FaustStateBackend
+
+log = logging.getLogger("sluice.agents")
+
+STATEFUL_KINDS = frozenset({"dedupe", "ratelimit", "window", "alert", "component"})
+
+
+def needs_repartition(spec: PipelineSpec) -> bool:
+    return spec.source.key is not None and any(s.kind in STATEFUL_KINDS for s in spec.steps)
+
+
+def raw_topic(app: faust.App, name: str, partitions: int, *, internal: bool = False) -> Any:
+    """A topic of bytes: sluice decodes values itself, once, in the pipeline."""
+    return app.topic(
+        name,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=internal,
+    )
+
+
+def _text_key(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    return key.decode("utf-8", errors="backslashreplace")
+
+
+def to_events(events: Sequence[Any]) -> list[Event]:
+    """Faust events as pipeline input: raw value, key, Kafka time, headers, position."""
+    batch = []
+    for event in events:
+        message = event.message
+        headers = message.headers
+        batch.append(
+            Event(
+                None,
+                key=_text_key(message.key),
+                timestamp_ms=int(message.timestamp * 1000) if message.timestamp else 0,
+                headers=list(headers.items() if isinstance(headers, dict) else headers or ()),
+                raw=message.value if message.value is not None else b"",
+                partition=message.partition,
+                offset=message.offset,
+            )
+        )
+    return batch
+
+
+class PipelineRunner:
+    """Owns one pipeline in a worker: its agent(s), tables and result sender."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        spec: PipelineSpec,
+        settings: Settings,
+        metrics: PrometheusPipelineMetrics,
+        on_crash: Callable[[str, BaseException], None],
+    ) -> None:
+        self.app = app
+        self.spec = spec
+        self.name = spec.pipeline
+        self.settings = settings
+        self.metrics = metrics
+        self.on_crash = on_crash
+        partitions = settings.processing.partitions
+        self.state = FaustStateBackend(app, partitions)
+        self.pipeline = Pipeline(
+            spec,
+            state=self.state,
+            metrics=metrics,
+            max_message_bytes=settings.processing.max_message_bytes,
+        )
+        self.source = raw_topic(app, spec.source.topic, partitions)
+        for topic in spec.output_topics():
+            raw_topic(app, topic, partitions)
+        self.batch_max = settings.processing.batch_max
+        self.within = settings.processing.batch_within_ms / 1000 or 0.001
+        self.batches = 0
+        self.repartition_topic: str | None = None
+        stage = self.source
+        if needs_repartition(spec):
+            self.repartition_topic = f"{settings.app_id}-{self.name}-repartition"
+            stage = raw_topic(app, self.repartition_topic, partitions, internal=True)
+            app.agent(self.source, name=f"sluice.{self.name}.rekey")(self._rekey)
+        self.sender = ResultSender(
+            self._send, spec.dead_letter_topic, spec.source.topic, metrics.latency
+        )
+        app.agent(stage, name=f"sluice.{self.name}")(self._run)
+
+    async def _send(self, *args: Any) -> Any:
+        return await self.app.producer.send(*args)
+
+    async def _run(self, stream: Any) -> None:
+        try:
+            async for events in stream.take_events(self.batch_max, within=self.within):
+                await self.process(events)
+        except BaseException as exc:
+            if not _is_cancellation(exc):
+                self.on_crash(self.name, exc)
+            raise
+
+    async def process(self, events: Sequence[Any]) -> None:
+        batch = to_events(events)
+        partition_of = {e.key: e.partition for e in batch if e.key is not None}
+        self.state.assign_partitions(partition_of)
+        result = await self.pipeline.process(batch)
+        await self.sender.send(result)
+        self.batches += 1
+
+    async def _rekey(self, stream: Any) -> None:
+        fields = self.spec.source.key
+        assert fields is not None and self.repartition_topic is not None
+        topic = self.repartition_topic
+        send = self.app.producer.send
+        try:
+            async for events in stream.take_events(self.batch_max, within=self.within):
+                pending = []
+                for event in events:
+                    message = event.message
+                    key = message.key
+                    try:
+                        value = orjson.loads(message.value)
+                        if isinstance(value, dict):
+                            key = key_bytes(key_of(value, fields)) or key
+                    except (orjson.JSONDecodeError, TypeError):
+                        pass  # the pipeline dead-letters it, with the original bytes
+                    headers = list(message.headers or ())
+                    headers += [
+                        (SOURCE_TOPIC, message.topic.encode()),
+                        (SOURCE_PARTITION, str(message.partition).encode()),
+                        (SOURCE_OFFSET, str(message.offset).encode()),
+                    ]
+                    pending.append(
+                        await send(topic, key, message.value, None, message.timestamp, headers)
+                    )
+                for future in pending:
+                    await future
+        except BaseException as exc:
+            if not _is_cancellation(exc):
+                self.on_crash(f"{self.name} (repartition)", exc)
+            raise
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    import asyncio
+
+    return isinstance(exc, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt)

@@ -1,0 +1,73 @@
+"""The Faust app for a set of pipelines: settings → faust.App, one agent per pipeline."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from models.pipeline import PipelineSpec
+from models.settings import Settings
+
+# Short group timeouts: the embedded broker admits a member after about half the session
+# timeout, and a killed worker's partitions move after it (RUNTIME-NOTES.md).
+SESSION_TIMEOUT_S = 6.0
+HEARTBEAT_S = 0.5
+
+
+def faust_credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        import ssl
+
+        ssl_context = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(ssl_context)
+    password = kafka.password.get_secret_value() if kafka.password else None
+    return faust.SASLCredentials(
+        username=kafka.username,
+        password=password,
+        ssl_context=ssl_context,
+        mechanism=kafka.sasl_mechanism or "PLAIN",
+    )
+
+
+def data_directory(settings: Settings) -> Path:
+    if settings.store == "rocksdb://":
+        return Path(".sluice-data") / settings.app_id
+    return Path(tempfile.gettempdir()) / f"sluice-{settings.app_id}"
+
+
+def make_app(settings: Settings) -> faust.App:
+    processing = settings.processing
+    return faust.App(
+        settings.app_id,
+        broker=settings.brokers,
+        broker_credentials=faust_credentials(settings),
+        store=settings.store,
+        datadir=str(data_directory(settings)),
+        topic_partitions=processing.partitions,
+        topic_replication_factor=1,
+        processing_guarantee=processing.guarantee,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_S,
+        broker_rebalance_timeout=SESSION_TIMEOUT_S * 2,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=max(processing.batch_max * 2, 500),
+        stream_buffer_maxsize=max(processing.batch_max * 4, 4096),
+        producer_linger=0.002,
+        producer_max_batch_size=262_144,
+        producer_max_request_size=max(processing.max_message_bytes * 2, 1_048_576),
+        consumer_max_fetch_size=max(processing.max_message_bytes * 2, 1_048_576),
+        web_enabled=False,  # sluice serves its own endpoints (streams.runtime.web)
+        table_standby_replicas=0,
+    )
+
+
+def source_topics(pipelines: dict[str, PipelineSpec]) -> list[str]:
+    return sorted({spec.source.topic for spec in pipelines.values()})

