@@ -20,6 +20,7 @@ from models.pipeline import PipelineSpec
 from models.settings import Settings
 from streams.pipeline import Pipeline
 from streams.records import Event, key_of
+from streams.runtime.clients import connection_options
 from streams.runtime.metrics import PrometheusPipelineMetrics
 from streams.runtime.sender import (
     SOURCE_OFFSET,
@@ -76,6 +77,43 @@ def to_events(events: Sequence[Any]) -> list[Event]:
     return batch
 
 
+class OffsetGuard:
+    """Skips messages this process already processed and sent results for.
+
+    After a restart with a backlog, the consumer can be sought back to the committed
+    offset *after* it began fetching (Faust's seek after recovery racing aiokafka's own
+    position reset), which redelivers the whole backlog. Results of those messages are
+    already on the broker, and their state changes in the tables: processing them again
+    would double both.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, int], int] = {}
+
+    def fresh(self, events: Sequence[Any]) -> list[Any]:
+        last = self._last
+        kept = []
+        for event in events:
+            message = event.message
+            if message.offset > last.get((message.topic, message.partition), -1):
+                kept.append(event)
+        return kept
+
+    def done(self, events: Sequence[Any]) -> None:
+        last = self._last
+        for event in events:
+            message = event.message
+            position = (message.topic, message.partition)
+            if message.offset > last.get(position, -1):
+                last[position] = message.offset
+
+    @property
+    def skipped_positions(self) -> int:
+        return len(self._last)
+
+
 class PipelineRunner:
     """Owns one pipeline in a worker: its agent(s), tables and result sender."""
 
@@ -107,6 +145,8 @@ class PipelineRunner:
         self.batch_max = settings.processing.batch_max
         self.within = settings.processing.batch_within_ms / 1000 or 0.001
         self.batches = 0
+        self.guard = OffsetGuard()
+        self.rekey_guard = OffsetGuard()
         self.repartition_topic: str | None = None
         stage = self.source
         if needs_repartition(spec):
@@ -126,16 +166,24 @@ class PipelineRunner:
             async for events in stream.take_events(self.batch_max, within=self.within):
                 await self.process(events)
         except BaseException as exc:
-            if not _is_cancellation(exc):
-                self.on_crash(self.name, exc)
-            raise
+            if _is_cancellation(exc):
+                raise
+            # not re-raised: a crashed agent must not also break the worker's shutdown
+            self.on_crash(self.name, exc)
 
-    async def process(self, events: Sequence[Any]) -> None:
+    async def process(self, received: Sequence[Any]) -> None:
+        events = self.guard.fresh(received)
+        if not events:
+            return
+        if self.state.stale.is_set():
+            self.state.stale.clear()
+            await self.state.catch_up(connection_options(self.settings))
         batch = to_events(events)
         partition_of = {e.key: e.partition for e in batch if e.key is not None}
         self.state.assign_partitions(partition_of)
         result = await self.pipeline.process(batch)
         await self.sender.send(result)
+        self.guard.done(events)
         self.batches += 1
 
     async def _rekey(self, stream: Any) -> None:
@@ -144,7 +192,8 @@ class PipelineRunner:
         topic = self.repartition_topic
         send = self.app.producer.send
         try:
-            async for events in stream.take_events(self.batch_max, within=self.within):
+            async for batch in stream.take_events(self.batch_max, within=self.within):
+                events = self.rekey_guard.fresh(batch)
                 pending = []
                 for event in events:
                     message = event.message
@@ -166,10 +215,11 @@ class PipelineRunner:
                     )
                 for future in pending:
                     await future
+                self.rekey_guard.done(events)
         except BaseException as exc:
-            if not _is_cancellation(exc):
-                self.on_crash(f"{self.name} (repartition)", exc)
-            raise
+            if _is_cancellation(exc):
+                raise
+            self.on_crash(f"{self.name} (repartition)", exc)
 
 
 def _is_cancellation(exc: BaseException) -> bool:

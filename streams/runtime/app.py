@@ -58,12 +58,15 @@ def make_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=HEARTBEAT_S,
         broker_rebalance_timeout=SESSION_TIMEOUT_S * 2,
         consumer_auto_offset_reset="earliest",
+        broker_commit_interval=0.5,  # fewer redeliveries after a rebalance or a crash
         broker_max_poll_records=max(processing.batch_max * 2, 500),
         stream_buffer_maxsize=max(processing.batch_max * 4, 4096),
         producer_linger=0.002,
         producer_max_batch_size=262_144,
         producer_max_request_size=max(processing.max_message_bytes * 2, 1_048_576),
         consumer_max_fetch_size=max(processing.max_message_bytes * 2, 1_048_576),
+        key_serializer="json",  # table keys are text; sluice's own topics are raw bytes
+        value_serializer="json",
         web_enabled=False,  # sluice serves its own endpoints (streams.runtime.web)
         table_standby_replicas=0,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from streams.runtime.web import Readiness, make_web_app, serve
 
 log = logging.getLogger("sluice.worker")
 
+STOP_GRACE_S = 30.0
 EXIT_CRASHED = 70  # EX_SOFTWARE: an agent crashed; a supervisor should restart the worker
 
 
@@ -53,6 +55,8 @@ class SluiceWorker:
 
         async def _assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
             self.assigned = True
+            for runner in self.runners:
+                runner.state.stale.set()
 
         app.on_partitions_assigned.connect(_assigned)  # type: ignore[arg-type]
 
@@ -93,6 +97,10 @@ class SluiceWorker:
             "%s crashed: %r; stopping the worker (exit %d)", where, exc, EXIT_CRASHED, exc_info=exc
         )
         os.kill(os.getpid(), signal.SIGTERM)
+        # if a graceful stop hangs, a supervisor must still see the failure
+        watchdog = threading.Timer(STOP_GRACE_S, os._exit, [EXIT_CRASHED])
+        watchdog.daemon = True
+        watchdog.start()
 
     def run(self) -> int:
         """Run until stopped (Ctrl-C, SIGTERM, a crash); returns the exit status."""

@@ -1,0 +1,188 @@
+"""The real broker (tansu) for the session, and workers as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.runtime.broker import EmbeddedBroker, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SLUICE = Path(sys.executable).parent / "sluice"
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as running:
+        yield running
+
+
+class Worker:
+    """`sluice worker` in a subprocess, with its own config directory and web port."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log_path = log
+        self.web_port = int(orjson.loads((config / "port.json").read_bytes()))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        self.log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(SLUICE), "worker", "--config", str(self.config)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=self.config.parent,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        return self
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=2) as r:
+                body = r.read()
+                status = r.status
+        except urllib.error.HTTPError as error:
+            body, status = error.read(), error.code
+        try:
+            return status, orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return status, body.decode()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited {self.process.returncode}:\n{self.output()}")
+            try:
+                status, _ = self.get("/ready")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready in {timeout}s:\n{self.output()}")
+
+    def metric(self, name: str) -> float:
+        _, text = self.get("/metrics")
+        total = 0.0
+        for line in str(text).splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(10)
+        self.log.close()
+        return code
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+@pytest.fixture
+def make_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
+    """make_worker({name: pipeline_yaml}, app_id=...) -> a configured, started Worker."""
+    started: list[Worker] = []
+    app_ids: dict[str, str] = {}
+
+    def make(
+        pipelines: dict[str, str], app_id: str = "app", start: bool = True, extra: str = ""
+    ) -> Worker:
+        real_id = app_ids.setdefault(app_id, f"t{uuid.uuid4().hex[:10]}")
+        config = tmp_path / f"config-{len(started)}"
+        (config / "pipelines").mkdir(parents=True)
+        port = free_port()
+        (config / "port.json").write_text(str(port))
+        (config / "sluice.yaml").write_text(
+            f"app_id: {real_id}\nbrokers: ['{broker.url}']\n"
+            f"web: {{port: {port}}}\nlog: {{format: json, level: INFO}}\n"
+            "processing: {batch_max: 200, batch_within_ms: 20, partitions: 4}\n" + extra
+        )
+        for name, text in pipelines.items():
+            (config / "pipelines" / f"{name}.yaml").write_text(text)
+        worker = Worker(config, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        if start:
+            worker.start()
+        return worker
+
+    yield make
+    for worker in started:
+        if worker.process is not None and worker.process.poll() is None:
+            worker.stop(signal.SIGKILL)
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+async def create_topics(broker: EmbeddedBroker, *topics: str, partitions: int = 4) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.address)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
+    finally:
+        await admin.close()
+
+
+async def produce_lines(
+    broker: EmbeddedBroker, topic: str, lines: list[bytes], key: Any = None
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for line in lines:
+            futures.append(await producer.send(topic, line, key=key(line) if key else None))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def consume_all(
+    broker: EmbeddedBroker, topic: str, expected: int, timeout: float = 60, settle: float = 1.0
+) -> list[Any]:
+    """Messages of `topic` from the start until `expected` arrived (then `settle` more
+    seconds, to catch duplicates or extras), or `timeout`."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=broker.address, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    messages: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        settle_until = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                messages.extend(records)
+            if len(messages) >= expected and settle_until is None:
+                settle_until = time.monotonic() + settle
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+    finally:
+        await consumer.stop()
+    return messages

@@ -1,0 +1,191 @@
+"""Workers against the real broker: same results as replay, dead letters, restarts,
+two workers in a group, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.config import load_pipeline
+from streams.demo import payments, write_lines
+from streams.replay import replay
+from streams.runtime.broker import EmbeddedBroker
+from tests.integration.conftest import (
+    ROOT,
+    consume_all,
+    create_topics,
+    produce_lines,
+    unique,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def canonical(values: list[Any]) -> Counter[bytes]:
+    return Counter(orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in values)
+
+
+def demo_pipeline(tag: str) -> str:
+    text = (ROOT / "config" / "pipelines" / "payments-clean.yaml").read_text()
+    for topic in ("payments-clean", "payments-large", "payments-dlq"):
+        text = text.replace(topic, f"{topic}-{tag}")
+    return text.replace("topic: payments\n", f"topic: payments-{tag}\n")
+
+
+async def test_worker_matches_replay_and_dead_letters_keep_bytes(
+    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
+) -> None:
+    tag = unique("eq")
+    text = demo_pipeline(tag)
+    lines = list(payments(3000, seed=21, malformed_ratio=0.05))
+    # the same input through replay: the reference
+    (tmp_path / "p.yaml").write_text(text)
+    source = tmp_path / "in.jsonl"
+    write_lines(source, iter(lines))
+    summary = await replay(load_pipeline(tmp_path / "p.yaml"), str(source), tmp_path / "replay")
+    topics = [f"payments-clean-{tag}", f"payments-large-{tag}"]
+    expected = {
+        t: [orjson.loads(x) for x in (tmp_path / "replay" / f"{t}.jsonl").read_bytes().splitlines()]
+        for t in topics
+    }
+    expected_dead = [
+        orjson.loads(x)
+        for x in (tmp_path / "replay" / f"payments-dlq-{tag}.jsonl").read_bytes().splitlines()
+    ]
+    assert summary.dead_letters == len(expected_dead) > 50
+
+    await create_topics(broker, f"payments-{tag}")
+    worker = make_worker({"clean": text})
+    worker.wait_ready()
+    await produce_lines(broker, f"payments-{tag}", lines)
+    for topic in topics:
+        got = await consume_all(broker, topic, len(expected[topic]))
+        assert canonical([orjson.loads(m.value) for m in got]) == canonical(expected[topic])
+    dead = await consume_all(broker, f"payments-dlq-{tag}", len(expected_dead))
+    assert Counter(m.value for m in dead) == Counter(d["payload"].encode() for d in expected_dead)
+    headers = [dict(m.headers) for m in dead]
+    assert all(h["sluice.source.topic"] == f"payments-{tag}".encode() for h in headers)
+    by_payload = {d["payload"].encode(): d["error"] for d in expected_dead}
+    for message, header in zip(dead, headers, strict=True):
+        error = by_payload[message.value]
+        assert header["sluice.error.step"].decode() == error["step"]
+        assert header["sluice.error.type"].decode() == error["type"]
+        assert header["sluice.error.message"].decode() == error["message"]
+        assert int(header["sluice.source.offset"]) >= 0
+    assert worker.metric("sluice_events_in_total") == len(lines)
+    assert worker.metric("sluice_dead_letters_total") == len(expected_dead)
+    status, health = worker.get("/health")
+    assert status == 200 and health == {"status": "ok"}
+    assert worker.stop() == 0
+
+
+STATEFUL = """
+pipeline: counter-{tag}
+source: {{topic: events-{tag}, key: user}}
+steps:
+  - component: {{class: "tests.fixtures.components:CountPerKey", config: {{limit: 1}}}}
+sink: {{topic: counted-{tag}}}
+"""
+
+
+def user_events(count: int, users: int, start: int = 0) -> list[bytes]:
+    return [orjson.dumps({"user": f"u{i % users}", "i": i}) for i in range(start, start + count)]
+
+
+async def test_restart_continues_from_committed_offsets_and_recovered_state(
+    broker: EmbeddedBroker, make_worker: Any
+) -> None:
+    tag = unique("rs")
+    text = STATEFUL.format(tag=tag)
+    await create_topics(broker, f"events-{tag}")
+    first = make_worker({"counter": text})
+    first.wait_ready()
+    await produce_lines(broker, f"events-{tag}", user_events(600, 7))
+    assert len(await consume_all(broker, f"counted-{tag}", 600, settle=0.5)) >= 600
+    assert first.stop() == 0  # SIGTERM: a clean stop
+    await produce_lines(broker, f"events-{tag}", user_events(400, 7, start=600))
+    second = make_worker({"counter": text})
+    second.wait_ready()
+    results = await consume_all(broker, f"counted-{tag}", 1000, timeout=90, settle=2)
+    values = [orjson.loads(m.value) for m in results]
+    ids = Counter(v["i"] for v in values)
+    missing = sorted(set(range(1000)) - set(ids))
+    assert not missing, (len(values), len(missing), missing[:20], second.output()[-3000:])
+    duplicates = sum(n - 1 for n in ids.values())
+    dup_ids = sorted(i for i, n in ids.items() if n > 1)
+    assert duplicates <= 200, f"{duplicates} duplicates ({dup_ids[:10]}…): more than one batch"
+    # state survived the restart: each user's count carried on from the first worker
+    last_seen: dict[str, int] = {}
+    for v in values:
+        last_seen[v["user"]] = max(last_seen.get(v["user"], 0), v["seen"])
+    per_user = Counter(f"u{i % 7}" for i in range(1000))
+    for user, total in per_user.items():
+        seq = [(v["i"], v["seen"]) for v in values if v["user"] == user and v["i"] >= 600]
+        assert total <= last_seen[user] <= total + duplicates, (user, last_seen[user], total, seq)
+    assert second.stop() == 0
+
+
+async def test_two_workers_share_partitions_and_take_over(
+    broker: EmbeddedBroker, make_worker: Any
+) -> None:
+    tag = unique("gr")
+    text = STATEFUL.format(tag=tag)
+    await create_topics(broker, f"events-{tag}")
+    one = make_worker({"counter": text}, app_id="shared")
+    two = make_worker({"counter": text}, app_id="shared")
+    one.wait_ready()
+    two.wait_ready()
+    await produce_lines(broker, f"events-{tag}", user_events(2000, 50))
+    results = await consume_all(broker, f"counted-{tag}", 2000, timeout=90)
+    assert {orjson.loads(m.value)["i"] for m in results} == set(range(2000))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        one.metric("sluice_events_in_total") + two.metric("sluice_events_in_total") < 2000
+    ):
+        await asyncio.sleep(0.2)
+    share_one = one.metric("sluice_events_in_total")
+    share_two = two.metric("sluice_events_in_total")
+    assert share_one > 0 and share_two > 0, (share_one, share_two)
+    assert share_one + share_two >= 2000
+    # kill one: the survivor takes its partitions over and processes new events
+    one.stop(signal.SIGKILL)
+    killed_at = time.monotonic()
+    await produce_lines(broker, f"events-{tag}", user_events(500, 50, start=2000))
+    results = await consume_all(broker, f"counted-{tag}", 2500, timeout=90, settle=0.5)
+    takeover = time.monotonic() - killed_at
+    assert {orjson.loads(m.value)["i"] for m in results} == set(range(2500))
+    assert takeover < 45, f"takeover took {takeover:.1f}s"
+    print(f"takeover after SIGKILL: {takeover:.1f}s")
+    assert two.stop() == 0
+
+
+async def test_agent_crash_makes_worker_not_ready_and_exit_nonzero(
+    broker: EmbeddedBroker, make_worker: Any
+) -> None:
+    tag = unique("cr")
+    text = f"""
+pipeline: crash-{tag}
+source: {{topic: in-{tag}}}
+steps:
+  - component: {{class: "tests.fixtures.components:CrashOnPoison"}}
+sink: {{topic: out-{tag}}}
+"""
+    await create_topics(broker, f"in-{tag}")
+    worker = make_worker({"crash": text})
+    worker.wait_ready()
+    await produce_lines(broker, f"in-{tag}", [b'{"ok": 1}', b'{"poison": true}'])
+    assert worker.process is not None
+    try:
+        code = worker.process.wait(60)
+    except Exception:
+        raise AssertionError(worker.output()) from None
+    assert code == 70, worker.output()
+    assert "poison pill" in worker.output()
+    assert "crashed" in worker.output()
