@@ -7,11 +7,17 @@ show in logs, errors or the API.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 _BROKER_URL = re.compile(r"^(kafka://)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
@@ -63,7 +69,7 @@ class Settings(BaseSettings):
     )
 
     app_id: str = Field("sluice", pattern=r"^[A-Za-z0-9._\-]+$")
-    brokers: list[str] = Field(default_factory=list)
+    brokers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     pipelines_dir: str = "pipelines"
     store: Literal["memory://", "rocksdb://"] = "memory://"
     web: WebSettings = WebSettings()
@@ -74,7 +80,13 @@ class Settings(BaseSettings):
     @field_validator("brokers", mode="before")
     @classmethod
     def _split_brokers(cls, value: Any) -> Any:
-        if isinstance(value, str):  # "kafka://a:9092,kafka://b:9092" is easier to type
+        if isinstance(value, str):
+            if value.strip().startswith("["):  # SLUICE_BROKERS='["kafka://a:9092"]'
+                try:
+                    return json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"brokers: invalid JSON list ({exc.msg})") from None
+            # "kafka://a:9092,kafka://b:9092" is easier to type
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

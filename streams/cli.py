@@ -170,6 +170,7 @@ def bench(ctx: click.Context, events: int, runs: int, results_dir: Path) -> None
     ctx.obj = {"events": events, "runs": runs, "results": results_dir}
     if ctx.invoked_subcommand is None:
         ctx.invoke(bench_replay_command)
+        ctx.invoke(bench_kafka_command)
 
 
 @bench.command("replay")
@@ -221,6 +222,34 @@ config_option = click.option(
     type=click.Path(path_type=Path),
     help=CONFIG_HELP,
 )
+
+
+@bench.command("kafka")
+@click.option(
+    "--latency-seconds",
+    default=10.0,
+    show_default=True,
+    help="length of the latency run at half the measured throughput",
+)
+@click.pass_context
+def bench_kafka_command(ctx: click.Context, latency_seconds: float) -> None:
+    """End-to-end events/s and latency on the embedded broker, vs raw aiokafka and a
+    naive record-by-record Faust agent. Uses --events (default 50,000 here)."""
+    from streams.runtime.bench_kafka import bench_kafka
+
+    options = ctx.obj
+    events = min(options["events"], 50_000) if options["events"] == 200_000 else options["events"]
+    click.echo(f"kafka benchmark: {events:,} events on the embedded broker…", err=True)
+    result = bench_kafka(events, latency_seconds, options["results"])
+    latency = result["latency_at_half_rate"]
+    click.echo(
+        f"raw aiokafka pass-through {result['reference_events_per_second']:>10,} events/s\n"
+        f"sluice worker             {result['sluice_events_per_second']:>10,} events/s"
+        f"  ({result['ratio_sluice_to_reference']:.3f}x of raw)\n"
+        f"naive Faust agent         {result['naive_faust_events_per_second']:>10,} events/s"
+        f"  (sluice is {result['ratio_sluice_to_naive_faust']:.1f}x faster)\n"
+        f"latency at {latency['rate']:,}/s: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms"
+    )
 
 
 @main.command()

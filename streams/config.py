@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from models.pipeline import PipelineSpec, describe_bad_step
 from models.settings import Settings
@@ -128,6 +129,10 @@ def load_settings(config_dir: Path) -> Settings:
         raise ConfigErrors([ConfigError("settings must be a mapping", file=str(file), line=1)])
     try:
         return Settings(**data)
+    except SettingsError as exc:  # a SLUICE_* variable that is not valid JSON
+        raise ConfigErrors(
+            [ConfigError(f"{exc}: check the SLUICE_* variables", file="environment")]
+        ) from None
     except ValidationError as exc:
         errors = []
         for error in validation_errors(exc, document):

@@ -78,13 +78,16 @@ def to_events(events: Sequence[Any]) -> list[Event]:
 
 
 class OffsetGuard:
-    """Skips messages this process already processed and sent results for.
+    """Keeps each partition's records flowing exactly once through this process.
 
-    After a restart with a backlog, the consumer can be sought back to the committed
-    offset *after* it began fetching (Faust's seek after recovery racing aiokafka's own
-    position reset), which redelivers the whole backlog. Results of those messages are
-    already on the broker, and their state changes in the tables: processing them again
-    would double both.
+    Two Faust behaviours on rebalances, both seen on the embedded broker:
+    - after recovery the consumer is sought back to the committed offset *after* it began
+      fetching, which redelivers records whose results are already sent: `fresh` skips
+      offsets this process already processed;
+    - records buffered in the stream when a rebalance clears its queues can be dropped
+      while later ones go on, and the committed offset then passes them: `gaps` reports
+      the offsets missing between what was processed and what arrived, so the agent can
+      fetch them itself.
     """
 
     __slots__ = ("_last",)
@@ -94,12 +97,27 @@ class OffsetGuard:
 
     def fresh(self, events: Sequence[Any]) -> list[Any]:
         last = self._last
-        kept = []
+        return [
+            event
+            for event in events
+            if event.message.offset > last.get((event.message.topic, event.message.partition), -1)
+        ]
+
+    def gaps(self, events: Sequence[Any]) -> dict[tuple[str, int], tuple[int, int]]:
+        """Per partition, the [first, last] offsets between the last processed offset and
+        the first one in `events` — records that should have come and did not."""
+        first: dict[tuple[str, int], int] = {}
         for event in events:
             message = event.message
-            if message.offset > last.get((message.topic, message.partition), -1):
-                kept.append(event)
-        return kept
+            position = (message.topic, message.partition)
+            if message.offset < first.get(position, message.offset + 1):
+                first[position] = message.offset
+        missing = {}
+        for position, offset in first.items():
+            previous = self._last.get(position)
+            if previous is not None and offset > previous + 1:
+                missing[position] = (previous + 1, offset - 1)
+        return missing
 
     def done(self, events: Sequence[Any]) -> None:
         last = self._last
@@ -109,9 +127,47 @@ class OffsetGuard:
             if message.offset > last.get(position, -1):
                 last[position] = message.offset
 
-    @property
-    def skipped_positions(self) -> int:
-        return len(self._last)
+
+class _Fetched:
+    """A record fetched directly, shaped like a Faust event (`.message`)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+async def fetch_range(
+    connection: dict[str, Any], topic: str, partition: int, first: int, last: int
+) -> list[Any]:
+    """Records [first, last] of one partition, read with a consumer of our own."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        **connection, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, first)
+        idle = 0
+        while idle < 20:
+            batch = await consumer.getmany(tp, timeout_ms=100)
+            messages = batch.get(tp, [])
+            if not messages:
+                idle += 1
+                if await consumer.position(tp) > last:
+                    break
+                continue
+            idle = 0
+            found += [_Fetched(m) for m in messages if first <= m.offset <= last]
+            if messages[-1].offset >= last:
+                break
+    finally:
+        await consumer.stop()
+    return found
 
 
 class PipelineRunner:
@@ -172,7 +228,7 @@ class PipelineRunner:
             self.on_crash(self.name, exc)
 
     async def process(self, received: Sequence[Any]) -> None:
-        events = self.guard.fresh(received)
+        events = await self._complete(self.guard, self.guard.fresh(received))
         if not events:
             return
         if self.state.stale.is_set():
@@ -186,6 +242,27 @@ class PipelineRunner:
         self.guard.done(events)
         self.batches += 1
 
+    async def _complete(self, guard: OffsetGuard, events: list[Any]) -> list[Any]:
+        """`events` preceded by any records the stream skipped (see OffsetGuard)."""
+        gaps = guard.gaps(events)
+        if not gaps:
+            return events
+        connection = connection_options(self.settings)
+        recovered: list[Any] = []
+        for (topic, partition), (first, last) in gaps.items():
+            fetched = await fetch_range(connection, topic, partition, first, last)
+            log.warning(
+                "%s: the stream skipped offsets %d-%d of %s[%d]; fetched %d of them directly",
+                self.name,
+                first,
+                last,
+                topic,
+                partition,
+                len(fetched),
+            )
+            recovered += fetched
+        return recovered + events
+
     async def _rekey(self, stream: Any) -> None:
         fields = self.spec.source.key
         assert fields is not None and self.repartition_topic is not None
@@ -193,7 +270,7 @@ class PipelineRunner:
         send = self.app.producer.send
         try:
             async for batch in stream.take_events(self.batch_max, within=self.within):
-                events = self.rekey_guard.fresh(batch)
+                events = await self._complete(self.rekey_guard, self.rekey_guard.fresh(batch))
                 pending = []
                 for event in events:
                     message = event.message

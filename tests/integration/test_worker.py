@@ -160,7 +160,16 @@ async def test_two_workers_share_partitions_and_take_over(
     await produce_lines(broker, f"events-{tag}", user_events(500, 50, start=2000))
     results = await consume_all(broker, f"counted-{tag}", 2500, timeout=90, settle=0.5)
     takeover = time.monotonic() - killed_at
-    assert {orjson.loads(m.value)["i"] for m in results} == set(range(2500))
+    missing = sorted(set(range(2500)) - {orjson.loads(m.value)["i"] for m in results})
+    if missing:
+        app_id = (two.config / "sluice.yaml").read_text().split("\n")[0].split(": ")[1]
+        rep = await consume_all(broker, f"{app_id}-counter-{tag}-repartition", 2600, timeout=8)
+        src = await consume_all(broker, f"events-{tag}", 2600, timeout=8)
+        rep_hits = [(m.partition, m.offset) for m in rep if orjson.loads(m.value)["i"] in missing]
+        src_hits = [(m.partition, m.offset) for m in src if orjson.loads(m.value)["i"] in missing]
+        print("DEBUG", missing[:10], "rep", rep_hits, len(rep), "src", src_hits)
+        print(two.output())
+    assert not missing, (len(missing), missing[:10])
     assert takeover < 45, f"takeover took {takeover:.1f}s"
     print(f"takeover after SIGKILL: {takeover:.1f}s")
     assert two.stop() == 0

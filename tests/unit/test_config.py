@@ -215,3 +215,30 @@ def test_yaml_booleans_are_only_true_and_false() -> None:
     document = parse_yaml("enrich: {on: user_id, flag: yes, real: true}\n", "x.yaml")
     assert document.data == {"enrich": {"on": "user_id", "flag": "yes", "real": True}}
     assert document.line_of(("enrich", "on")) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("kafka://a:9092", ["kafka://a:9092"]),
+        ("kafka://a:9092, kafka://b:9093", ["kafka://a:9092", "kafka://b:9093"]),
+        ('["kafka://a:9092"]', ["kafka://a:9092"]),
+    ],
+)
+def test_brokers_variable_forms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
+    monkeypatch.setenv("SLUICE_BROKERS", value)
+    assert load_settings(tmp_path).brokers == expected
+
+
+def test_bad_json_variable_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLUICE_WEB", "{not json")
+    with pytest.raises(ConfigErrors, match="SLUICE_"):
+        load_settings(tmp_path)
+    monkeypatch.delenv("SLUICE_WEB")
+    monkeypatch.setenv("SLUICE_BROKERS", "[not json")
+    with pytest.raises(ConfigErrors, match="invalid JSON"):
+        load_settings(tmp_path)

@@ -17,9 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 METRICS = {
-    "sluice_events_in_total", "sluice_events_out_total", "sluice_events_dropped_total",
-    "sluice_dead_letters_total", "sluice_step_seconds", "sluice_end_to_end_latency_seconds",
-    "sluice_consumer_lag", "sluice_late_events_total", "sluice_windows_open",
+    "sluice_events_in_total",
+    "sluice_events_out_total",
+    "sluice_events_dropped_total",
+    "sluice_dead_letters_total",
+    "sluice_step_seconds",
+    "sluice_end_to_end_latency_seconds",
+    "sluice_consumer_lag",
+    "sluice_late_events_total",
+    "sluice_windows_open",
     "sluice_alerts_firing",
 }
 
@@ -85,7 +91,9 @@ def test_prometheus_scrapes_both_workers_and_alerts_use_real_metrics() -> None:
     scrape = yaml.safe_load((ROOT / "config/prometheus/prometheus.yml").read_text())
     targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
     assert sorted(t.split(":")[0] for t in targets) == ["worker-1", "worker-2"]
-    rules = yaml.safe_load((ROOT / "config/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
+    rules = yaml.safe_load((ROOT / "config/prometheus/alerts.yml").read_text())["groups"][0][
+        "rules"
+    ]
     severities = {r["alert"]: r["labels"]["severity"] for r in rules}
     assert sorted(severities.values()) == ["critical", "warning", "warning"]
     used = set(re.findall(r"sluice_[a-z_]+", json.dumps(rules)))
