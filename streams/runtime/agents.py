@@ -10,7 +10,7 @@ worker not ready and exits it non-zero so a supervisor restarts it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -103,21 +103,28 @@ class OffsetGuard:
             if event.message.offset > last.get((event.message.topic, event.message.partition), -1)
         ]
 
-    def gaps(self, events: Sequence[Any]) -> dict[tuple[str, int], tuple[int, int]]:
-        """Per partition, the [first, last] offsets between the last processed offset and
-        the first one in `events` — records that should have come and did not."""
-        first: dict[tuple[str, int], int] = {}
+    def gaps(self, events: Sequence[Any]) -> list[tuple[str, int, int, int]]:
+        """(topic, partition, first, last) of every run of offsets missing before or
+        between the records of `events` — records that should have come and did not."""
+        offsets: dict[tuple[str, int], list[int]] = {}
         for event in events:
             message = event.message
-            position = (message.topic, message.partition)
-            if message.offset < first.get(position, message.offset + 1):
-                first[position] = message.offset
-        missing = {}
-        for position, offset in first.items():
-            previous = self._last.get(position)
-            if previous is not None and offset > previous + 1:
-                missing[position] = (previous + 1, offset - 1)
+            offsets.setdefault((message.topic, message.partition), []).append(message.offset)
+        missing = []
+        for (topic, partition), seen in offsets.items():
+            previous = self._last.get((topic, partition))
+            for offset in sorted(seen):
+                if previous is not None and offset > previous + 1:
+                    missing.append((topic, partition, previous + 1, offset - 1))
+                previous = offset
         return missing
+
+    def baseline(self, committed: dict[tuple[str, int], int]) -> None:
+        """After an assignment: records before each partition's committed offset are
+        done (by this process or another), so a gap is measured from there."""
+        for position, offset in committed.items():
+            if offset - 1 > self._last.get(position, -1):
+                self._last[position] = offset - 1
 
     def done(self, events: Sequence[Any]) -> None:
         last = self._last
@@ -135,6 +142,33 @@ class _Fetched:
 
     def __init__(self, message: Any) -> None:
         self.message = message
+
+
+async def committed_offsets(
+    connection: dict[str, Any], group: str, topic: str, partitions: Sequence[int]
+) -> dict[tuple[str, int], int]:
+    """The group's committed offset of each partition; the log start where the group
+    has committed nothing (it starts there: auto_offset_reset is earliest)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**connection, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        found = {}
+        uncommitted = []
+        for partition in partitions:
+            tp = TopicPartition(topic, partition)
+            offset = await consumer.committed(tp)
+            if offset is not None and offset >= 0:
+                found[(topic, partition)] = offset
+            else:
+                uncommitted.append(tp)
+        if uncommitted:
+            for tp, start in (await consumer.beginning_offsets(uncommitted)).items():
+                found[(tp.topic, tp.partition)] = start
+        return found
+    finally:
+        await consumer.stop()
 
 
 async def fetch_range(
@@ -203,6 +237,9 @@ class PipelineRunner:
         self.batches = 0
         self.guard = OffsetGuard()
         self.rekey_guard = OffsetGuard()
+        self.stale_guards: set[int] = set()
+        self.previous_assignment: set[tuple[str, int]] = set()
+        self.newly_assigned: set[tuple[str, int]] = set()
         self.repartition_topic: str | None = None
         stage = self.source
         if needs_repartition(spec):
@@ -242,14 +279,34 @@ class PipelineRunner:
         self.guard.done(events)
         self.batches += 1
 
+    def on_assigned(self, assigned: Iterable[Any]) -> None:
+        """A new generation's assignment. Partitions this worker also had in the previous
+        one stayed with it (eager rebalancing: nobody else took them in between); only
+        the others start from the group's committed offset."""
+        current = {(tp.topic, tp.partition) for tp in assigned}
+        self.newly_assigned = current - self.previous_assignment
+        self.previous_assignment = current
+        self.state.stale.set()
+        self.stale_guards = {id(self.guard), id(self.rekey_guard)}
+
     async def _complete(self, guard: OffsetGuard, events: list[Any]) -> list[Any]:
         """`events` preceded by any records the stream skipped (see OffsetGuard)."""
+        if id(guard) in self.stale_guards and events:
+            self.stale_guards.discard(id(guard))
+            topic = events[0].message.topic
+            fresh = sorted(p for t, p in self.newly_assigned if t == topic)
+            if fresh:
+                committed = await committed_offsets(
+                    connection_options(self.settings), self.settings.app_id, topic, fresh
+                )
+                guard.baseline(committed)
+                events = guard.fresh(events)
         gaps = guard.gaps(events)
         if not gaps:
             return events
         connection = connection_options(self.settings)
         recovered: list[Any] = []
-        for (topic, partition), (first, last) in gaps.items():
+        for topic, partition, first, last in gaps:
             fetched = await fetch_range(connection, topic, partition, first, last)
             log.warning(
                 "%s: the stream skipped offsets %d-%d of %s[%d]; fetched %d of them directly",
@@ -261,7 +318,11 @@ class PipelineRunner:
                 len(fetched),
             )
             recovered += fetched
-        return recovered + events
+        # each partition's records in offset order: state sees them as they were written
+        return sorted(
+            recovered + events,
+            key=lambda e: (e.message.topic, e.message.partition, e.message.offset),
+        )
 
     async def _rekey(self, stream: Any) -> None:
         fields = self.spec.source.key

@@ -53,10 +53,12 @@ class SluiceWorker:
             "tables_recovered": lambda: bool(app.tables.recovery.completed.is_set()),  # type: ignore[attr-defined]
         }
 
-        async def _assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        async def _assigned(
+            sender: Any, assigned: Any = (), *args: Any, signal: Any = None, **kwargs: Any
+        ) -> None:
             self.assigned = True
             for runner in self.runners:
-                runner.state.stale.set()
+                runner.on_assigned(assigned)
 
         app.on_partitions_assigned.connect(_assigned)  # type: ignore[arg-type]
 
