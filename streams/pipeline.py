@@ -111,7 +111,19 @@ class Pipeline:
                 metrics.dead_letters(step, error_type, count)
         for topic, events in result.outputs.items():
             metrics.events_out(topic, len(events))
+        if ctx.late:
+            metrics.late_events(ctx.late)
+        for gauge, value in ctx.gauges.items():
+            if gauge == "windows_open":
+                metrics.windows_open(value)
+            elif gauge.startswith("alerts_firing:"):
+                metrics.alerts_firing(gauge.partition(":")[2], value)
         return result
+
+    def reset(self) -> None:
+        """Drop the steps' caches: after a rebalance the tables hold other keys."""
+        for step in self.steps:
+            step.reset()
 
     # --- decoding ------------------------------------------------------------------
 

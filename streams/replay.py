@@ -27,6 +27,7 @@ from streams.metrics import CountingMetrics
 from streams.pipeline import DEFAULT_MAX_MESSAGE_BYTES, Pipeline
 from streams.records import BatchResult, DeadLetter, Event, key_of
 from streams.state import MemoryStateBackend, StateBackend
+from streams.steps import table_store_name
 
 STDIN = "-"
 DEFAULT_OUTPUT_DIR = "replay-out"
@@ -55,11 +56,6 @@ class ReplaySummary:
             f"dropped {self.dropped:,}; {self.events_per_second:,.0f} events/s "
             f"in {self.seconds:.2f}s"
         )
-
-
-def table_store_name(pipeline: str, table: str) -> str:
-    """Where a lookup table's rows live in the state backend."""
-    return f"{pipeline}.tables.{table}"
 
 
 def load_tables(

@@ -8,9 +8,11 @@ from streams.state import StateBackend
 from streams.steps.base import BatchContext, Step
 from streams.steps.component import ComponentStep
 from streams.steps.filter import FilterStep
+from streams.steps.keyed import AlertStep, DedupeStep, EnrichStep, RateLimitStep
 from streams.steps.map import MapStep
 from streams.steps.route import Route, Router
 from streams.steps.validate import ModelValidator, SchemaValidator, ValidateStep
+from streams.steps.window import WindowStep
 
 
 def build_step(
@@ -33,7 +35,24 @@ def build_step(
     if isinstance(step, spec.ComponentStep):
         component = step.component
         return ComponentStep(name, component.class_, component.config, state.store(store_name))
-    raise SluiceError(f"step kind {step.kind!r} ({name}) is not implemented yet")
+    if isinstance(step, spec.WindowStep):
+        return WindowStep(name, step.window, state.store(store_name))
+    if isinstance(step, spec.DedupeStep):
+        return DedupeStep(name, step.dedupe, state.store(store_name))
+    if isinstance(step, spec.RateLimitStep):
+        return RateLimitStep(name, step.ratelimit, state.store(store_name))
+    if isinstance(step, spec.AlertStep):
+        topic = pipeline.alert_topic(step.alert)
+        return AlertStep(name, step.alert, topic, state.store(store_name))
+    if isinstance(step, spec.EnrichStep):
+        table = state.store(table_store_name(pipeline.pipeline, step.enrich.table))
+        return EnrichStep(name, step.enrich, table)
+    raise SluiceError(f"step kind {step.kind!r} ({name}) is not supported")
+
+
+def table_store_name(pipeline: str, table: str) -> str:
+    """Where a lookup table's rows live in the state backend."""
+    return f"{pipeline}.tables.{table}"
 
 
 def build_router(pipeline: spec.PipelineSpec) -> Router:

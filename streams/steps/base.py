@@ -13,12 +13,14 @@ class BatchContext:
     """Collects what a batch produces besides the records a step passes on: dead letters,
     records for other topics (alerts, a component's `ctx.emit`) and drop counts."""
 
-    __slots__ = ("drops", "now_ms", "result")
+    __slots__ = ("drops", "gauges", "late", "now_ms", "result")
 
     def __init__(self, result: BatchResult, now_ms: int) -> None:
         self.result = result
         self.now_ms = now_ms
         self.drops: dict[tuple[str, str], int] = {}
+        self.late = 0
+        self.gauges: dict[str, int] = {}  # "windows_open", "alerts_firing:<name>"
 
     def dead_letter(self, event: Event, step: str, error: RecordError) -> None:
         self.result.dead_letters.append(
@@ -58,6 +60,9 @@ class Step:
         self, events: list[Event], ctx: BatchContext
     ) -> list[Event] | Awaitable[list[Event]]:
         raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget in-memory caches: the store changed under the step (a rebalance)."""
 
     def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:
         """Records a step releases without new input: windows closed by wall clock, or

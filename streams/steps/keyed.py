@@ -1,0 +1,275 @@
+"""Keyed stateful steps: dedupe, alert, ratelimit — and enrich, which reads a lookup table.
+
+Each reads a key's state once per batch and writes it once (`KeyedState`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from typing import Any
+
+from models.pipeline import AlertSpec, DedupeSpec, EnrichSpec, RateLimitSpec
+from streams.errors import RecordError
+from streams.records import Event, key_of
+from streams.state import StateStore
+from streams.steps.base import BatchContext, Step
+
+
+class KeyedState:
+    """A batch's view of a store: each key read once, written back once at `flush`."""
+
+    __slots__ = ("changed", "store", "values")
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.values: dict[str, Any] = {}
+        self.changed: set[str] = set()
+
+    def get(self, key: str) -> Any:
+        if key not in self.values:
+            self.values[key] = self.store.get(key)
+        return self.values[key]
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+        self.changed.add(key)
+
+    def flush(self) -> None:
+        for key in self.changed:
+            value = self.values[key]
+            if value is None:
+                self.store.delete(key)
+            else:
+                self.store.set(key, value)
+
+
+def _key(event: Event, fields: Sequence[str] | None) -> str | None:
+    if fields is None:
+        return event.key if event.key is not None else ""
+    return key_of(event.value, fields)
+
+
+class DedupeStep(Step):
+    """Keeps the first record per key within `within` of event time. A key's entry is
+    purged once the partition's watermark is `within` past it, so state stays bounded."""
+
+    kind = "dedupe"
+
+    def __init__(self, name: str, spec: DedupeSpec, store: StateStore) -> None:
+        super().__init__(name)
+        self.fields = spec.key
+        self.within = spec.within
+        self.store = store
+        self.reset()
+
+    def reset(self) -> None:
+        self.watermarks: dict[int, int] = {}
+        self.expiry: dict[int, list[tuple[int, str]]] = {}
+
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
+        state = KeyedState(self.store)
+        kept = []
+        duplicates = 0
+        for event in events:
+            key = _key(event, self.fields)
+            if key is None:
+                ctx.dead_letter(
+                    event,
+                    self.name,
+                    RecordError(
+                        f"dedupe key field(s) {', '.join(self.fields)} missing or null", "key"
+                    ),
+                )
+                continue
+            t = event.timestamp_ms
+            partition = event.partition
+            self.watermarks[partition] = max(self.watermarks.get(partition, t), t)
+            first = state.get(key)
+            if first is not None and abs(t - first) < self.within:
+                duplicates += 1
+                continue
+            state.set(key, t)
+            heapq.heappush(self.expiry.setdefault(partition, []), (t + self.within, key))
+            kept.append(event)
+        for partition, heap in self.expiry.items():
+            watermark = self.watermarks.get(partition, 0)
+            while heap and heap[0][0] <= watermark:
+                expires, key = heapq.heappop(heap)
+                if state.get(key) == expires - self.within:
+                    state.set(key, None)
+        state.flush()
+        ctx.drop(self.name, "duplicate", duplicates)
+        return kept
+
+
+class RateLimitStep(Step):
+    """A token bucket per key in event time: `rate` tokens per `per`, up to `burst`."""
+
+    kind = "ratelimit"
+
+    def __init__(self, name: str, spec: RateLimitSpec, store: StateStore) -> None:
+        super().__init__(name)
+        self.fields = spec.key
+        self.per_ms = spec.rate / spec.per
+        self.burst = spec.burst if spec.burst is not None else spec.rate
+        self.to_dlq = spec.action == "dlq"
+        self.store = store
+
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
+        state = KeyedState(self.store)
+        kept = []
+        limited = 0
+        for event in events:
+            key = _key(event, self.fields)
+            if key is None:
+                ctx.dead_letter(
+                    event,
+                    self.name,
+                    RecordError(
+                        f"ratelimit key field(s) {', '.join(self.fields)} missing or null", "key"
+                    ),
+                )
+                continue
+            t = event.timestamp_ms
+            bucket = state.get(key)
+            tokens, last = (self.burst, t) if bucket is None else bucket
+            tokens = min(self.burst, tokens + max(0, t - last) * self.per_ms)
+            if tokens >= 1:
+                tokens -= 1
+                kept.append(event)
+            elif self.to_dlq:
+                ctx.dead_letter(
+                    event,
+                    self.name,
+                    RecordError(f"rate limit for key {key!r} exceeded", "ratelimit"),
+                )
+            else:
+                limited += 1
+            state.set(key, [tokens, max(t, last)])
+        state.flush()
+        ctx.drop(self.name, "ratelimit", limited)
+        return kept
+
+
+class AlertStep(Step):
+    """Per key: condition true for `for` → one `firing` record; false again → one
+    `resolved`. Records pass on unchanged."""
+
+    kind = "alert"
+
+    def __init__(self, name: str, spec: AlertSpec, topic: str, store: StateStore) -> None:
+        super().__init__(name)
+        self.spec = spec
+        self.topic = topic
+        self.fields = spec.key
+        self.store = store
+        self.firing: int | None = None
+
+    def reset(self) -> None:
+        self.firing = None
+
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
+        from streams.pipeline import iso_ms
+
+        if self.firing is None:
+            self.firing = sum(
+                1 for k in list(self.store.keys()) if (self.store.get(k) or {}).get("firing")
+            )
+        state = KeyedState(self.store)
+        passed = []
+        condition = self.spec.when
+        for event in events:
+            key = _key(event, self.fields)
+            if key is None:
+                key = ""
+            try:
+                true = condition.evaluate(event.value) is True
+            except RecordError as error:
+                ctx.dead_letter(event, self.name, error)
+                continue
+            passed.append(event)
+            t = event.timestamp_ms
+            current = state.get(key) or {}
+            if true:
+                since = current.get("since", t)
+                if not current.get("firing") and t - since >= self.spec.for_:
+                    ctx.emit(
+                        self.topic, event.derive(self._alert(event, "firing", since=iso_ms(since)))
+                    )
+                    current = {"since": since, "firing": True}
+                    self.firing += 1
+                elif "since" not in current:
+                    current = {"since": t, "firing": False}
+                state.set(key, current)
+            elif current:
+                if current.get("firing"):
+                    ctx.emit(
+                        self.topic,
+                        event.derive(
+                            self._alert(
+                                event, "resolved", since=iso_ms(current["since"]), until=iso_ms(t)
+                            )
+                        ),
+                    )
+                    self.firing -= 1
+                state.set(key, None)
+        state.flush()
+        ctx.gauges[f"alerts_firing:{self.spec.name}"] = self.firing
+        return passed
+
+    def _alert(self, event: Event, status: str, **times: str) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "alert": self.spec.name,
+            "status": status,
+            "severity": self.spec.severity,
+        }
+        for field in self.fields or ():
+            record[field] = event.value.get(field)
+        record.update(times)
+        record["value"] = event.value
+        return record
+
+
+class EnrichStep(Step):
+    """Adds fields of a lookup table's row (latest value per key) to each record."""
+
+    kind = "enrich"
+
+    def __init__(self, name: str, spec: EnrichSpec, table: StateStore) -> None:
+        super().__init__(name)
+        self.spec = spec
+        self.table = table
+
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
+        kept = []
+        missing = 0
+        fields = self.spec.fields
+        for event in events:
+            key = key_of(event.value, self.spec.on)
+            row = self.table.get(key) if key is not None else None
+            if row is None:
+                if self.spec.missing == "drop":
+                    missing += 1
+                    continue
+                if self.spec.missing == "dlq":
+                    ctx.dead_letter(
+                        event,
+                        self.name,
+                        RecordError(f"no row in table {self.spec.table!r} for {key!r}", "enrich"),
+                    )
+                    continue
+                if fields:
+                    for field in fields:
+                        event.value.setdefault(field, None)
+                kept.append(event)
+                continue
+            if fields:
+                for field in fields:
+                    event.value[field] = row.get(field)
+            else:
+                for field, value in row.items():
+                    event.value.setdefault(field, value)
+            kept.append(event)
+        ctx.drop(self.name, "enrich_missing", missing)
+        return kept

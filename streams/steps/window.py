@@ -1,0 +1,340 @@
+"""`window`: event-time windows per key — tumbling, hopping, session — with grace.
+
+Windows are aligned to the Unix epoch. The watermark is the largest event time seen per
+partition; a window closes once the watermark reaches `window_end + grace`, and an event
+whose windows are all closed is late (counted; dropped or dead-lettered). `emit: final`
+sends each window's result when it closes; `emit: updates` sends the current result of
+every window a batch touched. State per key (the open windows with their aggregate
+states) is read once per batch and written once; closed windows are deleted.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+from models.pipeline import WindowSpec
+from streams.errors import RecordError
+from streams.expressions import Expression
+from streams.records import Event, key_of
+from streams.state import StateStore
+from streams.steps.aggregates import Aggregate, make_aggregate
+from streams.steps.base import BatchContext, Step
+
+WATERMARKS_KEY = "\x00watermarks"
+
+
+def iso_ms(epoch_ms: int) -> str:
+    from streams.pipeline import iso_ms as format_iso
+
+    return format_iso(epoch_ms)
+
+
+@dataclass(slots=True)
+class Window:
+    start: int
+    end: int
+    states: list[Any]
+    last: int = 0  # session windows: the latest event time (end = last + gap)
+
+
+@dataclass(slots=True)
+class KeyWindows:
+    key_values: list[Any]
+    partition: int
+    windows: dict[int, Window]
+
+
+class WindowStep(Step):
+    kind = "window"
+
+    def __init__(self, name: str, spec: WindowSpec, store: StateStore) -> None:
+        super().__init__(name)
+        self.spec = spec
+        self.store = store
+        self.type = spec.type
+        self.size = spec.size or 0
+        self.hop = spec.hop or self.size
+        self.gap = spec.gap or 0
+        self.grace = spec.grace
+        self.key_fields = spec.key
+        self.emit_updates = spec.emit == "updates"
+        self.late_to_dlq = spec.late == "dlq"
+        self.names = list(spec.aggregates)
+        self.aggregates: list[Aggregate] = [make_aggregate(c) for c in spec.aggregates.values()]
+        self.arguments: list[Expression | None] = [c.argument for c in spec.aggregates.values()]
+        self.reset()
+
+    # --- state -------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        self.cache: dict[str, KeyWindows] = {}
+        self.watermarks: dict[int, int] = {}
+        self.heaps: dict[int, list[tuple[int, str, int]]] = {}
+        self.last_seen_ms: dict[int, int] = {}
+        self.open_count = 0
+        self._loaded = False
+
+    def _load_all(self) -> None:
+        """Rebuild the close-time index from the store (after a restart or rebalance)."""
+        self._loaded = True
+        stored = self.store.get(WATERMARKS_KEY) or {}
+        self.watermarks = {int(p): int(t) for p, t in stored.items()}
+        for key in list(self.store.keys()):
+            if key == WATERMARKS_KEY:
+                continue
+            entry = self._entry(key)
+            if entry is None:
+                continue
+            for window in entry.windows.values():
+                self._index(entry.partition, key, window)
+
+    def _entry(self, key: str) -> KeyWindows | None:
+        entry = self.cache.get(key)
+        if entry is not None:
+            return entry
+        data = self.store.get(key)
+        if data is None:
+            return None
+        windows = {}
+        for start, end, last, dumped in data["w"]:
+            states = [agg.load(d) for agg, d in zip(self.aggregates, dumped, strict=True)]
+            windows[start] = Window(start, end, states, last)
+        entry = KeyWindows(data["k"], data["p"], windows)
+        self.cache[key] = entry
+        self.open_count += len(windows)
+        return entry
+
+    def _save(self, key: str) -> None:
+        entry = self.cache.get(key)
+        if entry is None or not entry.windows:
+            self.cache.pop(key, None)
+            self.store.delete(key)
+            return
+        self.store.set(
+            key,
+            {
+                "k": entry.key_values,
+                "p": entry.partition,
+                "w": [
+                    [
+                        w.start,
+                        w.end,
+                        w.last,
+                        [agg.dump(s) for agg, s in zip(self.aggregates, w.states, strict=True)],
+                    ]
+                    for w in entry.windows.values()
+                ],
+            },
+        )
+
+    def _index(self, partition: int, key: str, window: Window) -> None:
+        heapq.heappush(
+            self.heaps.setdefault(partition, []), (window.end + self.grace, key, window.start)
+        )
+
+    # --- processing --------------------------------------------------------------------
+
+    def _starts(self, t: int) -> list[int]:
+        if self.type == "tumbling":
+            return [t - t % self.size]
+        last = t - t % self.hop
+        first = last - ((self.size - 1) // self.hop) * self.hop
+        return [s for s in range(first, last + 1, self.hop) if s <= t < s + self.size]
+
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
+        if not self._loaded:
+            self._load_all()
+        touched: dict[str, set[int]] = {}
+        for event in events:
+            value = event.value
+            keyed = self._key(value)
+            if keyed is None:
+                ctx.dead_letter(
+                    event,
+                    self.name,
+                    RecordError(
+                        f"window key field(s) {', '.join(self.key_fields or ())} missing or null",
+                        "key",
+                    ),
+                )
+                continue
+            key, key_values = keyed
+            try:
+                arguments = [a.evaluate(value) if a is not None else None for a in self.arguments]
+            except RecordError as error:
+                ctx.dead_letter(event, self.name, error)
+                continue
+            t = event.timestamp_ms
+            partition = event.partition
+            watermark = max(self.watermarks.get(partition, t), t)
+            self.watermarks[partition] = watermark
+            self.last_seen_ms[partition] = ctx.now_ms
+            entry = self._entry(key)
+            if entry is None:
+                entry = self.cache[key] = KeyWindows(key_values, partition, {})
+            try:
+                if self.type == "session":
+                    start = self._add_session(entry, key, t, arguments, watermark)
+                    starts = [start] if start is not None else []
+                else:
+                    starts = self._add_fixed(entry, key, t, arguments, watermark)
+            except RecordError as error:
+                ctx.dead_letter(event, self.name, error)
+                continue
+            if not starts:
+                ctx.late += 1
+                if self.late_to_dlq:
+                    ctx.dead_letter(
+                        event,
+                        self.name,
+                        RecordError(
+                            f"late event: its window closed (event time {iso_ms(t)}, "
+                            f"watermark {iso_ms(watermark)}, grace {self.grace} ms)",
+                            "late",
+                        ),
+                    )
+                else:
+                    ctx.drop(self.name, "late")
+                if not entry.windows:
+                    self.cache.pop(key, None)
+                continue
+            touched.setdefault(key, set()).update(starts)
+        updates = self._updates(touched) if self.emit_updates else []
+        results = updates + self._close(ctx, touched, final=False, watermarks=self.watermarks)
+        for key in touched:
+            self._save(key)
+        self.store.set(WATERMARKS_KEY, {str(p): t for p, t in self.watermarks.items()})
+        ctx.gauges["windows_open"] = self.open_count
+        return results
+
+    def _key(self, value: dict[str, Any]) -> tuple[str, list[Any]] | None:
+        if self.key_fields is None:
+            return "", []
+        key = key_of(value, self.key_fields)
+        if key is None:
+            return None
+        return key, [value.get(f) for f in self.key_fields]
+
+    def _add(self, window: Window, arguments: list[Any], t: int) -> None:
+        states = window.states
+        for i, agg in enumerate(self.aggregates):
+            value = arguments[i]
+            if value is None and agg.skips_nulls:
+                continue
+            states[i] = agg.add(states[i], value, t)
+
+    def _new_window(self, start: int, end: int) -> Window:
+        self.open_count += 1
+        return Window(start, end, [agg.init() for agg in self.aggregates])
+
+    def _add_fixed(
+        self, entry: KeyWindows, key: str, t: int, arguments: list[Any], watermark: int
+    ) -> list[int]:
+        added = []
+        for start in self._starts(t):
+            end = start + self.size
+            if end + self.grace <= watermark:
+                continue  # closed: this window is done
+            window = entry.windows.get(start)
+            if window is None:
+                window = entry.windows[start] = self._new_window(start, end)
+                self._index(entry.partition, key, window)
+            self._add(window, arguments, t)
+            added.append(start)
+        return added
+
+    def _add_session(
+        self, entry: KeyWindows, key: str, t: int, arguments: list[Any], watermark: int
+    ) -> int | None:
+        gap = self.gap
+        joined = [w for w in entry.windows.values() if w.start - gap < t < w.end]
+        start = min([t, *(w.start for w in joined)])
+        last = max([t, *(w.last for w in joined)])
+        if last + gap + self.grace <= watermark:
+            return None  # a session of its own, already closed: late
+        window = self._new_window(start, last + gap)
+        window.last = last
+        for other in joined:
+            del entry.windows[other.start]
+            self.open_count -= 1
+            window.states = [
+                agg.merge(a, b)
+                for agg, a, b in zip(self.aggregates, window.states, other.states, strict=True)
+            ]
+        self._add(window, arguments, t)
+        entry.windows[start] = window
+        self._index(entry.partition, key, window)
+        return start
+
+    def _result(self, entry: KeyWindows, window: Window) -> dict[str, Any]:
+        record: dict[str, Any] = dict(zip(self.key_fields or (), entry.key_values, strict=True))
+        record["window_start"] = iso_ms(window.start)
+        record["window_end"] = iso_ms(window.end)
+        for name, agg, state in zip(self.names, self.aggregates, window.states, strict=True):
+            record[name] = agg.result(state)
+        return record
+
+    def _event(self, key: str, record: dict[str, Any], window: Window) -> Event:
+        return Event(record, key=key or None, timestamp_ms=window.end - 1)
+
+    def _updates(self, touched: dict[str, set[int]]) -> list[Event]:
+        results = []
+        for key, starts in touched.items():
+            entry = self.cache.get(key)
+            if entry is None:
+                continue
+            for start in sorted(starts):
+                window = entry.windows.get(start)
+                if window is not None:
+                    results.append(self._event(key, self._result(entry, window), window))
+        return results
+
+    def _close(
+        self,
+        ctx: BatchContext,
+        touched: dict[str, set[int]],
+        *,
+        final: bool,
+        watermarks: dict[int, int],
+    ) -> list[Event]:
+        results = []
+        for partition, heap in self.heaps.items():
+            watermark = watermarks.get(partition)
+            while heap and (final or (watermark is not None and heap[0][0] <= watermark)):
+                close_at, key, start = heapq.heappop(heap)
+                entry = self._entry(key)
+                window = entry.windows.get(start) if entry is not None else None
+                if entry is None or window is None or window.end + self.grace != close_at:
+                    continue  # merged, extended or already closed: a stale index entry
+                del entry.windows[start]
+                self.open_count -= 1
+                if not self.emit_updates:  # with updates, its last state was already sent
+                    results.append(self._event(key, self._result(entry, window), window))
+                touched.setdefault(key, set())
+        return results
+
+    def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:
+        """End of input (`final`): close every window. Otherwise close the windows of
+        partitions idle for `grace` (at least a second) of wall-clock time, as if their
+        event time had advanced with the clock."""
+        if not self._loaded:
+            self._load_all()
+        touched: dict[str, set[int]] = {}
+        if final:
+            results = self._close(ctx, touched, final=True, watermarks=self.watermarks)
+        else:
+            idle_after = max(self.grace, 1000)
+            advanced = {}
+            for partition, watermark in self.watermarks.items():
+                idle = ctx.now_ms - self.last_seen_ms.get(partition, ctx.now_ms)
+                if idle >= idle_after:
+                    advanced[partition] = watermark + idle
+            results = (
+                self._close(ctx, touched, final=False, watermarks=advanced) if advanced else []
+            )
+        for key in touched:
+            self._save(key)
+        ctx.gauges["windows_open"] = self.open_count
+        return results
