@@ -23,6 +23,7 @@ from streams.steps.aggregates import Aggregate, make_aggregate
 from streams.steps.base import BatchContext, Step
 
 WATERMARKS_KEY = "\x00watermarks"
+WINDOWS_KEY_PREFIX_FREE = "\x00"  # keys starting with it are bookkeeping, not record keys
 
 
 def iso_ms(epoch_ms: int) -> str:
