@@ -15,12 +15,6 @@ from streams.steps.keyed import AlertStep, DedupeStep, EnrichStep, RateLimitStep
 
 BASE = 1_795_600_000_000
 
-ordered_records = st.lists(
-    st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 3_000), st.integers(0, 200)),
-    min_size=1,
-    max_size=150,
-).map(lambda raw: _timeline(raw))
-
 
 def _timeline(raw: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     now, out = BASE, []
@@ -28,6 +22,13 @@ def _timeline(raw: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
         now += advance
         out.append((key, now, value))
     return out
+
+
+ordered_records = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 3_000), st.integers(0, 200)),
+    min_size=1,
+    max_size=150,
+).map(_timeline)
 
 
 def batches(
