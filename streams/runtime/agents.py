@@ -9,6 +9,7 @@ worker not ready and exits it non-zero so a supervisor restarts it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -29,10 +30,13 @@ from streams.runtime.sender import (
     ResultSender,
     key_bytes,
 )
-from streams.runtime.tables import FaustStateBackend
+from streams.runtime.tables import FaustStateBackend, feed_lookup_table
+from streams.state import DictStateStore
+from streams.steps import table_store_name
 
 log = logging.getLogger("sluice.agents")
 
+FLUSH_INTERVAL_S = 1.0
 STATEFUL_KINDS = frozenset({"dedupe", "ratelimit", "window", "alert", "component"})
 
 
@@ -250,6 +254,45 @@ class PipelineRunner:
             self._send, spec.dead_letter_topic, spec.source.topic, metrics.latency
         )
         app.agent(stage, name=f"sluice.{self.name}")(self._run)
+        self.lock = asyncio.Lock()  # a batch and a wall-clock flush never interleave
+        self.tables_loaded = asyncio.Event()
+        self.feeders: list[asyncio.Future[None]] = []
+        if not spec.tables:
+            self.tables_loaded.set()
+        app.task(self._feed_tables)
+        app.timer(interval=FLUSH_INTERVAL_S)(self._flush)
+
+    async def _feed_tables(self) -> None:
+        if not self.spec.tables:
+            return
+        events = []
+        for name, table in self.spec.tables.items():
+            store = self.state.store(table_store_name(self.name, name))
+            assert isinstance(store, DictStateStore)
+            loaded = asyncio.Event()
+            events.append(loaded)
+            self.feeders.append(
+                asyncio.ensure_future(
+                    feed_lookup_table(
+                        connection_options(self.settings), table.topic, table.key, store, loaded
+                    )
+                )
+            )
+        for loaded in events:
+            await loaded.wait()
+        self.tables_loaded.set()
+
+    async def _flush(self) -> None:
+        """Close windows of idle partitions by wall clock."""
+        if self.state.stale.is_set() or not self.batches:
+            return
+        try:
+            async with self.lock:
+                result = await self.pipeline.flush(final=False)
+                if result.outputs or result.dead_letters:
+                    await self.sender.send(result)
+        except Exception as exc:
+            self.on_crash(f"{self.name} (flush)", exc)
 
     async def _send(self, *args: Any) -> Any:
         return await self.app.producer.send(*args)
@@ -268,9 +311,15 @@ class PipelineRunner:
         events = await self._complete(self.guard, self.guard.fresh(received))
         if not events:
             return
+        await self.tables_loaded.wait()
+        async with self.lock:
+            await self._process(events)
+
+    async def _process(self, events: list[Any]) -> None:
         if self.state.stale.is_set():
             self.state.stale.clear()
             await self.state.catch_up(connection_options(self.settings))
+            self.pipeline.reset()
         batch = to_events(events)
         partition_of = {e.key: e.partition for e in batch if e.key is not None}
         self.state.assign_partitions(partition_of)

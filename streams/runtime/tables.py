@@ -21,6 +21,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TableT
 
+from streams.records import key_of
+from streams.state import DictStateStore, StateStore
+
 log = logging.getLogger("sluice.tables")
 
 
@@ -63,9 +66,12 @@ class FaustStateBackend:
         self.app = app
         self.partitions = partitions
         self.stores: dict[str, FaustTableStore] = {}
+        self.lookups: dict[str, DictStateStore] = {}
         self.stale = asyncio.Event()  # set on every assignment: catch up before processing
 
-    def store(self, name: str) -> FaustTableStore:
+    def store(self, name: str) -> StateStore:
+        if ".tables." in name:  # a lookup table: every worker holds all of it
+            return self.lookups.setdefault(name, DictStateStore(name))
         if name not in self.stores:
             table = self.app.Table(
                 name,
@@ -132,3 +138,51 @@ class FaustStateBackend:
             await consumer.stop()
         log.info("tables caught up: %d changelog records in %.2fs", read, time.monotonic() - began)
         return read
+
+
+async def feed_lookup_table(
+    connection: dict[str, Any],
+    topic: str,
+    key_fields: tuple[str, ...],
+    store: DictStateStore,
+    loaded: asyncio.Event,
+) -> None:
+    """Keep `store` equal to the latest row per key of `topic` (compacted semantics),
+    reading all its partitions: every worker sees the whole table. A row whose value is
+    null deletes its key."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        **connection,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for messages in batches.values():
+                for message in messages:
+                    try:
+                        row = orjson.loads(message.value) if message.value is not None else None
+                    except orjson.JSONDecodeError:
+                        log.warning(
+                            "table %s: skipping a row that is not JSON (offset %d)",
+                            topic,
+                            message.offset,
+                        )
+                        continue
+                    key = key_of(row, key_fields) if isinstance(row, dict) else None
+                    if key is None and message.key is not None:
+                        key = message.key.decode("utf-8", errors="replace")
+                    if key is None:
+                        continue
+                    if row is None:
+                        store.delete(key)
+                    else:
+                        store.set(key, row)
+            if not batches and not loaded.is_set():
+                loaded.set()
+                log.info("lookup table %s loaded: %d rows", topic, len(store))
+    finally:
+        await consumer.stop()
