@@ -129,12 +129,14 @@ def write_lines(path: Path, lines: Iterator[bytes]) -> int:
 
 
 def main() -> None:
-    """`python -m streams.demo [N]`: N sample payment lines on stdout."""
+    """`python -m streams.demo [N]`: N sample payment lines on stdout;
+    `python -m streams.demo users`: the users lookup table."""
     import sys
 
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    argument = sys.argv[1] if len(sys.argv) > 1 else "10000"
+    lines = users_table() if argument == "users" else payments(int(argument))
     out = sys.stdout.buffer
-    for line in payments(count):
+    for line in lines:
         out.write(line + b"\n")
 
 

@@ -7,10 +7,11 @@ import logging
 import time
 from typing import Any
 
-from streams.demo import payments
+from streams.demo import payments, users_table
 
 log = logging.getLogger("sluice.demo")
 DEMO_TOPIC = "payments"
+USERS_TOPIC = "users"
 
 
 async def produce_demo_traffic(app: Any, rate: float, topic: str = DEMO_TOPIC) -> None:
@@ -18,6 +19,8 @@ async def produce_demo_traffic(app: Any, rate: float, topic: str = DEMO_TOPIC) -
     from datetime import UTC, datetime
 
     producer = app.producer
+    for row in users_table():  # the lookup table the risk pipeline enriches from
+        await producer.send(USERS_TOPIC, None, row, None, None, None)
     began = time.monotonic()
     log.info("demo traffic: %.0f payments/s to %r", rate, topic)
     lines = payments(10**12, start=datetime.now(UTC), events_per_second=rate)
