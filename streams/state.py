@@ -20,10 +20,12 @@ class StateStore(Protocol):
     def get(self, key: str, default: Any = None) -> Any:
         """The value stored under `key`, or `default` when there is none."""
 
-    def set(self, key: str, value: Any) -> None:
-        """Store `value` (JSON-serializable) under `key`, replacing any earlier value."""
+    def set(self, key: str, value: Any, partition: int | None = None) -> None:
+        """Store `value` (JSON-serializable) under `key`, replacing any earlier value.
+        `partition`: the source partition of the records behind it (a worker's table
+        keeps the key in that partition of its changelog)."""
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, partition: int | None = None) -> None:
         """Forget `key`; no error when it is absent."""
 
     def keys(self) -> Iterator[str]:
@@ -52,10 +54,10 @@ class DictStateStore:
     def get(self, key: str, default: Any = None) -> Any:
         return self._data.get(key, default)
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, partition: int | None = None) -> None:
         self._data[key] = value
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, partition: int | None = None) -> None:
         self._data.pop(key, None)
 
     def keys(self) -> Iterator[str]:

@@ -123,6 +123,10 @@ class OffsetGuard:
                 previous = offset
         return missing
 
+    def positions(self) -> dict[int, int]:
+        """The last processed offset per partition (of the one topic this guard sees)."""
+        return {partition: offset for (_, partition), offset in self._last.items()}
+
     def baseline(self, committed: dict[tuple[str, int], int]) -> None:
         """After an assignment: records before each partition's committed offset are
         done (by this process or another), so a gap is measured from there."""
@@ -278,9 +282,14 @@ class PipelineRunner:
                     )
                 )
             )
-        for loaded in events:
-            await loaded.wait()
-        self.tables_loaded.set()
+
+        async def all_loaded() -> None:
+            for loaded in events:
+                await loaded.wait()
+            self.tables_loaded.set()
+
+        # runs as long as the worker: cancelling this app task cancels the feeders
+        await asyncio.gather(all_loaded(), *self.feeders)
 
     async def _flush(self) -> None:
         """Close windows of idle partitions by wall clock."""
@@ -291,6 +300,8 @@ class PipelineRunner:
                 result = await self.pipeline.flush(final=False)
                 if result.outputs or result.dead_letters:
                     await self.sender.send(result)
+                # the flush's writes are consistent with everything processed so far
+                self.state.commit(self.guard.positions())
         except Exception as exc:
             self.on_crash(f"{self.name} (flush)", exc)
 
@@ -320,11 +331,22 @@ class PipelineRunner:
             self.state.stale.clear()
             await self.state.catch_up(connection_options(self.settings))
             self.pipeline.reset()
+            # records whose effects the tables already hold are not applied twice
+            topic = events[0].message.topic
+            self.guard.baseline({(topic, p): o + 1 for p, o in self.state.applied().items()})
+            events = self.guard.fresh(events)
+            if not events:
+                return
         batch = to_events(events)
         partition_of = {e.key: e.partition for e in batch if e.key is not None}
         self.state.assign_partitions(partition_of)
         result = await self.pipeline.process(batch)
         await self.sender.send(result)
+        applied: dict[int, int] = {}
+        for event in events:
+            message = event.message
+            applied[message.partition] = max(applied.get(message.partition, -1), message.offset)
+        self.state.commit(applied)
         self.guard.done(events)
         self.batches += 1
 

@@ -13,6 +13,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -48,6 +50,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+def _detach_and_die_with_parent() -> None:
+    """In the broker child: its own session, so Ctrl-C in a terminal reaches sluice (which
+    stops the broker in order); and SIGTERM when sluice dies, even by SIGKILL, so no
+    broker outlives it (Linux prctl PR_SET_PDEATHSIG)."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 def _accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
@@ -67,6 +81,8 @@ class EmbeddedBroker:
         self.host = host
         self.port = port or free_port(host)
         self.process: subprocess.Popen[bytes] | None = None
+        # a file, not a pipe: a pipe nobody reads would block the broker once full
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
 
     @property
     def address(self) -> str:
@@ -98,15 +114,16 @@ class EmbeddedBroker:
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
+                stderr=self._stderr,
+                preexec_fn=_detach_and_die_with_parent,  # noqa: PLW1509 - no threads yet
             )
         except OSError as exc:
             raise BrokerError(f"cannot start the embedded broker {binary}: {exc}") from None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                error = (self.process.stderr.read() if self.process.stderr else b"").decode()
+                self._stderr.seek(0)
+                error = self._stderr.read().decode(errors="replace")
                 raise BrokerError(f"the embedded broker exited at start: {error.strip()[-500:]}")
             if _accepts(self.host, self.port):
                 return self
@@ -126,8 +143,7 @@ class EmbeddedBroker:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             process.wait(timeout)
-        if process.stderr:
-            process.stderr.close()
+        self._stderr.close()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -27,25 +27,41 @@ from streams.state import DictStateStore, StateStore
 log = logging.getLogger("sluice.tables")
 
 
+APPLIED_KEY = "\x00applied:{partition}"
+
+
 class FaustTableStore:
-    """One step's state: a Faust Table named `<pipeline>.<step>` with a changelog topic."""
+    """One step's state: a Faust Table named `<pipeline>.<step>` with a changelog topic.
+
+    Writes change the local table at once but reach the changelog only at `commit`, after
+    the batch's results are sent, followed by an `applied` marker per partition holding
+    the batch's last source offset. On recovery only changelog records up to a
+    partition's last marker count (a batch is all or nothing), and source records up to
+    the marker are not processed again: the state stays exact across crashes, while
+    results may be re-sent (at-least-once).
+    """
 
     def __init__(self, table: TableT[Any, Any]) -> None:
         self.table = table
         self.name = table.name
-        self.partition_of: dict[str, int] = {}  # filled per batch by the agent
+        self.partition_of: dict[str, int] = {}  # key -> partition, filled by the agent
+        self.pending: dict[str, Any] = {}
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.table.data.get(key, default)
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, partition: int | None = None) -> None:
         self.table.data[key] = value
-        self.table.send_changelog(self._partition(key), key, value)
+        self.pending[key] = value
+        if partition is not None:
+            self.partition_of[key] = partition
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, partition: int | None = None) -> None:
         if key in self.table.data:
             del self.table.data[key]
-            self.table.send_changelog(self._partition(key), key, None, value_serializer="raw")
+        self.pending[key] = None
+        if partition is not None:
+            self.partition_of[key] = partition
 
     def keys(self) -> Iterator[str]:
         return iter(list(self.table.data.keys()))
@@ -53,10 +69,33 @@ class FaustTableStore:
     def __len__(self) -> int:
         return len(self.table.data)
 
-    def _partition(self, key: str) -> int | None:
-        # None only for keys no record of this batch carried (a wall-clock flush): the
-        # producer's partitioner then hashes the key as the repartition topic did
-        return self.partition_of.get(key)
+    def _partition(self, key: str) -> int:
+        if key.startswith("\x00"):  # bookkeeping keys name their partition
+            return int(key.rpartition(":")[2])
+        # never None: with no partition Faust asks the partitioner, which fails before
+        # the changelog's metadata is loaded
+        return self.partition_of.get(key, 0)
+
+    def commit(self, applied: dict[int, int]) -> None:
+        """Send the batch's writes, then one `applied` marker per source partition."""
+        send = self.table.send_changelog
+        for key, value in self.pending.items():
+            if value is None:
+                send(self._partition(key), key, None, value_serializer="raw")
+            else:
+                send(self._partition(key), key, value)
+        self.pending.clear()
+        for partition, offset in applied.items():
+            key = APPLIED_KEY.format(partition=partition)
+            self.table.data[key] = offset
+            send(partition, key, offset)
+
+    def applied(self) -> dict[int, int]:
+        found = {}
+        for key in self.keys():
+            if key.startswith("\x00applied:"):
+                found[int(key.rpartition(":")[2])] = int(self.table.data[key])
+        return found
 
 
 class FaustStateBackend:
@@ -85,6 +124,21 @@ class FaustStateBackend:
     def assign_partitions(self, partition_of: dict[str, int]) -> None:
         for store in self.stores.values():
             store.partition_of.update(partition_of)
+
+    def commit(self, applied: dict[int, int]) -> None:
+        for store in self.stores.values():
+            store.commit(applied)
+
+    def applied(self) -> dict[int, int]:
+        """Per source partition, the last offset whose effects every table holds."""
+        merged: dict[int, int] = {}
+        for index, store in enumerate(self.stores.values()):
+            marks = store.applied()
+            if index == 0:
+                merged = marks
+            else:
+                merged = {p: min(o, marks[p]) for p, o in merged.items() if p in marks}
+        return merged
 
     async def catch_up(self, connection: dict[str, Any]) -> int:
         """Read every changelog to its true end into the tables; returns records read.
@@ -115,16 +169,27 @@ class FaustStateBackend:
             await consumer.seek_to_beginning(*partitions)
             remaining = set(partitions)
             idle_since = time.monotonic()
+            # records after a partition's last `applied` marker belong to a batch that
+            # did not finish: they are held back and dropped at the end
+            held: dict[TopicPartition, list[tuple[Any, Any]]] = {tp: [] for tp in partitions}
+            for store in by_topic.values():
+                store.table.data.clear()
             while remaining:
                 batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
                 for tp, messages in batches.items():
                     data = by_topic[tp.topic].table.data
+                    pending = held[tp]
                     for message in messages:
                         key = orjson.loads(message.key) if message.key else None
-                        if message.value is None:
-                            data.pop(key, None)
-                        else:
-                            data[key] = orjson.loads(message.value)
+                        value = None if message.value is None else orjson.loads(message.value)
+                        pending.append((key, value))
+                        if isinstance(key, str) and key.startswith("\x00applied:"):
+                            for k, v in pending:
+                                if v is None:
+                                    data.pop(k, None)
+                                else:
+                                    data[k] = v
+                            pending.clear()
                     read += len(messages)
                 for tp in list(remaining):
                     highwater = consumer.highwater(tp)
@@ -134,6 +199,9 @@ class FaustStateBackend:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > 2.0:
                     break  # empty partitions report no high watermark until a fetch returns
+            dropped = sum(len(p) for p in held.values())
+            if dropped:
+                log.warning("tables: ignored %d changelog records of an unfinished batch", dropped)
         finally:
             await consumer.stop()
         log.info("tables caught up: %d changelog records in %.2fs", read, time.monotonic() - began)

@@ -67,6 +67,7 @@ class ComponentStep(Step):
         self._process: Callable[..., Any] = self.instance.process
         self.is_async = inspect.iscoroutinefunction(self._process)
         self.store = store
+        self.partitions: dict[str, int] = {}
         self.ctx = ComponentContext(
             MappingProxyType(dict(config)), logging.getLogger(f"sluice.component.{name}")
         )
@@ -110,6 +111,7 @@ class ComponentStep(Step):
         if state is None:
             stored = self.store.get(key)
             state = states[key] = dict(stored) if isinstance(stored, dict) else {}
+            self.partitions[key] = event.partition
         self.ctx.state = state
         self.ctx._batch = ctx
         self.ctx._event = event
@@ -143,7 +145,8 @@ class ComponentStep(Step):
 
     def _save(self, states: dict[str, dict[str, Any]]) -> None:
         for key, state in states.items():
+            partition = self.partitions.pop(key, None)
             if state:
-                self.store.set(key, state)
+                self.store.set(key, state, partition)
             elif self.store.get(key) is not None:
-                self.store.delete(key)
+                self.store.delete(key, partition)

@@ -19,29 +19,33 @@ from streams.steps.base import BatchContext, Step
 class KeyedState:
     """A batch's view of a store: each key read once, written back once at `flush`."""
 
-    __slots__ = ("changed", "store", "values")
+    __slots__ = ("changed", "partitions", "store", "values")
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self.values: dict[str, Any] = {}
         self.changed: set[str] = set()
+        self.partitions: dict[str, int] = {}
 
     def get(self, key: str) -> Any:
         if key not in self.values:
             self.values[key] = self.store.get(key)
         return self.values[key]
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, partition: int | None = None) -> None:
         self.values[key] = value
         self.changed.add(key)
+        if partition is not None:
+            self.partitions[key] = partition
 
     def flush(self) -> None:
         for key in self.changed:
             value = self.values[key]
+            partition = self.partitions.get(key)
             if value is None:
-                self.store.delete(key)
+                self.store.delete(key, partition)
             else:
-                self.store.set(key, value)
+                self.store.set(key, value, partition)
 
 
 def _key(event: Event, fields: Sequence[str] | None) -> str | None:
@@ -89,7 +93,7 @@ class DedupeStep(Step):
             if first is not None and abs(t - first) < self.within:
                 duplicates += 1
                 continue
-            state.set(key, t)
+            state.set(key, t, partition)
             heapq.heappush(self.expiry.setdefault(partition, []), (t + self.within, key))
             kept.append(event)
         for partition, heap in self.expiry.items():
@@ -97,7 +101,7 @@ class DedupeStep(Step):
             while heap and heap[0][0] <= watermark:
                 expires, key = heapq.heappop(heap)
                 if state.get(key) == expires - self.within:
-                    state.set(key, None)
+                    state.set(key, None, partition)
         state.flush()
         ctx.drop(self.name, "duplicate", duplicates)
         return kept
@@ -146,7 +150,7 @@ class RateLimitStep(Step):
                 )
             else:
                 limited += 1
-            state.set(key, [tokens, max(t, last)])
+            state.set(key, [tokens, max(t, last)], event.partition)
         state.flush()
         ctx.drop(self.name, "ratelimit", limited)
         return kept
@@ -174,7 +178,9 @@ class AlertStep(Step):
 
         if self.firing is None:
             self.firing = sum(
-                1 for k in list(self.store.keys()) if (self.store.get(k) or {}).get("firing")
+                1
+                for k in list(self.store.keys())
+                if not k.startswith("\x00") and (self.store.get(k) or {}).get("firing")
             )
         state = KeyedState(self.store)
         passed = []
@@ -201,7 +207,7 @@ class AlertStep(Step):
                     self.firing += 1
                 elif "since" not in current:
                     current = {"since": t, "firing": False}
-                state.set(key, current)
+                state.set(key, current, event.partition)
             elif current:
                 if current.get("firing"):
                     ctx.emit(
@@ -213,7 +219,7 @@ class AlertStep(Step):
                         ),
                     )
                     self.firing -= 1
-                state.set(key, None)
+                state.set(key, None, event.partition)
         state.flush()
         ctx.gauges[f"alerts_firing:{self.spec.name}"] = self.firing
         return passed

@@ -22,8 +22,9 @@ from streams.state import StateStore
 from streams.steps.aggregates import Aggregate, make_aggregate
 from streams.steps.base import BatchContext, Step
 
-WATERMARKS_KEY = "\x00watermarks"
-WINDOWS_KEY_PREFIX_FREE = "\x00"  # keys starting with it are bookkeeping, not record keys
+BOOKKEEPING = "\x00"  # keys starting with it are bookkeeping, not record keys
+WATERMARK_KEY = "\x00watermark:{partition}"  # one per partition, in that partition's changelog
+WINDOWS_KEY_PREFIX_FREE = BOOKKEEPING
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -80,10 +81,11 @@ class WindowStep(Step):
     def _load_all(self) -> None:
         """Rebuild the close-time index from the store (after a restart or rebalance)."""
         self._loaded = True
-        stored = self.store.get(WATERMARKS_KEY) or {}
-        self.watermarks = {int(p): int(t) for p, t in stored.items()}
         for key in list(self.store.keys()):
-            if key == WATERMARKS_KEY:
+            if key.startswith("\x00watermark:"):
+                self.watermarks[int(key.rpartition(":")[2])] = int(self.store.get(key))
+                continue
+            if key.startswith(BOOKKEEPING):
                 continue
             entry = self._entry(key)
             if entry is None:
@@ -111,7 +113,7 @@ class WindowStep(Step):
         entry = self.cache.get(key)
         if entry is None or not entry.windows:
             self.cache.pop(key, None)
-            self.store.delete(key)
+            self.store.delete(key, entry.partition if entry is not None else None)
             return
         self.store.set(
             key,
@@ -128,6 +130,7 @@ class WindowStep(Step):
                     for w in entry.windows.values()
                 ],
             },
+            entry.partition,
         )
 
     def _index(self, partition: int, key: str, window: Window) -> None:
@@ -206,7 +209,8 @@ class WindowStep(Step):
         results = updates + self._close(ctx, touched, final=False, watermarks=self.watermarks)
         for key in touched:
             self._save(key)
-        self.store.set(WATERMARKS_KEY, {str(p): t for p, t in self.watermarks.items()})
+        for partition in {event.partition for event in events} & set(self.watermarks):
+            self.store.set(WATERMARK_KEY.format(partition=partition), self.watermarks[partition])
         ctx.gauges["windows_open"] = self.open_count
         return results
 

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.pipeline import PipelineSpec
-from streams.errors import SluiceError
 from streams.metrics import CountingMetrics
 from streams.pipeline import Pipeline, event_time_ms, iso_ms
 from streams.records import BatchResult, Event
@@ -253,10 +252,17 @@ def test_component_that_cannot_be_created_is_a_clear_error() -> None:
         make(COMPONENT % "NeedsArguments")
 
 
-def test_stateful_steps_not_built_yet_say_so() -> None:
-    text = STATELESS.replace("  - filter:", "  - dedupe: {key: user, within: 1m}\n  - filter:")
-    with pytest.raises(SluiceError, match="dedupe"):
-        make(text)
+async def test_demo_risk_pipeline_runs_every_stateful_step() -> None:
+    from pathlib import Path
+
+    from streams.config import load_pipeline
+
+    root = Path(__file__).resolve().parents[2]
+    spec = load_pipeline(root / "config" / "pipelines" / "payments-risk.yaml")
+    kinds = {step.kind for step in spec.steps}
+    assert {"dedupe", "enrich", "ratelimit", "window", "alert"} <= kinds
+    pipeline = Pipeline(spec, metrics=CountingMetrics())
+    assert [s.kind for s in pipeline.steps] == [s.kind for s in spec.steps]
 
 
 # --- accounting: every record is out, dropped or a dead letter -------------------------
