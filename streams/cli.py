@@ -170,6 +170,7 @@ def bench(ctx: click.Context, events: int, runs: int, results_dir: Path) -> None
     ctx.obj = {"events": events, "runs": runs, "results": results_dir}
     if ctx.invoked_subcommand is None:
         ctx.invoke(bench_replay_command)
+        ctx.invoke(bench_windows_command)
         ctx.invoke(bench_kafka_command)
 
 
@@ -222,6 +223,26 @@ config_option = click.option(
     type=click.Path(path_type=Path),
     help=CONFIG_HELP,
 )
+
+
+@bench.command("windows")
+@click.pass_context
+def bench_windows_command(ctx: click.Context) -> None:
+    """A windowed pipeline in replay vs DuckDB's GROUP BY over the same file."""
+    from streams.bench_windows import bench_windows
+
+    options = ctx.obj
+    click.echo(
+        f"windows benchmark: {options['events']:,} events, best of {options['runs']}…", err=True
+    )
+    result = bench_windows(options["events"], options["runs"], options["results"])
+    click.echo(
+        f"sluice replay (windows) {result['sluice_seconds']:>8.3f} s  "
+        f"({result['sluice_events_per_second']:,} events/s)\n"
+        f"duckdb GROUP BY         {result['duckdb_seconds']:>8.3f} s\n"
+        f"ratio                   {result['ratio_duckdb_time_to_sluice_time']:>8.3f}  "
+        f"(duckdb time / sluice time); windows that differ: {result['mismatching_windows']}"
+    )
 
 
 @bench.command("kafka")

@@ -162,42 +162,71 @@ def _store_load(store: Any, data: list[Any]) -> None:
 
 
 class Percentile(Aggregate):
-    """DDSketch (Datadog's `ddsketch`): mergeable, every quantile within 1% relative
-    error. Dumped as the sketch's counters and bins."""
+    """Exact (the values) up to 256 values, then DDSketch (Datadog's `ddsketch`):
+    mergeable, every quantile within 1% relative error. Nearest-rank, as SQL's
+    PERCENTILE_DISC: the value at rank ceil(q*n) of the sorted values."""
 
     name = "percentile"
+    exact_limit = 256
 
     def init(self) -> Any:
-        return DDSketch(relative_accuracy=PERCENTILE_ACCURACY)
+        return []
+
+    def _sketch(self, values: list[float]) -> Any:
+        sketch = DDSketch(relative_accuracy=PERCENTILE_ACCURACY)
+        for value in values:
+            sketch.add(value)
+        return sketch
 
     def add(self, state: Any, value: Any, t: int) -> Any:
-        state.add(float(_number("percentile", value)))
+        number = float(_number("percentile", value))
+        if state.__class__ is list:
+            state.append(number)
+            return state if len(state) <= self.exact_limit else self._sketch(state)
+        state.add(number)
         return state
 
     def merge(self, a: Any, b: Any) -> Any:
-        a.merge(b)
-        return a
+        if a.__class__ is list and b.__class__ is list and len(a) + len(b) <= self.exact_limit:
+            return a + b
+        left = self._sketch(a) if a.__class__ is list else a
+        left.merge(self._sketch(b) if b.__class__ is list else b)
+        return left
 
     def result(self, state: Any) -> Any:
-        if state.count == 0:
-            return None
-        value = state.get_quantile_value(self.parameter if self.parameter is not None else 0.5)
+        q = self.parameter if self.parameter is not None else 0.5
+        if state.__class__ is list:
+            if not state:
+                return None
+            ordered = sorted(state)
+            return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+        count = int(state.count)
+        rank = max(0, math.ceil(q * count) - 1)
+        # DDSketch ranks by floor(q' * (n - 1)): ask for the q' that lands on `rank`
+        sketch_q = min(1.0, (rank + 1e-9) / (count - 1)) if count > 1 else 0.0
+        value = state.get_quantile_value(sketch_q)
         return None if value is None or math.isnan(value) else value
 
     def dump(self, state: Any) -> Any:
-        return [
-            state._count,
-            state._zero_count,
-            state._sum,
-            state._min,
-            state._max,
-            _store_dump(state._store),
-            _store_dump(state._negative_store),
-        ]
+        if state.__class__ is list:
+            return state
+        return {
+            "sketch": [
+                state._count,
+                state._zero_count,
+                state._sum,
+                state._min,
+                state._max,
+                _store_dump(state._store),
+                _store_dump(state._negative_store),
+            ]
+        }
 
     def load(self, data: Any) -> Any:
-        sketch = self.init()
-        count, zero, total, low, high, positive, negative = data
+        if isinstance(data, list):
+            return data
+        sketch = DDSketch(relative_accuracy=PERCENTILE_ACCURACY)
+        count, zero, total, low, high, positive, negative = data["sketch"]
         sketch._count, sketch._zero_count, sketch._sum = count, zero, total
         sketch._min, sketch._max = low, high
         _store_load(sketch._store, positive)

@@ -27,6 +27,10 @@ WATERMARK_KEY = "\x00watermark:{partition}"  # one per partition, in that partit
 WINDOWS_KEY_PREFIX_FREE = BOOKKEEPING
 
 
+def _none(_: Any) -> None:
+    return None
+
+
 def iso_ms(epoch_ms: int) -> str:
     from streams.pipeline import iso_ms as format_iso
 
@@ -66,6 +70,8 @@ class WindowStep(Step):
         self.names = list(spec.aggregates)
         self.aggregates: list[Aggregate] = [make_aggregate(c) for c in spec.aggregates.values()]
         self.arguments: list[Expression | None] = [c.argument for c in spec.aggregates.values()]
+        self._argument_fns = [a.fn if a is not None else _none for a in self.arguments]
+        self._adders = [(i, agg.add, agg.skips_nulls) for i, agg in enumerate(self.aggregates)]
         self.reset()
 
     # --- state -------------------------------------------------------------------------
@@ -166,10 +172,13 @@ class WindowStep(Step):
                 continue
             key, key_values = keyed
             try:
-                arguments = [a.evaluate(value) if a is not None else None for a in self.arguments]
-            except RecordError as error:
-                ctx.dead_letter(event, self.name, error)
-                continue
+                arguments = [fn(value) for fn in self._argument_fns]
+            except Exception:  # find which, with the expression's message
+                try:
+                    arguments = [a.evaluate(value) if a else None for a in self.arguments]
+                except RecordError as error:
+                    ctx.dead_letter(event, self.name, error)
+                    continue
             t = event.timestamp_ms
             partition = event.partition
             watermark = max(self.watermarks.get(partition, t), t)
@@ -224,11 +233,11 @@ class WindowStep(Step):
 
     def _add(self, window: Window, arguments: list[Any], t: int) -> None:
         states = window.states
-        for i, agg in enumerate(self.aggregates):
+        for i, add, skips_nulls in self._adders:
             value = arguments[i]
-            if value is None and agg.skips_nulls:
+            if value is None and skips_nulls:
                 continue
-            states[i] = agg.add(states[i], value, t)
+            states[i] = add(states[i], value, t)
 
     def _new_window(self, start: int, end: int) -> Window:
         self.open_count += 1

@@ -221,3 +221,14 @@ def test_check_and_run_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert f"{bad}:3: steps[0].filter: syntax error" in failed.output
     broken = runner.invoke(main, ["run", "--demo", "--config", str(tmp_path)])
     assert broken.exit_code == 1
+
+
+def test_bench_windows_agrees_with_duckdb(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["bench", "--events", "4000", "--runs", "1", "--results", str(tmp_path), "windows"]
+    )
+    assert result.exit_code == 0, result.output
+    [saved] = list(tmp_path.glob("windows-*.json"))
+    figures = orjson.loads(saved.read_bytes())
+    assert figures["windows"] > 100
+    assert figures["mismatching_windows"] == 0

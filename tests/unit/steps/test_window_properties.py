@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -63,7 +64,7 @@ def aggregate(rows: list[tuple[int, int, int | None]]) -> dict[str, Any]:
         "mean": sum(xs) / len(xs) if xs else None,
         "first_x": min(values)[2] if values else None,
         "last_x": max(values)[2] if values else None,
-        "p90": ordered[int(0.9 * (len(ordered) - 1))] if ordered else None,
+        "p90": ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)] if ordered else None,
         "distinct": len(set(xs)),
     }
 
@@ -242,3 +243,32 @@ def test_window_closes_exactly_when_the_watermark_reaches_end_plus_grace() -> No
     assert [(e.value["k"], e.value["n"]) for e in closing] == [("a", 1)]
     step.process([Event({"k": "a", "x": 5}, timestamp_ms=base + 5_000)], ctx)
     assert ctx.late == 1
+
+
+def test_percentile_and_distinct_switch_to_sketches_within_bounds() -> None:
+    from streams.steps.aggregates import CountDistinct, Percentile
+
+    p95 = Percentile(0.95)
+    state = p95.init()
+    values = [((i * 7919) % 10_007) / 7.0 + 1 for i in range(5_000)]
+    for value in values:
+        state = p95.add(state, value, 0)
+    assert state.__class__ is not list  # a sketch by now
+    truth = sorted(values)[math.ceil(0.95 * len(values)) - 1]
+    restored = p95.load(p95.dump(state))
+    assert abs(p95.result(restored) - truth) <= 0.01 * truth
+    half = p95.init()
+    for value in values[:100]:
+        half = p95.add(half, value, 0)
+    merged = p95.merge(p95.load(p95.dump(state)), half)
+    truth = sorted(values + values[:100])[math.ceil(0.95 * 5_100) - 1]
+    assert abs(p95.result(merged) - truth) <= 0.01 * truth
+    distinct = CountDistinct()
+    state = distinct.init()
+    for i in range(20_000):
+        state = distinct.add(state, f"m{i % 12_000}", 0)
+    estimate = distinct.result(distinct.load(distinct.dump(state)))
+    assert abs(estimate - 12_000) <= 0.02 * 12_000
+    small = distinct.merge(distinct.load(["a", "b"]), {"b", "c"})
+    assert distinct.result(small) == 3
+    assert distinct.result(distinct.merge(state, {"zz"})) >= estimate
