@@ -254,6 +254,7 @@ class PipelineRunner:
             self.repartition_topic = f"{settings.app_id}-{self.name}-repartition"
             stage = raw_topic(app, self.repartition_topic, partitions, internal=True)
             app.agent(self.source, name=f"sluice.{self.name}.rekey")(self._rekey)
+        self.stage_topic = self.repartition_topic or spec.source.topic
         self.sender = ResultSender(
             self._send, spec.dead_letter_topic, spec.source.topic, metrics.latency
         )
@@ -291,12 +292,25 @@ class PipelineRunner:
         # runs as long as the worker: cancelling this app task cancels the feeders
         await asyncio.gather(all_loaded(), *self.feeders)
 
+    async def _recover(self) -> None:
+        """After an assignment: tables caught up from their changelogs, caches dropped, and
+        records whose effects the tables already hold marked as processed."""
+        self.state.stale.clear()
+        await self.state.catch_up(connection_options(self.settings))
+        self.pipeline.reset()
+        topic = self.stage_topic
+        self.guard.baseline({(topic, p): o + 1 for p, o in self.state.applied().items()})
+
     async def _flush(self) -> None:
         """Close windows of idle partitions by wall clock."""
-        if self.state.stale.is_set() or not self.batches:
+        if not self.state.stores or self.app.rebalancing:
             return
         try:
             async with self.lock:
+                if self.state.stale.is_set():
+                    if not self.assigned_once:
+                        return
+                    await self._recover()
                 result = await self.pipeline.flush(final=False)
                 if result.outputs or result.dead_letters:
                     await self.sender.send(result)
@@ -328,12 +342,7 @@ class PipelineRunner:
 
     async def _process(self, events: list[Any]) -> None:
         if self.state.stale.is_set():
-            self.state.stale.clear()
-            await self.state.catch_up(connection_options(self.settings))
-            self.pipeline.reset()
-            # records whose effects the tables already hold are not applied twice
-            topic = events[0].message.topic
-            self.guard.baseline({(topic, p): o + 1 for p, o in self.state.applied().items()})
+            await self._recover()
             events = self.guard.fresh(events)
             if not events:
                 return
@@ -349,6 +358,15 @@ class PipelineRunner:
         self.state.commit(applied)
         self.guard.done(events)
         self.batches += 1
+
+    def on_revoked(self) -> None:
+        """Partitions are moving: until the next assignment is caught up, no wall-clock
+        flush may close windows whose partitions may now be another worker's."""
+        self.state.stale.set()
+
+    @property
+    def assigned_once(self) -> bool:
+        return bool(self.previous_assignment)
 
     def on_assigned(self, assigned: Iterable[Any]) -> None:
         """A new generation's assignment. Partitions this worker also had in the previous

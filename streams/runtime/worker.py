@@ -62,6 +62,12 @@ class SluiceWorker:
 
         app.on_partitions_assigned.connect(_assigned)  # type: ignore[arg-type]
 
+        async def _revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+            for runner in self.runners:
+                runner.on_revoked()
+
+        app.on_partitions_revoked.connect(_revoked)  # type: ignore[arg-type]
+
         @app.task  # type: ignore[untyped-decorator]
         async def _web() -> None:
             web_app = make_web_app(self.settings, self.registry, readiness)
