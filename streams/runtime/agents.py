@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -61,12 +64,20 @@ def _text_key(key: bytes | None) -> str | None:
     return key.decode("utf-8", errors="backslashreplace")
 
 
+def new_traceparent() -> bytes:
+    """A W3C trace context for a record that arrived without one."""
+    return f"00-{random.getrandbits(128):032x}-{random.getrandbits(64):016x}-01".encode()
+
+
 def to_events(events: Sequence[Any]) -> list[Event]:
-    """Faust events as pipeline input: raw value, key, Kafka time, headers, position."""
+    """Faust events as pipeline input: raw value, key, Kafka time, headers (with a W3C
+    `traceparent`, started here when absent), position."""
     batch = []
     for event in events:
         message = event.message
         headers = message.headers
+        if not any(name == "traceparent" for name, _ in (headers or ())):
+            headers = [*(headers or ()), ("traceparent", new_traceparent())]
         batch.append(
             Event(
                 None,
@@ -255,8 +266,11 @@ class PipelineRunner:
             stage = raw_topic(app, self.repartition_topic, partitions, internal=True)
             app.agent(self.source, name=f"sluice.{self.name}.rekey")(self._rekey)
         self.stage_topic = self.repartition_topic or spec.source.topic
+        self.latencies: deque[float] = deque(maxlen=2000)
+        self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=20)
+        self.lag: dict[int, int] = {}
         self.sender = ResultSender(
-            self._send, spec.dead_letter_topic, spec.source.topic, metrics.latency
+            self._send, spec.dead_letter_topic, spec.source.topic, self._observe_latency
         )
         app.agent(stage, name=f"sluice.{self.name}")(self._run)
         self.lock = asyncio.Lock()  # a batch and a wall-clock flush never interleave
@@ -319,6 +333,41 @@ class PipelineRunner:
         except Exception as exc:
             self.on_crash(f"{self.name} (flush)", exc)
 
+    def _observe_latency(self, seconds: float) -> None:
+        self.metrics.latency(seconds)
+        self.latencies.append(seconds)
+
+    def status(self) -> dict[str, Any]:
+        """What /api/pipelines and the dashboard show for this pipeline."""
+        ordered = sorted(self.latencies)
+
+        def percentile(q: float) -> float | None:
+            return round(ordered[int(q * (len(ordered) - 1))] * 1000, 1) if ordered else None
+
+        return {
+            "pipeline": self.name,
+            "source": self.spec.source.topic,
+            "outputs": self.spec.output_topics(),
+            "steps": [{"name": name, "kind": step.kind} for name, step in self.spec.named_steps()],
+            "events_in": self.metrics.received_total,
+            "events_out": self.metrics.sent_total,
+            "dead_letters": self.metrics.dead_total,
+            "dropped": self.metrics.dropped_total,
+            "late": self.metrics.late_total,
+            "windows_open": self.metrics.windows_open_now,
+            "alerts_firing": dict(self.metrics.firing_now),
+            "latency_ms": {"p50": percentile(0.5), "p99": percentile(0.99)},
+            "lag": sum(self.lag.values()),
+            "recent_dead_letters": list(self.recent_dead_letters),
+            "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+
+    def state_of(self, step: str, key: str) -> Any:
+        store = self.state.stores.get(f"{self.name}.{step}")
+        if store is None:
+            raise KeyError(step)
+        return store.get(key)
+
     async def _send(self, *args: Any) -> Any:
         return await self.app.producer.send(*args)
 
@@ -350,6 +399,15 @@ class PipelineRunner:
         partition_of = {e.key: e.partition for e in batch if e.key is not None}
         self.state.assign_partitions(partition_of)
         result = await self.pipeline.process(batch)
+        for letter in result.dead_letters:
+            self.recent_dead_letters.appendleft(
+                {
+                    "at": time.time(),
+                    "step": letter.step,
+                    "type": letter.error_type,
+                    "message": letter.message[:300],
+                }
+            )
         await self.sender.send(result)
         applied: dict[int, int] = {}
         for event in events:

@@ -82,6 +82,11 @@ class PrometheusPipelineMetrics:
         self._steps: dict[str, Histogram] = {}
         self.sent_total = 0
         self.received_total = 0
+        self.dead_total = 0
+        self.dropped_total = 0
+        self.late_total = 0
+        self.windows_open_now = 0
+        self.firing_now: dict[str, int] = {}
 
     def events_in(self, count: int) -> None:
         self.received_total += count
@@ -95,9 +100,11 @@ class PrometheusPipelineMetrics:
         child.inc(count)
 
     def dropped(self, step: str, reason: str, count: int) -> None:
+        self.dropped_total += count
         self.families.dropped.labels(self.pipeline, step, reason).inc(count)
 
     def dead_letters(self, step: str, error_type: str, count: int) -> None:
+        self.dead_total += count
         self.families.dead_letters.labels(self.pipeline, step, error_type).inc(count)
 
     def step_seconds(self, step: str, seconds: float) -> None:
@@ -107,12 +114,15 @@ class PrometheusPipelineMetrics:
         child.observe(seconds)
 
     def late_events(self, count: int) -> None:
+        self.late_total += count
         self._late.inc(count)
 
     def windows_open(self, count: int) -> None:
+        self.windows_open_now = count
         self._windows.set(count)
 
     def alerts_firing(self, alert: str, count: int) -> None:
+        self.firing_now[alert] = count
         self.families.alerts_firing.labels(self.pipeline, alert).set(count)
 
     def latency(self, seconds: float) -> None:

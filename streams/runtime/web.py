@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -32,7 +34,21 @@ class Readiness:
         return {"ready": all(results.values()), "checks": results, "crash": self.crashed}
 
 
-def make_web_app(settings: Settings, registry: Registry, readiness: Readiness) -> web.Application:
+class PipelineView(Protocol):
+    def status(self) -> dict[str, Any]: ...
+    def state_of(self, step: str, key: str) -> Any: ...
+
+
+DASHBOARD = resources.files("streams.runtime").joinpath("dashboard.html")
+
+
+def make_web_app(
+    settings: Settings,
+    registry: Registry,
+    readiness: Readiness,
+    pipelines: Mapping[str, PipelineView] | None = None,
+) -> web.Application:
+    views = dict(pipelines or {})
     token = settings.web.token.get_secret_value() if settings.web.token else None
 
     @web.middleware
@@ -58,11 +74,53 @@ def make_web_app(settings: Settings, registry: Registry, readiness: Readiness) -
             body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
+    async def api_pipelines(_: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "ready": readiness.state()["ready"],
+                "pipelines": [view.status() for view in views.values()],
+            },
+            dumps=_dumps,
+        )
+
+    async def api_state(request: web.Request) -> web.Response:
+        name, step, key = (request.match_info[k] for k in ("pipeline", "step", "key"))
+        view = views.get(name)
+        if view is None:
+            return web.json_response(
+                {"error": f"no pipeline {name!r}; pipelines: {sorted(views)}"}, status=404
+            )
+        try:
+            value = view.state_of(step, key)
+        except KeyError:
+            steps = [s["name"] for s in view.status()["steps"]]
+            return web.json_response(
+                {"error": f"pipeline {name!r} has no stateful step {step!r} (steps: {steps})"},
+                status=404,
+            )
+        if value is None:
+            return web.json_response(
+                {"error": f"no state for key {key!r} in {name}.{step}"}, status=404
+            )
+        return web.json_response(
+            {"pipeline": name, "step": step, "key": key, "state": value}, dumps=_dumps
+        )
+
+    async def dashboard(_: web.Request) -> web.Response:
+        return web.Response(text=DASHBOARD.read_text(encoding="utf-8"), content_type="text/html")
+
     app = web.Application(middlewares=[require_token])
+    app.router.add_get("/", dashboard)
+    app.router.add_get("/api/pipelines", api_pipelines)
+    app.router.add_get("/api/state/{pipeline}/{step}/{key}", api_state)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:

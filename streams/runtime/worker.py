@@ -70,7 +70,9 @@ class SluiceWorker:
 
         @app.task  # type: ignore[untyped-decorator]
         async def _web() -> None:
-            web_app = make_web_app(self.settings, self.registry, readiness)
+            web_app = make_web_app(
+                self.settings, self.registry, readiness, {r.name: r for r in self.runners}
+            )
             try:
                 await serve(web_app, self.settings.web.host, self.settings.web.port)
             except OSError as exc:
@@ -88,6 +90,26 @@ class SluiceWorker:
                 self.settings.web.host,
                 self.settings.web.port,
             )
+
+        @app.timer(interval=2.0)  # type: ignore[untyped-decorator]
+        async def _lag() -> None:
+            """Consumer lag per partition: the log end minus the next offset to process."""
+            for runner in self.runners:
+                topic = runner.stage_topic
+                for tp in app.consumer.assignment():
+                    if tp.topic != topic:
+                        continue
+                    try:
+                        end = app.consumer.highwater(tp)
+                    except Exception as exc:  # not fetched yet
+                        log.debug("no high watermark yet for %s: %r", tp, exc)
+                        continue
+                    if end is None:
+                        continue
+                    done = runner.guard.positions().get(tp.partition, -1) + 1
+                    lag = max(0, end - done)
+                    runner.lag[tp.partition] = lag
+                    self.registry.consumer_lag.labels(topic, str(tp.partition)).set(lag)
 
         if self.demo_rate:
             from streams.runtime.demo_traffic import produce_demo_traffic
