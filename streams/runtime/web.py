@@ -14,7 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from models.settings import Settings
 from streams.runtime.metrics import Registry
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/favicon.ico"})
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<path d="M1 4h14M1 8h14M1 12h14" stroke="#4cc2ff" stroke-width="2"/></svg>'
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -109,8 +113,12 @@ def make_web_app(
     async def dashboard(_: web.Request) -> web.Response:
         return web.Response(text=DASHBOARD.read_text(encoding="utf-8"), content_type="text/html")
 
+    async def favicon(_: web.Request) -> web.Response:
+        return web.Response(body=FAVICON, content_type="image/svg+xml")
+
     app = web.Application(middlewares=[require_token])
     app.router.add_get("/", dashboard)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/api/pipelines", api_pipelines)
     app.router.add_get("/api/state/{pipeline}/{step}/{key}", api_state)
     app.router.add_get("/health", health)
