@@ -107,3 +107,18 @@ def test_grafana_dashboard_queries_known_metrics() -> None:
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     used = {m.removesuffix("_bucket") for e in exprs for m in re.findall(r"sluice_[a-z_]+", e)}
     assert used and used <= METRICS
+
+
+def test_design_metric_names_are_what_the_worker_exports() -> None:
+    from streams.runtime.metrics import Registry
+
+    exported = set()
+    for family in Registry().registry.collect():
+        for sample in family.samples:
+            exported.add(
+                sample.name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+            )
+        exported.add(family.name)
+    missing = {m for m in METRICS if m not in exported and m.removesuffix("_total") not in exported}
+    assert not missing, missing
+    assert "process_cpu_seconds_total" in exported
