@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -116,6 +117,9 @@ class SluiceWorker:
 
             @app.task  # type: ignore[untyped-decorator]
             async def _demo() -> None:
+                # the producer is started with the consumer: wait until the worker is ready
+                while not readiness.state()["ready"]:
+                    await asyncio.sleep(0.2)
                 await produce_demo_traffic(app, self.demo_rate or 0.0)
 
     def _crashed(self, where: str, exc: BaseException) -> None:

@@ -56,7 +56,7 @@ def test_run_demo_brings_everything_up_and_ctrl_c_stops_it(tmp_path: Path) -> No
     finally:
         if process.poll() is None:
             process.kill()
-    assert code == 0, banner[-3000:]
+    assert code == 0, banner.decode(errors="replace")[-6000:]
     text = banner.decode()
     assert "watch results:" in text and "sluice consume payments-clean" in text
     url = re.search(r"on kafka://127\.0\.0\.1:(\d+) \(embedded broker\)", text)
