@@ -325,6 +325,8 @@ class PipelineRunner:
                     if not self.assigned_once:
                         return
                     await self._recover()
+                if not self._caught_up():
+                    return  # a partition without new records may just be behind, not idle
                 result = await self.pipeline.flush(final=False)
                 if result.outputs or result.dead_letters:
                     await self.sender.send(result)
@@ -367,6 +369,20 @@ class PipelineRunner:
         if store is None:
             raise KeyError(step)
         return store.get(key)
+
+    def _caught_up(self) -> bool:
+        """Whether every assigned partition of the stage topic is processed to its end."""
+        positions = self.guard.positions()
+        for tp in self.app.consumer.assignment():
+            if tp.topic != self.stage_topic:
+                continue
+            try:
+                end = self.app.consumer.highwater(tp)
+            except Exception:
+                return False
+            if end is None or end > positions.get(tp.partition, -1) + 1:
+                return False
+        return True
 
     async def _send(self, *args: Any) -> Any:
         return await self.app.producer.send(*args)
