@@ -1,10 +1,12 @@
-"""Demo traffic for `sluice run --demo`: sample payments at a steady rate."""
+"""Demo traffic for `sluice run --demo`: the users table, then sample payments at a
+steady rate, through the worker's own producer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from streams.demo import payments, users_table
@@ -14,10 +16,20 @@ DEMO_TOPIC = "payments"
 USERS_TOPIC = "users"
 
 
-async def produce_demo_traffic(app: Any, rate: float, topic: str = DEMO_TOPIC) -> None:
-    """Send generated payments to `topic` at `rate` per second, forever."""
-    from datetime import UTC, datetime
+async def _producer_ready(app: Any) -> None:
+    # the producer starts with the consumer; a send before that raises NotReady
+    while True:
+        try:
+            app.producer._ensure_producer()
+        except Exception:
+            await asyncio.sleep(0.2)
+        else:
+            return
 
+
+async def produce_demo_traffic(app: Any, rate: float, topic: str = DEMO_TOPIC) -> None:
+    """Send the users table, then generated payments to `topic` at `rate` per second."""
+    await _producer_ready(app)
     producer = app.producer
     for row in users_table():  # the lookup table the risk pipeline enriches from
         await producer.send(USERS_TOPIC, None, row, None, None, None)
