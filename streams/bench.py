@@ -43,6 +43,15 @@ _SCHEMA = {"payment_id": str, "user_id": str, "merchant": str, "amount": float, 
 _KEEP = frozenset({"EUR", "USD", "GBP"})
 
 
+def save_result(results_dir: Path, name: str, result: dict[str, Any]) -> Path:
+    """Write a benchmark's figures to `results_dir/<name>-<UTC time>.json`."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = results_dir / f"{name}-{stamp}.json"
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    return path
+
+
 def reference_loop(source: Path, output: Path) -> tuple[int, int]:
     """The same work as BENCH_PIPELINE, hand-written: the practical limit for Python."""
     loads, dumps = orjson.loads, orjson.dumps
@@ -134,9 +143,5 @@ def bench_replay(
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if results_dir is not None:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        (results_dir / f"replay-{stamp}.json").write_bytes(
-            orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n"
-        )
+        save_result(results_dir, "replay", result)
     return result

@@ -21,6 +21,7 @@ import orjson
 import yaml
 
 from models.pipeline import PipelineSpec
+from streams.bench import save_result
 from streams.demo import payments, write_lines
 from streams.replay import replay
 
@@ -95,11 +96,7 @@ def bench_windows(
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if results_dir is not None:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        (results_dir / f"windows-{stamp}.json").write_bytes(
-            orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n"
-        )
+        save_result(results_dir, "windows", result)
     return result
 
 

@@ -32,6 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.bench import save_result
 from streams.demo import payments
 from streams.runtime.broker import EmbeddedBroker, free_port
 
@@ -311,9 +312,5 @@ def bench_kafka(
 ) -> dict[str, Any]:
     result = asyncio.run(bench_kafka_async(events, latency_seconds))
     if results_dir is not None:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        (results_dir / f"kafka-{stamp}.json").write_bytes(
-            orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n"
-        )
+        save_result(results_dir, "kafka", result)
     return result

@@ -54,6 +54,17 @@ def _key(event: Event, fields: Sequence[str] | None) -> str | None:
     return key_of(event.value, fields)
 
 
+def key_or_dead_letter(
+    event: Event, fields: Sequence[str], step: Step, ctx: BatchContext
+) -> str | None:
+    """The record's key from `fields`; a record without it goes to the dead letters."""
+    key = key_of(event.value, fields)
+    if key is None:
+        message = f"{step.kind} key field(s) {', '.join(fields)} missing or null"
+        ctx.dead_letter(event, step.name, RecordError(message, "key"))
+    return key
+
+
 class DedupeStep(Step):
     """Keeps the first record per key within `within` of event time. A key's entry is
     purged once the partition's watermark is `within` past it, so state stays bounded."""
@@ -76,15 +87,8 @@ class DedupeStep(Step):
         kept = []
         duplicates = 0
         for event in events:
-            key = _key(event, self.fields)
+            key = key_or_dead_letter(event, self.fields, self, ctx)
             if key is None:
-                ctx.dead_letter(
-                    event,
-                    self.name,
-                    RecordError(
-                        f"dedupe key field(s) {', '.join(self.fields)} missing or null", "key"
-                    ),
-                )
                 continue
             t = event.timestamp_ms
             partition = event.partition
@@ -125,15 +129,8 @@ class RateLimitStep(Step):
         kept = []
         limited = 0
         for event in events:
-            key = _key(event, self.fields)
+            key = key_or_dead_letter(event, self.fields, self, ctx)
             if key is None:
-                ctx.dead_letter(
-                    event,
-                    self.name,
-                    RecordError(
-                        f"ratelimit key field(s) {', '.join(self.fields)} missing or null", "key"
-                    ),
-                )
                 continue
             t = event.timestamp_ms
             bucket = state.get(key)
