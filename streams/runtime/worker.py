@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -23,6 +24,30 @@ log = logging.getLogger("sluice.worker")
 
 STOP_GRACE_S = 30.0
 EXIT_CRASHED = 70  # EX_SOFTWARE: an agent crashed; a supervisor should restart the worker
+
+
+SIGNAL_STOP_GRACE_S = 15.0
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, with a deadline on the graceful stop after Ctrl-C or SIGTERM: Faust
+    can hang stopping during a rebalance, and a stopped worker must go away (its offsets
+    are committed as it goes; anything after is redelivered, at-least-once)."""
+
+    exit_code: Callable[[], int] = staticmethod(lambda: 0)
+
+    def _arm_deadline(self) -> None:
+        timer = threading.Timer(SIGNAL_STOP_GRACE_S, lambda: os._exit(self.exit_code()))
+        timer.daemon = True
+        timer.start()
+
+    def _on_sigint(self) -> None:
+        self._arm_deadline()
+        super()._on_sigint()
+
+    def _on_sigterm(self) -> None:
+        self._arm_deadline()
+        super()._on_sigterm()
 
 
 class SluiceWorker:
@@ -138,13 +163,14 @@ class SluiceWorker:
 
     def run(self) -> int:
         """Run until stopped (Ctrl-C, SIGTERM, a crash); returns the exit status."""
-        worker = faust.Worker(
+        worker = _Worker(
             self.app,
             loglevel=self.settings.log.level,
             quiet=True,
             redirect_stdouts=False,
             override_logging=False,
         )
+        worker.exit_code = lambda: self.exit_code
         began = time.monotonic()
         try:
             worker.execute_from_commandline()
