@@ -55,6 +55,16 @@ def unreachable(settings: Settings, exc: BaseException) -> KafkaUnreachable:
     )
 
 
+async def start_or_explain(client: Any, settings: Settings) -> None:
+    """Start an aiokafka client; an unreachable broker becomes a KafkaUnreachable that
+    says where and what to check."""
+    try:
+        await asyncio.wait_for(client.start(), timeout=15)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+        await client.stop()
+        raise unreachable(settings, exc) from None
+
+
 async def produce(
     settings: Settings,
     topic: str,
@@ -72,11 +82,7 @@ async def produce(
         request_timeout_ms=15_000,
         max_request_size=max(settings.processing.max_message_bytes * 2, 1_048_576),
     )
-    try:
-        await asyncio.wait_for(producer.start(), timeout=15)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
-        await producer.stop()
-        raise unreachable(settings, exc) from None
+    await start_or_explain(producer, settings)
     sent = 0
     began = time.monotonic()
     pending = []
@@ -159,11 +165,7 @@ async def consume(
         group_id=None,
         request_timeout_ms=15_000,
     )
-    try:
-        await asyncio.wait_for(consumer.start(), timeout=15)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
-        await consumer.stop()
-        raise unreachable(settings, exc) from None
+    await start_or_explain(consumer, settings)
     printed = 0
     last = time.monotonic()
     try:

@@ -31,6 +31,22 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield running
 
 
+def http_get(port: int, path: str, token: str | None = None) -> tuple[int, Any]:
+    """GET a worker endpoint: (status, JSON body or text)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            body, status = response.read(), response.status
+    except urllib.error.HTTPError as error:
+        body, status = error.read(), error.code
+    try:
+        return status, orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return status, body.decode()
+
+
 class Worker:
     """`sluice worker` in a subprocess, with its own config directory and web port."""
 
@@ -52,16 +68,7 @@ class Worker:
         return self
 
     def get(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=2) as r:
-                body = r.read()
-                status = r.status
-        except urllib.error.HTTPError as error:
-            body, status = error.read(), error.code
-        try:
-            return status, orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return status, body.decode()
+        return http_get(self.web_port, path)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from typing import Any
 
-import orjson
 import pytest
 
 from streams.runtime.broker import EmbeddedBroker
-from tests.integration.conftest import consume_all, create_topics, produce_lines, unique
+from tests.integration.conftest import (
+    consume_all,
+    create_topics,
+    http_get,
+    produce_lines,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -22,21 +26,6 @@ steps:
   - component: {{class: "tests.fixtures.components:CountPerKey"}}
 sink: {{topic: out-{tag}}}
 """
-
-
-def get(port: int, path: str, token: str | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=3) as response:
-            body, status = response.read(), response.status
-    except urllib.error.HTTPError as error:
-        body, status = error.read(), error.code
-    try:
-        return status, orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return status, body.decode()
 
 
 async def test_api_state_dashboard_and_token(broker: EmbeddedBroker, make_worker: Any) -> None:
@@ -51,7 +40,7 @@ async def test_api_state_dashboard_and_token(broker: EmbeddedBroker, make_worker
     assert dict(first.headers)["traceparent"].startswith(b"00-")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        status, body = get(port, "/api/pipelines")
+        status, body = http_get(port, "/api/pipelines")
         view = body["pipelines"][0]
         if view["events_in"] >= 3:
             break
@@ -60,11 +49,11 @@ async def test_api_state_dashboard_and_token(broker: EmbeddedBroker, make_worker
     assert view["pipeline"] == f"web-{tag}" and view["events_out"] == 2
     assert view["recent_dead_letters"][0]["type"] == "invalid_json"
     assert view["spec"]["steps"][0]["component"]["class"].endswith("CountPerKey")
-    status, state = get(port, f"/api/state/web-{tag}/component/u1")
+    status, state = http_get(port, f"/api/state/web-{tag}/component/u1")
     assert status == 200 and state["state"] == {"seen": 2}
-    status, missing = get(port, f"/api/state/web-{tag}/nope/u1")
+    status, missing = http_get(port, f"/api/state/web-{tag}/nope/u1")
     assert status == 404 and "no stateful step 'nope'" in missing["error"]
-    status, page = get(port, "/")
+    status, page = http_get(port, "/")
     assert status == 200 and "<canvas" in page and "api/pipelines" in page
     assert worker.stop() == 0
 
@@ -85,12 +74,12 @@ async def test_token_protects_everything_but_health_ready_metrics(
     worker.wait_ready()
     port = worker.web_port
     for path in ("/health", "/ready", "/metrics"):
-        assert get(port, path)[0] == 200, path
+        assert http_get(port, path)[0] == 200, path
     for path in ("/", "/api/pipelines", f"/api/state/web-{tag}/component/u1"):
-        status, body = get(port, path)
+        status, body = http_get(port, path)
         assert status == 401 and "Bearer" in body["error"], path
-    assert get(port, "/api/pipelines", token="wrong")[0] == 401
-    assert get(port, "/api/pipelines", token="s3cret")[0] == 200
-    status, metrics = get(port, "/metrics")
+    assert http_get(port, "/api/pipelines", token="wrong")[0] == 401
+    assert http_get(port, "/api/pipelines", token="s3cret")[0] == 200
+    status, metrics = http_get(port, "/metrics")
     assert "s3cret" not in metrics
     assert worker.stop() == 0
