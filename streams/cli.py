@@ -323,7 +323,13 @@ def run(config_dir: Path, demo: bool, rate: float) -> None:
     code = 1
     try:
         _print_banner(settings, pipelines, embedded=broker is not None, demo=demo)
-        code = SluiceWorker(settings, pipelines, demo_rate=rate if demo else None).run()
+        worker = SluiceWorker(
+            settings,
+            pipelines,
+            demo_rate=rate if demo else None,
+            before_hard_exit=broker.kill if broker is not None else None,
+        )
+        code = worker.run()
     finally:
         if broker is not None:
             broker.stop()

@@ -331,7 +331,7 @@ class PipelineRunner:
                 if result.outputs or result.dead_letters:
                     await self.sender.send(result)
                 # the flush's writes are consistent with everything processed so far
-                self.state.commit(self.guard.positions())
+                await self.state.commit(self.guard.positions())
         except Exception as exc:
             self.on_crash(f"{self.name} (flush)", exc)
 
@@ -429,7 +429,7 @@ class PipelineRunner:
         for event in events:
             message = event.message
             applied[message.partition] = max(applied.get(message.partition, -1), message.offset)
-        self.state.commit(applied)
+        await self.state.commit(applied)
         self.guard.done(events)
         self.batches += 1
 

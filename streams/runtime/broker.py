@@ -145,6 +145,15 @@ class EmbeddedBroker:
             process.wait(timeout)
         self._stderr.close()
 
+    def kill(self) -> None:
+        """Stop it now (SIGKILL): for a process about to exit without cleaning up."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(2.0)
+
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 

@@ -6,6 +6,11 @@ iteration"). So this store bypasses `Table.__setitem__`: it writes the table's l
 and sends the changelog record itself, to the partition the key's records came from
 (the table is co-partitioned with its source, as Faust requires). A step writes each
 touched key once per batch, so the changelog gets one record per key per batch.
+
+The changelog records are sent with the producer and *awaited* before the batch is
+acknowledged. Faust's own path (`send_soon`) is not safe for this: its commit flushes
+the send buffer with a 0.1 s timeout and commits the offsets anyway, so a worker killed
+under load can leave offsets committed past state that never reached the changelog.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import faust
@@ -21,13 +26,24 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TableT
 
+from streams.errors import SluiceError
 from streams.records import key_of
 from streams.state import DictStateStore, StateStore
 
 log = logging.getLogger("sluice.tables")
 
+# (topic, key, value, partition, timestamp, headers) -> future of the send
+SendFn = Callable[
+    [str, bytes | None, bytes | None, int | None, float | None, Any], Awaitable[Awaitable[Any]]
+]
+
 
 APPLIED_KEY = "\x00applied:{partition}"
+CATCH_UP_IDLE_S = 30.0
+
+
+class StateRecoveryError(SluiceError):
+    """A table could not be restored from its changelog."""
 
 
 class FaustTableStore:
@@ -41,9 +57,11 @@ class FaustTableStore:
     results may be re-sent (at-least-once).
     """
 
-    def __init__(self, table: TableT[Any, Any]) -> None:
+    def __init__(self, table: TableT[Any, Any], send: SendFn) -> None:
         self.table = table
         self.name = table.name
+        self.changelog = table.changelog_topic.get_topic_name()
+        self._send = send
         self.partition_of: dict[str, int] = {}  # key -> partition, filled by the agent
         self.pending: dict[str, Any] = {}
 
@@ -76,19 +94,24 @@ class FaustTableStore:
         # the changelog's metadata is loaded
         return self.partition_of.get(key, 0)
 
-    def commit(self, applied: dict[int, int]) -> None:
-        """Send the batch's writes, then one `applied` marker per source partition."""
-        send = self.table.send_changelog
+    async def commit(self, applied: dict[int, int]) -> list[Awaitable[Any]]:
+        """Start sending the batch's writes, then one `applied` marker per source
+        partition; returns the sends to await."""
+        send, topic = self._send, self.changelog
+        sends = []
         for key, value in self.pending.items():
-            if value is None:
-                send(self._partition(key), key, None, value_serializer="raw")
-            else:
-                send(self._partition(key), key, value)
+            encoded = None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+            sends.append(
+                await send(topic, orjson.dumps(key), encoded, self._partition(key), None, None)
+            )
         self.pending.clear()
         for partition, offset in applied.items():
             key = APPLIED_KEY.format(partition=partition)
             self.table.data[key] = offset
-            send(partition, key, offset)
+            sends.append(
+                await send(topic, orjson.dumps(key), orjson.dumps(offset), partition, None, None)
+            )
+        return sends
 
     def applied(self) -> dict[int, int]:
         found = {}
@@ -118,16 +141,23 @@ class FaustStateBackend:
                 partitions=self.partitions,
                 help=f"sluice state of {name}",
             )
-            self.stores[name] = FaustTableStore(table)
+            self.stores[name] = FaustTableStore(table, self._send)
         return self.stores[name]
 
     def assign_partitions(self, partition_of: dict[str, int]) -> None:
         for store in self.stores.values():
             store.partition_of.update(partition_of)
 
-    def commit(self, applied: dict[int, int]) -> None:
+    async def _send(self, *args: Any) -> Awaitable[Any]:
+        return await self.app.producer.send(*args)
+
+    async def commit(self, applied: dict[int, int]) -> None:
+        """Every table's writes and markers, on the broker when this returns."""
+        sends = []
         for store in self.stores.values():
-            store.commit(applied)
+            sends += await store.commit(applied)
+        if sends:
+            await asyncio.gather(*sends)
 
     def applied(self) -> dict[int, int]:
         """Per source partition, the last offset whose effects every table holds."""
@@ -167,7 +197,11 @@ class FaustStateBackend:
             partitions = [TopicPartition(t, p) for t in by_topic for p in range(self.partitions)]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
-            remaining = set(partitions)
+            # tansu's end offset is a lower bound of the true end (see above), but 0 does
+            # mean empty; the others are read up to the high watermark their fetches report
+            ends = await consumer.end_offsets(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+            remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
             idle_since = time.monotonic()
             # records after a partition's last `applied` marker belong to a batch that
             # did not finish: they are held back and dropped at the end
@@ -197,8 +231,13 @@ class FaustStateBackend:
                         remaining.discard(tp)
                 if batches:
                     idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > 2.0:
-                    break  # empty partitions report no high watermark until a fetch returns
+                elif remaining and time.monotonic() - idle_since > CATCH_UP_IDLE_S:
+                    # processing on a partial state would lose records: fail, be restarted
+                    names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(remaining))
+                    raise StateRecoveryError(
+                        f"changelogs {names} returned nothing for {CATCH_UP_IDLE_S:.0f}s "
+                        "before reaching their end; is the broker overloaded or down?"
+                    )
             dropped = sum(len(p) for p in held.values())
             if dropped:
                 log.warning("tables: ignored %d changelog records of an unfinished batch", dropped)

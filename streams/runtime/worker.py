@@ -35,9 +35,10 @@ class _Worker(faust.Worker):
     are committed as it goes; anything after is redelivered, at-least-once)."""
 
     exit_code: Callable[[], int] = staticmethod(lambda: 0)
+    hard_exit: Callable[[int], None] = staticmethod(os._exit)
 
     def _arm_deadline(self) -> None:
-        timer = threading.Timer(SIGNAL_STOP_GRACE_S, lambda: os._exit(self.exit_code()))
+        timer = threading.Timer(SIGNAL_STOP_GRACE_S, lambda: self.hard_exit(self.exit_code()))
         timer.daemon = True
         timer.start()
 
@@ -57,8 +58,12 @@ class SluiceWorker:
         pipelines: dict[str, PipelineSpec],
         *,
         demo_rate: float | None = None,
+        before_hard_exit: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        # what must not outlive the process even when a hung stop ends in os._exit (the
+        # embedded broker): `finally` blocks do not run then
+        self.before_hard_exit = before_hard_exit
         self.app = make_app(settings)
         self.registry = Registry()
         self.readiness = Readiness()
@@ -157,9 +162,16 @@ class SluiceWorker:
         )
         os.kill(os.getpid(), signal.SIGTERM)
         # if a graceful stop hangs, a supervisor must still see the failure
-        watchdog = threading.Timer(STOP_GRACE_S, os._exit, [EXIT_CRASHED])
+        watchdog = threading.Timer(STOP_GRACE_S, self._hard_exit, [EXIT_CRASHED])
         watchdog.daemon = True
         watchdog.start()
+
+    def _hard_exit(self, code: int) -> None:
+        try:
+            if self.before_hard_exit is not None:
+                self.before_hard_exit()
+        finally:
+            os._exit(code)
 
     def run(self) -> int:
         """Run until stopped (Ctrl-C, SIGTERM, a crash); returns the exit status."""
@@ -171,6 +183,7 @@ class SluiceWorker:
             override_logging=False,
         )
         worker.exit_code = lambda: self.exit_code
+        worker.hard_exit = self._hard_exit
         began = time.monotonic()
         try:
             worker.execute_from_commandline()
