@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     processing: ProcessingSettings = ProcessingSettings()
     kafka: KafkaSettings = KafkaSettings()
+    telemetry: bool = Field(
+        True,
+        description="Prometheus metrics, record trace context and per-record logs; off only "
+        "to measure their cost (sluice bench kafka)",
+    )
 
     @field_validator("brokers", mode="before")
     @classmethod

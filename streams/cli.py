@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -273,16 +275,45 @@ def bench_kafka_command(ctx: click.Context, latency_seconds: float) -> None:
     )
 
 
+def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--log-format / --log-level: override `log:` in sluice.yaml for this run."""
+    command = click.option(
+        "--log-level",
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        help="log level (default: log.level in sluice.yaml, INFO)",
+    )(command)
+    return click.option(
+        "--log-format",
+        type=click.Choice(["json", "console"]),
+        help="json: one object per line with ts, level, msg, pipeline, trace_id (default, "
+        "for log collectors); console: readable lines for a terminal",
+    )(command)
+
+
+def _start_logging(settings: Settings, log_format: str | None, log_level: str | None) -> Settings:
+    from streams.runtime.logs import configure_logging
+
+    update = {
+        name: value
+        for name, value in (("format", log_format), ("level", log_level and log_level.upper()))
+        if value
+    }
+    if update:
+        settings = settings.model_copy(update={"log": settings.log.model_copy(update=update)})
+    configure_logging(settings.log)
+    return settings
+
+
 @main.command()
 @config_option
-def worker(config_dir: Path) -> None:
+@log_options
+def worker(config_dir: Path, log_format: str | None, log_level: str | None) -> None:
     """Run one worker against the configured brokers.
 
     Start as many as you like with the same app_id: they share the partitions of every
     source topic, and take over each other's when one stops. Exits 70 when an agent
     crashes, so a supervisor restarts it.
     """
-    from streams.runtime.logs import configure_logging
     from streams.runtime.worker import SluiceWorker
 
     settings, pipelines = _load(config_dir)
@@ -291,7 +322,7 @@ def worker(config_dir: Path) -> None:
             "no brokers configured: set brokers in sluice.yaml or SLUICE_BROKERS, "
             "or use `sluice run` to start the embedded broker"
         )
-    configure_logging(settings.log)
+    settings = _start_logging(settings, log_format, log_level)
     sys.exit(SluiceWorker(settings, pipelines).run())
 
 
@@ -299,18 +330,20 @@ def worker(config_dir: Path) -> None:
 @config_option
 @click.option("--demo", is_flag=True, help="also produce sample payments to the 'payments' topic")
 @click.option("--rate", default=200.0, show_default=True, help="demo payments per second")
-def run(config_dir: Path, demo: bool, rate: float) -> None:
+@log_options
+def run(
+    config_dir: Path, demo: bool, rate: float, log_format: str | None, log_level: str | None
+) -> None:
     """Everything on one machine: broker, worker, endpoints (and demo traffic).
 
     With no brokers configured, starts the embedded broker (tansu, in memory) first, on
     port 9092 when it is free. Ctrl-C stops everything.
     """
     from streams.runtime.broker import EmbeddedBroker, free_port
-    from streams.runtime.logs import configure_logging
     from streams.runtime.worker import SluiceWorker
 
     settings, pipelines = _load(config_dir)
-    configure_logging(settings.log)
+    settings = _start_logging(settings, log_format, log_level)
     broker = None
     if not settings.brokers:
         port = 9092 if _port_free(9092) else free_port()

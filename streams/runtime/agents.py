@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -23,7 +22,7 @@ import orjson
 from models.pipeline import PipelineSpec
 from models.settings import Settings
 from streams.pipeline import Pipeline
-from streams.records import Event, key_of
+from streams.records import BatchResult, Event, key_of
 from streams.runtime.clients import connection_options
 from streams.runtime.metrics import PrometheusPipelineMetrics
 from streams.runtime.sender import (
@@ -36,10 +35,13 @@ from streams.runtime.sender import (
 from streams.runtime.tables import FaustStateBackend, feed_lookup_table
 from streams.state import DictStateStore
 from streams.steps import table_store_name
+from streams.steps.keyed import AlertStep
+from streams.tracing import continue_trace, current_pipeline, trace_id_in
 
 log = logging.getLogger("sluice.agents")
 
 FLUSH_INTERVAL_S = 1.0
+LOGGED_DEAD_LETTERS_PER_BATCH = 10  # a flood of bad records must not become a flood of logs
 STATEFUL_KINDS = frozenset({"dedupe", "ratelimit", "window", "alert", "component"})
 
 
@@ -64,26 +66,20 @@ def _text_key(key: bytes | None) -> str | None:
     return key.decode("utf-8", errors="backslashreplace")
 
 
-def new_traceparent() -> bytes:
-    """A W3C trace context for a record that arrived without one."""
-    return f"00-{random.getrandbits(128):032x}-{random.getrandbits(64):016x}-01".encode()
-
-
-def to_events(events: Sequence[Any]) -> list[Event]:
-    """Faust events as pipeline input: raw value, key, Kafka time, headers (with a W3C
-    `traceparent`, started here when absent), position."""
+def to_events(events: Sequence[Any], *, trace: bool = True) -> list[Event]:
+    """Faust events as pipeline input: raw value, key, Kafka time, headers (the W3C
+    `traceparent` continued with a span of sluice's, or a new trace), position."""
     batch = []
     for event in events:
         message = event.message
         headers = message.headers
-        if not any(name == "traceparent" for name, _ in (headers or ())):
-            headers = [*(headers or ()), ("traceparent", new_traceparent())]
+        headers = list(headers.items() if isinstance(headers, dict) else headers or ())
         batch.append(
             Event(
                 None,
                 key=_text_key(message.key),
                 timestamp_ms=int(message.timestamp * 1000) if message.timestamp else 0,
-                headers=list(headers.items() if isinstance(headers, dict) else headers or ()),
+                headers=continue_trace(headers) if trace else headers,
                 raw=message.value if message.value is not None else b"",
                 partition=message.partition,
                 offset=message.offset,
@@ -269,8 +265,17 @@ class PipelineRunner:
         self.latencies: deque[float] = deque(maxlen=2000)
         self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=20)
         self.lag: dict[int, int] = {}
+        # off only to measure what metrics, logs and tracing cost (`sluice bench kafka`)
+        self.telemetry = settings.telemetry
         self.sender = ResultSender(
-            self._send, spec.dead_letter_topic, spec.source.topic, self._observe_latency
+            self._send,
+            spec.dead_letter_topic,
+            spec.source.topic,
+            self._observe_latency if self.telemetry else None,
+            trace=self.telemetry,
+        )
+        self.alert_topics = sorted(
+            {step.topic for step in self.pipeline.steps if isinstance(step, AlertStep)}
         )
         app.agent(stage, name=f"sluice.{self.name}")(self._run)
         self.lock = asyncio.Lock()  # a batch and a wall-clock flush never interleave
@@ -319,6 +324,7 @@ class PipelineRunner:
         """Close windows of idle partitions by wall clock."""
         if not self.state.stores or self.app.rebalancing:
             return
+        current_pipeline.set(self.name)
         try:
             async with self.lock:
                 if self.state.stale.is_set():
@@ -329,6 +335,7 @@ class PipelineRunner:
                     return  # a partition without new records may just be behind, not idle
                 result = await self.pipeline.flush(final=False)
                 if result.outputs or result.dead_letters:
+                    self._note(result)
                     await self.sender.send(result)
                 # the flush's writes are consistent with everything processed so far
                 await self.state.commit(self.guard.positions())
@@ -388,6 +395,7 @@ class PipelineRunner:
         return await self.app.producer.send(*args)
 
     async def _run(self, stream: Any) -> None:
+        current_pipeline.set(self.name)
         try:
             async for events in stream.take_events(self.batch_max, within=self.within):
                 await self.process(events)
@@ -411,19 +419,11 @@ class PipelineRunner:
             events = self.guard.fresh(events)
             if not events:
                 return
-        batch = to_events(events)
+        batch = to_events(events, trace=self.telemetry)
         partition_of = {e.key: e.partition for e in batch if e.key is not None}
         self.state.assign_partitions(partition_of)
         result = await self.pipeline.process(batch)
-        for letter in result.dead_letters:
-            self.recent_dead_letters.appendleft(
-                {
-                    "at": time.time(),
-                    "step": letter.step,
-                    "type": letter.error_type,
-                    "message": letter.message[:300],
-                }
-            )
+        self._note(result)
         await self.sender.send(result)
         applied: dict[int, int] = {}
         for event in events:
@@ -432,6 +432,78 @@ class PipelineRunner:
         await self.state.commit(applied)
         self.guard.done(events)
         self.batches += 1
+
+    def _note(self, result: BatchResult) -> None:
+        """The dashboard's latest dead letters; a log line per dead letter and per alert
+        transition, with the record's trace id."""
+        letters = result.dead_letters
+        for letter in letters[:20]:
+            self.recent_dead_letters.appendleft(
+                {
+                    "at": time.time(),
+                    "step": letter.step,
+                    "type": letter.error_type,
+                    "message": letter.message[:300],
+                }
+            )
+        if not self.telemetry:
+            return
+        for letter in letters[:LOGGED_DEAD_LETTERS_PER_BATCH]:
+            log.warning(
+                "dead letter at step %s: %s",
+                letter.step,
+                letter.message[:300],
+                extra={
+                    "trace_id": trace_id_in(letter.headers),
+                    "step": letter.step,
+                    "error_type": letter.error_type,
+                    "partition": letter.partition,
+                    "offset": letter.offset,
+                },
+            )
+        if len(letters) > LOGGED_DEAD_LETTERS_PER_BATCH:
+            log.warning(
+                "%d more dead letters in this batch (not logged one by one)",
+                len(letters) - LOGGED_DEAD_LETTERS_PER_BATCH,
+            )
+        for topic in self.alert_topics:
+            for alert in result.outputs.get(topic, ()):
+                record = alert.value
+                log.info(
+                    "alert %s %s",
+                    record.get("alert"),
+                    record.get("status"),
+                    extra={
+                        "trace_id": trace_id_in(alert.headers),
+                        "alert": record.get("alert"),
+                        "status": record.get("status"),
+                        "severity": record.get("severity"),
+                        "key": alert.key,
+                    },
+                )
+
+    def lags(self) -> dict[tuple[str, int], int]:
+        """Consumer lag of every assigned partition this pipeline reads: the log end
+        minus the next offset to process (source and, when keyed, repartition topic)."""
+        guards = {self.stage_topic: self.guard}
+        if self.repartition_topic is not None:
+            guards[self.spec.source.topic] = self.rekey_guard
+        found = {}
+        for tp in self.app.consumer.assignment():
+            guard = guards.get(tp.topic)
+            if guard is None:
+                continue
+            try:
+                end = self.app.consumer.highwater(tp)
+            except Exception as exc:  # not fetched yet
+                log.debug("no high watermark yet for %s: %r", tp, exc)
+                continue
+            if end is None:
+                continue
+            done = guard.positions().get(tp.partition, -1) + 1
+            found[(tp.topic, tp.partition)] = max(0, end - done)
+        self.lag = {p: lag for (t, p), lag in found.items() if t == self.stage_topic}
+        return found
 
     def on_revoked(self) -> None:
         """Partitions are moving: until the next assignment is caught up, no wall-clock
@@ -490,6 +562,7 @@ class PipelineRunner:
     async def _rekey(self, stream: Any) -> None:
         fields = self.spec.source.key
         assert fields is not None and self.repartition_topic is not None
+        current_pipeline.set(self.name)
         topic = self.repartition_topic
         send = self.app.producer.send
         try:

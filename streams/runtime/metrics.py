@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -64,22 +66,39 @@ class Registry:
             "sluice_alerts_firing", "alert keys firing", ["pipeline", "alert"], registry=r
         )
 
-    def pipeline(self, name: str) -> PrometheusPipelineMetrics:
-        return PrometheusPipelineMetrics(self, name)
+    def pipeline(self, name: str, *, export: bool = True) -> PrometheusPipelineMetrics:
+        return PrometheusPipelineMetrics(self, name, export=export)
+
+
+class _Unexported:
+    """A metric child that records nothing: telemetry off (`sluice bench kafka`)."""
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def set(self, value: float) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+_UNEXPORTED = _Unexported()
 
 
 class PrometheusPipelineMetrics:
-    """PipelineMetrics for one pipeline; label children are cached, not looked up per call."""
+    """PipelineMetrics for one pipeline, counted per batch; label children are cached, not
+    looked up per call. The totals feed /api/pipelines and the dashboard."""
 
-    def __init__(self, families: Registry, pipeline: str) -> None:
+    def __init__(self, families: Registry, pipeline: str, *, export: bool = True) -> None:
         self.families = families
         self.pipeline = pipeline
-        self._in = families.events_in.labels(pipeline)
-        self._late = families.late.labels(pipeline)
-        self._windows = families.windows_open.labels(pipeline)
-        self._latency = families.latency.labels(pipeline)
-        self._out: dict[str, Counter] = {}
-        self._steps: dict[str, Histogram] = {}
+        self.export = export
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._in = self._child(families.events_in)
+        self._late = self._child(families.late)
+        self._windows = self._child(families.windows_open)
+        self._latency = self._child(families.latency)
         self.sent_total = 0
         self.received_total = 0
         self.dead_total = 0
@@ -88,30 +107,32 @@ class PrometheusPipelineMetrics:
         self.windows_open_now = 0
         self.firing_now: dict[str, int] = {}
 
+    def _child(self, family: Any, *labels: str) -> Any:
+        key = (family, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = family.labels(self.pipeline, *labels) if self.export else _UNEXPORTED
+            self._children[key] = child
+        return child
+
     def events_in(self, count: int) -> None:
         self.received_total += count
         self._in.inc(count)
 
     def events_out(self, topic: str, count: int) -> None:
-        child = self._out.get(topic)
-        if child is None:
-            child = self._out[topic] = self.families.events_out.labels(self.pipeline, topic)
         self.sent_total += count
-        child.inc(count)
+        self._child(self.families.events_out, topic).inc(count)
 
     def dropped(self, step: str, reason: str, count: int) -> None:
         self.dropped_total += count
-        self.families.dropped.labels(self.pipeline, step, reason).inc(count)
+        self._child(self.families.dropped, step, reason).inc(count)
 
     def dead_letters(self, step: str, error_type: str, count: int) -> None:
         self.dead_total += count
-        self.families.dead_letters.labels(self.pipeline, step, error_type).inc(count)
+        self._child(self.families.dead_letters, step, error_type).inc(count)
 
     def step_seconds(self, step: str, seconds: float) -> None:
-        child = self._steps.get(step)
-        if child is None:
-            child = self._steps[step] = self.families.step_seconds.labels(self.pipeline, step)
-        child.observe(seconds)
+        self._child(self.families.step_seconds, step).observe(seconds)
 
     def late_events(self, count: int) -> None:
         self.late_total += count
@@ -123,7 +144,7 @@ class PrometheusPipelineMetrics:
 
     def alerts_firing(self, alert: str, count: int) -> None:
         self.firing_now[alert] = count
-        self.families.alerts_firing.labels(self.pipeline, alert).set(count)
+        self._child(self.families.alerts_firing, alert).set(count)
 
     def latency(self, seconds: float) -> None:
         self._latency.observe(seconds)

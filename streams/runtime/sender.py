@@ -13,6 +13,7 @@ from typing import Any
 
 from streams.jsonl import dumps
 from streams.records import BatchResult, DeadLetter, Headers
+from streams.tracing import TRACEPARENT, new_traceparent
 
 SOURCE_TOPIC = "sluice.source.topic"
 SOURCE_PARTITION = "sluice.source.partition"
@@ -56,20 +57,25 @@ class ResultSender:
         dead_letter_topic: str,
         source_topic: str,
         observe_latency: Callable[[float], None] | None = None,
+        *,
+        trace: bool = True,
     ) -> None:
         self._send = send
+        self.trace = trace
         self.dead_letter_topic = dead_letter_topic
         self.source_topic = source_topic
         self.observe_latency = observe_latency
 
     async def send(self, result: BatchResult) -> int:
         """Send everything in `result`; returns how many messages were sent."""
-        send = self._send
+        send, trace = self._send, self.trace
         pending: list[Awaitable[Any]] = []
         event_times: list[int] = []
         for topic, events in result.outputs.items():
             for event in events:
                 headers = [h for h in event.headers if h[0] not in _SOURCE_HEADERS] or None
+                if headers is None and trace:  # caused by no single record: a window result
+                    headers = [(TRACEPARENT, new_traceparent())]
                 pending.append(
                     await send(topic, key_bytes(event.key), dumps(event.value), None, None, headers)
                 )

@@ -70,7 +70,13 @@ class SluiceWorker:
         self.exit_code = 0
         self.assigned = False
         self.runners = [
-            PipelineRunner(self.app, spec, settings, self.registry.pipeline(name), self._crashed)
+            PipelineRunner(
+                self.app,
+                spec,
+                settings,
+                self.registry.pipeline(name, export=settings.telemetry),
+                self._crashed,
+            )
             for name, spec in pipelines.items()
         ]
         self.demo_rate = demo_rate
@@ -122,25 +128,22 @@ class SluiceWorker:
                 self.settings.web.port,
             )
 
+        reported: set[tuple[str, int]] = set()
+
         @app.timer(interval=2.0)  # type: ignore[untyped-decorator]
         async def _lag() -> None:
-            """Consumer lag per partition: the log end minus the next offset to process."""
+            """sluice_consumer_lag of the partitions this worker holds now; a partition
+            that moved to another worker is no longer reported here (no stale gauge)."""
+            gauge = self.registry.consumer_lag
+            current: dict[tuple[str, int], int] = {}
             for runner in self.runners:
-                topic = runner.stage_topic
-                for tp in app.consumer.assignment():
-                    if tp.topic != topic:
-                        continue
-                    try:
-                        end = app.consumer.highwater(tp)
-                    except Exception as exc:  # not fetched yet
-                        log.debug("no high watermark yet for %s: %r", tp, exc)
-                        continue
-                    if end is None:
-                        continue
-                    done = runner.guard.positions().get(tp.partition, -1) + 1
-                    lag = max(0, end - done)
-                    runner.lag[tp.partition] = lag
-                    self.registry.consumer_lag.labels(topic, str(tp.partition)).set(lag)
+                current.update(runner.lags())
+            for topic, partition in reported - set(current):
+                gauge.remove(topic, str(partition))
+            for (topic, partition), lag in current.items():
+                gauge.labels(topic, str(partition)).set(lag)
+            reported.clear()
+            reported.update(current)
 
         if self.demo_rate:
             from streams.runtime.demo_traffic import produce_demo_traffic

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
@@ -21,6 +21,7 @@ from streams.errors import RecordError
 from streams.records import Event
 from streams.state import StateStore
 from streams.steps.base import BatchContext, Step
+from streams.tracing import trace_id_in
 
 _NO_KEY = ""
 
@@ -30,15 +31,32 @@ class ComponentError(RecordError):
         super().__init__(message, "component")
 
 
+class RecordLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """`ctx.log`: a line logged while a record is processed carries the step and the
+    record's trace id (read only when a line is logged: nothing per record otherwise)."""
+
+    def __init__(self, logger: logging.Logger, ctx: ComponentContext, step: str) -> None:
+        super().__init__(logger, {"step": step})
+        self.ctx = ctx
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        fields = dict(self.extra or {})
+        event = self.ctx._event
+        if event is not None:
+            fields["trace_id"] = trace_id_in(event.headers)
+        kwargs["extra"] = {**fields, **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
 class ComponentContext:
     """What `process(record, ctx)` can reach. One context serves a whole batch; `state`
     points at the current record's key."""
 
     __slots__ = ("_batch", "_event", "config", "log", "state")
 
-    def __init__(self, config: Mapping[str, Any], log: logging.Logger) -> None:
+    def __init__(self, config: Mapping[str, Any], log: logging.Logger, step: str) -> None:
         self.config = config
-        self.log = log
+        self.log = RecordLogger(log, self, step)
         self.state: dict[str, Any] = {}
         self._batch: BatchContext | None = None
         self._event: Event | None = None
@@ -69,7 +87,7 @@ class ComponentStep(Step):
         self.store = store
         self.partitions: dict[str, int] = {}
         self.ctx = ComponentContext(
-            MappingProxyType(dict(config)), logging.getLogger(f"sluice.component.{name}")
+            MappingProxyType(dict(config)), logging.getLogger(f"sluice.component.{name}"), name
         )
 
     def process(
