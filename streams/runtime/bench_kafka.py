@@ -158,13 +158,16 @@ async def bench_reference(address: str, lines: list[bytes]) -> float:
 
 
 class _Worker:
-    def __init__(self, address: str, pipeline: str, tag: str, naive: bool = False) -> None:
+    def __init__(
+        self, address: str, pipeline: str, tag: str, naive: bool = False, telemetry: bool = True
+    ) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
         (self.folder / "pipelines").mkdir()
         self.port = free_port()
         (self.folder / "sluice.yaml").write_text(
             f"app_id: bench-{tag}\nbrokers: ['kafka://{address}']\nweb: {{port: {self.port}}}\n"
             "log: {level: WARNING}\nprocessing: {batch_max: 1000, batch_within_ms: 5}\n"
+            f"telemetry: {'true' if telemetry else 'false'}\n"
         )
         (self.folder / "pipelines" / "p.yaml").write_text(pipeline)
         command = (
@@ -228,11 +231,13 @@ async def _expected_results(lines: list[bytes]) -> int:
     return sum(summary.outputs.values()) + summary.dead_letters
 
 
-async def bench_worker(address: str, lines: list[bytes], expected: int, naive: bool) -> float:
+async def bench_worker(
+    address: str, lines: list[bytes], expected: int, naive: bool = False, telemetry: bool = True
+) -> float:
     tag = uuid.uuid4().hex[:8]
     pipeline, topics = _pipeline(tag)
     await _create(address, f"payments-{tag}", *topics)
-    worker = _Worker(address, pipeline, tag, naive=naive)
+    worker = _Worker(address, pipeline, tag, naive=naive, telemetry=telemetry)
     try:
         await asyncio.to_thread(worker.wait_ready)
         drain = asyncio.create_task(_drain(address, topics, expected, 300))
@@ -284,7 +289,14 @@ async def bench_kafka_async(events: int, latency_seconds: float) -> dict[str, An
     with EmbeddedBroker() as broker:
         address = broker.address
         reference = await bench_reference(address, lines)
-        sluice = await bench_worker(address, lines, expected, naive=False)
+        # telemetry on and off alternately, twice: what metrics, logs and tracing cost
+        runs: dict[bool, list[float]] = {True: [], False: []}
+        for telemetry in (True, False, True, False):
+            runs[telemetry].append(
+                await bench_worker(address, lines, expected, telemetry=telemetry)
+            )
+        sluice = statistics.mean(runs[True])
+        bare = statistics.mean(runs[False])
         naive = await bench_worker(address, lines, expected, naive=True)
         latency = await bench_latency(address, sluice / 2, latency_seconds)
     return {
@@ -294,6 +306,10 @@ async def bench_kafka_async(events: int, latency_seconds: float) -> dict[str, An
         "partitions": PARTITIONS,
         "reference_events_per_second": round(reference),
         "sluice_events_per_second": round(sluice),
+        "sluice_runs_events_per_second": [round(x) for x in runs[True]],
+        "sluice_telemetry_off_events_per_second": round(bare),
+        "sluice_telemetry_off_runs_events_per_second": [round(x) for x in runs[False]],
+        "telemetry_cost": round(1 - sluice / bare, 3),
         "naive_faust_events_per_second": round(naive),
         "ratio_sluice_to_reference": round(sluice / reference, 3),
         "ratio_sluice_to_naive_faust": round(sluice / naive, 2),
