@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -27,6 +28,23 @@ EXIT_CRASHED = 70  # EX_SOFTWARE: an agent crashed; a supervisor should restart 
 
 
 SIGNAL_STOP_GRACE_S = 15.0
+BROKER_PROBE_S = 2.0
+
+
+async def any_broker_accepts(addresses: list[str], timeout: float = 1.0) -> bool:
+    """Whether a TCP connection to one of the brokers opens: what /ready reports as
+    `broker_reachable` (the Kafka clients retry quietly; readiness must not)."""
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
 
 
 class _Worker(faust.Worker):
@@ -69,6 +87,7 @@ class SluiceWorker:
         self.readiness = Readiness()
         self.exit_code = 0
         self.assigned = False
+        self.broker_reachable = True  # until a probe says otherwise (the group join proves it)
         self.runners = [
             PipelineRunner(
                 self.app,
@@ -86,6 +105,7 @@ class SluiceWorker:
         app = self.app
         readiness = self.readiness
         readiness.checks = {
+            "broker_reachable": lambda: self.broker_reachable,
             "partitions_assigned": lambda: self.assigned and not app.rebalancing,
             "tables_recovered": lambda: bool(app.tables.recovery.completed.is_set()),  # type: ignore[attr-defined]
         }
@@ -127,6 +147,10 @@ class SluiceWorker:
                 self.settings.web.host,
                 self.settings.web.port,
             )
+
+        @app.timer(interval=BROKER_PROBE_S)  # type: ignore[untyped-decorator]
+        async def _probe_broker() -> None:
+            self.broker_reachable = await any_broker_accepts(self.settings.broker_addresses())
 
         reported: set[tuple[str, int]] = set()
 

@@ -116,7 +116,11 @@ def make_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
     app_ids: dict[str, str] = {}
 
     def make(
-        pipelines: dict[str, str], app_id: str = "app", start: bool = True, extra: str = ""
+        pipelines: dict[str, str],
+        app_id: str = "app",
+        start: bool = True,
+        extra: str = "",
+        broker_url: str | None = None,
     ) -> Worker:
         real_id = app_ids.setdefault(app_id, f"t{uuid.uuid4().hex[:10]}")
         config = tmp_path / f"config-{len(started)}"
@@ -124,7 +128,7 @@ def make_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
         port = free_port()
         (config / "port.json").write_text(str(port))
         (config / "sluice.yaml").write_text(
-            f"app_id: {real_id}\nbrokers: ['{broker.url}']\n"
+            f"app_id: {real_id}\nbrokers: ['{broker_url or broker.url}']\n"
             f"web: {{port: {port}}}\nlog: {{format: json, level: INFO}}\n"
             "processing: {batch_max: 200, batch_within_ms: 20, partitions: 4}\n" + extra
         )

@@ -198,3 +198,23 @@ sink: {{topic: out-{tag}}}
     assert code == 70, worker.output()
     assert "poison pill" in worker.output()
     assert "crashed" in worker.output()
+
+
+async def test_ready_turns_false_when_the_broker_goes_away(make_worker: Any) -> None:
+    tag = unique("down")
+    text = f"pipeline: down-{tag}\nsource: {{topic: in-{tag}}}\nsink: {{topic: out-{tag}}}\n"
+    with EmbeddedBroker() as private:
+        await create_topics(private, f"in-{tag}")
+        worker = make_worker({"down": text}, broker_url=private.url)
+        worker.wait_ready()
+        status, body = worker.get("/ready")
+        assert status == 200 and body["checks"]["broker_reachable"] is True
+    # the broker is gone: within a few probe intervals the worker says so
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status, body = worker.get("/ready")
+        if status == 503:
+            break
+        await asyncio.sleep(0.3)
+    assert status == 503, body
+    assert body["ready"] is False and body["checks"]["broker_reachable"] is False
