@@ -179,18 +179,21 @@ async def replay(
         bar = stack.enter_context(Progress(total_bytes)) if progress else None
         offset = 0
         batch: list[Event] = []
+        # a record's "broker time" in replay: when its batch was read
+        now_ms = int(time.time() * 1000)
         for line in lines:
             raw = line.rstrip(b"\r\n")
             if bar is not None:
                 bar.advance(len(line))
-            if not raw.strip():
+            if not raw or raw.isspace():
                 offset += 1
                 continue
-            batch.append(Event(None, raw=raw, timestamp_ms=int(time.time() * 1000), offset=offset))
+            batch.append(Event(None, raw=raw, timestamp_ms=now_ms, offset=offset))
             offset += 1
             if len(batch) >= batch_size:
                 outputs.write(await pipeline.process(batch), pipeline.dead_letter_topic)
                 batch = []
+                now_ms = int(time.time() * 1000)
         if batch:
             outputs.write(await pipeline.process(batch), pipeline.dead_letter_topic)
         outputs.write(await pipeline.flush(final=True), pipeline.dead_letter_topic)

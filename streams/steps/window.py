@@ -69,9 +69,22 @@ class WindowStep(Step):
         self.late_to_dlq = spec.late == "dlq"
         self.names = list(spec.aggregates)
         self.aggregates: list[Aggregate] = [make_aggregate(c) for c in spec.aggregates.values()]
-        self.arguments: list[Expression | None] = [c.argument for c in spec.aggregates.values()]
+        # each distinct argument is evaluated once per record: sum(x), avg(x), max(x) and
+        # percentile(x, q) all read x
+        distinct: dict[str, int] = {}
+        self.arguments: list[Expression | None] = []
+        positions = []
+        for call in spec.aggregates.values():
+            text = call.argument.source if call.argument is not None else ""
+            if text not in distinct:
+                distinct[text] = len(self.arguments)
+                self.arguments.append(call.argument)
+            positions.append(distinct[text])
         self._argument_fns = [a.fn if a is not None else _none for a in self.arguments]
-        self._adders = [(i, agg.add, agg.skips_nulls) for i, agg in enumerate(self.aggregates)]
+        self._adders = [
+            (i, positions[i], agg.add, agg.skips_nulls) for i, agg in enumerate(self.aggregates)
+        ]
+        self._iso: dict[int, str] = {}  # window bounds as text: shared by every key's window
         self.reset()
 
     # --- state -------------------------------------------------------------------------
@@ -146,9 +159,9 @@ class WindowStep(Step):
 
     # --- processing --------------------------------------------------------------------
 
-    def _starts(self, t: int) -> list[int]:
+    def _starts(self, t: int) -> list[int] | tuple[int]:
         if self.type == "tumbling":
-            return [t - t % self.size]
+            return (t - t % self.size,)
         last = t - t % self.hop
         first = last - ((self.size - 1) // self.hop) * self.hop
         return [s for s in range(first, last + 1, self.hop) if s <= t < s + self.size]
@@ -157,10 +170,11 @@ class WindowStep(Step):
         if not self._loaded:
             self._load_all()
         touched: dict[str, set[int]] = {}
+        key_fields = self.key_fields
         for event in events:
             value = event.value
-            keyed = self._key(value)
-            if keyed is None:
+            key = key_of(value, key_fields) if key_fields is not None else ""
+            if key is None:
                 ctx.dead_letter(
                     event,
                     self.name,
@@ -170,7 +184,6 @@ class WindowStep(Step):
                     ),
                 )
                 continue
-            key, key_values = keyed
             try:
                 arguments = [fn(value) for fn in self._argument_fns]
             except Exception:  # find which, with the expression's message
@@ -186,6 +199,7 @@ class WindowStep(Step):
             self.last_seen_ms[partition] = ctx.now_ms
             entry = self._entry(key)
             if entry is None:
+                key_values = [value.get(f) for f in key_fields or ()]
                 entry = self.cache[key] = KeyWindows(key_values, partition, {})
             try:
                 if self.type == "session":
@@ -223,18 +237,10 @@ class WindowStep(Step):
         ctx.gauges["windows_open"] = self.open_count
         return results
 
-    def _key(self, value: dict[str, Any]) -> tuple[str, list[Any]] | None:
-        if self.key_fields is None:
-            return "", []
-        key = key_of(value, self.key_fields)
-        if key is None:
-            return None
-        return key, [value.get(f) for f in self.key_fields]
-
     def _add(self, window: Window, arguments: list[Any], t: int) -> None:
         states = window.states
-        for i, add, skips_nulls in self._adders:
-            value = arguments[i]
+        for i, position, add, skips_nulls in self._adders:
+            value = arguments[position]
             if value is None and skips_nulls:
                 continue
             states[i] = add(states[i], value, t)
@@ -284,11 +290,19 @@ class WindowStep(Step):
 
     def _result(self, entry: KeyWindows, window: Window) -> dict[str, Any]:
         record: dict[str, Any] = dict(zip(self.key_fields or (), entry.key_values, strict=True))
-        record["window_start"] = iso_ms(window.start)
-        record["window_end"] = iso_ms(window.end)
+        record["window_start"] = self._text(window.start)
+        record["window_end"] = self._text(window.end)
         for name, agg, state in zip(self.names, self.aggregates, window.states, strict=True):
             record[name] = agg.result(state)
         return record
+
+    def _text(self, epoch_ms: int) -> str:
+        text = self._iso.get(epoch_ms)
+        if text is None:
+            if len(self._iso) >= 4096:
+                self._iso.clear()
+            text = self._iso[epoch_ms] = iso_ms(epoch_ms)
+        return text
 
     def _event(self, key: str, record: dict[str, Any], window: Window) -> Event:
         return Event(record, key=key or None, timestamp_ms=window.end - 1)
