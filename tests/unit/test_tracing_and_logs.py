@@ -71,12 +71,17 @@ def _record(**extra: object) -> logging.LogRecord:
     return record
 
 
-def test_json_lines_carry_pipeline_trace_and_context_fields() -> None:
-    token = current_pipeline.set("payments")
+def _format_in_pipeline(formatter: logging.Formatter, pipeline: str, **extra: object) -> str:
+    """A line logged while `pipeline` runs (the agent sets current_pipeline)."""
+    token = current_pipeline.set(pipeline)
     try:
-        line = JsonFormatter().format(_record(trace_id="abc", step="map"))
+        return formatter.format(_record(**extra))
     finally:
         current_pipeline.reset(token)
+
+
+def test_json_lines_carry_pipeline_trace_and_context_fields() -> None:
+    line = _format_in_pipeline(JsonFormatter(), "payments", trace_id="abc", step="map")
     entry = orjson.loads(line)
     assert entry["msg"] == "got 3" and entry["level"] == "WARNING"
     assert entry["pipeline"] == "payments" and entry["trace_id"] == "abc"
@@ -88,11 +93,7 @@ def test_json_lines_carry_pipeline_trace_and_context_fields() -> None:
 
 
 def test_console_lines_are_readable() -> None:
-    token = current_pipeline.set("payments")
-    try:
-        line = ConsoleFormatter().format(_record(trace_id="abc", step="map"))
-    finally:
-        current_pipeline.reset(token)
+    line = _format_in_pipeline(ConsoleFormatter(), "payments", trace_id="abc", step="map")
     assert "WARNING" in line and line.endswith("[payments trace=abc step=map] got 3")
     assert "[" not in ConsoleFormatter().format(_record())
 
