@@ -444,6 +444,7 @@ class PipelineRunner:
                     "step": letter.step,
                     "type": letter.error_type,
                     "message": letter.message[:300],
+                    "trace_id": trace_id_in(letter.headers) if self.telemetry else None,
                 }
             )
         if not self.telemetry:

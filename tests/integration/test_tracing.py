@@ -113,4 +113,7 @@ async def test_trace_id_flows_from_input_to_every_output_and_into_logs(
     assert letter["trace_id"] == TRACE_B and letter["pipeline"] == pipeline
     assert letter["level"] == "WARNING" and letter["step"] == "validate"
     assert ("alert big firing", TRACE_A) in about
+    status, body = worker.get("/api/pipelines")
+    assert status == 200
+    assert body["pipelines"][0]["recent_dead_letters"][0]["trace_id"] == TRACE_B
     assert worker.stop() == 0
