@@ -7,6 +7,7 @@ import asyncio
 import signal
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,70 +99,88 @@ def check(got: list[dict[str, Any]], expected: dict[tuple[str, str], Any]) -> in
     return sum(len(r) - 1 for r in by_window.values())
 
 
-async def test_sigkill_mid_stream_then_restart_gives_replay_results(
-    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
-) -> None:
-    tag = unique("wk")
+@dataclass
+class Scenario:
+    """3,000 records of 12 users (and a duplicate) on a fresh topic, with the windows
+    `sluice replay` computes from them."""
+
+    tag: str
+    text: str
+    data: list[bytes]
+    expected: dict[tuple[str, str], Any]
+
+    @property
+    def source(self) -> str:
+        return f"in-{self.tag}"
+
+    async def produce(self, broker: EmbeddedBroker, part: slice) -> None:
+        await produce_lines(broker, self.source, self.data[part], key=user_key)
+
+    async def check_results(self, broker: EmbeddedBroker) -> int:
+        """The sink's windows equal replay's; returns how many were re-emitted."""
+        got = await windows_until(broker, f"out-{self.tag}", self.expected)
+        reemitted = check(got, self.expected)
+        print(f"windows: {len(self.expected)}, re-emitted: {reemitted}")
+        return reemitted
+
+
+async def scenario(broker: EmbeddedBroker, tmp_path: Path, prefix: str) -> Scenario:
+    tag = unique(prefix)
     text = PIPELINE.format(tag=tag)
     data = lines(3000)
     expected = await expected_windows(text, data, tmp_path)
     await create_topics(broker, f"in-{tag}")
-    first = make_worker({"win": text})
-    first.wait_ready()
-    await produce_lines(broker, f"in-{tag}", data[:1500], key=user_key)
-    # let it process part of the stream, then kill it without warning
+    return Scenario(tag, text, data, expected)
+
+
+async def until_processed(workers: list[Any], count: int) -> None:
     deadline = time.monotonic() + 30
-    while first.metric("sluice_events_in_total") < 600 and time.monotonic() < deadline:
+    while (
+        sum(w.metric("sluice_events_in_total") for w in workers) < count
+        and time.monotonic() < deadline
+    ):
         await asyncio.sleep(0.1)
+
+
+async def test_sigkill_mid_stream_then_restart_gives_replay_results(
+    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
+) -> None:
+    run = await scenario(broker, tmp_path, "wk")
+    first = make_worker({"win": run.text})
+    first.wait_ready()
+    await run.produce(broker, slice(0, 1500))
+    # let it process part of the stream, then kill it without warning
+    await until_processed([first], 600)
     first.stop(signal.SIGKILL)
-    await produce_lines(broker, f"in-{tag}", data[1500:], key=user_key)
-    second = make_worker({"win": text})
+    await run.produce(broker, slice(1500, None))
+    second = make_worker({"win": run.text})
     second.wait_ready()
-    got = await windows_until(broker, f"out-{tag}", expected)
-    reemitted = check(got, expected)
-    print(f"windows: {len(expected)}, re-emitted after the kill: {reemitted}")
-    assert reemitted <= len(expected)
+    assert await run.check_results(broker) <= len(run.expected)
     assert second.stop() == 0
 
 
 async def test_two_workers_one_killed_survivor_finishes_the_windows(
     broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
 ) -> None:
-    tag = unique("wt")
-    text = PIPELINE.format(tag=tag)
-    data = lines(3000)
-    expected = await expected_windows(text, data, tmp_path)
-    await create_topics(broker, f"in-{tag}")
-    one = make_worker({"win": text}, app_id="pair")
-    two = make_worker({"win": text}, app_id="pair")
+    run = await scenario(broker, tmp_path, "wt")
+    one = make_worker({"win": run.text}, app_id="pair")
+    two = make_worker({"win": run.text}, app_id="pair")
     one.wait_ready()
     two.wait_ready()
-    await produce_lines(broker, f"in-{tag}", data[:1500], key=user_key)
-    deadline = time.monotonic() + 30
-    while (
-        one.metric("sluice_events_in_total") + two.metric("sluice_events_in_total") < 1000
-        and time.monotonic() < deadline
-    ):
-        await asyncio.sleep(0.1)
+    await run.produce(broker, slice(0, 1500))
+    await until_processed([one, two], 1000)
     one.stop(signal.SIGKILL)
-    await produce_lines(broker, f"in-{tag}", data[1500:], key=user_key)
-    got = await windows_until(broker, f"out-{tag}", expected)
-    reemitted = check(got, expected)
-    print(f"windows: {len(expected)}, re-emitted after the kill: {reemitted}")
+    await run.produce(broker, slice(1500, None))
+    await run.check_results(broker)  # every window right; re-emitted ones are reported
     assert two.stop() == 0
 
 
 async def test_one_worker_gives_replay_results(
     broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
 ) -> None:
-    tag = unique("w1")
-    text = PIPELINE.format(tag=tag)
-    data = lines(3000)
-    expected = await expected_windows(text, data, tmp_path)
-    await create_topics(broker, f"in-{tag}")
-    worker = make_worker({"win": text})
+    run = await scenario(broker, tmp_path, "w1")
+    worker = make_worker({"win": run.text})
     worker.wait_ready()
-    await produce_lines(broker, f"in-{tag}", data, key=user_key)
-    got = await windows_until(broker, f"out-{tag}", expected)
-    assert check(got, expected) == 0
+    await run.produce(broker, slice(None))
+    assert await run.check_results(broker) == 0
     assert worker.stop() == 0
