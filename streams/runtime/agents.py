@@ -23,6 +23,7 @@ from models.pipeline import PipelineSpec
 from models.settings import Settings
 from streams.pipeline import Pipeline
 from streams.records import BatchResult, Event, key_of
+from streams.runtime.batch_channel import BatchQueue, ack, batch_channel
 from streams.runtime.clients import connection_options
 from streams.runtime.metrics import PrometheusPipelineMetrics
 from streams.runtime.sender import (
@@ -257,10 +258,13 @@ class PipelineRunner:
         self.newly_assigned: set[tuple[str, int]] = set()
         self.repartition_topic: str | None = None
         stage = self.source
+        buffered = max(self.batch_max * 4, 4096)
+        self.rekey_queue: BatchQueue | None = None
         if needs_repartition(spec):
             self.repartition_topic = f"{settings.app_id}-{self.name}-repartition"
             stage = raw_topic(app, self.repartition_topic, partitions, internal=True)
-            app.agent(self.source, name=f"sluice.{self.name}.rekey")(self._rekey)
+            self.rekey_queue = batch_channel(app, self.source, buffered)
+            app.task(self._rekey)
         self.stage_topic = self.repartition_topic or spec.source.topic
         self.latencies: deque[float] = deque(maxlen=2000)
         self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=20)
@@ -277,7 +281,8 @@ class PipelineRunner:
         self.alert_topics = sorted(
             {step.topic for step in self.pipeline.steps if isinstance(step, AlertStep)}
         )
-        app.agent(stage, name=f"sluice.{self.name}")(self._run)
+        self.queue = batch_channel(app, stage, buffered)
+        app.task(self._run)
         self.lock = asyncio.Lock()  # a batch and a wall-clock flush never interleave
         self.tables_loaded = asyncio.Event()
         self.feeders: list[asyncio.Future[None]] = []
@@ -394,11 +399,14 @@ class PipelineRunner:
     async def _send(self, *args: Any) -> Any:
         return await self.app.producer.send(*args)
 
-    async def _run(self, stream: Any) -> None:
+    async def _run(self) -> None:
         current_pipeline.set(self.name)
+        take, batch_max, within = self.queue.take, self.batch_max, self.within
         try:
-            async for events in stream.take_events(self.batch_max, within=self.within):
+            while True:
+                events = await take(batch_max, within)
                 await self.process(events)
+                ack(events)
         except BaseException as exc:
             if _is_cancellation(exc):
                 raise
@@ -560,14 +568,17 @@ class PipelineRunner:
             key=lambda e: (e.message.topic, e.message.partition, e.message.offset),
         )
 
-    async def _rekey(self, stream: Any) -> None:
+    async def _rekey(self) -> None:
         fields = self.spec.source.key
         assert fields is not None and self.repartition_topic is not None
+        assert self.rekey_queue is not None
         current_pipeline.set(self.name)
         topic = self.repartition_topic
         send = self.app.producer.send
+        take, batch_max, within = self.rekey_queue.take, self.batch_max, self.within
         try:
-            async for batch in stream.take_events(self.batch_max, within=self.within):
+            while True:
+                batch = await take(batch_max, within)
                 events = await self._complete(self.rekey_guard, self.rekey_guard.fresh(batch))
                 pending = []
                 for event in events:
@@ -591,6 +602,7 @@ class PipelineRunner:
                 for future in pending:
                     await future
                 self.rekey_guard.done(events)
+                ack(batch)
         except BaseException as exc:
             if _is_cancellation(exc):
                 raise

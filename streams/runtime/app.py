@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,38 @@ def _shorten_fetch_wait() -> None:
     thread._sluice_fetch_wait = True  # type: ignore[attr-defined]
 
 
+def _deliver_directly() -> None:
+    """Faust's fetch loop hands each message to the conductor through
+    `wait_first(callback(message), suspend_flow.wait())`: four new tasks and an
+    `asyncio.wait` per message, so that a rebalance (flow suspended) cannot hold the loop
+    up. While the flow is open the callback is awaited directly; when it is suspended,
+    Faust's path runs. With the batch channels this took the consumption ceiling from
+    24k to 71k records/s (bench/README.md)."""
+    from faust.transport.consumer import Consumer
+    from mode.services import WaitResults
+
+    if getattr(Consumer, "_sluice_direct_delivery", False):
+        return
+    wait_first = Consumer.wait_first
+
+    async def deliver_or_wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:
+        if (
+            len(coros) == 2
+            and timeout is None
+            and self.flow_active
+            and not self.suspend_flow.is_set()
+            and asyncio.iscoroutine(coros[0])
+            and asyncio.iscoroutine(coros[1])
+        ):
+            callback, suspended = coros
+            suspended.close()  # never started: nothing waits on it
+            return WaitResults([callback], [await callback], False)
+        return await wait_first(self, *coros, timeout=timeout)
+
+    Consumer.wait_first = deliver_or_wait_first  # type: ignore[method-assign]
+    Consumer._sluice_direct_delivery = True  # type: ignore[attr-defined]
+
+
 def faust_credentials(settings: Settings) -> Any:
     kafka = settings.kafka
     if kafka.security_protocol == "PLAINTEXT":
@@ -69,6 +102,7 @@ def data_directory(settings: Settings) -> Path:
 
 def make_app(settings: Settings) -> faust.App:
     _shorten_fetch_wait()
+    _deliver_directly()
     processing = settings.processing
     return faust.App(
         settings.app_id,
