@@ -272,6 +272,8 @@ def bench_kafka_command(ctx: click.Context, latency_seconds: float) -> None:
         f"  with telemetry off      {result['sluice_telemetry_off_events_per_second']:>10,}"
         " events/s"
         f"  (metrics, logs and tracing cost {result['telemetry_cost']:.1%})\n"
+        f"windowed pipeline worker  {result['windowed_events_per_second']:>10,} events/s"
+        f"  ({result['ratio_windowed_to_reference']:.3f}x of raw)\n"
         f"naive Faust agent         {result['naive_faust_events_per_second']:>10,} events/s"
         f"  (sluice is {result['ratio_sluice_to_naive_faust']:.1f}x faster)\n"
         f"latency at {latency['rate']:,}/s: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms"

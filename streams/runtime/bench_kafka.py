@@ -248,6 +248,43 @@ async def bench_worker(
     return len(lines) / (last - began)
 
 
+def _events_in(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("sluice_events_in_total{")
+    )
+
+
+async def bench_windowed_worker(address: str, lines: list[bytes]) -> float:
+    """The windowed pipeline of `sluice bench windows` on a worker: records/s until the
+    worker has processed every record (window results come out as windows close, so
+    counting them would time the wall-clock close, not the processing)."""
+    from streams.bench_windows import WINDOW_PIPELINE
+
+    tag = uuid.uuid4().hex[:8]
+    source, sink = f"payments-{tag}", f"windows-{tag}"
+    pipeline = WINDOW_PIPELINE.replace("pipeline: bench-windows", f"pipeline: windows-{tag}")
+    pipeline = pipeline.replace("{topic: payments,", f"{{topic: {source},")
+    assert source in pipeline and sink in pipeline.replace("topic: windows}", sink)
+    pipeline = pipeline.replace("topic: windows}", f"topic: {sink}}}")
+    await _create(address, source, sink)
+    worker = _Worker(address, pipeline, tag)
+    try:
+        await asyncio.to_thread(worker.wait_ready)
+        began = await _produce(address, source, lines)
+        deadline = time.monotonic() + 300
+        while await asyncio.to_thread(_events_in, worker.port) < len(lines):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the windowed worker did not process every record in 300s")
+            await asyncio.sleep(0.02)
+        return len(lines) / (time.monotonic() - began)
+    finally:
+        worker.stop()
+
+
 async def bench_latency(address: str, rate: float, seconds: float) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     pipeline, topics = _pipeline(tag)
@@ -298,6 +335,8 @@ async def bench_kafka_async(events: int, latency_seconds: float) -> dict[str, An
         sluice = statistics.mean(runs[True])
         bare = statistics.mean(runs[False])
         naive = await bench_worker(address, lines, expected, naive=True)
+        windowed_lines = list(payments(events, seed=13, malformed_ratio=0))
+        windowed = await bench_windowed_worker(address, windowed_lines)
         latency = await bench_latency(address, sluice / 2, latency_seconds)
     return {
         "benchmark": "kafka",
@@ -311,6 +350,10 @@ async def bench_kafka_async(events: int, latency_seconds: float) -> dict[str, An
         "sluice_telemetry_off_runs_events_per_second": [round(x) for x in runs[False]],
         "telemetry_cost": round(1 - sluice / bare, 3),
         "naive_faust_events_per_second": round(naive),
+        "windowed_pipeline": "per-user 1-minute tumbling windows: count, sum, avg, max, p95, "
+        "count_distinct (as `sluice bench windows`)",
+        "windowed_events_per_second": round(windowed),
+        "ratio_windowed_to_reference": round(windowed / reference, 3),
         "ratio_sluice_to_reference": round(sluice / reference, 3),
         "ratio_sluice_to_naive_faust": round(sluice / naive, 2),
         "latency_at_half_rate": latency,
