@@ -83,6 +83,11 @@ class Pipeline:
                 self.router.send(await self._run(index + 1, released, ctx), ctx)
         return self._finish(ctx)
 
+    def persist(self) -> None:
+        """Steps write what they hold in memory to their stores (see Step.persist)."""
+        for step in self.steps:
+            step.persist()
+
     def _context(self) -> BatchContext:
         return BatchContext(BatchResult(), int(self.clock() * 1000))
 

@@ -197,6 +197,7 @@ async def replay(
         if batch:
             outputs.write(await pipeline.process(batch), pipeline.dead_letter_topic)
         outputs.write(await pipeline.flush(final=True), pipeline.dead_letter_topic)
+        pipeline.persist()
         files = [output_dir / f"{topic}.jsonl" for topic in outputs.files]
     return ReplaySummary(
         pipeline=spec.pipeline,

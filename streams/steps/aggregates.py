@@ -279,7 +279,7 @@ class CountDistinct(Aggregate):
 
     def dump(self, state: Any) -> Any:
         if isinstance(state, set):
-            return sorted(state)
+            return list(state)  # not sorted: values may be of mixed types
         return base64.b64encode(state.serialize_compact()).decode()
 
     def load(self, data: Any) -> Any:

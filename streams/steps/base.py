@@ -64,6 +64,11 @@ class Step:
     def reset(self) -> None:
         """Forget in-memory caches: the store changed under the step (a rebalance)."""
 
+    def persist(self) -> None:
+        """Write state the step holds in memory to its store. The worker calls it before
+        each changelog commit, so a step may keep a batch's changes in memory and write
+        each changed key once per commit instead of once per batch."""
+
     def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:
         """Records a step releases without new input: windows closed by wall clock, or
         every open window at the end of a replay (`final`)."""

@@ -91,6 +91,7 @@ class WindowStep(Step):
 
     def reset(self) -> None:
         self.cache: dict[str, KeyWindows] = {}
+        self.dirty: set[str] = set()  # keys changed since the last persist
         self.watermarks: dict[int, int] = {}
         self.heaps: dict[int, list[tuple[int, str, int]]] = {}
         self.last_seen_ms: dict[int, int] = {}
@@ -230,8 +231,7 @@ class WindowStep(Step):
             touched.setdefault(key, set()).update(starts)
         updates = self._updates(touched) if self.emit_updates else []
         results = updates + self._close(ctx, touched, final=False, watermarks=self.watermarks)
-        for key in touched:
-            self._save(key)
+        self.dirty.update(touched)
         for partition in {event.partition for event in events} & set(self.watermarks):
             self.store.set(WATERMARK_KEY.format(partition=partition), self.watermarks[partition])
         ctx.gauges["windows_open"] = self.open_count
@@ -362,7 +362,12 @@ class WindowStep(Step):
             results = (
                 self._close(ctx, touched, final=False, watermarks=advanced) if advanced else []
             )
-        for key in touched:
-            self._save(key)
+        self.dirty.update(touched)
         ctx.gauges["windows_open"] = self.open_count
         return results
+
+    def persist(self) -> None:
+        """Each key whose windows changed since the last persist, written once."""
+        for key in self.dirty:
+            self._save(key)
+        self.dirty.clear()
