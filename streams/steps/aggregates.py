@@ -236,7 +236,7 @@ class Percentile(Aggregate):
 
 class CountDistinct(Aggregate):
     """Exact (a set) up to 1,000 distinct values, then an HLL sketch (Apache
-    DataSketches, lg_k 14). Dumped as a sorted list, or base64 sketch bytes."""
+    DataSketches, lg_k 14). Dumped as a list of the values' text, or base64 sketch bytes."""
 
     name = "count_distinct"
 
@@ -279,7 +279,7 @@ class CountDistinct(Aggregate):
 
     def dump(self, state: Any) -> Any:
         if isinstance(state, set):
-            return list(state)  # not sorted: values may be of mixed types
+            return list(state)  # the order does not matter; sorting showed in profiles
         return base64.b64encode(state.serialize_compact()).decode()
 
     def load(self, data: Any) -> Any:
