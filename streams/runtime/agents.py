@@ -48,6 +48,7 @@ FLUSH_INTERVAL_S = 1.0
 # record cache and commit interval do the same); measured on the windowed benchmark.
 STATE_COMMIT_INTERVAL_S = 0.2
 STATE_COMMIT_RECORDS = 20_000
+TAIL_REPAIR_S = 1.0
 LOGGED_DEAD_LETTERS_PER_BATCH = 10  # a flood of bad records must not become a flood of logs
 STATEFUL_KINDS = frozenset({"dedupe", "ratelimit", "window", "alert", "component"})
 
@@ -295,6 +296,9 @@ class PipelineRunner:
         self.marks: dict[int, int] = {}
         self.held_since = 0.0
         app.timer(interval=STATE_COMMIT_INTERVAL_S / 4)(self._commit_when_due)
+        self.rekey_lock = asyncio.Lock()  # forwarding and tail repair never interleave
+        self.tails: dict[tuple[str, int], int] = {}  # position seen behind the log end
+        app.timer(interval=TAIL_REPAIR_S)(self._repair_tails)
         self.lock = asyncio.Lock()  # a batch and a wall-clock flush never interleave
         self.tables_loaded = asyncio.Event()
         self.feeders: list[asyncio.Future[None]] = []
@@ -617,44 +621,116 @@ class PipelineRunner:
         )
 
     async def _rekey(self) -> None:
-        fields = self.spec.source.key
-        assert fields is not None and self.repartition_topic is not None
         assert self.rekey_queue is not None
         current_pipeline.set(self.name)
-        topic = self.repartition_topic
-        send = self.app.producer.send
         take, batch_max, within = self.rekey_queue.take, self.batch_max, self.within
         try:
             while True:
                 batch = await take(batch_max, within)
-                events = await self._complete(self.rekey_guard, self.rekey_guard.fresh(batch))
-                pending = []
-                for event in events:
-                    message = event.message
-                    key = message.key
-                    try:
-                        value = orjson.loads(message.value)
-                        if isinstance(value, dict):
-                            key = key_bytes(key_of(value, fields)) or key
-                    except (orjson.JSONDecodeError, TypeError):
-                        pass  # the pipeline dead-letters it, with the original bytes
-                    headers = list(message.headers or ())
-                    headers += [
-                        (SOURCE_TOPIC, message.topic.encode()),
-                        (SOURCE_PARTITION, str(message.partition).encode()),
-                        (SOURCE_OFFSET, str(message.offset).encode()),
-                    ]
-                    pending.append(
-                        await send(topic, key, message.value, None, message.timestamp, headers)
-                    )
-                for future in pending:
-                    await future
-                self.rekey_guard.done(events)
+                async with self.rekey_lock:
+                    events = await self._complete(self.rekey_guard, self.rekey_guard.fresh(batch))
+                    await self._forward(events)
                 ack(batch)
         except BaseException as exc:
             if _is_cancellation(exc):
                 raise
             self.on_crash(f"{self.name} (repartition)", exc)
+
+    async def _forward(self, events: list[Any]) -> None:
+        """Source records onto the repartition topic, keyed by `source.key`, with their
+        source position in headers; returns once all are on the broker."""
+        fields = self.spec.source.key
+        topic = self.repartition_topic
+        assert fields is not None and topic is not None
+        send = self.app.producer.send
+        pending = []
+        for event in events:
+            message = event.message
+            key = message.key
+            try:
+                value = orjson.loads(message.value)
+                if isinstance(value, dict):
+                    key = key_bytes(key_of(value, fields)) or key
+            except (orjson.JSONDecodeError, TypeError):
+                pass  # the pipeline dead-letters it, with the original bytes
+            headers = list(message.headers or ())
+            headers += [
+                (SOURCE_TOPIC, message.topic.encode()),
+                (SOURCE_PARTITION, str(message.partition).encode()),
+                (SOURCE_OFFSET, str(message.offset).encode()),
+            ]
+            pending.append(await send(topic, key, message.value, None, message.timestamp, headers))
+        for future in pending:
+            await future
+        self.rekey_guard.done(events)
+
+    def _stuck_tails(self, guard: OffsetGuard, topic: str) -> list[tuple[str, int, int, int]]:
+        """(topic, partition, first, last) of records that are on the log but have not
+        arrived for a whole repair interval while nothing else was waiting: records a
+        rebalance cleared from the buffer with no later record to reveal the gap."""
+        positions = guard.positions()
+        stuck = []
+        for tp in self.app.consumer.assignment():
+            if tp.topic != topic:
+                continue
+            position = (topic, tp.partition)
+            last = positions.get(tp.partition)
+            try:
+                end = self.app.consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                end = None
+            if last is None or end is None or end <= last + 1:
+                self.tails.pop(position, None)
+            elif self.tails.get(position) == last:
+                stuck.append((topic, tp.partition, last + 1, end - 1))
+                self.tails.pop(position, None)
+            else:
+                self.tails[position] = last
+        return stuck
+
+    async def _fetch_stuck(self, stuck: list[tuple[str, int, int, int]]) -> list[Any]:
+        connection = connection_options(self.settings)
+        fetched: list[Any] = []
+        for topic, partition, first, last in stuck:
+            found = await fetch_range(connection, topic, partition, first, last)
+            log.warning(
+                "%s: offsets %d-%d of %s[%d] did not arrive; fetched %d of them directly",
+                self.name,
+                first,
+                last,
+                topic,
+                partition,
+                len(found),
+            )
+            fetched += found
+        return fetched
+
+    async def _repair_tails(self) -> None:
+        """Every TAIL_REPAIR_S: records stuck behind the log end are fetched directly."""
+        if self.app.rebalancing:
+            return
+        current_pipeline.set(self.name)
+        try:
+            if self.rekey_queue is not None and not len(self.rekey_queue):
+                async with self.rekey_lock:
+                    if id(self.rekey_guard) not in self.stale_guards:
+                        stuck = self._stuck_tails(self.rekey_guard, self.spec.source.topic)
+                        if stuck:
+                            fetched = await self._fetch_stuck(stuck)
+                            await self._forward(self.rekey_guard.fresh(fetched))
+            if not len(self.queue) and id(self.guard) not in self.stale_guards:
+                stuck = self._stuck_tails(self.guard, self.stage_topic)
+                if stuck:
+                    fetched = await self._fetch_stuck(stuck)
+                    await self.tables_loaded.wait()
+                    async with self.lock:
+                        events = self.guard.fresh(fetched)
+                        if events:
+                            await self._process(events)
+                            if self.state.stores:
+                                await self._commit_state()
+        except Exception as exc:
+            self.on_crash(f"{self.name} (repair)", exc)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
