@@ -9,6 +9,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from faust.exceptions import NotReady
+
 from streams.demo import payments, users_table
 
 log = logging.getLogger("sluice.demo")
@@ -37,7 +39,12 @@ async def produce_demo_traffic(app: Any, rate: float, topic: str = DEMO_TOPIC) -
     log.info("demo traffic: %.0f payments/s to %r", rate, topic)
     lines = payments(10**12, start=datetime.now(UTC), events_per_second=rate)
     for sent, line in enumerate(lines, 1):
-        await producer.send(topic, None, line, None, None, None)
+        try:
+            await producer.send(topic, None, line, None, None, None)
+        except NotReady:
+            if app.should_stop:  # the producer stops before this task on Ctrl-C
+                return
+            raise
         ahead = sent / rate - (time.monotonic() - began)
         if ahead > 0.005:
             await asyncio.sleep(ahead)
