@@ -276,7 +276,7 @@ class PipelineRunner:
             self._send,
             spec.dead_letter_topic,
             spec.source.topic,
-            self._observe_latency if self.telemetry else None,
+            self._observe_latencies if self.telemetry else None,
             trace=self.telemetry,
         )
         self.alert_topics = sorted(
@@ -370,9 +370,9 @@ class PipelineRunner:
             return
         self.on_crash(where, exc)
 
-    def _observe_latency(self, seconds: float) -> None:
-        self.metrics.latency(seconds)
-        self.latencies.append(seconds)
+    def _observe_latencies(self, seconds: list[float]) -> None:
+        self.metrics.latencies(seconds)
+        self.latencies.extend(seconds)
 
     def status(self) -> dict[str, Any]:
         """What /api/pipelines and the dashboard show for this pipeline."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import (
@@ -68,6 +69,25 @@ class Registry:
 
     def pipeline(self, name: str, *, export: bool = True) -> PrometheusPipelineMetrics:
         return PrometheusPipelineMetrics(self, name, export=export)
+
+
+def observe_many(child: Any, values: list[float]) -> None:
+    """`child.observe(v)` for every value, with one increment per bucket touched rather
+    than two locked increments per value (the worker observes a batch's latencies)."""
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None:  # another client version
+        for value in values:
+            child.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe
+    for index, count in enumerate(counts):
+        if count:
+            buckets[index].inc(count)
+    total.inc(sum(values))
 
 
 class _Unexported:
@@ -146,5 +166,6 @@ class PrometheusPipelineMetrics:
         self.firing_now[alert] = count
         self._child(self.families.alerts_firing, alert).set(count)
 
-    def latency(self, seconds: float) -> None:
-        self._latency.observe(seconds)
+    def latencies(self, seconds: list[float]) -> None:
+        if self.export:
+            observe_many(self._latency, seconds)

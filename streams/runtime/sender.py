@@ -56,7 +56,7 @@ class ResultSender:
         send: SendFn,
         dead_letter_topic: str,
         source_topic: str,
-        observe_latency: Callable[[float], None] | None = None,
+        observe_latencies: Callable[[list[float]], None] | None = None,
         *,
         trace: bool = True,
     ) -> None:
@@ -64,7 +64,7 @@ class ResultSender:
         self.trace = trace
         self.dead_letter_topic = dead_letter_topic
         self.source_topic = source_topic
-        self.observe_latency = observe_latency
+        self.observe_latencies = observe_latencies
 
     async def send(self, result: BatchResult) -> int:
         """Send everything in `result`; returns how many messages were sent."""
@@ -93,9 +93,7 @@ class ResultSender:
             )
         if pending:
             await asyncio.gather(*pending)
-        if self.observe_latency is not None and event_times:
+        if self.observe_latencies is not None and event_times:
             now_ms = time.time() * 1000
-            observe = self.observe_latency
-            for event_time in event_times:
-                observe(max(0.0, (now_ms - event_time) / 1000))
+            self.observe_latencies([max(0.0, (now_ms - t) / 1000) for t in event_times])
         return len(pending)
