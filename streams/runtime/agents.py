@@ -593,20 +593,7 @@ class PipelineRunner:
         gaps = guard.gaps(events)
         if not gaps:
             return events
-        connection = connection_options(self.settings)
-        recovered: list[Any] = []
-        for topic, partition, first, last in gaps:
-            fetched = await fetch_range(connection, topic, partition, first, last)
-            log.warning(
-                "%s: the stream skipped offsets %d-%d of %s[%d]; fetched %d of them directly",
-                self.name,
-                first,
-                last,
-                topic,
-                partition,
-                len(fetched),
-            )
-            recovered += fetched
+        recovered = await self._fetch_missing(gaps, "the stream skipped them")
         # each partition's records in offset order: state sees them as they were written
         return sorted(
             recovered + events,
@@ -681,18 +668,22 @@ class PipelineRunner:
                 self.tails[position] = last
         return stuck
 
-    async def _fetch_stuck(self, stuck: list[tuple[str, int, int, int]]) -> list[Any]:
+    async def _fetch_missing(
+        self, ranges: list[tuple[str, int, int, int]], reason: str
+    ) -> list[Any]:
+        """Records (topic, partition, first..last) read directly from the broker."""
         connection = connection_options(self.settings)
         fetched: list[Any] = []
-        for topic, partition, first, last in stuck:
+        for topic, partition, first, last in ranges:
             found = await fetch_range(connection, topic, partition, first, last)
             log.warning(
-                "%s: offsets %d-%d of %s[%d] did not arrive; fetched %d of them directly",
+                "%s: offsets %d-%d of %s[%d]: %s; fetched %d of them directly",
                 self.name,
                 first,
                 last,
                 topic,
                 partition,
+                reason,
                 len(found),
             )
             fetched += found
@@ -709,12 +700,12 @@ class PipelineRunner:
                     if id(self.rekey_guard) not in self.stale_guards:
                         stuck = self._stuck_tails(self.rekey_guard, self.spec.source.topic)
                         if stuck:
-                            fetched = await self._fetch_stuck(stuck)
+                            fetched = await self._fetch_missing(stuck, "they did not arrive")
                             await self._forward(self.rekey_guard.fresh(fetched))
             if not len(self.queue) and id(self.guard) not in self.stale_guards:
                 stuck = self._stuck_tails(self.guard, self.stage_topic)
                 if stuck:
-                    fetched = await self._fetch_stuck(stuck)
+                    fetched = await self._fetch_missing(stuck, "they did not arrive")
                     await self.tables_loaded.wait()
                     async with self.lock:
                         events = self.guard.fresh(fetched)
