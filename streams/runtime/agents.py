@@ -284,10 +284,6 @@ class PipelineRunner:
         )
         self.queue = batch_channel(app, stage, buffered)
         app.task(self._run)
-        # processed records whose table writes are not on the changelog yet, and the
-        # `applied` markers that will say so: acknowledged together at the state commit
-        self.held: list[Any] = []
-        self.marks: dict[int, int] = {}
         self.rekey_lock = asyncio.Lock()  # forwarding and tail repair never interleave
         self.tails: dict[tuple[str, int], int] = {}  # position seen behind the log end
         app.timer(interval=TAIL_REPAIR_S)(self._repair_tails)
@@ -327,9 +323,6 @@ class PipelineRunner:
     async def _recover(self) -> None:
         """After an assignment: tables caught up from their changelogs, caches dropped, and
         records whose effects the tables already hold marked as processed."""
-        # work done before the rebalance completes first (normally the revocation, which
-        # waits for every record's ack, has made this commit already)
-        await self._commit_state()
         self.state.stale.clear()
         await self.state.catch_up(connection_options(self.settings))
         self.pipeline.reset()
@@ -354,8 +347,7 @@ class PipelineRunner:
                     self._note(result)
                     await self.sender.send(result)
                 # the flush's writes are consistent with everything processed so far
-                self._mark(self.guard.positions())
-                await self._commit_state()
+                await self._commit_state(self.guard.positions())
         except Exception as exc:
             self._crashed(f"{self.name} (flush)", exc)
 
@@ -405,19 +397,27 @@ class PipelineRunner:
             raise KeyError(step)
         return store.get(key)
 
+    def _log_ends(self, topic: str) -> dict[int, int | None]:
+        """The log end of each partition of `topic` assigned to this worker; None while
+        it is not known (no fetch has returned yet)."""
+        ends: dict[int, int | None] = {}
+        for tp in self.app.consumer.assignment():
+            if tp.topic != topic:
+                continue
+            try:
+                ends[tp.partition] = self.app.consumer.highwater(tp)
+            except Exception as exc:  # not fetched yet
+                log.debug("no high watermark yet for %s: %r", tp, exc)
+                ends[tp.partition] = None
+        return ends
+
     def _caught_up(self) -> bool:
         """Whether every assigned partition of the stage topic is processed to its end."""
         positions = self.guard.positions()
-        for tp in self.app.consumer.assignment():
-            if tp.topic != self.stage_topic:
-                continue
-            try:
-                end = self.app.consumer.highwater(tp)
-            except Exception:
-                return False
-            if end is None or end > positions.get(tp.partition, -1) + 1:
-                return False
-        return True
+        return all(
+            end is not None and end <= positions.get(partition, -1) + 1
+            for partition, end in self._log_ends(self.stage_topic).items()
+        )
 
     async def _send(self, *args: Any) -> Any:
         return await self.app.producer.send(*args)
@@ -443,28 +443,15 @@ class PipelineRunner:
         events = await self._complete(self.guard, self.guard.fresh(received))
         if events:
             await self.tables_loaded.wait()
-        async with self.lock:
-            if events:
+            async with self.lock:
                 await self._process(events)
-            self.held += received
-            await self._commit_state()
+        ack(received)
 
-    def _mark(self, applied: dict[int, int]) -> None:
-        marks = self.marks
-        for partition, offset in applied.items():
-            if offset > marks.get(partition, -1):
-                marks[partition] = offset
-
-    async def _commit_state(self) -> None:
-        """Table writes and `applied` markers onto the changelog, then the held records
-        acknowledged: their offsets may be committed now."""
+    async def _commit_state(self, applied: dict[int, int]) -> None:
+        """Steps' in-memory state into the tables, then the table writes and an `applied`
+        marker per partition onto the changelog (awaited)."""
         self.pipeline.persist()
-        if self.marks or self.state.pending():
-            await self.state.commit(self.marks)
-            self.marks = {}
-        if self.held:
-            ack(self.held)
-            self.held = []
+        await self.state.commit(applied)
 
     async def _process(self, events: list[Any]) -> None:
         if self.state.stale.is_set():
@@ -482,7 +469,7 @@ class PipelineRunner:
         for event in events:
             message = event.message
             applied[message.partition] = max(applied.get(message.partition, -1), message.offset)
-        self._mark(applied)
+        await self._commit_state(applied)
         self.guard.done(events)
         self.batches += 1
 
@@ -543,19 +530,12 @@ class PipelineRunner:
         if self.repartition_topic is not None:
             guards[self.spec.source.topic] = self.rekey_guard
         found = {}
-        for tp in self.app.consumer.assignment():
-            guard = guards.get(tp.topic)
-            if guard is None:
-                continue
-            try:
-                end = self.app.consumer.highwater(tp)
-            except Exception as exc:  # not fetched yet
-                log.debug("no high watermark yet for %s: %r", tp, exc)
-                continue
-            if end is None:
-                continue
-            done = guard.positions().get(tp.partition, -1) + 1
-            found[(tp.topic, tp.partition)] = max(0, end - done)
+        for topic, guard in guards.items():
+            positions = guard.positions()
+            for partition, end in self._log_ends(topic).items():
+                if end is not None:
+                    done = positions.get(partition, -1) + 1
+                    found[(topic, partition)] = max(0, end - done)
         self.lag = {p: lag for (t, p), lag in found.items() if t == self.stage_topic}
         return found
 
@@ -650,19 +630,13 @@ class PipelineRunner:
         rebalance cleared from the buffer with no later record to reveal the gap."""
         positions = guard.positions()
         stuck = []
-        for tp in self.app.consumer.assignment():
-            if tp.topic != topic:
-                continue
-            position = (topic, tp.partition)
-            last = positions.get(tp.partition)
-            try:
-                end = self.app.consumer.highwater(tp)
-            except Exception:  # not fetched yet
-                end = None
+        for partition, end in self._log_ends(topic).items():
+            position = (topic, partition)
+            last = positions.get(partition)
             if last is None or end is None or end <= last + 1:
                 self.tails.pop(position, None)
             elif self.tails.get(position) == last:
-                stuck.append((topic, tp.partition, last + 1, end - 1))
+                stuck.append((topic, partition, last + 1, end - 1))
                 self.tails.pop(position, None)
             else:
                 self.tails[position] = last
@@ -711,8 +685,6 @@ class PipelineRunner:
                         events = self.guard.fresh(fetched)
                         if events:
                             await self._process(events)
-                            if self.state.stores:
-                                await self._commit_state()
         except Exception as exc:
             self._crashed(f"{self.name} (repair)", exc)
 

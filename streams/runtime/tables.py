@@ -151,10 +151,6 @@ class FaustStateBackend:
     async def _send(self, *args: Any) -> Awaitable[Any]:
         return await self.app.producer.send(*args)
 
-    def pending(self) -> int:
-        """Table writes not yet sent to the changelogs."""
-        return sum(len(store.pending) for store in self.stores.values())
-
     async def commit(self, applied: dict[int, int]) -> None:
         """Every table's writes and markers, on the broker when this returns."""
         sends = []
