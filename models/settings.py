@@ -11,13 +11,23 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+def _duration_ms(value: Any) -> int:
+    # streams.durations is pure (no pydantic): the error text is its own
+    from streams.durations import parse_duration_ms
+
+    return parse_duration_ms(value)
+
+
+DurationMs = Annotated[int, PlainValidator(_duration_ms)]
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
 _BROKER_URL = re.compile(r"^(kafka://)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
@@ -47,6 +57,15 @@ class ProcessingSettings(_Section):
     batch_within_ms: int = Field(50, ge=0, le=60_000)
     max_message_bytes: int = Field(1_048_576, ge=1)
     guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    max_event_time_skew: DurationMs = Field(
+        7 * 86_400_000,
+        description="event time further ahead of the wall clock (or before 1970) is a "
+        "`timestamp` dead letter at step `source`",
+    )
+    compression: Compression = "none"  # of what sluice writes; every codec is read
+    stall_timeout: DurationMs = Field(
+        60_000, description="no progress for this long while partitions have lag: not ready"
+    )
     partitions: int = Field(4, ge=1, le=1024, description="partitions of topics sluice creates")
 
 
@@ -56,6 +75,12 @@ class KafkaSettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     ssl_cafile: str | None = None
+    ssl_certfile: str | None = None  # with ssl_keyfile: mutual TLS
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None  # of an encrypted ssl_keyfile
+    connect_timeout: DurationMs = Field(
+        30_000, description="no broker answering by then: one clear line, exit 1"
+    )
 
 
 class Settings(BaseSettings):
