@@ -19,6 +19,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+
 def _duration_ms(value: Any) -> int:
     # streams.durations is pure (no pydantic): the error text is its own
     from streams.durations import parse_duration_ms
