@@ -1,12 +1,11 @@
 """`sluice bench kafka`: end-to-end throughput and latency on the embedded broker.
 
-Three contenders, measured the same way in one run, on one broker: produce N sample
+Two contenders, measured the same way in one run, on one broker: produce N sample
 payments as fast as possible into a 4-partition topic, and time until the last result
 is read back from the output topics.
 
 - reference: raw aiokafka consume → produce pass-through (the practical limit);
-- sluice: a real `sluice worker` subprocess running the demo pipeline;
-- naive Faust: an agent doing record by record what sluice does per batch.
+- sluice: a real `sluice worker` subprocess running the demo pipeline.
 
 Then latency: sluice at half its measured throughput, event produced → result consumed.
 """
@@ -158,23 +157,17 @@ async def bench_reference(address: str, lines: list[bytes]) -> float:
 
 
 class _Worker:
-    def __init__(
-        self, address: str, pipeline: str, tag: str, naive: bool = False, telemetry: bool = True
-    ) -> None:
+    def __init__(self, address: str, pipeline: str, tag: str, telemetry: bool = True) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
         (self.folder / "pipelines").mkdir()
         self.port = free_port()
         (self.folder / "sluice.yaml").write_text(
             f"app_id: bench-{tag}\nbrokers: ['kafka://{address}']\nweb: {{port: {self.port}}}\n"
-            "log: {level: WARNING}\nprocessing: {batch_max: 1000, batch_within_ms: 5}\n"
+            "log: {level: WARNING}\n"
             f"telemetry: {'true' if telemetry else 'false'}\n"
         )
         (self.folder / "pipelines" / "p.yaml").write_text(pipeline)
-        command = (
-            [sys.executable, "-m", "streams.runtime.naive_agent", str(self.folder)]
-            if naive
-            else [sys.executable, "-m", "streams.cli", "worker", "--config", str(self.folder)]
-        )
+        command = [sys.executable, "-m", "streams.cli", "worker", "--config", str(self.folder)]
         self.process = subprocess.Popen(  # noqa: S603
             command,
             cwd=ROOT,
@@ -232,12 +225,12 @@ async def _expected_results(lines: list[bytes]) -> int:
 
 
 async def bench_worker(
-    address: str, lines: list[bytes], expected: int, naive: bool = False, telemetry: bool = True
+    address: str, lines: list[bytes], expected: int, telemetry: bool = True
 ) -> float:
     tag = uuid.uuid4().hex[:8]
     pipeline, topics = _pipeline(tag)
     await _create(address, f"payments-{tag}", *topics)
-    worker = _Worker(address, pipeline, tag, naive=naive, telemetry=telemetry)
+    worker = _Worker(address, pipeline, tag, telemetry=telemetry)
     try:
         await asyncio.to_thread(worker.wait_ready)
         drain = asyncio.create_task(_drain(address, topics, expected, 300))
@@ -334,7 +327,6 @@ async def bench_kafka_async(events: int, latency_seconds: float) -> dict[str, An
             )
         sluice = statistics.mean(runs[True])
         bare = statistics.mean(runs[False])
-        naive = await bench_worker(address, lines, expected, naive=True)
         windowed_lines = list(payments(events, seed=13, malformed_ratio=0))
         windowed = await bench_windowed_worker(address, windowed_lines)
         latency = await bench_latency(address, sluice / 2, latency_seconds)
@@ -349,13 +341,11 @@ async def bench_kafka_async(events: int, latency_seconds: float) -> dict[str, An
         "sluice_telemetry_off_events_per_second": round(bare),
         "sluice_telemetry_off_runs_events_per_second": [round(x) for x in runs[False]],
         "telemetry_cost": round(1 - sluice / bare, 3),
-        "naive_faust_events_per_second": round(naive),
         "windowed_pipeline": "per-user 1-minute tumbling windows: count, sum, avg, max, p95, "
         "count_distinct (as `sluice bench windows`)",
         "windowed_events_per_second": round(windowed),
         "ratio_windowed_to_reference": round(windowed / reference, 3),
         "ratio_sluice_to_reference": round(sluice / reference, 3),
-        "ratio_sluice_to_naive_faust": round(sluice / naive, 2),
         "latency_at_half_rate": latency,
         "machine": {
             "python": platform.python_version(),

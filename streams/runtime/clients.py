@@ -10,59 +10,17 @@ from typing import IO, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from models.envelopes import EventEnvelope
 from models.settings import Settings
-from streams.errors import SluiceError
 from streams.records import key_of
-
-
-class KafkaUnreachable(SluiceError):
-    pass
-
-
-def connection_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka keyword arguments for the configured brokers and security."""
-    if not settings.brokers:
-        raise KafkaUnreachable(
-            "no brokers configured: set brokers: [kafka://host:9092] in sluice.yaml or "
-            "SLUICE_BROKERS (`sluice run` prints the embedded broker's address)"
-        )
-    kafka = settings.kafka
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.broker_addresses(),
-        "security_protocol": kafka.security_protocol,
-    }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        import ssl
-
-        options["ssl_context"] = ssl.create_default_context(cafile=kafka.ssl_cafile)
-    if kafka.security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = kafka.sasl_mechanism or "PLAIN"
-        options["sasl_plain_username"] = kafka.username
-        options["sasl_plain_password"] = (
-            kafka.password.get_secret_value() if kafka.password else None
-        )
-    return options
-
-
-def unreachable(settings: Settings, exc: BaseException) -> KafkaUnreachable:
-    where = ", ".join(settings.brokers)
-    return KafkaUnreachable(
-        f"cannot reach Kafka at {where} ({type(exc).__name__}): is the broker running, and are "
-        "brokers in sluice.yaml / SLUICE_BROKERS and kafka.security_protocol right?"
-    )
+from streams.runtime.kafka import connection_options, start_client
 
 
 async def start_or_explain(client: Any, settings: Settings) -> None:
     """Start an aiokafka client; an unreachable broker becomes a KafkaUnreachable that
     says where and what to check."""
-    try:
-        await asyncio.wait_for(client.start(), timeout=15)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
-        await client.stop()
-        raise unreachable(settings, exc) from None
+    await start_client(client, settings)
 
 
 async def produce(
@@ -154,12 +112,18 @@ async def consume(
     limit: int | None = None,
     envelope: bool = False,
     idle_timeout: float | None = None,
+    isolation: str | None = None,
 ) -> int:
     """Print messages of `topic` as JSON Lines until `limit` (or Ctrl-C, or `idle_timeout`
-    seconds without a message)."""
+    seconds without a message). `isolation` defaults to read_committed when the settings
+    ask for exactly-once (results of unfinished transactions are not shown)."""
+    if isolation is None:
+        exactly_once = settings.processing.guarantee == "exactly_once"
+        isolation = "read_committed" if exactly_once else "read_uncommitted"
     consumer = AIOKafkaConsumer(
         topic,
         **connection_options(settings),
+        isolation_level=isolation,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,

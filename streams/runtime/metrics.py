@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -13,6 +13,32 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+
+if TYPE_CHECKING:
+    from models.pipeline import PipelineSpec
+
+# What each step kind can report, so every series of a declared pipeline exists from the
+# start with 0 (a missing series is not a zero to Prometheus: rate() and alerts skip it)
+SOURCE_DEAD_LETTER_TYPES = ("invalid_json", "oversize", "timestamp")
+DEAD_LETTER_TYPES = {
+    "validate": ("schema",),
+    "filter": ("expression",),
+    "map": ("expression",),
+    "dedupe": ("key",),
+    "enrich": ("enrich",),
+    "ratelimit": ("key", "ratelimit"),
+    "window": ("key", "expression", "late"),
+    "alert": ("expression",),
+    "component": ("component", "timeout"),
+}
+DROP_REASONS = {
+    "filter": ("filter",),
+    "dedupe": ("duplicate",),
+    "enrich": ("enrich_missing",),
+    "ratelimit": ("ratelimit",),
+    "window": ("late",),
+    "component": ("component",),
+}
 
 _STEP_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -51,9 +77,15 @@ class Registry:
         )
         self.latency = Histogram(
             "sluice_end_to_end_latency_seconds",
-            "event time to send",
+            "processing latency: the Kafka record's timestamp to the send of its result",
             ["pipeline"],
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_time_lag = Gauge(
+            "sluice_event_time_lag_seconds",
+            "wall clock minus the watermark (the slowest partition's latest event time)",
+            ["pipeline"],
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -67,8 +99,13 @@ class Registry:
             "sluice_alerts_firing", "alert keys firing", ["pipeline", "alert"], registry=r
         )
 
-    def pipeline(self, name: str, *, export: bool = True) -> PrometheusPipelineMetrics:
-        return PrometheusPipelineMetrics(self, name, export=export)
+    def pipeline(
+        self, name: str, spec: PipelineSpec | None = None, *, export: bool = True
+    ) -> PrometheusPipelineMetrics:
+        metrics = PrometheusPipelineMetrics(self, name, export=export)
+        if spec is not None:
+            metrics.declare(spec)
+        return metrics
 
 
 def observe_many(child: Any, values: list[float]) -> None:
@@ -134,6 +171,31 @@ class PrometheusPipelineMetrics:
             child = family.labels(self.pipeline, *labels) if self.export else _UNEXPORTED
             self._children[key] = child
         return child
+
+    def declare(self, spec: PipelineSpec) -> None:
+        """Every series this pipeline can report, at 0."""
+        from streams.steps.route import SINK_STEP
+
+        families = self.families
+        for topic in spec.output_topics():
+            self._child(families.events_out, topic)
+        for error_type in SOURCE_DEAD_LETTER_TYPES:
+            self._child(families.dead_letters, "source", error_type)
+        self._child(families.dead_letters, SINK_STEP, "expression")
+        self._child(families.event_time_lag)
+        for name, step in spec.named_steps():
+            self._child(families.step_seconds, name)
+            for error_type in DEAD_LETTER_TYPES.get(step.kind, ()):
+                self._child(families.dead_letters, name, error_type)
+            for reason in DROP_REASONS.get(step.kind, ()):
+                self._child(families.dropped, name, reason)
+            if step.kind == "alert":
+                self._child(families.alerts_firing, step.alert.name)  # type: ignore[union-attr]
+        if spec.sink.route and all(rule.when is not None for rule in spec.sink.route):
+            self._child(families.dropped, SINK_STEP, "unrouted")
+
+    def event_time_lag(self, seconds: float) -> None:
+        self._child(self.families.event_time_lag).set(seconds)
 
     def events_in(self, count: int) -> None:
         self.received_total += count

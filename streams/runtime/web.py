@@ -14,7 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from models.settings import Settings
 from streams.runtime.metrics import Registry
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/favicon.ico"})
+# With web.token set only the API needs it: the dashboard page itself holds no data and
+# reads the token from its URL fragment (/#token=...), which browsers never send.
+PROTECTED_PREFIX = "/api/"
 FAVICON = (
     b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
     b'<path d="M1 4h14M1 8h14M1 12h14" stroke="#4cc2ff" stroke-width="2"/></svg>'
@@ -57,7 +59,7 @@ def make_web_app(
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is not None and request.path not in OPEN_PATHS:
+        if token is not None and request.path.startswith(PROTECTED_PREFIX):
             supplied = request.headers.get("Authorization", "")
             if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
                 return web.json_response(

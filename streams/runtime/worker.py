@@ -1,4 +1,10 @@
-"""A worker process: the Faust app, its agents, the web endpoints, optional demo traffic."""
+"""A worker process: the engine, lookup tables, the web endpoints, readiness, signals.
+
+The process runs one asyncio loop. SIGTERM or Ctrl-C stops it gracefully (a last
+checkpoint, then the group is left so the partitions move at once) within a deadline;
+an error that escapes the data path makes the worker not ready and exits it with 70 so a
+supervisor restarts it (its state is restored exactly from the changelogs).
+"""
 
 from __future__ import annotations
 
@@ -10,34 +16,33 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
-
-import faust
 
 from models.pipeline import PipelineSpec
 from models.settings import Settings
-from streams.runtime.agents import PipelineRunner
-from streams.runtime.app import make_app
+from streams.runtime.changelog import WorkerState
+from streams.runtime.engine import Engine
+from streams.runtime.kafka import KafkaUnreachable, connection_options
+from streams.runtime.lookups import feed_lookup_table
 from streams.runtime.metrics import Registry
+from streams.runtime.pipelines import PipelineRunner
 from streams.runtime.web import Readiness, make_web_app, serve
 
 log = logging.getLogger("sluice.worker")
 
-STOP_GRACE_S = 30.0
-EXIT_CRASHED = 70  # EX_SOFTWARE: an agent crashed; a supervisor should restart the worker
-
-
-SIGNAL_STOP_GRACE_S = 15.0
+EXIT_CRASHED = 70  # EX_SOFTWARE: the data path failed; a supervisor should restart the worker
+STOP_DEADLINE_S = 15.0
 BROKER_PROBE_S = 2.0
+REPORT_INTERVAL_S = 2.0
 
 
 def tune_garbage_collection() -> None:
-    """A worker allocates many short-lived objects per record (Faust's messages and
-    events, decoded records); with CPython's default thresholds the collector runs every
-    700 allocations and a full collection walks every live object, the modules and the
-    app included. Measured at 11k records/s: p99 latency 106-126 ms by default, 51-53 ms
-    with start-up objects frozen out of collection and fewer, larger collections."""
+    """A worker allocates many short-lived objects per record (decoded records, events);
+    with CPython's default thresholds the collector runs every 700 allocations and a full
+    collection walks every live object, the modules included. Measured at 11k records/s:
+    p99 latency 106-126 ms by default, 51-53 ms with start-up objects frozen out of
+    collection and fewer, larger collections."""
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
 
@@ -58,28 +63,6 @@ async def any_broker_accepts(addresses: list[str], timeout: float = 1.0) -> bool
     return False
 
 
-class _Worker(faust.Worker):
-    """Faust's worker, with a deadline on the graceful stop after Ctrl-C or SIGTERM: Faust
-    can hang stopping during a rebalance, and a stopped worker must go away (its offsets
-    are committed as it goes; anything after is redelivered, at-least-once)."""
-
-    exit_code: Callable[[], int] = staticmethod(lambda: 0)
-    hard_exit: Callable[[int], None] = staticmethod(os._exit)
-
-    def _arm_deadline(self) -> None:
-        timer = threading.Timer(SIGNAL_STOP_GRACE_S, lambda: self.hard_exit(self.exit_code()))
-        timer.daemon = True
-        timer.start()
-
-    def _on_sigint(self) -> None:
-        self._arm_deadline()
-        super()._on_sigint()
-
-    def _on_sigterm(self) -> None:
-        self._arm_deadline()
-        super()._on_sigterm()
-
-
 class SluiceWorker:
     def __init__(
         self,
@@ -93,141 +76,226 @@ class SluiceWorker:
         # what must not outlive the process even when a hung stop ends in os._exit (the
         # embedded broker): `finally` blocks do not run then
         self.before_hard_exit = before_hard_exit
-        self.app = make_app(settings)
         self.registry = Registry()
         self.readiness = Readiness()
-        self.exit_code = 0
-        self.assigned = False
-        self.broker_reachable = True  # until a probe says otherwise (the group join proves it)
+        self.state = WorkerState(settings.app_id)
         self.runners = [
             PipelineRunner(
-                self.app,
                 spec,
                 settings,
-                self.registry.pipeline(name, export=settings.telemetry),
-                self._crashed,
+                self.state,
+                self.registry.pipeline(name, spec, export=settings.telemetry),
             )
             for name, spec in pipelines.items()
         ]
+        self.engine = Engine(settings, self.runners)
         self.demo_rate = demo_rate
-        self._install_hooks()
-
-    def _install_hooks(self) -> None:
-        app = self.app
+        self.exit_code = 0
+        self.broker_reachable = True  # until a probe says otherwise
+        self.tables_loaded = asyncio.Event()
+        self.stalled: str | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
         readiness = self.readiness
+        engine = self.engine
         readiness.checks = {
             "broker_reachable": lambda: self.broker_reachable,
-            "partitions_assigned": lambda: self.assigned and not app.rebalancing,
-            "tables_recovered": lambda: bool(app.tables.recovery.completed.is_set()),  # type: ignore[attr-defined]
+            "partitions_assigned": lambda: engine.assigned_once and not engine.rebalancing,
+            "tables_recovered": lambda: engine.restored and self.tables_loaded.is_set(),
+            "making_progress": lambda: self.stalled is None,
         }
 
-        async def _assigned(
-            sender: Any, assigned: Any = (), *args: Any, signal: Any = None, **kwargs: Any
-        ) -> None:
-            self.assigned = True
-            for runner in self.runners:
-                runner.on_assigned(assigned)
+    # --- running ------------------------------------------------------------------------
 
-        app.on_partitions_assigned.connect(_assigned)  # type: ignore[arg-type]
+    def run(self) -> int:
+        """Run until stopped (Ctrl-C, SIGTERM, a crash); returns the exit status."""
+        tune_garbage_collection()
+        began = time.monotonic()
+        try:
+            asyncio.run(self._main())
+        except KafkaUnreachable:
+            raise
+        log.info("worker stopped after %.1fs", time.monotonic() - began)
+        return self.exit_code
 
-        async def _revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-            for runner in self.runners:
-                runner.on_revoked()
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        web = await self._start_web()
+        try:
+            log.info("connecting to %s", ", ".join(self.settings.brokers))
+            await self.engine.start()
+            self._spawn(self._feed_tables(), "lookup tables")
+            self._spawn(self._report(), "reporting")
+            self._spawn(self._probe_broker(), "broker probe")
+            if self.demo_rate:
+                self._spawn(self._demo(self.demo_rate), "demo traffic")
+            engine_task = asyncio.create_task(self.engine.run(), name="engine")
+            stop_task = asyncio.create_task(self._stop.wait())
+            await self._until_stopped(engine_task, stop_task)
+            self.engine.stopping.set()
+            if not engine_task.done():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(engine_task, timeout=2)
+            stop_task.cancel()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await self._shutdown()
+            if web is not None:
+                await web.cleanup()
 
-        app.on_partitions_revoked.connect(_revoked)  # type: ignore[arg-type]
-
-        @app.task  # type: ignore[untyped-decorator]
-        async def _web() -> None:
-            web_app = make_web_app(
-                self.settings, self.registry, readiness, {r.name: r for r in self.runners}
-            )
-            try:
-                await serve(web_app, self.settings.web.host, self.settings.web.port)
-            except OSError as exc:
-                self._crashed(
-                    "web",
-                    OSError(
-                        f"cannot listen on {self.settings.web.host}:{self.settings.web.port}: "
-                        f"{exc.strerror}; set web.port (SLUICE_WEB__PORT) to a free port"
-                    ),
-                )
+    async def _until_stopped(self, engine: asyncio.Task[None], stop: asyncio.Task[Any]) -> None:
+        """Until a stop is asked for, the engine ends, or a task fails (a task that just
+        finishes, like lookup tables when there are none, is no reason to stop)."""
+        pending: set[asyncio.Task[Any]] = {engine, stop, *self._tasks}
+        while True:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            finished = stop in done or engine in done
+            for task in done:
+                if task is stop or task.cancelled():
+                    continue
+                error = task.exception()
+                if error is not None:
+                    self._crashed(task.get_name(), error)
+                    finished = True
+            if finished:
                 return
-            readiness.started = True
-            log.info(
-                "endpoints on http://%s:%d (/health /ready /metrics)",
-                self.settings.web.host,
-                self.settings.web.port,
-            )
 
-        @app.timer(interval=BROKER_PROBE_S)  # type: ignore[untyped-decorator]
-        async def _probe_broker() -> None:
-            self.broker_reachable = await any_broker_accepts(self.settings.broker_addresses())
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coroutine, name=name))
 
-        reported: set[tuple[str, int]] = set()
+    def _on_signal(self, signum: int) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        self._arm_deadline()
+        self._stop.set()
 
-        @app.timer(interval=2.0)  # type: ignore[untyped-decorator]
-        async def _lag() -> None:
-            """sluice_consumer_lag of the partitions this worker holds now; a partition
-            that moved to another worker is no longer reported here (no stale gauge)."""
-            gauge = self.registry.consumer_lag
-            current: dict[tuple[str, int], int] = {}
-            for runner in self.runners:
-                current.update(runner.lags())
-            for topic, partition in reported - set(current):
-                gauge.remove(topic, str(partition))
-            for (topic, partition), lag in current.items():
-                gauge.labels(topic, str(partition)).set(lag)
-            reported.clear()
-            reported.update(current)
+    def _arm_deadline(self) -> None:
+        """A stop that hangs (a broker gone mid-rebalance) must still end the process."""
+        timer = threading.Timer(STOP_DEADLINE_S, self._hard_exit)
+        timer.daemon = True
+        timer.start()
 
-        if self.demo_rate:
-            from streams.runtime.demo_traffic import produce_demo_traffic
+    def _hard_exit(self) -> None:
+        log.error("stopping took longer than %.0fs: exiting now", STOP_DEADLINE_S)
+        try:
+            if self.before_hard_exit is not None:
+                self.before_hard_exit()
+        finally:
+            os._exit(self.exit_code)
 
-            @app.task  # type: ignore[untyped-decorator]
-            async def _demo() -> None:
-                # the producer is started with the consumer: wait until the worker is ready
-                while not readiness.state()["ready"]:
-                    await asyncio.sleep(0.2)
-                await produce_demo_traffic(app, self.demo_rate or 0.0)
+    async def _shutdown(self) -> None:
+        try:
+            await self.engine.stop()
+        except Exception as exc:
+            if not self.exit_code:
+                log.warning("stopping: %r (whatever was not committed is processed again)", exc)
 
     def _crashed(self, where: str, exc: BaseException) -> None:
         if self.exit_code:
             return
+        if isinstance(exc, KafkaUnreachable):
+            raise exc
         self.readiness.crashed = f"{where}: {type(exc).__name__}: {exc}"
         self.exit_code = EXIT_CRASHED
         log.critical(
             "%s crashed: %r; stopping the worker (exit %d)", where, exc, EXIT_CRASHED, exc_info=exc
         )
-        os.kill(os.getpid(), signal.SIGTERM)
-        # if a graceful stop hangs, a supervisor must still see the failure
-        watchdog = threading.Timer(STOP_GRACE_S, self._hard_exit, [EXIT_CRASHED])
-        watchdog.daemon = True
-        watchdog.start()
+        self._arm_deadline()
+        self._stop.set()
 
-    def _hard_exit(self, code: int) -> None:
-        try:
-            if self.before_hard_exit is not None:
-                self.before_hard_exit()
-        finally:
-            os._exit(code)
+    # --- tasks beside the engine --------------------------------------------------------
 
-    def run(self) -> int:
-        """Run until stopped (Ctrl-C, SIGTERM, a crash); returns the exit status."""
-        tune_garbage_collection()
-        worker = _Worker(
-            self.app,
-            loglevel=self.settings.log.level,
-            quiet=True,
-            redirect_stdouts=False,
-            override_logging=False,
+    async def _start_web(self) -> Any:
+        settings = self.settings
+        web_app = make_web_app(
+            settings, self.registry, self.readiness, {r.name: r for r in self.runners}
         )
-        worker.exit_code = lambda: self.exit_code
-        worker.hard_exit = self._hard_exit
-        began = time.monotonic()
         try:
-            worker.execute_from_commandline()
-        except SystemExit as exit_:
-            if not self.exit_code and isinstance(exit_.code, int):
-                self.exit_code = exit_.code
-        log.info("worker stopped after %.1fs", time.monotonic() - began)
-        return self.exit_code
+            runner = await serve(web_app, settings.web.host, settings.web.port)
+        except OSError as exc:
+            raise KafkaUnreachable(
+                f"cannot listen on {settings.web.host}:{settings.web.port}: {exc.strerror}; "
+                "set web.port (SLUICE_WEB__PORT) to a free port"
+            ) from None
+        self.readiness.started = True
+        log.info(
+            "endpoints on http://%s:%d (/health /ready /metrics)",
+            settings.web.host,
+            settings.web.port,
+        )
+        return runner
+
+    async def _feed_tables(self) -> None:
+        feeders = []
+        loaded_events = []
+        connection = connection_options(self.settings)
+        for runner in self.runners:
+            for name, table in runner.spec.tables.items():
+                loaded = asyncio.Event()
+                loaded_events.append(loaded)
+                feeders.append(
+                    feed_lookup_table(
+                        connection, table.topic, table.key, runner.lookups[name], loaded
+                    )
+                )
+
+        async def all_loaded() -> None:
+            for loaded in loaded_events:
+                await loaded.wait()
+            self.tables_loaded.set()
+
+        await asyncio.gather(all_loaded(), *feeders)
+
+    async def _probe_broker(self) -> None:
+        addresses = self.settings.broker_addresses()
+        while True:
+            self.broker_reachable = await any_broker_accepts(addresses)
+            await asyncio.sleep(BROKER_PROBE_S)
+
+    async def _report(self) -> None:
+        """Consumer lag, event-time lag, and the stall check, every couple of seconds."""
+        gauge = self.registry.consumer_lag
+        reported: set[tuple[str, int]] = set()
+        timeout = self.settings.processing.stall_timeout / 1000
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL_S)
+            try:
+                current = await self.engine.lags()
+            except Exception as exc:  # partitions moving under the lookup
+                log.debug("lag not available now: %r", exc)
+                continue
+            for topic, partition in reported - set(current):
+                gauge.remove(topic, str(partition))
+            for (topic, partition), lag in current.items():
+                gauge.labels(topic, str(partition)).set(lag)
+            reported = set(current)
+            now_ms = time.time() * 1000
+            for runner in self.runners:
+                runner.lag = sum(lag for (t, _), lag in current.items() if t == runner.stage_topic)
+                lag_s = runner.event_time_lag(now_ms)
+                if lag_s is not None:
+                    runner.metrics.event_time_lag(lag_s)
+            self._check_stall(sum(current.values()), timeout)
+
+    def _check_stall(self, lag: int, timeout: float) -> None:
+        engine = self.engine
+        idle_for = time.monotonic() - engine.last_progress
+        if lag > 0 and idle_for > timeout and not engine.rebalancing:
+            if self.stalled is None:
+                self.stalled = (
+                    f"no record processed for {idle_for:.0f}s while {lag} wait "
+                    f"(processing.stall_timeout {timeout:g}s)"
+                )
+                log.error("stalled: %s", self.stalled)
+        elif self.stalled is not None:
+            log.info("making progress again")
+            self.stalled = None
+
+    async def _demo(self, rate: float) -> None:
+        from streams.runtime.demo_traffic import produce_demo_traffic
+
+        while not self.readiness.state()["ready"]:
+            await asyncio.sleep(0.2)
+        await produce_demo_traffic(self.settings, rate)

@@ -121,6 +121,7 @@ def make_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
         start: bool = True,
         extra: str = "",
         broker_url: str | None = None,
+        token: str | None = None,
     ) -> Worker:
         real_id = app_ids.setdefault(app_id, f"t{uuid.uuid4().hex[:10]}")
         config = tmp_path / f"config-{len(started)}"
@@ -129,7 +130,8 @@ def make_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
         (config / "port.json").write_text(str(port))
         (config / "sluice.yaml").write_text(
             f"app_id: {real_id}\nbrokers: ['{broker_url or broker.url}']\n"
-            f"web: {{port: {port}}}\nlog: {{format: json, level: INFO}}\n"
+            f"web: {{port: {port}{f', token: {token}' if token else ''}}}\n"
+            "log: {format: json, level: INFO}\n"
             "processing: {batch_max: 200, batch_within_ms: 20, partitions: 4}\n" + extra
         )
         for name, text in pipelines.items():

@@ -16,7 +16,6 @@ from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import ROOT, create_topics, produce_lines, unique
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -35,13 +34,14 @@ async def traffic(broker: EmbeddedBroker, topic: str, stop: asyncio.Event) -> No
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.parametrize("token", [None, "s3cret"])
 async def test_dashboard_is_live_and_shows_dead_letter_reasons(
-    broker: EmbeddedBroker, make_worker: Any
+    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path, token: str | None
 ) -> None:
     assert CHROMIUM, "Debian's chromium package is required (installed by .ci/run)"
     tag = unique("d")
     await create_topics(broker, f"pay-{tag}")
-    worker = make_worker({"dash": demo_pipeline(tag)})
+    worker = make_worker({"dash": demo_pipeline(tag)}, token=token)
     worker.wait_ready()
     stop = asyncio.Event()
     producing = asyncio.create_task(traffic(broker, f"pay-{tag}", stop))
@@ -54,7 +54,8 @@ async def test_dashboard_is_live_and_shows_dead_letter_reasons(
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
-            await page.goto(f"http://127.0.0.1:{worker.web_port}/")
+            fragment = f"#token={token}" if token else ""
+            await page.goto(f"http://127.0.0.1:{worker.web_port}/{fragment}")
             card = page.locator(f"#p-dash-{tag}")
             await card.wait_for(timeout=15_000)
             await page.wait_for_function(
@@ -76,12 +77,11 @@ async def test_dashboard_is_live_and_shows_dead_letter_reasons(
             assert re.search(
                 r"source/invalid_json: invalid JSON", await reasons.text_content() or ""
             )
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             await browser.close()
     finally:
         stop.set()
         await producing
     assert errors == [], errors
-    assert Path(ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+    assert Path(tmp_path / "dashboard.png").stat().st_size > 10_000
     assert worker.stop() == 0

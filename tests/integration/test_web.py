@@ -58,7 +58,7 @@ async def test_api_state_dashboard_and_token(broker: EmbeddedBroker, make_worker
     assert worker.stop() == 0
 
 
-async def test_token_protects_everything_but_health_ready_metrics(
+async def test_token_protects_the_api_but_not_the_page_health_ready_metrics(
     broker: EmbeddedBroker, make_worker: Any
 ) -> None:
     tag = unique("tok")
@@ -75,7 +75,10 @@ async def test_token_protects_everything_but_health_ready_metrics(
     port = worker.web_port
     for path in ("/health", "/ready", "/metrics"):
         assert http_get(port, path)[0] == 200, path
-    for path in ("/", "/api/pipelines", f"/api/state/web-{tag}/component/u1"):
+    # the page holds no data: it reads the token from /#token=… and sends it to /api
+    status, page = http_get(port, "/")
+    assert status == 200 and "<html" in page.lower() and "s3cret" not in page
+    for path in ("/api/pipelines", f"/api/state/web-{tag}/component/u1"):
         status, body = http_get(port, path)
         assert status == 401 and "Bearer" in body["error"], path
     assert http_get(port, "/api/pipelines", token="wrong")[0] == 401

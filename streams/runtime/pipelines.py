@@ -1,0 +1,275 @@
+"""One pipeline in a worker: the pure `Pipeline`, the topic it reads, its state stores,
+what it reports.
+
+A pipeline whose state is keyed by `source.key` reads its source in two stages: the
+source records are re-keyed onto `<app_id>-<pipeline>-repartition` (value and headers
+unchanged, the source position added as headers), and the pipeline reads that topic,
+where each key's records meet the changelog partition holding the key's state. The
+runner does the work of a stage; the engine decides when (batches, checkpoints,
+rebalances).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from models.pipeline import PipelineSpec
+from models.settings import Settings
+from streams.pipeline import Pipeline
+from streams.records import BatchResult, Event, key_of
+from streams.runtime.changelog import ChangelogStore, WorkerState
+from streams.runtime.metrics import PrometheusPipelineMetrics
+from streams.runtime.output import Output
+from streams.runtime.sender import (
+    SOURCE_OFFSET,
+    SOURCE_PARTITION,
+    SOURCE_TOPIC,
+    ResultSender,
+    key_bytes,
+)
+from streams.steps.keyed import AlertStep
+from streams.tracing import continue_trace, trace_id_in
+
+log = logging.getLogger("sluice.pipeline")
+
+STATEFUL_KINDS = frozenset({"dedupe", "ratelimit", "window", "alert", "component"})
+LOGGED_DEAD_LETTERS_PER_BATCH = 10  # a flood of bad records must not become a flood of logs
+
+
+class ConsumerRecordLike(Protocol):
+    """What the runtime reads of an aiokafka ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+def needs_repartition(spec: PipelineSpec) -> bool:
+    return spec.source.key is not None and any(s.kind in STATEFUL_KINDS for s in spec.steps)
+
+
+def repartition_topic(app_id: str, pipeline: str) -> str:
+    return f"{app_id}-{pipeline}-repartition"
+
+
+def _text_key(key: bytes | None) -> str | None:
+    return None if key is None else key.decode("utf-8", errors="backslashreplace")
+
+
+def to_events(records: Sequence[ConsumerRecordLike], *, trace: bool) -> list[Event]:
+    """Consumer records as pipeline input: raw value, key, Kafka time, headers (the W3C
+    `traceparent` continued with a span of sluice's, or a new trace), position."""
+    events = []
+    for record in records:
+        headers = list(record.headers) if record.headers else []
+        events.append(
+            Event(
+                None,
+                key=_text_key(record.key),
+                timestamp_ms=record.timestamp,
+                headers=continue_trace(headers) if trace else headers,
+                raw=record.value if record.value is not None else b"",
+                partition=record.partition,
+                offset=record.offset,
+            )
+        )
+    return events
+
+
+class PipelineRunner:
+    """Owns one pipeline in a worker (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        settings: Settings,
+        state: WorkerState,
+        metrics: PrometheusPipelineMetrics,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.pipeline
+        self.metrics = metrics
+        self.telemetry = settings.telemetry
+        self.pipeline = Pipeline(
+            spec,
+            state=state,
+            metrics=metrics,
+            max_message_bytes=settings.processing.max_message_bytes,
+        )
+        self.stores: list[ChangelogStore] = state.stores_of(self.name)
+        self.lookups = state.lookups_of(self.name)
+        self.source_topic = spec.source.topic
+        self.repartition_topic = (
+            repartition_topic(settings.app_id, self.name) if needs_repartition(spec) else None
+        )
+        self.stage_topic = self.repartition_topic or self.source_topic
+        self.sender = ResultSender(spec.dead_letter_topic, spec.source.topic, trace=self.telemetry)
+        self.alert_topics = sorted(
+            {step.topic for step in self.pipeline.steps if isinstance(step, AlertStep)}
+        )
+        self.latencies: deque[float] = deque(maxlen=2000)
+        self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=20)
+        self.lag = 0
+        self.watermarks: dict[int, int] = {}  # partition -> largest event time seen
+
+    # --- stages ------------------------------------------------------------------------
+
+    def rekey(self, records: Sequence[ConsumerRecordLike], output: Output) -> None:
+        """Source records onto the repartition topic, keyed by `source.key`, with their
+        source position in headers."""
+        fields = self.spec.source.key
+        topic = self.repartition_topic
+        assert fields is not None and topic is not None
+        add, loads = output.add, orjson.loads
+        for record in records:
+            key = record.key
+            value = record.value
+            if value is not None:
+                try:
+                    decoded = loads(value)
+                except orjson.JSONDecodeError:
+                    decoded = None  # the pipeline dead-letters it, with the original bytes
+                if decoded.__class__ is dict:
+                    key = key_bytes(key_of(decoded, fields)) or key
+            headers = [
+                *(record.headers or ()),
+                (SOURCE_TOPIC, record.topic.encode()),
+                (SOURCE_PARTITION, str(record.partition).encode()),
+                (SOURCE_OFFSET, str(record.offset).encode()),
+            ]
+            add(topic, key, value, headers)
+
+    async def process(self, records: Sequence[ConsumerRecordLike], output: Output) -> None:
+        """Stage records through the pipeline; results onto the output."""
+        events = to_events(records, trace=self.telemetry)
+        result = await self.pipeline.process(events)
+        self._note_event_times(events)
+        self.sender.send(result, output)
+        self._note(result)
+        if self.telemetry:
+            now_ms = time.time() * 1000
+            seconds = [max(0.0, (now_ms - r.timestamp) / 1000) for r in records]
+            self.metrics.latencies(seconds)
+            self.latencies.extend(seconds[-200:])
+
+    async def flush_idle(self, output: Output) -> None:
+        """Windows of partitions idle by wall clock close (the engine calls it only when
+        every assigned partition of the stage topic is processed to its end)."""
+        result = await self.pipeline.flush(final=False)
+        if result.outputs or result.dead_letters:
+            self.sender.send(result, output)
+            self._note(result)
+
+    def persist(self) -> None:
+        self.pipeline.persist()
+
+    def reset(self) -> None:
+        """The stores changed under the steps (a rebalance): rebuild their caches."""
+        self.pipeline.reset()
+        self.watermarks.clear()
+
+    def _note_event_times(self, events: list[Event]) -> None:
+        marks = self.watermarks
+        for event in events:
+            t = event.timestamp_ms
+            if t > marks.get(event.partition, -1):
+                marks[event.partition] = t
+
+    def event_time_lag(self, now_ms: float) -> float | None:
+        """Seconds the slowest partition's watermark is behind the wall clock."""
+        if not self.watermarks:
+            return None
+        return max(0.0, (now_ms - min(self.watermarks.values())) / 1000)
+
+    def _note(self, result: BatchResult) -> None:
+        """The dashboard's latest dead letters; a log line per dead letter and per alert
+        transition, with the record's trace id."""
+        letters = result.dead_letters
+        for letter in letters[:20]:
+            self.recent_dead_letters.appendleft(
+                {
+                    "at": time.time(),
+                    "step": letter.step,
+                    "type": letter.error_type,
+                    "message": letter.message[:300],
+                    "trace_id": trace_id_in(letter.headers) if self.telemetry else None,
+                }
+            )
+        if not self.telemetry:
+            return
+        for letter in letters[:LOGGED_DEAD_LETTERS_PER_BATCH]:
+            log.warning(
+                "dead letter at step %s: %s",
+                letter.step,
+                letter.message[:300],
+                extra={
+                    "trace_id": trace_id_in(letter.headers),
+                    "step": letter.step,
+                    "error_type": letter.error_type,
+                    "partition": letter.partition,
+                    "offset": letter.offset,
+                },
+            )
+        if len(letters) > LOGGED_DEAD_LETTERS_PER_BATCH:
+            log.warning(
+                "%d more dead letters in this batch (not logged one by one)",
+                len(letters) - LOGGED_DEAD_LETTERS_PER_BATCH,
+            )
+        for topic in self.alert_topics:
+            for alert in result.outputs.get(topic, ()):
+                record = alert.value
+                log.info(
+                    "alert %s %s",
+                    record.get("alert"),
+                    record.get("status"),
+                    extra={
+                        "trace_id": trace_id_in(alert.headers),
+                        "alert": record.get("alert"),
+                        "status": record.get("status"),
+                        "severity": record.get("severity"),
+                        "key": alert.key,
+                    },
+                )
+
+    # --- what the dashboard and the API show --------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies)
+
+        def percentile(q: float) -> float | None:
+            return round(ordered[int(q * (len(ordered) - 1))] * 1000, 1) if ordered else None
+
+        metrics = self.metrics
+        return {
+            "pipeline": self.name,
+            "source": self.spec.source.topic,
+            "outputs": self.spec.output_topics(),
+            "steps": [{"name": name, "kind": step.kind} for name, step in self.spec.named_steps()],
+            "events_in": metrics.received_total,
+            "events_out": metrics.sent_total,
+            "dead_letters": metrics.dead_total,
+            "dropped": metrics.dropped_total,
+            "late": metrics.late_total,
+            "windows_open": metrics.windows_open_now,
+            "alerts_firing": dict(metrics.firing_now),
+            "latency_ms": {"p50": percentile(0.5), "p99": percentile(0.99)},
+            "lag": self.lag,
+            "recent_dead_letters": list(self.recent_dead_letters),
+            "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+
+    def state_of(self, step: str, key: str) -> Any:
+        for store in self.stores:
+            if store.name == f"{self.name}.{step}":
+                return store.get(key)
+        raise KeyError(step)
