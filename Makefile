@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench clean
+.PHONY: install run test lint typecheck unit bench stress clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ unit: install
 
 bench: install
 	$(BIN)/sluice bench
+
+# takeover after SIGKILL, many seeded rounds (ROUNDS=20 by default); prints failing seeds
+stress: install
+	$(BIN)/python -m tests.stress --rounds $(or $(ROUNDS),20)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage replay-out

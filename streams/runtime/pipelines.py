@@ -39,6 +39,7 @@ from streams.tracing import continue_trace, trace_id_in
 log = logging.getLogger("sluice.pipeline")
 
 STATEFUL_KINDS = frozenset({"dedupe", "ratelimit", "window", "alert", "component"})
+FORWARDED_STORE = "__forwarded"  # per repartition partition: the last source offset applied
 LOGGED_DEAD_LETTERS_PER_BATCH = 10  # a flood of bad records must not become a flood of logs
 
 
@@ -106,12 +107,17 @@ class PipelineRunner:
             metrics=metrics,
             max_message_bytes=settings.processing.max_message_bytes,
         )
-        self.stores: list[ChangelogStore] = state.stores_of(self.name)
-        self.lookups = state.lookups_of(self.name)
         self.source_topic = spec.source.topic
         self.repartition_topic = (
             repartition_topic(settings.app_id, self.name) if needs_repartition(spec) else None
         )
+        self.forwarded: ChangelogStore | None = None
+        if self.repartition_topic is not None:
+            store = state.store(f"{self.name}.{FORWARDED_STORE}")
+            assert isinstance(store, ChangelogStore)
+            self.forwarded = store
+        self.stores: list[ChangelogStore] = state.stores_of(self.name)
+        self.lookups = state.lookups_of(self.name)
         self.stage_topic = self.repartition_topic or self.source_topic
         self.sender = ResultSender(spec.dead_letter_topic, spec.source.topic, trace=self.telemetry)
         self.alert_topics = sorted(
@@ -149,8 +155,51 @@ class PipelineRunner:
             ]
             add(topic, key, value, headers)
 
+    def _first_deliveries(
+        self, records: Sequence[ConsumerRecordLike]
+    ) -> Sequence[ConsumerRecordLike]:
+        """Repartition records minus those forwarded twice.
+
+        A worker that dies after forwarding source records but before committing their
+        source offsets leaves them on the repartition topic; whoever takes the source
+        partition over forwards them again. Each source partition's records reach a
+        repartition partition in source order, so a record whose source offset is not
+        above the highest applied one (per repartition partition and source partition,
+        kept in state like the steps' state) is such a second copy: skipped, or a window
+        would count it twice (issue 19)."""
+        store = self.forwarded
+        assert store is not None
+        first = []
+        highest: dict[str, int] = {}
+        for record in records:
+            source_partition = source_offset = None
+            for name, value in record.headers or ():
+                if name == SOURCE_PARTITION:
+                    source_partition = value
+                elif name == SOURCE_OFFSET:
+                    source_offset = value
+            if source_partition is None or source_offset is None:
+                first.append(record)  # not written by a re-key stage
+                continue
+            key = f"{record.partition}:{source_partition.decode()}"
+            offset = int(source_offset)
+            done = highest.get(key)
+            if done is None:
+                done = store.get(key, -1)
+            if offset <= done:
+                continue
+            highest[key] = offset
+            first.append(record)
+        for key, offset in highest.items():
+            store.set(key, offset, int(key.partition(":")[0]))
+        return first
+
     async def process(self, records: Sequence[ConsumerRecordLike], output: Output) -> None:
         """Stage records through the pipeline; results onto the output."""
+        if self.forwarded is not None:
+            records = self._first_deliveries(records)
+            if not records:
+                return
         events = to_events(records, trace=self.telemetry)
         result = await self.pipeline.process(events)
         self._note_event_times(events)
