@@ -36,10 +36,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import (
     CommitFailedError,
+    CorruptRecordException,
     IllegalGenerationError,
     KafkaError,
     RebalanceInProgressError,
     UnknownMemberIdError,
+    UnsupportedCodecError,
 )
 from aiokafka.structs import TopicPartition
 
@@ -206,7 +208,10 @@ class Engine:
         consumer = self.consumer
         batch_max = self.batch_max
         while not self.stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=batch_max)
+            try:
+                batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=batch_max)
+            except (UnsupportedCodecError, CorruptRecordException) as exc:
+                raise await self._undecodable(exc) from None
             self._raise_failure()
             async with self.lock:
                 self.idle = not batches
@@ -280,6 +285,32 @@ class Engine:
         self.records_processed += count
         self.uncommitted = True
         self.last_progress = time.monotonic()
+
+    async def _undecodable(self, exc: KafkaError) -> EngineError:
+        """Which partition and offset the consumer cannot decode, and what to do: the
+        worker stops (exit 70) rather than skip records it cannot even count."""
+        consumer = self.consumer
+        where = "one of its partitions"
+        for tp in sorted(self.owned):
+            position = await consumer.position(tp)
+            try:
+                await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+            except KafkaError:
+                where = f"{tp.topic}[{tp.partition}] at offset {position}"
+                break
+            consumer.seek(tp, position)  # nothing taken from a healthy partition
+        if isinstance(exc, UnsupportedCodecError):
+            advice = (
+                "the batch uses a compression codec this installation cannot read; install "
+                "the codecs with pip install 'aiokafka[lz4,snappy,zstd]' (sluice's own "
+                "dependencies include them)"
+            )
+        else:
+            advice = (
+                "the record batch is corrupt; check the producer, or move the group past it "
+                f"(kafka-consumer-groups --group {self.group} --reset-offsets --to-offset …)"
+            )
+        return EngineError(f"cannot decode the records of {where}: {exc}; {advice}")
 
     async def _flush_idle(self) -> None:
         """Close windows of idle partitions by wall clock, once every assigned partition

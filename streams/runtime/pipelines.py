@@ -21,8 +21,8 @@ import orjson
 
 from models.pipeline import PipelineSpec
 from models.settings import Settings
-from streams.pipeline import Pipeline
-from streams.records import BatchResult, Event, key_of
+from streams.pipeline import SOURCE_STEP, Pipeline
+from streams.records import BatchResult, DeadLetter, Event, key_of
 from streams.runtime.changelog import ChangelogStore, WorkerState
 from streams.runtime.metrics import PrometheusPipelineMetrics
 from streams.runtime.output import Output
@@ -31,6 +31,7 @@ from streams.runtime.sender import (
     SOURCE_PARTITION,
     SOURCE_TOPIC,
     ResultSender,
+    dead_letter_headers,
     key_bytes,
 )
 from streams.steps.keyed import AlertStep
@@ -155,6 +156,40 @@ class PipelineRunner:
             ]
             add(topic, key, value, headers)
 
+    def _tombstones_out(
+        self, records: Sequence[ConsumerRecordLike], output: Output
+    ) -> list[ConsumerRecordLike]:
+        """Records without a value (tombstones: "delete this key" on a compacted topic) are
+        not events: each becomes an `invalid_json` dead letter that keeps the null value,
+        counted like any record read."""
+        kept = []
+        letters = []
+        for record in records:
+            if record.value is not None:
+                kept.append(record)
+                continue
+            letter = DeadLetter(
+                raw=b"",
+                step=SOURCE_STEP,
+                error_type="invalid_json",
+                message="the message has no value (a tombstone)",
+                partition=record.partition,
+                offset=record.offset,
+                key=_text_key(record.key),
+                headers=list(record.headers or ()),
+            )
+            letters.append(letter)
+            output.add(
+                self.sender.dead_letter_topic,
+                record.key,
+                None,
+                dead_letter_headers(letter, self.source_topic),
+            )
+        self.metrics.events_in(len(letters))
+        self.metrics.dead_letters(SOURCE_STEP, "invalid_json", len(letters))
+        self._note(BatchResult(dead_letters=letters))
+        return kept
+
     def _first_deliveries(
         self, records: Sequence[ConsumerRecordLike]
     ) -> Sequence[ConsumerRecordLike]:
@@ -200,6 +235,8 @@ class PipelineRunner:
             records = self._first_deliveries(records)
             if not records:
                 return
+        if any(r.value is None for r in records):
+            records = self._tombstones_out(records, output)
         events = to_events(records, trace=self.telemetry)
         result = await self.pipeline.process(events)
         self._note_event_times(events)

@@ -21,6 +21,7 @@ from typing import Any
 
 from models.pipeline import PipelineSpec
 from models.settings import Settings
+from streams.errors import SluiceError
 from streams.runtime.changelog import WorkerState
 from streams.runtime.engine import Engine
 from streams.runtime.kafka import KafkaUnreachable, connection_options
@@ -199,9 +200,16 @@ class SluiceWorker:
             raise exc
         self.readiness.crashed = f"{where}: {type(exc).__name__}: {exc}"
         self.exit_code = EXIT_CRASHED
-        log.critical(
-            "%s crashed: %r; stopping the worker (exit %d)", where, exc, EXIT_CRASHED, exc_info=exc
-        )
+        if isinstance(exc, SluiceError):  # explained: the message says what to do
+            log.critical("%s: %s; stopping the worker (exit %d)", where, exc, EXIT_CRASHED)
+        else:
+            log.critical(
+                "%s crashed: %r; stopping the worker (exit %d)",
+                where,
+                exc,
+                EXIT_CRASHED,
+                exc_info=exc,
+            )
         self._arm_deadline()
         self._stop.set()
 

@@ -55,6 +55,7 @@ class Worker:
         self.log_path = log
         self.web_port = int(orjson.loads((config / "port.json").read_bytes()))
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_path: str | None = None  # put first on the worker's PYTHONPATH
 
     def start(self) -> Worker:
         self.log = self.log_path.open("ab")
@@ -63,7 +64,10 @@ class Worker:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=self.config.parent,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(p for p in (self.extra_path, str(ROOT)) if p),
+            },
         )
         return self
 
@@ -122,6 +126,7 @@ def make_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
         extra: str = "",
         broker_url: str | None = None,
         token: str | None = None,
+        processing: str = "",
     ) -> Worker:
         real_id = app_ids.setdefault(app_id, f"t{uuid.uuid4().hex[:10]}")
         config = tmp_path / f"config-{len(started)}"
@@ -132,7 +137,8 @@ def make_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
             f"app_id: {real_id}\nbrokers: ['{broker_url or broker.url}']\n"
             f"web: {{port: {port}{f', token: {token}' if token else ''}}}\n"
             "log: {format: json, level: INFO}\n"
-            "processing: {batch_max: 200, batch_within_ms: 20, partitions: 4}\n" + extra
+            f"processing: {{batch_max: 200, batch_within_ms: 20, partitions: 4{processing}}}\n"
+            + extra
         )
         for name, text in pipelines.items():
             (config / "pipelines" / f"{name}.yaml").write_text(text)
