@@ -245,3 +245,28 @@ def test_json_mode_routes_warnings_and_uncaught_exceptions_through_the_formatter
     assert "RuntimeError: thread died" in thread_line["metadata"]["exception"]
     assert any("in __del__" in e["metadata"].get("exception", "") for e in entries)
     assert any(e["level"] == "CRITICAL" and "KeyError" in e["message"] for e in entries)
+
+
+def test_a_cli_failure_after_json_logging_started_is_a_json_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams import cli
+
+    stderr = io.StringIO()
+    root = logging.getLogger()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    for module, hook in ((sys, "excepthook"), (threading, "excepthook"), (sys, "unraisablehook")):
+        monkeypatch.setattr(module, hook, getattr(module, hook))
+    try:
+        configure_logging(LogSettings(format="json", level="INFO"))
+        with pytest.raises(SystemExit) as exit_:
+            cli._fail("the embedded broker did not start")
+    finally:
+        logging.captureWarnings(False)
+    assert exit_.value.code == 1
+    [entry] = [orjson.loads(line) for line in stderr.getvalue().splitlines()]
+    assert list(entry) == SHAPE and entry["level"] == "CRITICAL"
+    assert entry["component"] == "sluice.cli"
+    assert entry["message"] == "error: the embedded broker did not start"
