@@ -164,8 +164,8 @@ def configure_logging(settings: LogSettings) -> None:
 def _log_uncaught(
     kind: type[BaseException], exc: BaseException, traceback: TracebackType | None
 ) -> None:
-    if issubclass(kind, KeyboardInterrupt):  # Ctrl-C: Python's own quiet exit
-        sys.__excepthook__(kind, exc, traceback)
+    if issubclass(kind, KeyboardInterrupt):  # Ctrl-C at an unguarded moment: no traceback
+        uncaught.warning("interrupted (KeyboardInterrupt)")
         return
     uncaught.critical("uncaught %s: %s", kind.__name__, exc, exc_info=(kind, exc, traceback))
 

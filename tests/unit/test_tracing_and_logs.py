@@ -234,6 +234,7 @@ def test_json_mode_routes_warnings_and_uncaught_exceptions_through_the_formatter
             )
         )
         sys.excepthook(KeyError, KeyError("main"), None)
+        sys.excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
     finally:
         logging.captureWarnings(False)
     entries = [orjson.loads(line) for line in stderr.getvalue().splitlines()]
@@ -245,6 +246,7 @@ def test_json_mode_routes_warnings_and_uncaught_exceptions_through_the_formatter
     assert "RuntimeError: thread died" in thread_line["metadata"]["exception"]
     assert any("in __del__" in e["metadata"].get("exception", "") for e in entries)
     assert any(e["level"] == "CRITICAL" and "KeyError" in e["message"] for e in entries)
+    assert entries[-1]["message"] == "interrupted (KeyboardInterrupt)"
 
 
 def test_a_cli_failure_after_json_logging_started_is_a_json_line(
