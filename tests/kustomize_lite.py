@@ -130,7 +130,8 @@ def _patch(directory: Path, patch: dict[str, Any], resources: list[Resource]) ->
     if unknown:
         raise KustomizeError(f"patches: not implemented here: {sorted(unknown)}")
     text = (directory / patch["path"]).read_text() if "path" in patch else patch["patch"]
-    document = yaml.safe_load(text)
+    # as kustomize: text that starts with "[" is a JSON patch in JSON, not YAML
+    document = json.loads(text) if text.lstrip().startswith("[") else yaml.safe_load(text)
     if isinstance(document, list):  # RFC 6902
         if "target" not in patch:
             raise KustomizeError("a JSON patch needs a target")
@@ -141,10 +142,18 @@ def _patch(directory: Path, patch: dict[str, Any], resources: list[Resource]) ->
             for operation in document:
                 _json_patch(resource, operation)
         return
-    target = patch.get("target") or {
-        "kind": document["kind"],
-        "name": document["metadata"]["name"],
-    }
+    if "target" in patch:
+        target = patch["target"]
+    else:  # kustomize matches a strategic-merge patch by its apiVersion, kind and name
+        if "apiVersion" not in document:
+            raise KustomizeError(f"a strategic-merge patch needs apiVersion: {text[:80]!r}")
+        group, _, version = document["apiVersion"].rpartition("/")
+        target = {
+            "group": group,
+            "version": version,
+            "kind": document["kind"],
+            "name": document["metadata"]["name"],
+        }
     targets = [r for r in resources if _matches(r, target)]
     if not targets:
         raise KustomizeError(f"no resource matches {target}")
@@ -182,15 +191,21 @@ def _strategic_merge(target: dict[str, Any], patch: dict[str, Any], *, builtin: 
 def _merge_list(
     items: list[dict[str, Any]], patch: list[dict[str, Any]], key: str, *, builtin: bool
 ) -> None:
+    """In place; kustomize's order: the patch's entries first (merged into the originals
+    they name), then the originals the patch does not name."""
+    merged = []
     for entry in patch:
         found = next((item for item in items if item.get(key) == entry.get(key)), None)
+        if found is not None:
+            items.remove(found)
         if entry.get("$patch") == "delete":
-            if found is not None:
-                items.remove(found)
-        elif found is None:
-            items.append(copy.deepcopy(entry))
+            continue
+        if found is None:
+            merged.append(copy.deepcopy(entry))
         else:
             _strategic_merge(found, entry, builtin=builtin)
+            merged.append(found)
+    items[:0] = merged
 
 
 def _pointer(path: str) -> list[str]:
