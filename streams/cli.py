@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,21 @@ CONFIG_HELP = "directory holding sluice.yaml (and pipelines/); default: config"
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    if _logging_json():  # a worker's stderr is a log stream: no plain line in it
+        logging.getLogger("sluice.cli").critical("error: %s", message)
+    else:
+        click.echo(f"error: {message}", err=True)
     sys.exit(1)
+
+
+def _logging_json() -> bool:
+    """Whether `_start_logging` set up JSON lines on stderr (never before settings load)."""
+    handlers = logging.getLogger().handlers
+    if not handlers:
+        return False
+    from streams.runtime.logs import JsonFormatter
+
+    return any(isinstance(handler.formatter, JsonFormatter) for handler in handlers)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -288,8 +302,8 @@ def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--log-format",
         type=click.Choice(["json", "console"]),
-        help="json: one object per line with ts, level, msg, pipeline, trace_id (default, "
-        "for log collectors); console: readable lines for a terminal",
+        help="json: one object per line with timestamp, level, component, trace_id, message, "
+        "metadata (default, for log collectors); console: readable lines for a terminal",
     )(command)
 
 
@@ -409,7 +423,12 @@ def _print_banner(
     if demo:
         lines.append("  demo traffic: sample payments to topic 'payments'")
     lines.append("  Ctrl-C stops everything")
-    click.echo("\n".join(lines), err=True)
+    if settings.log.format == "json":  # stderr stays one JSON object per line
+        banner = logging.getLogger("sluice.cli")
+        for line in lines:
+            banner.info(line.strip())
+    else:
+        click.echo("\n".join(lines), err=True)
 
 
 @main.command()

@@ -1,6 +1,6 @@
 """Trace context and logs on a real worker: a record's W3C trace id goes from its input
 to the sink, the alert and the dead-letter topic, and the worker's JSON log lines about
-it carry the pipeline and that trace id."""
+it carry that trace id and the pipeline (in `metadata`)."""
 
 from __future__ import annotations
 
@@ -100,18 +100,19 @@ async def test_trace_id_flows_from_input_to_every_output_and_into_logs(
     deadline = time.monotonic() + 10
     while True:
         entries = log_lines(worker.log_path.read_text(errors="replace"))
-        about = {(e["msg"].split(":")[0], e["trace_id"]) for e in entries if e.get("trace_id")}
+        about = {(e["message"].split(":")[0], e["trace_id"]) for e in entries if e["trace_id"]}
         if ("alert big firing", TRACE_A) in about or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert all({"ts", "level", "msg", "pipeline", "trace_id"} <= set(e) for e in entries)
-    component = [e for e in entries if e["msg"] == "component saw u1"]
+    shape = ["timestamp", "level", "component", "trace_id", "message", "metadata"]
+    assert all(list(e) == shape for e in entries)
+    component = [e for e in entries if e["message"] == "component saw u1"]
     assert {e["trace_id"] for e in component} == {TRACE_A, fresh}
-    assert {e["pipeline"] for e in component} == {pipeline}
-    assert {e["step"] for e in component} == {"component"}
-    [letter] = [e for e in entries if e["msg"].startswith("dead letter")]
-    assert letter["trace_id"] == TRACE_B and letter["pipeline"] == pipeline
-    assert letter["level"] == "WARNING" and letter["step"] == "validate"
+    assert {e["metadata"]["pipeline"] for e in component} == {pipeline}
+    assert {e["metadata"]["step"] for e in component} == {"component"}
+    [letter] = [e for e in entries if e["message"].startswith("dead letter")]
+    assert letter["trace_id"] == TRACE_B and letter["metadata"]["pipeline"] == pipeline
+    assert letter["level"] == "WARNING" and letter["metadata"]["step"] == "validate"
     assert ("alert big firing", TRACE_A) in about
     status, body = worker.get("/api/pipelines")
     assert status == 200
