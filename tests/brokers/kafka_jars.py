@@ -90,9 +90,7 @@ def ensure_jars(home: Path | None = None, fetch: bool = True) -> Path:
             f"-DoutputDirectory={staging}",
             "-DincludeScope=runtime",
         ]
-        result = subprocess.run(  # noqa: S603 - fixed command
-            command, capture_output=True, text=True, check=False
-        )
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
             shutil.rmtree(staging, ignore_errors=True)
             output = (result.stdout + result.stderr).strip()[-3000:]

@@ -62,7 +62,9 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _builder(subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+def _builder(
+    subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
@@ -75,7 +77,9 @@ def _builder(subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -
     )
 
 
-def make_tls(directory: Path, ca_name: str = "sluice test CA", client_name: str = "client") -> TlsFiles:
+def make_tls(
+    directory: Path, ca_name: str = "sluice test CA", client_name: str = "client"
+) -> TlsFiles:
     """A new CA in `directory`, with a server certificate for localhost/127.0.0.1 and a
     client certificate, all signed by it. Another call makes another, unrelated CA: what a
     test of an untrusted certificate needs."""
@@ -99,11 +103,15 @@ def make_tls(directory: Path, ca_name: str = "sluice test CA", client_name: str 
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
-    def leaf(subject: str, usage: x509.ObjectIdentifier, names: list[x509.GeneralName]) -> tuple[bytes, bytes]:
+    def leaf(
+        subject: str, usage: x509.ObjectIdentifier, names: list[x509.GeneralName]
+    ) -> tuple[bytes, bytes]:
         key = _key()
         builder = (
             _builder(subject, ca_subject, key)
