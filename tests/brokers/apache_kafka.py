@@ -59,6 +59,7 @@ from tests.brokers.kafka_jars import (
     MissingPrerequisite,
     ensure_jars,
     java_binary,
+    missing_prerequisites,
 )
 from tests.brokers.probe import ProbeError, Target, broker_count
 from tests.brokers.tls import TlsFiles, make_tls
@@ -545,8 +546,10 @@ class ApacheKafka:
             raise RuntimeError("this ApacheKafka was closed; make a new one")
         if self.running:
             return self
+        missing = missing_prerequisites(self.home)
+        if missing:
+            raise MissingPrerequisite("; ".join(missing))
         libs = ensure_jars(self.home)
-        java_binary()  # MissingPrerequisite before anything is written
         self._write_config()
         if not (self.data_dir / "meta.properties").exists():
             self._format(libs)
@@ -768,6 +771,7 @@ def main(argv: list[str] | None = None) -> None:
     except (MissingPrerequisite, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
         with kafka:
             print(_describe(kafka), flush=True)

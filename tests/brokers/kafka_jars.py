@@ -56,6 +56,23 @@ def java_binary() -> Path:
     return Path(found)
 
 
+def missing_prerequisites(home: Path | None = None) -> list[str]:
+    """What this machine lacks to run the broker: java; the jars, when mvn is not there to
+    fetch them. Empty when all is there."""
+    missing = []
+    try:
+        java_binary()
+    except MissingPrerequisite as exc:
+        missing.append(str(exc))
+    home = home or kafka_home()
+    if not _cached(home) and shutil.which("mvn") is None:
+        missing.append(
+            f"the Apache Kafka {KAFKA_VERSION} jars are not in {home / 'libs'} and `mvn` is not "
+            "on the PATH to fetch them; on Debian: apt-get install maven"
+        )
+    return missing
+
+
 def ensure_jars(home: Path | None = None, fetch: bool = True) -> Path:
     """The folder of Kafka's jars (`<home>/libs`), fetched with `mvn` first when missing or
     stale. Idempotent; a few milliseconds when cached. Raises MissingPrerequisite when the
