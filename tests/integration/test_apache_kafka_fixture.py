@@ -42,6 +42,7 @@ from tests.brokers.tls import make_tls
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+KEY = b"one-partition"  # records in one partition keep their order
 
 
 def unique(name: str) -> str:
@@ -53,7 +54,7 @@ async def produce(kwargs: dict[str, Any], topic: str, values: list[bytes]) -> No
     await producer.start()
     try:
         for value in values:
-            await producer.send_and_wait(topic, value, key=b"one-partition")
+            await producer.send_and_wait(topic, value, key=KEY)
     finally:
         await producer.stop()
 
@@ -206,12 +207,12 @@ async def test_transactions_and_read_committed(apache_kafka: ApacheKafka) -> Non
     await producer.start()
     try:
         async with producer.transaction():
-            await producer.send(sink, b"committed-1")
+            await producer.send(sink, b"committed-1", key=KEY)
         await producer.begin_transaction()
-        await producer.send(sink, b"aborted")
+        await producer.send(sink, b"aborted", key=KEY)
         await producer.abort_transaction()
         await producer.begin_transaction()
-        await producer.send(sink, b"committed-2")
+        await producer.send(sink, b"committed-2", key=KEY)
         await producer.send_offsets_to_transaction({TopicPartition(source, 0): 1}, group)
         await producer.commit_transaction()
     finally:
@@ -220,7 +221,7 @@ async def test_transactions_and_read_committed(apache_kafka: ApacheKafka) -> Non
     committed = await consume(kwargs, sink, 2, isolation_level="read_committed")
     assert committed == [b"committed-1", b"committed-2"]
     everything = await consume(kwargs, sink, 3, isolation_level="read_uncommitted")
-    assert sorted(everything) == [b"aborted", b"committed-1", b"committed-2"]
+    assert everything == [b"committed-1", b"aborted", b"committed-2"]
 
     consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **kwargs)
     await consumer.start()
