@@ -550,6 +550,8 @@ class ApacheKafka:
             raise RuntimeError("this ApacheKafka was closed; make a new one")
         if self.running:
             return self
+        if self._process is not None:  # it exited by itself
+            self._reaped(clean=False)
         missing = missing_prerequisites(self.home)
         if missing:
             raise MissingPrerequisite("; ".join(missing))
@@ -622,6 +624,7 @@ class ApacheKafka:
         """Controlled shutdown (SIGTERM), SIGKILL after `timeout` seconds. Data stay for
         `start()`. A no-op when not running."""
         process = self._process
+        clean = False
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
@@ -629,13 +632,12 @@ class ApacheKafka:
                     process.send_signal(signal.SIGCONT)
             try:
                 process.wait(timeout)
+                clean = True
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 process.wait()
-                self._reaped(clean=False)
-                return
-        self._reaped(clean=True)
+        self._reaped(clean)
 
     def kill(self) -> None:
         """SIGKILL, now: a broker crash. Data written so far stay for `start()`, which then
