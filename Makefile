@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench stress clean
+.PHONY: install run test lint typecheck unit bench stress clean kafka kafka-jars
 
 install: $(STAMP)
 
@@ -20,13 +20,22 @@ run: install
 lint: install
 	$(BIN)/ruff check streams models tests
 	$(BIN)/ruff format --check streams models tests
-	$(BIN)/mypy streams models
+	$(BIN)/mypy streams models tests/brokers
 
 test: install lint
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# Apache Kafka 3.9.1 as the tests run it (tests/brokers/apache_kafka.py), in the foreground:
+# listeners from port 9092 up, users, CA and client certificate printed; Ctrl-C stops it.
+kafka: install
+	$(BIN)/python -m tests.brokers.apache_kafka $(KAFKA_ARGS)
+
+# The Apache Kafka jars, fetched with Maven into ~/.cache/sluice/kafka-3.9.1 ($$SLUICE_KAFKA_HOME).
+kafka-jars: install
+	$(BIN)/python -m tests.brokers.kafka_jars
 
 bench: install
 	$(BIN)/sluice bench

@@ -6,3 +6,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # models.events and tests.fixtures import from the checkout
     sys.path.insert(0, str(ROOT))
+
+# Apache Kafka test brokers: the `apache_kafka` and `fresh_apache_kafka` fixtures
+from tests.brokers.plugin import apache_kafka, fresh_apache_kafka  # noqa: E402, F401

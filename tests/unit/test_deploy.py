@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from streams.cli import main
+from tests.brokers.apache_kafka import BROKER_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -50,6 +51,45 @@ def test_kafka_is_apache_kraft_single_node() -> None:
     kafka = SERVICES["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
+
+
+# what only docker-compose's broker has: its node, roles and listeners
+COMPOSE_ONLY_KAFKA = {
+    "KAFKA_NODE_ID",
+    "KAFKA_PROCESS_ROLES",
+    "KAFKA_LISTENERS",
+    "KAFKA_ADVERTISED_LISTENERS",
+    "KAFKA_CONTROLLER_LISTENER_NAMES",
+    "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+    "KAFKA_CONTROLLER_QUORUM_VOTERS",
+}
+
+
+def test_kafka_runs_the_test_brokers_settings() -> None:
+    """docker-compose's Apache Kafka and the tests' (tests/brokers/apache_kafka.py) behave
+    alike: the apache/kafka image turns KAFKA_A_B into the property a.b."""
+    environment = SERVICES["kafka"]["environment"]
+    expected = {
+        "KAFKA_" + key.upper().replace(".", "_"): value for key, value in BROKER_SETTINGS.items()
+    }
+    settings = {k: str(v) for k, v in environment.items() if k not in COMPOSE_ONLY_KAFKA}
+    assert settings == expected
+    assert SERVICES["kafka"]["image"] == "apache/kafka:3.9.1"
+
+
+def test_web_ports_are_published_on_loopback_unless_opened_with_a_token() -> None:
+    published = {name: s["ports"] for name, s in SERVICES.items() if "ports" in s}
+    assert set(published) == {"worker-1", "worker-2", "prometheus", "grafana"}
+    for name, ports in published.items():
+        for port in ports:
+            assert port.startswith("${SLUICE_PUBLISH_HOST:-127.0.0.1}:"), (name, port)
+    # compose stops when the host is opened without a token
+    assert COMPOSE["x-publish-guard"] == (
+        "${SLUICE_PUBLISH_HOST:+${SLUICE_WEB__TOKEN:?SLUICE_PUBLISH_HOST publishes the web "
+        "ports beyond this machine - set SLUICE_WEB__TOKEN too}}"
+    )
+    for worker in ("worker-1", "worker-2"):
+        assert SERVICES[worker]["environment"]["SLUICE_WEB__TOKEN"] == "${SLUICE_WEB__TOKEN:-}"
 
 
 @pytest.mark.parametrize("service", ["worker-1", "worker-2"])
