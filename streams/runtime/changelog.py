@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -40,6 +41,8 @@ from streams.state import DictStateStore, StateStore
 log = logging.getLogger("sluice.state")
 
 OFFSET_HEADER = "sluice.offset"
+# store: rocksdb:// keeps each store's partitions here, under the working directory
+LOCAL_STATE_DIR = Path(".sluice-data")
 RESTORE_IDLE_S = 30.0
 _DELETED = object()
 

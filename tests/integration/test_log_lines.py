@@ -30,10 +30,6 @@ SLUICE = Path(sys.executable).parent / "sluice"
 SHAPE = ["timestamp", "level", "component", "trace_id", "message", "metadata"]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
-# Faust's worker ends its start-up spinner with backspace + "show cursor" on stdout even
-# when stdout is not a terminal (faust.utils.terminal.Spinner.finish). Not a log line, and
-# gone with Faust or with `spinner = None` on streams.runtime.worker's Faust worker.
-FAUST_SPINNER_END = "\b\x1b[?25h"
 NOISY_PIPELINE = """
 pipeline: log-shape
 source: {topic: payments, key: user_id}
@@ -68,7 +64,7 @@ def free_port() -> int:
 def entries(path: Path) -> list[dict[str, Any]]:
     """Every line, parsed; a line that is not a JSON object fails the test here."""
     found = []
-    text = path.read_text(errors="replace").replace(FAUST_SPINNER_END, "")
+    text = path.read_text(errors="replace")
     for number, line in enumerate(text.splitlines(), 1):
         try:
             entry = orjson.loads(line)
@@ -124,7 +120,7 @@ def test_every_line_of_a_demo_run_has_the_spec_shape(tmp_path: Path) -> None:
         assert isinstance(entry["message"], str), entry
         assert isinstance(entry["metadata"], dict), entry
     components = {e["component"] for e in lines}
-    assert {"sluice.cli", "sluice.agents", "py.warnings", "asyncio"} <= components, components
+    assert {"sluice.cli", "sluice.pipeline", "py.warnings", "asyncio"} <= components, components
     dead = [e for e in lines if "error_type" in e["metadata"]]
     assert dead and all(
         e["trace_id"] and {"pipeline", "step", "error_type"} <= set(e["metadata"]) for e in dead

@@ -28,6 +28,7 @@ from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 from models.settings import KafkaSettings, Settings
 from streams.check import check
 from streams.config import load_config
+from streams.runtime.changelog import LOCAL_STATE_DIR
 from tests.kustomize_lite import KUBERNETES, KustomizeError, prometheus_rule_text, render
 from tests.unit.test_deploy import COMPOSE, METRICS, ROOT, sluice_command_is_valid
 
@@ -411,11 +412,10 @@ def test_runs_non_root_on_a_read_only_root_with_every_written_path_a_volume(
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    # what the worker writes (streams/runtime/app.py's data_directory): tempfile's
-    # directory, and .sluice-data under the working directory (the image's WORKDIR)
+    # what the worker writes: local state (rocksdb://) under the working directory (the
+    # image's WORKDIR), and Python's temporary files
     workdir = re.findall(r"^WORKDIR (.+)$", DOCKERFILE, re.M)[-1]
-    runtime = "".join(p.read_text() for p in (ROOT / "streams" / "runtime").glob("*.py"))
-    assert 'Path(".sluice-data")' in runtime and "tempfile.gettempdir()" in runtime
+    assert str(LOCAL_STATE_DIR) == ".sluice-data"
     mounted = {mount["mountPath"] for mount in worker["volumeMounts"]}
     assert {"/tmp", f"{workdir}/.sluice-data"} <= mounted
     writable = {m["mountPath"] for m in worker["volumeMounts"] if not m.get("readOnly")}
@@ -452,7 +452,7 @@ def test_keda_scales_on_the_lag_of_the_workers_group(
         assert int(metadata["lagThreshold"]) > 0
         assert metadata["allowIdleConsumers"] == "false"
     # more workers than source partitions would idle: the cap is the partition count
-    compose_partitions = COMPOSE["services"]["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"]
+    compose_partitions = int(COMPOSE["services"]["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"])
     assert scaled["maxReplicaCount"] == settings.processing.partitions == compose_partitions
     assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
     assert target["spec"]["replicas"] == scaled["minReplicaCount"]
