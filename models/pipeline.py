@@ -380,10 +380,25 @@ class AlertSpec(_Spec):
     key: FieldList | None = None
 
 
+DEFAULT_COMPONENT_TIMEOUT_MS = 30_000
+
+
 class ComponentSpec(_Spec):
     class_: ComponentClass = Field(alias="class")
     config: dict[str, Any] = Field(default_factory=dict)
+    timeout: DurationMs = Field(
+        DEFAULT_COMPONENT_TIMEOUT_MS,
+        description="per record: an async process() past it is cancelled (a `timeout` dead "
+        "letter); a sync one cannot be, and makes the worker not ready",
+    )
     name: str | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("'timeout' must be a positive duration, e.g. 5s")
+        return value
 
 
 class _Step(_Spec):

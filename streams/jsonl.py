@@ -27,11 +27,9 @@ from typing import Any
 import orjson
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-# what the changelog (orjson with non-str keys) encodes; datetimes and subclasses are
-# refused so state reads back as it was written
-_STATE_OPTIONS = (
-    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
+# state: what a changelog (orjson) writes and reads back unchanged. Datetimes, str and
+# int subclasses and non-text keys would come back as something else, so they are refused
+STATE_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 # digits (and '-') become '0': a run of 20 means an integer literal orjson may not hold
 _DIGITS = bytes.maketrans(b"123456789-", b"0000000000")
 _LONG_DIGIT_RUN = b"0" * 20
@@ -226,7 +224,7 @@ def state_problem(value: Any) -> str | None:
     unchanged: JSON types, integers within 64 bits); else what is wrong and where, e.g.
     "set at key 'x'"."""
     try:
-        orjson.dumps(value, option=_STATE_OPTIONS)
+        orjson.dumps(value, option=STATE_OPTIONS)
     except orjson.JSONEncodeError:
         return _find_problem(value)
     return None

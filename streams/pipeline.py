@@ -15,11 +15,13 @@ from typing import Any
 
 from models.pipeline import PipelineSpec
 from streams import jsonl
+from streams.durations import format_duration_ms
 from streams.errors import RecordError
 from streams.metrics import CountingMetrics, PipelineMetrics
 from streams.records import BatchResult, Event, key_of
 from streams.state import MemoryStateBackend, StateBackend
 from streams.steps import BatchContext, Router, Step, build_router, build_step
+from streams.watchdog import Watchdog
 
 SOURCE_STEP = "source"
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
@@ -34,6 +36,11 @@ class Pipeline:
     `timestamp_ms` the broker timestamp and `key` the message key; it decodes them, sets
     event time and key as the spec says, runs the steps and routes the survivors. Every
     record ends in an output, a dead letter, or a drop counted with its reason.
+
+    `max_event_time_skew_ms` (processing.max_event_time_skew): an event time further ahead
+    of `clock` than this, or before 1970, is a `timestamp` dead letter at step `source`.
+    `watchdog`: component steps mark each record they run in a slot of it, so a sync
+    `process` stuck past its timeout is reported (see streams.watchdog).
     """
 
     def __init__(
@@ -45,6 +52,7 @@ class Pipeline:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_event_time_skew_ms: int = DEFAULT_MAX_EVENT_TIME_SKEW_MS,
         clock: Callable[[], float] = time.time,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.pipeline
@@ -57,7 +65,7 @@ class Pipeline:
         self.max_event_time_skew_ms = max_event_time_skew_ms
         self.clock = clock
         self.steps: list[Step] = [
-            build_step(spec, name, step, self.state) for name, step in spec.named_steps()
+            build_step(spec, name, step, self.state, watchdog) for name, step in spec.named_steps()
         ]
         self.router: Router = build_router(spec)
         self.dead_letter_topic = spec.dead_letter_topic
@@ -199,17 +207,10 @@ def _out_of_range(epoch_ms: int, field: str | None, skew_ms: int) -> RecordError
     if epoch_ms < 0:
         return RecordError(f"{what} is {when}, before 1970-01-01", "timestamp")
     return RecordError(
-        f"{what} is {when}, more than {_duration_text(skew_ms)} ahead of the "
+        f"{what} is {when}, more than {format_duration_ms(skew_ms)} ahead of the "
         "clock (processing.max_event_time_skew)",
         "timestamp",
     )
-
-
-def _duration_text(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 def event_time_ms(value: object, field: str) -> int:
