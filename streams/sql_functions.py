@@ -310,9 +310,9 @@ def sql_sqrt(value: object) -> float:
 def sql_power(base: object, exponent: object) -> int | float:
     a = as_number("power", base)
     b = as_number("power", exponent)
-    if a.__class__ is int and b.__class__ is int and b > 0 and abs(a) > 1:
-        if (abs(a).bit_length() - 1) * b > MAX_INT_BITS:  # checked before the work
-            raise int_too_large("power()")
+    exact = a.__class__ is int and b.__class__ is int and b > 0 and abs(a) > 1
+    if exact and (abs(a).bit_length() - 1) * b > MAX_INT_BITS:  # checked before the work
+        raise int_too_large("power()")
     try:
         result = a**b
     except ZeroDivisionError:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.error import Mark
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -19,10 +18,10 @@ PathKey = tuple[str | int, ...]
 
 
 class _AliasFound(Exception):
-    def __init__(self, anchor: str, mark: Mark) -> None:
+    def __init__(self, anchor: str, line: int | None) -> None:
         super().__init__(anchor)
         self.anchor = anchor
-        self.mark = mark
+        self.line = line
 
 
 # libyaml's parser when PyYAML has it: ten times faster on a 100,000-step file
@@ -120,7 +119,8 @@ def load_yaml(path: Path, display_name: str | None = None) -> YamlDocument:
 def _refuse_aliases(text: str) -> None:
     for event in yaml.parse(text, Loader=_ConfigLoader):
         if isinstance(event, AliasEvent):
-            raise _AliasFound(str(event.anchor), event.start_mark)
+            mark = event.start_mark
+            raise _AliasFound(str(event.anchor), mark.line + 1 if mark is not None else None)
 
 
 def parse_yaml(text: str, name: str) -> YamlDocument:
@@ -131,7 +131,7 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         raise ConfigError(
             f"YAML aliases (*{alias.anchor}) are not supported: write the value out",
             file=name,
-            line=alias.mark.line + 1,
+            line=alias.line,
         ) from None
     except RecursionError:
         raise ConfigError("YAML nested too deeply", file=name) from None
