@@ -307,11 +307,16 @@ def sql_sqrt(value: object) -> float:
     return math.sqrt(number)
 
 
+def _power_too_large(a: int | float, b: int | float) -> bool:
+    if isinstance(a, float) or isinstance(b, float) or b <= 0 or abs(a) <= 1:
+        return False  # floats overflow to an error; these stay small
+    return (abs(a).bit_length() - 1) * b > MAX_INT_BITS
+
+
 def sql_power(base: object, exponent: object) -> int | float:
     a = as_number("power", base)
     b = as_number("power", exponent)
-    exact = a.__class__ is int and b.__class__ is int and b > 0 and abs(a) > 1
-    if exact and (abs(a).bit_length() - 1) * b > MAX_INT_BITS:  # checked before the work
+    if _power_too_large(a, b):  # checked before the work, which could take minutes
         raise int_too_large("power()")
     try:
         result = a**b
