@@ -192,8 +192,10 @@ def unknown_variables(environ: Mapping[str, str]) -> list[ConfigError]:
         upper = name.upper()  # pydantic-settings reads variables case-insensitively
         if not upper.startswith(ENV_PREFIX) or upper in known:
             continue
-        close = difflib.get_close_matches(upper, valid, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        # compared without the prefix every name shares
+        suffixes = [name.removeprefix(ENV_PREFIX) for name in valid]
+        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), suffixes, n=1)
+        hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
         errors.append(
             ConfigError(
                 f"unknown variable{hint}: SLUICE_* variables set the keys of sluice.yaml, "

@@ -153,7 +153,17 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
     return document
 
 
+_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
 def _construct(node: Node, path: PathKey, document: YamlDocument) -> Any:
+    if isinstance(node, MappingNode | SequenceNode) and node.tag not in _COLLECTION_TAGS:
+        raise ConfigError(
+            f"YAML tag {node.tag!r} is not supported: a config holds plain mappings, lists "
+            "and values",
+            file=document.file,
+            line=node.start_mark.line + 1,
+        )
     if isinstance(node, MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
