@@ -244,11 +244,15 @@ def test_unknown_sluice_variables_are_errors_naming_the_closest() -> None:
             "HOME": "/root",
         }
     )
-    assert [e.describe().split(":")[0:2] for e in errors] == [
-        ["environment SLUICE_PROCESING__BATCH_MAX", " unknown variable (did you mean SLUICE_PROCESSING__BATCH_MAX?)"],
-        ["environment SLUICE_WEB__PROT", " unknown variable (did you mean SLUICE_WEB__PORT?)"],
-        ["environment SLUICE_ZZZ", " unknown variable"],
-    ]  # fmt: skip
+    described = [e.describe() for e in errors]
+    assert [text.split(":")[0] for text in described] == [
+        "environment SLUICE_PROCESING__BATCH_MAX",
+        "environment SLUICE_WEB__PROT",
+        "environment SLUICE_ZZZ",
+    ]
+    assert "(did you mean SLUICE_PROCESSING__BATCH_MAX?)" in described[0]
+    assert "(did you mean SLUICE_WEB__PORT?)" in described[1]
+    assert "did you mean" not in described[2]
 
 
 def test_load_settings_refuses_an_unknown_variable(
