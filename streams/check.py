@@ -40,14 +40,15 @@ def check(path: Path) -> CheckReport:
     try:
         _check(path, report)
     except Exception as exc:
-        report.errors.append(
-            ConfigError(
-                f"sluice could not check this ({type(exc).__name__}: {str(exc)[:200]}); "
-                "please report it",
-                file=str(path),
-            )
-        )
+        report.errors.append(_internal_error(path, exc))
     return report
+
+
+def _internal_error(path: Path, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"sluice could not check this ({type(exc).__name__}: {str(exc)[:200]}); please report it",
+        file=str(path),
+    )
 
 
 def _check(path: Path, report: CheckReport) -> CheckReport:
@@ -100,6 +101,8 @@ def _check_pipeline(file: Path, report: CheckReport) -> None:
         spec, document = load_pipeline_document(file)
     except ConfigErrors as exc:
         report.errors.extend(exc.errors)
+    except Exception as exc:  # a checker bug: name the file, go on with the others
+        report.errors.append(_internal_error(file, exc))
     else:
         report.pipelines.append(spec.pipeline)
         report.warnings.extend(pipeline_warnings(spec, document))

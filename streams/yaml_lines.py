@@ -113,6 +113,13 @@ def load_yaml(path: Path, display_name: str | None = None) -> YamlDocument:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror}", file=name) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} cannot be decoded",
+            file=name,
+            line=line,
+        ) from None
     return parse_yaml(text, name)
 
 
