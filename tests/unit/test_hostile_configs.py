@@ -181,6 +181,23 @@ def test_expressions_up_to_the_limit_still_compile() -> None:
 # --- case 10: big files check in linear time ------------------------------------------------------
 
 
+def test_the_pipeline_cross_checks_are_linear_in_the_steps() -> None:
+    from models.pipeline import FilterStep, PipelineSpec, SinkSpec, SourceSpec
+
+    step = FilterStep.model_validate({"filter": "a > 1"})
+    spec = PipelineSpec.model_construct(
+        pipeline="p",
+        source=SourceSpec(topic="t"),
+        tables={},
+        steps=[step] * 100_000,  # was names.count() per step: 10^10 comparisons
+        sink=SinkSpec(topic="o"),
+        dlq=None,
+    )
+    began = time.perf_counter()
+    spec._cross_checks()
+    assert time.perf_counter() - began < 2
+
+
 def test_check_is_linear_in_the_number_of_steps(tmp_path: Path) -> None:
     def seconds(count: int) -> float:
         steps = "\n".join(f'  - filter: "amount > {i}"' for i in range(count))
