@@ -306,9 +306,12 @@ class WindowStep(Step):
                 continue
             states[i] = add(states[i], value, t)
 
+    def _fresh_states(self) -> list[Any]:
+        return [agg.init() for agg in self.aggregates]
+
     def _new_window(self, start: int, end: int) -> Window:
         self.open_count += 1
-        return Window(start, end, [agg.init() for agg in self.aggregates])
+        return Window(start, end, self._fresh_states())
 
     def _add_fixed(
         self, entry: KeyWindows, key: str, t: int, arguments: list[Any], watermark: int
@@ -316,26 +319,20 @@ class WindowStep(Step):
         starts = [s for s in self._starts(t) if s + self.size + self.grace > watermark]
         if not starts:
             return []  # every window of t is closed: late
-        prepared = self._prepare(arguments) if self._growers else []
-        fresh = [agg.init() for agg in self.aggregates]
+        prepared = self._prepare(arguments) if self._growers else None
+        windows = entry.windows
         changes = []
         for start in starts:  # first every window's new states (may raise)...
-            window = entry.windows.get(start)
-            base = window.states if window is not None else fresh
+            window = windows.get(start)
+            base = window.states if window is not None else self._fresh_states()
             changes.append((start, window, self._added(base, arguments, t)))
-        for start, found, added in changes:  # ...then the commit, which cannot fail
+        for start, found, states in changes:  # ...then the commit, which cannot fail
             window = found
-            states = added
             if window is None:
-                window = entry.windows[start] = self._new_window(start, start + self.size)
+                window = windows[start] = self._new_window(start, start + self.size)
                 self._index(entry.partition, key, window)
-                # `fresh` in-place states were shared by every new window: each its own
-                states = [
-                    agg.init() if agg.in_place else state
-                    for agg, state in zip(self.aggregates, added, strict=True)
-                ]
             window.states = states
-            if self._growers:
+            if prepared is not None:
                 self._grow(states, prepared, t)
         return starts
 
@@ -348,8 +345,8 @@ class WindowStep(Step):
         last = max([t, *(w.last for w in joined)])
         if last + gap + self.grace <= watermark:
             return None  # a session of its own, already closed: late
-        prepared = self._prepare(arguments) if self._growers else []
-        states = [agg.init() for agg in self.aggregates]
+        prepared = self._prepare(arguments) if self._growers else None
+        states = self._fresh_states()
         try:  # merging makes new states; the joined windows' stay as they are
             for other in joined:
                 states = [
@@ -367,7 +364,7 @@ class WindowStep(Step):
         window = self._new_window(start, last + gap)
         window.last = last
         window.states = states
-        if self._growers:
+        if prepared is not None:
             self._grow(states, prepared, t)
         entry.windows[start] = window
         self._index(entry.partition, key, window)
