@@ -174,7 +174,7 @@ class ComponentStep(Step):
             except Exception as exc:
                 if slot is not None:
                     slot.current = None
-                self._fail(event, ctx, state, ComponentError(f"{type(exc).__name__}: {exc}"))
+                self._fail(event, ctx, state, ComponentError(_describe(exc)))
                 continue
             if slot is not None:
                 slot.current = None
@@ -200,14 +200,12 @@ class ComponentStep(Step):
                     returned = await self._process(event.value, self.ctx)
             except TimeoutError as exc:
                 error: RecordError = (
-                    self._too_slow(None)
-                    if deadline.expired()
-                    else ComponentError(f"{type(exc).__name__}: {exc}")
+                    self._too_slow(None) if deadline.expired() else ComponentError(_describe(exc))
                 )
                 self._fail(event, ctx, state, error)
                 continue
             except Exception as exc:
-                self._fail(event, ctx, state, ComponentError(f"{type(exc).__name__}: {exc}"))
+                self._fail(event, ctx, state, ComponentError(_describe(exc)))
                 continue
             finally:
                 if slot is not None:
@@ -306,6 +304,14 @@ class ComponentStep(Step):
 
 class _NotJson(Exception):
     pass
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # a user's exception whose __str__ fails
+        text = "(its message cannot be shown)"
+    return f"{type(exc).__name__}: {text[:1000]}"
 
 
 def _encode_state(value: dict[str, Any]) -> bytes:

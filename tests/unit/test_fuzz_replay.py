@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from models.envelopes import ReplayDeadLetter
@@ -99,11 +99,25 @@ records = st.fixed_dictionaries(
         ),
     },
 )
+# a key 1,000 levels deep: str() of it raised RecursionError out of the decoder
+DEEP_KEY = (
+    b'{"ts": 1, "user": ' + b"[" * 1000 + b"]" * 1000 + b', "x": ' + b"[" * 900 + b"]" * 900 + b"}"
+)
 lines = st.one_of(
     records.map(jsonl.dumps),
     json_values.map(jsonl.dumps),
     st.binary(max_size=40),
-    st.sampled_from([b"", b"   ", b"\xff\xfe", b'{"user": "a", "ts": 1e400}', b"[" * 300]),
+    st.sampled_from(
+        [
+            b"",
+            b"   ",
+            b"\xff\xfe",
+            b'{"user": "a", "ts": 1e400}',
+            b"[" * 300,
+            DEEP_KEY,
+            b'{"user": "a", "x": ' + b"[" * 1000 + b"]" * 1000 + b', "ts": 1}',
+        ]
+    ),
 )
 
 
@@ -123,6 +137,7 @@ def _input_lines(data: bytes) -> list[bytes]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(st.lists(lines, max_size=30))
+@example([DEEP_KEY, b'{"user": "a", "ts": 1, "x": 18446744073709551616}', b"\xff"])
 def test_every_input_is_output_dropped_or_dead_lettered(batch: list[bytes]) -> None:
     data = b"\n".join(batch) + b"\n"
     with tempfile.TemporaryDirectory() as folder:

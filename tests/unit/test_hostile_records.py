@@ -401,3 +401,22 @@ def test_decoding_costs_little_more_than_orjson() -> None:
 
     overhead = best(jsonl.loads) - best(orjson.loads)
     assert overhead < 2e-6, f"{overhead * 1e9:.0f} ns per record"
+
+
+async def test_values_nested_1000_deep_are_records_like_any_other() -> None:
+    # orjson reads 1,024 levels; str() of such a key raised RecursionError in the decoder
+    pipeline = make("""
+pipeline: d
+source: {topic: in, key: user}
+steps:
+  - dedupe: {key: user, within: 1m}
+  - filter: "user = x"
+  - window: {type: tumbling, size: 1m, key: user, aggregates: {n: count(), d: count_distinct(x)}}
+sink: {topic: out}
+""")
+    deep = b"[" * 1000 + b"]" * 1000
+    result = await pipeline.process(raw(b'{"user": ' + deep + b', "x": ' + deep + b"}"))
+    assert letters(result) == [("filter", "expression")]  # comparing them recursed: a letter
+    final = await pipeline.flush(final=True)
+    assert final.count() == 0
+    assert jsonl.dumps(orjson.loads(deep)) == deep
