@@ -531,7 +531,9 @@ def produce(
             )
     except SluiceError as exc:
         _fail(str(exc))
-    click.echo(f"sent {summary.sent:,}, skipped {summary.skipped:,} (topic {topic})", err=True)
+    click.echo(
+        f"sent {summary.sent:,} messages, skipped {summary.skipped:,} (topic {topic})", err=True
+    )
     if summary.skipped:
         sys.exit(1)
 

@@ -282,7 +282,7 @@ def test_produce_reports_oversize_lines_and_sends_the_rest(
     result = CliRunner().invoke(main, ["produce", "t", "--input", str(source)])
     assert result.exit_code == 1, result.output
     assert f"line 7: {len(big):,} bytes, more than processing.max_message_bytes" in result.output
-    assert "sent 9, skipped 1" in result.output
+    assert "sent 9 messages, skipped 1" in result.output
     assert FakeProducer.sent == [line for line in lines if line is not big]
     assert "Traceback" not in result.output
 
@@ -297,7 +297,7 @@ def test_produce_exits_0_when_nothing_is_skipped(
     source = write(tmp_path / "in.jsonl", '{"n": 1}\n\n{"n": 2}\n')
     result = CliRunner().invoke(main, ["produce", "t", "--input", str(source)])
     assert result.exit_code == 0, result.output
-    assert "sent 2, skipped 0" in result.output
+    assert "sent 2 messages, skipped 0" in result.output
 
 
 # --- case 16 ----------------------------------------------------------------------------------
