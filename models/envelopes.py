@@ -44,10 +44,14 @@ class DeadLetterError(_Envelope):
 
 
 class ReplayDeadLetter(_Envelope):
-    """A line of the dead-letter file `sluice replay` writes."""
+    """A line of the dead-letter file `sluice replay` writes. A payload that is not valid
+    UTF-8 is stored base64, with `"payload_encoding": "base64"` (absent otherwise)."""
 
     error: DeadLetterError
     payload: str = Field(description="the original input line, unchanged")
+    payload_encoding: Literal["base64"] | None = Field(
+        None, description="base64 when the original bytes are not valid UTF-8"
+    )
 
 
 class WindowResult(BaseModel):

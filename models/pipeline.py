@@ -11,6 +11,7 @@ import difflib
 import importlib
 import inspect
 import re
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -52,6 +53,7 @@ STEP_KINDS = (
     "alert",
     "component",
 )
+MAX_WINDOWS_PER_EVENT = 1000  # a hopping window's size/hop: each event updates that many
 SCHEMA_TYPES = ("str", "int", "float", "bool", "datetime", "list", "dict")
 
 
@@ -355,6 +357,12 @@ class WindowSpec(_Spec):
                 raise ValueError("a hopping window needs 'hop', e.g. hop: 10s")
             if self.size is not None and self.hop > self.size:
                 raise ValueError("'hop' must not be larger than 'size'")
+            if self.size is not None and -(-self.size // self.hop) > MAX_WINDOWS_PER_EVENT:
+                raise ValueError(
+                    f"size/hop puts each event in {-(-self.size // self.hop):,} windows, more "
+                    f"than {MAX_WINDOWS_PER_EVENT:,} windows per event: use a larger 'hop' "
+                    "(or a smaller 'size')"
+                )
         if self.type != "hopping" and self.hop is not None:
             raise ValueError(f"'hop' is only for hopping windows, not {self.type}")
         if self.type == "session":
@@ -380,10 +388,25 @@ class AlertSpec(_Spec):
     key: FieldList | None = None
 
 
+DEFAULT_COMPONENT_TIMEOUT_MS = 30_000
+
+
 class ComponentSpec(_Spec):
     class_: ComponentClass = Field(alias="class")
     config: dict[str, Any] = Field(default_factory=dict)
+    timeout: DurationMs = Field(
+        DEFAULT_COMPONENT_TIMEOUT_MS,
+        description="per record: an async process() past it is cancelled (a `timeout` dead "
+        "letter); a sync one cannot be, and makes the worker not ready",
+    )
     name: str | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("'timeout' must be a positive duration, e.g. 5s")
+        return value
 
 
 class _Step(_Spec):
@@ -511,8 +534,8 @@ class PipelineSpec(_Spec):
         for step in self.steps:
             if isinstance(step, EnrichStep) and step.enrich.table not in self.tables:
                 raise ValueError(f"enrich uses table {step.enrich.table!r}, not under 'tables:'")
-        names = [name for name, _ in self.named_steps()]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        names = Counter(name for name, _ in self.named_steps())  # linear: 100,000 steps check
+        duplicates = sorted(name for name, count in names.items() if count > 1)
         if duplicates:
             raise ValueError(f"two steps are named {duplicates[0]!r}: step names must be unique")
         alert_names = [s.alert.name for s in self.steps if isinstance(s, AlertStep)]

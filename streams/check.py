@@ -8,12 +8,14 @@ from pathlib import Path
 from streams.config import (
     SETTINGS_FILE,
     load_config,
-    load_pipeline,
+    load_pipeline_document,
     load_settings,
     make_importable,
     pipeline_files,
 )
 from streams.errors import ConfigError, ConfigErrors
+from streams.lint import pipeline_warnings, settings_warnings
+from streams.yaml_lines import YamlDocument, load_yaml
 
 
 @dataclass(slots=True)
@@ -21,6 +23,7 @@ class CheckReport:
     files: list[Path] = field(default_factory=list)
     pipelines: list[str] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
+    warnings: list[ConfigError] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -29,8 +32,26 @@ class CheckReport:
 
 def check(path: Path) -> CheckReport:
     """Check a config directory (sluice.yaml + pipelines), a folder of pipeline files, a
-    single pipeline file, or a sluice.yaml."""
+    single pipeline file, or a sluice.yaml.
+
+    Never raises: whatever a file holds, the outcome is errors and warnings that name it
+    (a bug in the checker included, reported as one error rather than a traceback)."""
     report = CheckReport()
+    try:
+        _check(path, report)
+    except Exception as exc:
+        report.errors.append(_internal_error(path, exc))
+    return report
+
+
+def _internal_error(path: Path, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"sluice could not check this ({type(exc).__name__}: {str(exc)[:200]}); please report it",
+        file=str(path),
+    )
+
+
+def _check(path: Path, report: CheckReport) -> CheckReport:
     if not path.exists():
         report.errors.append(ConfigError("no such file or directory", file=str(path)))
         return report
@@ -41,7 +62,12 @@ def check(path: Path) -> CheckReport:
         if loaded.settings is not None:
             directory = path / loaded.settings.pipelines_dir
             report.files.extend(pipeline_files(directory) if directory.is_dir() else [])
+            report.warnings.extend(
+                settings_warnings(loaded.settings, _document(path / SETTINGS_FILE))
+            )
         report.pipelines.extend(loaded.pipelines)
+        for name, spec in loaded.pipelines.items():
+            report.warnings.extend(pipeline_warnings(spec, loaded.documents.get(name)))
         return report
     if path.is_dir():
         make_importable(path.parent if path.name == "pipelines" else path)
@@ -58,9 +84,11 @@ def check(path: Path) -> CheckReport:
     if path.name == SETTINGS_FILE:
         report.files.append(path)
         try:
-            load_settings(path.parent)
+            settings = load_settings(path.parent)
         except ConfigErrors as exc:
             report.errors.extend(exc.errors)
+        else:
+            report.warnings.extend(settings_warnings(settings, _document(path)))
         return report
     make_importable(path.parent.parent)
     _check_pipeline(path, report)
@@ -70,8 +98,18 @@ def check(path: Path) -> CheckReport:
 def _check_pipeline(file: Path, report: CheckReport) -> None:
     report.files.append(file)
     try:
-        spec = load_pipeline(file)
+        spec, document = load_pipeline_document(file)
     except ConfigErrors as exc:
         report.errors.extend(exc.errors)
+    except Exception as exc:  # a checker bug: name the file, go on with the others
+        report.errors.append(_internal_error(file, exc))
     else:
         report.pipelines.append(spec.pipeline)
+        report.warnings.extend(pipeline_warnings(spec, document))
+
+
+def _document(file: Path) -> YamlDocument | None:
+    try:
+        return load_yaml(file)
+    except ConfigError:
+        return None

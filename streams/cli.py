@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,43 @@ def check(path: Path) -> None:
     report = run_check(path)
     for error in report.errors:
         click.echo(error.describe())
+    for warning in report.warnings:
+        click.echo(warning.describe())
     if not report.ok:
         click.echo(f"{len(report.errors)} error(s) in {path}", err=True)
         sys.exit(1)
     names = ", ".join(report.pipelines) or "no pipelines"
-    click.echo(f"ok: {len(report.files)} file(s), {names}")
+    warned = f"; {len(report.warnings)} warning(s)" if report.warnings else ""
+    click.echo(f"ok: {len(report.files)} file(s), {names}{warned}")
+
+
+def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--log-format / --log-level: override `log:` in sluice.yaml for this run."""
+    command = click.option(
+        "--log-level",
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        help="log level (default: log.level in sluice.yaml, INFO)",
+    )(command)
+    return click.option(
+        "--log-format",
+        type=click.Choice(["json", "console"]),
+        help="json: one object per line with timestamp, level, component, trace_id, message, "
+        "metadata (default, for log collectors); console: readable lines for a terminal",
+    )(command)
+
+
+def _start_logging(settings: Settings, log_format: str | None, log_level: str | None) -> Settings:
+    from streams.runtime.logs import configure_logging
+
+    update = {
+        name: value
+        for name, value in (("format", log_format), ("level", log_level and log_level.upper()))
+        if value
+    }
+    if update:
+        settings = settings.model_copy(update={"log": settings.log.model_copy(update=update)})
+    configure_logging(settings.log)
+    return settings
 
 
 def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
@@ -116,6 +149,14 @@ def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
     default=None,
     help="progress bar on stderr; default: when stderr is a terminal",
 )
+@click.option(
+    "--max-event-time-skew",
+    "max_skew",
+    metavar="DURATION",
+    help="event times further ahead of the clock are `timestamp` dead letters (default: "
+    "processing.max_event_time_skew, 7d); raise it for future-dated test data, e.g. 100d",
+)
+@log_options
 def replay(
     pipeline_file: Path,
     source: str,
@@ -123,30 +164,41 @@ def replay(
     output_dir: Path,
     config_dir: Path | None,
     progress: bool | None,
+    max_skew: str | None,
+    log_format: str | None,
+    log_level: str | None,
 ) -> None:
     """Run one pipeline offline over a JSON Lines file.
 
     Writes OUTPUT/<topic>.jsonl for every topic the pipeline emits to: the sink or routes,
-    alerts, and dead letters as {"error": {step, type, message}, "payload": original line}.
-    Event time is the pipeline's source.timestamp field, else the time a line is read.
-    The whole file is one partition; at its end every open window closes.
+    alerts, and dead letters as {"error": {step, type, message}, "payload": original line}
+    (base64, with "payload_encoding": "base64", when the line is not UTF-8). Event time is
+    the pipeline's source.timestamp field, else the time a line is read. The whole file is
+    one partition; at its end every open window closes. A component stuck past its
+    timeout in a sync process() stops the replay with a message and exit status 3.
 
     \b
     Example:
       sluice replay config/pipelines/payments-clean.yaml --input payments.jsonl
     """
+    from streams.durations import parse_duration_ms
     from streams.replay import replay as run_replay
 
     make_importable(pipeline_file.parent.parent)
     try:
         spec = load_pipeline(pipeline_file)
-        settings = load_settings(config_dir) if config_dir is not None else None
     except ConfigErrors as exc:
         for error in exc.errors:
             click.echo(error.describe(), err=True)
         sys.exit(1)
-    batch = settings.processing.batch_max if settings else 1000
-    limit = settings.processing.max_message_bytes if settings else 1_048_576
+    settings = _settings_only(config_dir)
+    skew = settings.processing.max_event_time_skew
+    if max_skew is not None:
+        try:
+            skew = parse_duration_ms(max_skew)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--max-event-time-skew") from None
+    _start_logging(settings, log_format, log_level)
     try:
         summary = asyncio.run(
             run_replay(
@@ -154,8 +206,9 @@ def replay(
                 source,
                 output_dir,
                 tables=_parse_tables(tables),
-                batch_size=batch,
-                max_message_bytes=limit,
+                batch_size=settings.processing.batch_max,
+                max_message_bytes=settings.processing.max_message_bytes,
+                max_event_time_skew_ms=skew,
                 progress=sys.stderr.isatty() if progress is None else progress,
             )
         )
@@ -220,10 +273,12 @@ def _load(config_dir: Path) -> tuple[Settings, dict[str, PipelineSpec]]:
     return loaded.require()
 
 
-def _settings_only(config_dir: Path) -> Settings:
-    if config_dir == Path("config") and not config_dir.exists():
-        return Settings()  # outside a project: defaults and SLUICE_* variables
+def _settings_only(config_dir: Path | None) -> Settings:
+    from streams.config import default_settings
+
     try:
+        if config_dir is None or (config_dir == Path("config") and not config_dir.exists()):
+            return default_settings()  # outside a project: defaults and SLUICE_* variables
         return load_settings(config_dir)
     except ConfigErrors as exc:
         for error in exc.errors:
@@ -292,35 +347,6 @@ def bench_kafka_command(ctx: click.Context, latency_seconds: float) -> None:
     )
 
 
-def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--log-format / --log-level: override `log:` in sluice.yaml for this run."""
-    command = click.option(
-        "--log-level",
-        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-        help="log level (default: log.level in sluice.yaml, INFO)",
-    )(command)
-    return click.option(
-        "--log-format",
-        type=click.Choice(["json", "console"]),
-        help="json: one object per line with timestamp, level, component, trace_id, message, "
-        "metadata (default, for log collectors); console: readable lines for a terminal",
-    )(command)
-
-
-def _start_logging(settings: Settings, log_format: str | None, log_level: str | None) -> Settings:
-    from streams.runtime.logs import configure_logging
-
-    update = {
-        name: value
-        for name, value in (("format", log_format), ("level", log_level and log_level.upper()))
-        if value
-    }
-    if update:
-        settings = settings.model_copy(update={"log": settings.log.model_copy(update=update)})
-    configure_logging(settings.log)
-    return settings
-
-
 @main.command()
 @config_option
 @log_options
@@ -351,14 +377,25 @@ def worker(config_dir: Path, log_format: str | None, log_level: str | None) -> N
 @config_option
 @click.option("--demo", is_flag=True, help="also produce sample payments to the 'payments' topic")
 @click.option("--rate", default=200.0, show_default=True, help="demo payments per second")
+@click.option(
+    "--broker-port",
+    type=click.IntRange(1, 65535),
+    metavar="N",
+    help="port of the embedded broker (default: 9092 when free, else any free port)",
+)
 @log_options
 def run(
-    config_dir: Path, demo: bool, rate: float, log_format: str | None, log_level: str | None
+    config_dir: Path,
+    demo: bool,
+    rate: float,
+    broker_port: int | None,
+    log_format: str | None,
+    log_level: str | None,
 ) -> None:
     """Everything on one machine: broker, worker, endpoints (and demo traffic).
 
     With no brokers configured, starts the embedded broker (tansu, in memory) first, on
-    port 9092 when it is free. Ctrl-C stops everything.
+    --broker-port, else on port 9092 when it is free. Ctrl-C stops everything.
     """
     from streams.runtime.broker import EmbeddedBroker, free_port
     from streams.runtime.worker import SluiceWorker
@@ -367,7 +404,9 @@ def run(
     settings = _start_logging(settings, log_format, log_level)
     broker = None
     if not settings.brokers:
-        port = 9092 if _port_free(9092) else free_port()
+        if broker_port is not None and not _port_free(broker_port):
+            _fail(f"--broker-port {broker_port}: the port is in use")
+        port = broker_port or (9092 if _port_free(9092) else free_port())
         broker = EmbeddedBroker(port)
         try:
             broker.start()
@@ -376,7 +415,9 @@ def run(
         settings = settings.model_copy(update={"brokers": [broker.url]})
     code = 1
     try:
-        _print_banner(settings, pipelines, embedded=broker is not None, demo=demo)
+        _print_banner(
+            settings, pipelines, embedded=broker is not None, demo=demo, config_dir=config_dir
+        )
         worker = SluiceWorker(
             settings,
             pipelines,
@@ -404,7 +445,12 @@ def _port_free(port: int) -> bool:
 
 
 def _print_banner(
-    settings: Settings, pipelines: dict[str, PipelineSpec], *, embedded: bool, demo: bool
+    settings: Settings,
+    pipelines: dict[str, PipelineSpec],
+    *,
+    embedded: bool,
+    demo: bool,
+    config_dir: Path = Path("config"),
 ) -> None:
     web = f"http://{settings.web.host}:{settings.web.port}"
     brokers = ",".join(settings.brokers)
@@ -418,8 +464,13 @@ def _print_banner(
     if pipelines:
         first = next(iter(pipelines.values()))
         env = f"SLUICE_BROKERS={brokers} " if embedded else ""
-        lines.append(f"  watch results:  {env}sluice consume {first.sink.topics()[-1]}")
-        lines.append(f"  dead letters:   {env}sluice consume {first.dead_letter_topic} --envelope")
+        # the consume commands need the same security settings: name a config dir that
+        # is not the default
+        config = "" if config_dir == Path("config") else f" --config {config_dir}"
+        lines.append(f"  watch results:  {env}sluice consume {first.sink.topics()[-1]}{config}")
+        lines.append(
+            f"  dead letters:   {env}sluice consume {first.dead_letter_topic} --envelope{config}"
+        )
     if demo:
         lines.append("  demo traffic: sample payments to topic 'payments'")
     lines.append("  Ctrl-C stops everything")
@@ -467,33 +518,47 @@ def broker(port: int) -> None:
 def produce(
     topic: str, source: str, key_field: str | None, rate: float | None, config_dir: Path
 ) -> None:
-    """Send a JSON Lines file to TOPIC, one message a line, with a progress bar."""
+    """Send a JSON Lines file to TOPIC, one message a line, with a progress bar.
+
+    A line longer than processing.max_message_bytes (or refused by the broker) is reported
+    with its number and skipped; the rest is sent. Exit status 1 when any line was skipped.
+    """
     from streams.replay import Progress, open_input
     from streams.runtime.clients import produce as run_produce
 
     settings = _settings_only(config_dir)
     total = Path(source).stat().st_size if source != "-" and Path(source).is_file() else None
+    bar: Progress | None = None
+
+    def report(number: int, reason: str) -> None:
+        message = f"line {number}: {reason}"
+        if bar is not None:
+            bar.progress.console.print(message, markup=False, highlight=False)
+        else:
+            click.echo(message, err=True)
+
     try:
-        with open_input(source) as lines:
+        with open_input(source) as lines, ExitStack() as stack:
             if sys.stderr.isatty():
-                with Progress(total, label="produce") as bar:
-                    sent = asyncio.run(
-                        run_produce(
-                            settings,
-                            topic,
-                            lines,
-                            key_field=key_field,
-                            rate=rate,
-                            on_sent=bar.advance,
-                        )
-                    )
-            else:
-                sent = asyncio.run(
-                    run_produce(settings, topic, lines, key_field=key_field, rate=rate)
+                bar = stack.enter_context(Progress(total, label="produce"))
+            summary = asyncio.run(
+                run_produce(
+                    settings,
+                    topic,
+                    lines,
+                    key_field=key_field,
+                    rate=rate,
+                    on_sent=bar.advance if bar is not None else None,
+                    on_skipped=report,
                 )
+            )
     except SluiceError as exc:
         _fail(str(exc))
-    click.echo(f"sent {sent:,} messages to {topic}", err=True)
+    click.echo(
+        f"sent {summary.sent:,} messages, skipped {summary.skipped:,} (topic {topic})", err=True
+    )
+    if summary.skipped:
+        sys.exit(1)
 
 
 @main.command()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
 from models.pipeline import PipelineSpec, describe_bad_step
@@ -17,6 +19,9 @@ from streams.errors import ConfigError, ConfigErrors
 from streams.yaml_lines import YamlDocument, format_path, load_yaml
 
 SETTINGS_FILE = "sluice.yaml"
+ENV_PREFIX = "SLUICE_"
+# SLUICE_* variables that are not settings
+_OTHER_VARIABLES = frozenset({"SLUICE_BROKER_BIN"})  # streams.runtime.broker: tansu's path
 _STEP_KIND_ERRORS = {"step_kind", "union_tag_invalid", "union_tag_not_found"}
 
 
@@ -28,6 +33,7 @@ class LoadedConfig:
     settings: Settings | None
     pipelines: dict[str, PipelineSpec] = field(default_factory=dict)
     pipeline_files: dict[str, Path] = field(default_factory=dict)
+    documents: dict[str, YamlDocument] = field(default_factory=dict)
     errors: list[ConfigError] = field(default_factory=list)
 
     def require(self) -> tuple[Settings, dict[str, PipelineSpec]]:
@@ -77,12 +83,19 @@ def _reason(error: Any) -> str:
 
 def load_pipeline(path: Path, display_name: str | None = None) -> PipelineSpec:
     """One pipeline file, validated; raises ConfigErrors with every problem in it."""
+    return load_pipeline_document(path, display_name)[0]
+
+
+def load_pipeline_document(
+    path: Path, display_name: str | None = None
+) -> tuple[PipelineSpec, YamlDocument]:
+    """A pipeline file validated, with its YAML document (lines, for warnings)."""
     name = display_name or str(path)
     try:
         document = load_yaml(path, name)
     except ConfigError as exc:
         raise ConfigErrors([exc]) from None
-    return pipeline_from_document(document)
+    return pipeline_from_document(document), document
 
 
 def pipeline_from_document(document: YamlDocument) -> PipelineSpec:
@@ -127,6 +140,18 @@ def load_settings(config_dir: Path) -> Settings:
     data = document.data if document.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigErrors([ConfigError("settings must be a mapping", file=str(file), line=1)])
+    return _settings(data, document)
+
+
+def default_settings() -> Settings:
+    """The built-in defaults overridden by SLUICE_* variables (no sluice.yaml)."""
+    return _settings({}, YamlDocument("environment", {}))
+
+
+def _settings(data: dict[str, Any], document: YamlDocument) -> Settings:
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigErrors(unknown)
     try:
         return Settings(**data)
     except SettingsError as exc:  # a SLUICE_* variable that is not valid JSON
@@ -137,12 +162,48 @@ def load_settings(config_dir: Path) -> Settings:
         errors = []
         for error in validation_errors(exc, document):
             path = error.field or ""
-            variable = "SLUICE_" + path.replace(".", "__").upper()
+            variable = ENV_PREFIX + path.replace(".", "__").upper()
             if variable in os.environ:
                 errors.append(ConfigError(error.reason, file=f"environment {variable}"))
             else:
                 errors.append(error)
         raise ConfigErrors(errors) from None
+
+
+def settings_variables() -> list[str]:
+    """Every SLUICE_* variable that sets something: SLUICE_WEB, SLUICE_WEB__PORT, …"""
+    names = []
+    for name, info in Settings.model_fields.items():
+        variable = ENV_PREFIX + name.upper()
+        names.append(variable)
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names.extend(f"{variable}__{child.upper()}" for child in section.model_fields)
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[ConfigError]:
+    """SLUICE_* variables that set nothing — a typo would otherwise be ignored, as an
+    unknown key in sluice.yaml is not. Each error names the closest valid variable."""
+    valid = settings_variables()
+    known = {*valid, *_OTHER_VARIABLES}
+    errors = []
+    for name in sorted(environ):
+        upper = name.upper()  # pydantic-settings reads variables case-insensitively
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        # compared without the prefix every name shares
+        suffixes = [name.removeprefix(ENV_PREFIX) for name in valid]
+        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), suffixes, n=1)
+        hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+        errors.append(
+            ConfigError(
+                f"unknown variable{hint}: SLUICE_* variables set the keys of sluice.yaml, "
+                "nested with __ (e.g. SLUICE_WEB__PORT)",
+                file=f"environment {name}",
+            )
+        )
+    return errors
 
 
 def make_importable(config_dir: Path) -> None:
@@ -178,7 +239,7 @@ def load_config(config_dir: Path) -> LoadedConfig:
         return loaded
     for file in pipeline_files(directory):
         try:
-            spec = load_pipeline(file)
+            spec, document = load_pipeline_document(file)
         except ConfigErrors as exc:
             loaded.errors.extend(exc.errors)
             continue
@@ -195,6 +256,7 @@ def load_config(config_dir: Path) -> LoadedConfig:
             continue
         loaded.pipelines[spec.pipeline] = spec
         loaded.pipeline_files[spec.pipeline] = file
+        loaded.documents[spec.pipeline] = document
     return loaded
 
 
@@ -203,6 +265,7 @@ __all__ = [
     "format_path",
     "load_config",
     "load_pipeline",
+    "load_pipeline_document",
     "load_settings",
     "make_importable",
     "validation_errors",

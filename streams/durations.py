@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 
+MAX_DURATION_MS = 100 * 365 * 86_400_000  # a century: longer is a typo, not a window
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
@@ -18,17 +20,26 @@ def parse_duration_ms(value: object) -> int:
             f"invalid duration {value!r}: use a number with a unit, e.g. 500ms, 10s, 1m"
         )
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"invalid duration {value!r}: must be a finite number of seconds")
         if value < 0:
             raise ValueError(f"invalid duration {value!r}: must not be negative")
-        return round(value * 1000)
+        return _bounded(value * 1000, value)
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return round(float(match.group(1)) * _UNITS_MS[match.group(2)])
+            return _bounded(float(match.group(1)) * _UNITS_MS[match.group(2)], value)
     raise ValueError(
         f"invalid duration {value!r}: use a number with a unit (ms, s, m, h, d), "
         "e.g. 500ms, 10s, 1m"
     )
+
+
+def _bounded(ms: float, value: object) -> int:
+    if ms > MAX_DURATION_MS:
+        shown = repr(value) if len(str(value)[:40]) < 40 else "(a huge number)"
+        raise ValueError(f"invalid duration {shown}: longer than 100 years")
+    return round(ms)
 
 
 def format_duration_ms(ms: int) -> str:

@@ -53,7 +53,8 @@ class ExpressionError(SluiceError):
         self.source = source
         self.position = position
         at = f" at column {position + 1}" if position is not None else ""
-        super().__init__(f"{reason}{at} in {source!r}")
+        shown = source if len(source) <= 120 else f"{source[:100]}… ({len(source):,} characters)"
+        super().__init__(f"{reason}{at} in {shown!r}")
 
 
 class RecordError(SluiceError):

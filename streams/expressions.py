@@ -14,14 +14,15 @@ from __future__ import annotations
 import difflib
 import math
 import operator
-import re
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import Tokenizer, TokenType, exp
 from sqlglot.errors import ParseError, TokenError
 
 from streams import sql_functions as fn
@@ -77,14 +78,20 @@ def describe_failure(exc: BaseException) -> str:
 
 def compile_expression(source: str) -> Expression:
     """Parse and compile a SQL expression. Raises ExpressionError with the position."""
-    tree = _parse(source)
-    compiled = _Compiler(source).compile(tree)
-    return Expression(source, compiled.fn, _top_level_fields(tree))
+    with _nesting_guard(source):
+        tree = _parse(source)
+        compiled = _Compiler(source).compile(tree)
+        return Expression(source, compiled.fn, _top_level_fields(tree))
 
 
 def compile_condition(source: str) -> Expression:
     """Like `compile_expression`, for a filter/when clause: the result is True, False or
     None (NULL); any other value at run time is an ExpressionRuntimeError."""
+    with _nesting_guard(source):
+        return _compile_condition(source)
+
+
+def _compile_condition(source: str) -> Expression:
     tree = _parse(source)
     if isinstance(tree, _NOT_CONDITIONS) or (
         isinstance(tree, exp.Literal) and not isinstance(tree, exp.Boolean)
@@ -121,9 +128,99 @@ def _checked_condition(evaluator: Evaluator, source: str) -> Evaluator:
 # --- parsing ---------------------------------------------------------------------------
 
 
+MAX_NESTING = 50
+_NESTING_HELP = (
+    f"expression too deeply nested (limit {MAX_NESTING}): parentheses, CASE, NOT and operator "
+    "chains count; write a long OR list as x IN (...)"
+)
+# sqlglot's parser recurses ~20 Python frames per nesting level; the guard below makes
+# room for MAX_NESTING levels without touching the C stack (Python-to-Python calls do not
+# use it since 3.11)
+_FRAMES_PER_LEVEL = 25
+
+
+@contextmanager
+def _nesting_guard(source: str) -> Iterator[None]:
+    """Room on the Python stack for an expression of MAX_NESTING levels, and a
+    RecursionError, should one still happen, reported as the nesting limit."""
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1  # type: ignore[assignment]
+    needed = depth + MAX_NESTING * _FRAMES_PER_LEVEL + 200
+    previous = sys.getrecursionlimit()
+    if needed > previous:
+        sys.setrecursionlimit(needed)
+    try:
+        yield
+    except RecursionError:
+        raise ExpressionError(_NESTING_HELP, str(source), None) from None
+    finally:
+        if needed > previous:
+            sys.setrecursionlimit(previous)
+
+
+_PREFIX_TOKENS = frozenset({TokenType.NOT, TokenType.DASH, TokenType.PLUS, TokenType.TILDE})
+_VALUE_END_TOKENS = frozenset(
+    {
+        TokenType.VAR,
+        TokenType.NUMBER,
+        TokenType.STRING,
+        TokenType.R_PAREN,
+        TokenType.NULL,
+        TokenType.TRUE,
+        TokenType.FALSE,
+        TokenType.END,
+        TokenType.IDENTIFIER,
+        TokenType.STAR,
+    }
+)
+
+
+def _check_token_nesting(source: str) -> None:
+    """Parentheses, CASE and prefix operators nested past MAX_NESTING, found from the
+    tokens before sqlglot's recursive parser sees them."""
+    upper = source.upper()
+    openers = sum(source.count(c) for c in "(-+~") + upper.count("NOT") + upper.count("CASE")
+    if openers <= MAX_NESTING:  # cannot nest that deep: skip tokenizing twice
+        return
+    try:
+        tokens = Tokenizer().tokenize(source)
+    except Exception:  # the parser reports syntax errors with their position
+        return
+    open_levels = 0
+    prefix_run = 0
+    previous: Any = None
+    for token in tokens:
+        kind = token.token_type
+        if kind in (TokenType.L_PAREN, TokenType.CASE):
+            open_levels += 1
+        elif kind in (TokenType.R_PAREN, TokenType.END):
+            open_levels = max(0, open_levels - 1)
+        if kind in _PREFIX_TOKENS and previous not in _VALUE_END_TOKENS:
+            prefix_run += 1
+        else:
+            prefix_run = 0
+        if open_levels + prefix_run > MAX_NESTING:
+            raise ExpressionError(_NESTING_HELP, source, token.start)
+        previous = kind
+
+
+def _tree_depth(tree: exp.Expr) -> int:
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            break
+        stack.extend((child, depth + 1) for child in node.iter_expressions())
+    return deepest
+
+
 def _parse(source: str) -> exp.Expr:
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("empty expression", str(source), None)
+    _check_token_nesting(source)
     try:
         tree = sqlglot.parse_one(source)
     except ParseError as exc:
@@ -137,6 +234,8 @@ def _parse(source: str) -> exp.Expr:
         ) from None
     if tree is None:
         raise ExpressionError("empty expression", source, None)
+    if _tree_depth(tree) > MAX_NESTING:
+        raise ExpressionError(_NESTING_HELP, source, None)
     return tree
 
 
@@ -433,14 +532,26 @@ class _Compiler:
                 return _constant(None)
             if not isinstance(pattern.value, str):
                 raise self.error("LIKE pattern must be text", node.expression)
-            regex = _like_regex(pattern.value, escape, insensitive)
+            try:
+                regex = _like_regex(pattern.value, escape, insensitive)
+            except ExpressionRuntimeError as exc:
+                raise self.error(str(exc), node.expression) from None
             return _Compiled(_like(value, lambda _r: regex, negate))
 
-        def dynamic_regex(record: Record) -> re.Pattern[str] | None:
+        cache: dict[str, fn.Regex] = {}
+
+        def dynamic_regex(record: Record) -> fn.Regex | None:
+            # a pattern from the record: RE2 matches it in linear time too; compiled
+            # patterns are kept while there are few of them
             text = pattern.fn(record)
             if text is None:
                 return None
-            return _like_regex(fn.as_text("LIKE", text), escape, insensitive)
+            regex = cache.get(text)
+            if regex is None:
+                regex = _like_regex(fn.as_text("LIKE", text), escape, insensitive)
+                if len(cache) < 256:
+                    cache[text] = regex
+            return regex
 
         return _Compiled(_like(value, dynamic_regex, negate))
 
@@ -520,7 +631,36 @@ class _Compiler:
                 else f"{function.min_args} to {function.max_args}"
             )
             raise self.error(f"{name}() takes {expected} arguments, got {count}", node)
+        if name in fn.REGEX_FUNCTIONS:
+            return self._regex_call(function, args)
         compiled = [self.compile(a).fn for a in args]
+        return _Compiled(_call(function, compiled))
+
+    def _regex_call(self, function: fn.SqlFunction, args: Sequence[exp.Expr]) -> _Compiled:
+        """regexp_like / regexp_replace: the pattern must be literal text, compiled here
+        with RE2, so `sluice check` reports a bad one and no record can supply one."""
+        name = function.name
+        pattern = self.compile(args[1])
+        if not pattern.constant:
+            raise self.error(
+                f"{name}() takes its pattern as literal text, e.g. {name}(s, '^[a-z]+$'), "
+                "not a value computed from the record",
+                args[1],
+            )
+        if pattern.value is None:
+            return _constant(None)
+        if not isinstance(pattern.value, str):
+            raise self.error(f"{name}() pattern must be text", args[1])
+        try:
+            regex = fn.compile_regex(pattern.value)
+        except fn.RegexError as exc:
+            raise self.error(
+                f"{name}(): RE2 cannot compile the pattern {pattern.value!r}: {exc} "
+                "(RE2 syntax: no backreferences or lookaround)",
+                args[1],
+            ) from None
+        compiled = [self.compile(a).fn for a in args]
+        compiled[1] = lambda _record: regex
         return _Compiled(_call(function, compiled))
 
 
@@ -729,7 +869,10 @@ def _arithmetic(left: Evaluator, right: Evaluator, symbol: str) -> Evaluator:
                 return None
             if a.__class__ not in _NUMBERS or b.__class__ not in _NUMBERS:
                 numbers(a, b)
-            return a * b
+            product = a * b
+            if product.__class__ is int and not -_INT_LIMIT < product < _INT_LIMIT:
+                raise fn.int_too_large("'*'")
+            return product
 
         return multiply
 
@@ -748,6 +891,7 @@ def _arithmetic(left: Evaluator, right: Evaluator, symbol: str) -> Evaluator:
 
 
 _NUMBERS: Final = frozenset({int, float})
+_INT_LIMIT: Final = 1 << fn.MAX_INT_BITS  # products stay exact, and below this
 
 
 def _negate(operand: Evaluator) -> Evaluator:
@@ -825,24 +969,27 @@ def _compare_values(symbol: str, op: Callable[[Any, Any], bool], a: object, b: o
     return op(a, b)
 
 
-def _like_regex(pattern: str, escape: str | None, insensitive: bool) -> re.Pattern[str]:
+def _like_regex(pattern: str, escape: str | None, insensitive: bool) -> fn.Regex:
+    """A LIKE pattern as an RE2 regex (linear-time matching, whatever the pattern)."""
     parts: list[str] = []
     chars = iter(pattern)
     for char in chars:
         if escape is not None and char == escape:
-            parts.append(re.escape(next(chars, "")))
+            parts.append(fn.escape_regex(next(chars, "")))
         elif char == "%":
             parts.append(".*")
         elif char == "_":
             parts.append(".")
         else:
-            parts.append(re.escape(char))
-    flags = re.DOTALL | (re.IGNORECASE if insensitive else 0)
-    return re.compile("".join(parts), flags)
+            parts.append(fn.escape_regex(char))
+    try:
+        return fn.compile_regex("".join(parts), ignore_case=insensitive, dot_all=True)
+    except fn.RegexError as exc:  # a pattern too large for RE2's memory budget
+        raise ExpressionRuntimeError(f"LIKE pattern: {exc}") from None
 
 
 def _like(
-    value: Evaluator, regex_of: Callable[[Record], re.Pattern[str] | None], negate: bool
+    value: Evaluator, regex_of: Callable[[Record], fn.Regex | None], negate: bool
 ) -> Evaluator:
     def evaluate_like(record: Record) -> bool | None:
         text = value(record)
@@ -1005,6 +1152,11 @@ _AGGREGATE_FUNCTIONS: Final = (
 
 def parse_aggregate(source: str) -> AggregateCall:
     """Parse one aggregate; raises ExpressionError naming the position on mistakes."""
+    with _nesting_guard(source):
+        return _parse_aggregate(source)
+
+
+def _parse_aggregate(source: str) -> AggregateCall:
     tree = _parse(source)
     compiler = _Compiler(source)
 

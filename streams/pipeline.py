@@ -10,20 +10,22 @@ import inspect
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
 from models.pipeline import PipelineSpec
+from streams import jsonl
+from streams.durations import format_duration_ms
 from streams.errors import RecordError
 from streams.metrics import CountingMetrics, PipelineMetrics
 from streams.records import BatchResult, Event, key_of
 from streams.state import MemoryStateBackend, StateBackend
 from streams.steps import BatchContext, Router, Step, build_router, build_step
+from streams.watchdog import Watchdog
 
 SOURCE_STEP = "source"
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+DEFAULT_MAX_EVENT_TIME_SKEW_MS = 7 * 86_400_000  # processing.max_event_time_skew
 _EPOCH_MS_THRESHOLD = 100_000_000_000  # 1e11: below are epoch seconds, above milliseconds
 
 
@@ -34,6 +36,11 @@ class Pipeline:
     `timestamp_ms` the broker timestamp and `key` the message key; it decodes them, sets
     event time and key as the spec says, runs the steps and routes the survivors. Every
     record ends in an output, a dead letter, or a drop counted with its reason.
+
+    `max_event_time_skew_ms` (processing.max_event_time_skew): an event time further ahead
+    of `clock` than this, or before 1970, is a `timestamp` dead letter at step `source`.
+    `watchdog`: component steps mark each record they run in a slot of it, so a sync
+    `process` stuck past its timeout is reported (see streams.watchdog).
     """
 
     def __init__(
@@ -43,16 +50,22 @@ class Pipeline:
         state: StateBackend | None = None,
         metrics: PipelineMetrics | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_event_time_skew_ms: int = DEFAULT_MAX_EVENT_TIME_SKEW_MS,
         clock: Callable[[], float] = time.time,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.pipeline
         self.state = state if state is not None else MemoryStateBackend()
         self.metrics: PipelineMetrics = metrics if metrics is not None else CountingMetrics()
         self.max_message_bytes = max_message_bytes
+        # an event time past the clock by more than this (or before 1970) is a `timestamp`
+        # dead letter: one record dated 9999 would otherwise move the watermark there and
+        # make every later record late
+        self.max_event_time_skew_ms = max_event_time_skew_ms
         self.clock = clock
         self.steps: list[Step] = [
-            build_step(spec, name, step, self.state) for name, step in spec.named_steps()
+            build_step(spec, name, step, self.state, watchdog) for name, step in spec.named_steps()
         ]
         self.router: Router = build_router(spec)
         self.dead_letter_topic = spec.dead_letter_topic
@@ -70,7 +83,7 @@ class Pipeline:
 
     async def process_values(self, values: list[dict[str, Any]]) -> BatchResult:
         """Process already-decoded records (tests, and callers that hold dicts)."""
-        messages = [Event(None, raw=orjson.dumps(value)) for value in values]
+        messages = [Event(None, raw=jsonl.dumps(value)) for value in values]
         return await self.process(messages)
 
     async def flush(self, *, final: bool = False) -> BatchResult:
@@ -137,7 +150,8 @@ class Pipeline:
         limit = self.max_message_bytes
         key_fields = self._key_fields
         timestamp_field = self._timestamp_field
-        loads = orjson.loads
+        latest = ctx.now_ms + self.max_event_time_skew_ms
+        loads = jsonl.loads
         for message in messages:
             raw = message.raw
             if len(raw) > limit:
@@ -152,7 +166,7 @@ class Pipeline:
                 continue
             try:
                 value = loads(raw)
-            except orjson.JSONDecodeError as exc:
+            except ValueError as exc:
                 ctx.dead_letter(
                     message, SOURCE_STEP, RecordError(f"invalid JSON: {exc}", "invalid_json")
                 )
@@ -164,14 +178,18 @@ class Pipeline:
                     RecordError(f"expected a JSON object, got {_json_type(value)}", "invalid_json"),
                 )
                 continue
-            if timestamp_field is not None:
-                try:
+            try:
+                if timestamp_field is not None:
                     message.timestamp_ms = event_time_ms(
                         value.get(timestamp_field), timestamp_field
                     )
-                except RecordError as error:
-                    ctx.dead_letter(message, SOURCE_STEP, error)
-                    continue
+                if not 0 <= message.timestamp_ms <= latest:
+                    raise _out_of_range(
+                        message.timestamp_ms, timestamp_field, self.max_event_time_skew_ms
+                    )
+            except RecordError as error:
+                ctx.dead_letter(message, SOURCE_STEP, error)
+                continue
             if key_fields is not None:
                 message.key = key_of(value, key_fields)
             message.value = value
@@ -179,37 +197,86 @@ class Pipeline:
         return decoded
 
 
-def event_time_ms(value: object, field: str) -> int:
-    """An event time as epoch milliseconds: epoch seconds, epoch ms (>= 1e11) or ISO-8601."""
-    if value is None:
-        raise RecordError(f"event time field {field!r} is missing or null", "timestamp")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-        if not math.isfinite(number):
-            raise RecordError(f"event time {field!r} is not a finite number", "timestamp")
-        return int(number) if abs(number) >= _EPOCH_MS_THRESHOLD else int(number * 1000)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise RecordError(
-                f"event time {field!r} is {value!r}: expected epoch seconds, epoch ms or "
-                "ISO-8601 such as 2026-11-25T10:00:00Z",
-                "timestamp",
-            ) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
-    raise RecordError(
-        f"event time {field!r} is a {_json_type(value)}: expected a number or ISO-8601 text",
+def _out_of_range(epoch_ms: int, field: str | None, skew_ms: int) -> RecordError:
+    what = f"event time {field!r}" if field is not None else "the message timestamp"
+    # beyond ±3 million years the date says nothing a reader can use
+    if abs(epoch_ms) < 10**17:
+        when = iso_ms(epoch_ms)
+    else:
+        when = f"{'-' if epoch_ms < 0 else ''}10^{len(str(abs(epoch_ms))) - 1} ms after 1970"
+    if epoch_ms < 0:
+        return RecordError(f"{what} is {when}, before 1970-01-01", "timestamp")
+    return RecordError(
+        f"{what} is {when}, more than {format_duration_ms(skew_ms)} ahead of the "
+        "clock (processing.max_event_time_skew)",
         "timestamp",
     )
 
 
+def event_time_ms(value: object, field: str) -> int:
+    """An event time as epoch milliseconds: epoch seconds, epoch ms (>= 1e11) or ISO-8601.
+
+    Total: any input gives an int or a `timestamp` RecordError (never an OverflowError);
+    the range check against the clock is the pipeline's.
+    """
+    if value is None:
+        raise RecordError(f"event time field {field!r} is missing or null", "timestamp")
+    if value.__class__ is int or (isinstance(value, int) and not isinstance(value, bool)):
+        # ints stay ints: float() of a big one overflows, or rounds
+        number = int(value)
+        return number if abs(number) >= _EPOCH_MS_THRESHOLD else number * 1000
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RecordError(f"event time {field!r} is not a finite number", "timestamp")
+        return int(value) if abs(value) >= _EPOCH_MS_THRESHOLD else int(value * 1000)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return _epoch_ms(parsed)
+        except (ValueError, OverflowError):
+            raise RecordError(
+                f"event time {field!r} is {value[:60]!r}: expected epoch seconds, epoch ms "
+                "or ISO-8601 such as 2026-11-25T10:00:00Z",
+                "timestamp",
+            ) from None
+    raise RecordError(
+        f"event time {field!r} is {_json_type(value)}: expected a number or ISO-8601 text",
+        "timestamp",
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    # exact integer arithmetic: timestamp() goes through a float
+    return (moment - _EPOCH) // _MS
+
+
+# the Gregorian calendar repeats every 400 years (146,097 days)
+_CYCLE_MS = 146_097 * 86_400_000
+_LOWEST_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z, datetime's first instant
+_HIGHEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, its last
+
+
 def iso_ms(epoch_ms: int) -> str:
-    """Epoch milliseconds as ISO-8601 UTC with milliseconds: 2026-11-25T10:01:00.000Z."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds: 2026-11-25T10:01:00.000Z.
+
+    Total: a time outside years 1-9999 uses ISO-8601's expanded years (+10000-01-01…,
+    -0001-…), so formatting a time can never raise.
+    """
+    years = 0
+    if not _LOWEST_MS <= epoch_ms <= _HIGHEST_MS:
+        cycles = epoch_ms // _CYCLE_MS  # shift into 1970-2369, then name the real year
+        epoch_ms -= cycles * _CYCLE_MS
+        years = cycles * 400
+    moment = _EPOCH + timedelta(milliseconds=epoch_ms)
+    year = moment.year + years
+    text = f"{year:04d}" if 0 < year <= 9999 else f"{year:+05d}"
+    return f"{text}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
 def _json_type(value: object) -> str:

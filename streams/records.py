@@ -109,4 +109,9 @@ def _key_text(value: object) -> str:
         return value
     if value is True or value is False:
         return "true" if value else "false"
+    if isinstance(value, list | dict):
+        # JSON text: str() of a value nested 1,000 deep raises RecursionError
+        from streams.jsonl import dumps
+
+        return dumps(value).decode()
     return str(value)

@@ -9,28 +9,31 @@ input every open window closes.
 
 from __future__ import annotations
 
+import base64
+import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
-import orjson
-
 from models.envelopes import DeadLetterError, ReplayDeadLetter
 from models.pipeline import PipelineSpec
+from streams import jsonl
 from streams.errors import SluiceError
-from streams.jsonl import dumps, text_of
+from streams.jsonl import dumps
 from streams.metrics import CountingMetrics
-from streams.pipeline import DEFAULT_MAX_MESSAGE_BYTES, Pipeline
+from streams.pipeline import DEFAULT_MAX_EVENT_TIME_SKEW_MS, DEFAULT_MAX_MESSAGE_BYTES, Pipeline
 from streams.records import BatchResult, DeadLetter, Event, key_of
 from streams.state import MemoryStateBackend, StateBackend
 from streams.steps import table_store_name
+from streams.watchdog import StuckRecord, Watchdog
 
 STDIN = "-"
 DEFAULT_OUTPUT_DIR = "replay-out"
+STUCK_EXIT_STATUS = 3
 
 
 @dataclass(slots=True)
@@ -41,6 +44,7 @@ class ReplaySummary:
     dead_letters: int = 0
     dead_letter_topic: str = ""
     dropped: int = 0
+    blank_lines: int = 0
     seconds: float = 0.0
     files: list[Path] = field(default_factory=list)
 
@@ -53,8 +57,9 @@ class ReplaySummary:
         return (
             f"{self.pipeline}: {self.events_in:,} in; out: {outs or 'nothing'}; "
             f"dead letters {self.dead_letters:,} ({self.dead_letter_topic}); "
-            f"dropped {self.dropped:,}; {self.events_per_second:,.0f} events/s "
-            f"in {self.seconds:.2f}s"
+            f"dropped {self.dropped:,}; "
+            + (f"skipped {self.blank_lines:,} blank lines; " if self.blank_lines else "")
+            + f"{self.events_per_second:,.0f} events/s in {self.seconds:.2f}s"
         )
 
 
@@ -78,8 +83,8 @@ def load_tables(
                 if not line.strip():
                     continue
                 try:
-                    row = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
+                    row = jsonl.loads(line)
+                except ValueError as exc:
                     raise SluiceError(
                         f"{path}:{number}: invalid JSON in table {name!r}: {exc}"
                     ) from None
@@ -122,11 +127,31 @@ class _Outputs:
 
 
 def dead_letter_line(letter: DeadLetter) -> bytes:
-    envelope = ReplayDeadLetter(
-        error=DeadLetterError(step=letter.step, type=letter.error_type, message=letter.message),
-        payload=text_of(letter.raw),
+    """The replay form of a dead letter: the original line as text, or base64 (with
+    `"payload_encoding": "base64"`) when its bytes are not UTF-8, so nothing is lost."""
+    error = DeadLetterError(step=letter.step, type=letter.error_type, message=letter.message)
+    try:
+        envelope = ReplayDeadLetter(error=error, payload=letter.raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        envelope = ReplayDeadLetter(
+            error=error,
+            payload=base64.b64encode(letter.raw).decode("ascii"),
+            payload_encoding="base64",
+        )
+    return envelope.model_dump_json(exclude_none=True).encode()
+
+
+def exit_when_stuck(record: StuckRecord) -> None:
+    """Replay's answer to a sync component stuck past its timeout: a thread cannot be
+    stopped, so say which step and line, and exit (status 3) instead of hanging."""
+    sys.stderr.write(
+        f"sluice replay: pipeline {record.pipeline!r} step {record.step!r} is stuck on the "
+        f"record on line {record.offset + 1}: it has run for {record.running_s:.1f} s, past "
+        f"its timeout ({record.timeout_s:g} s). A sync process() cannot be interrupted, so "
+        "replay stops here; the output files are incomplete.\n"
     )
-    return envelope.model_dump_json().encode()
+    sys.stderr.flush()
+    os._exit(STUCK_EXIT_STATUS)
 
 
 class open_input:
@@ -158,14 +183,39 @@ async def replay(
     tables: Mapping[str, Path] | None = None,
     batch_size: int = 1000,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_event_time_skew_ms: int = DEFAULT_MAX_EVENT_TIME_SKEW_MS,
     progress: bool = False,
+    on_stuck: Callable[[StuckRecord], None] = exit_when_stuck,
 ) -> ReplaySummary:
-    """Replay `source` (a path or `-`) through `spec`, writing outputs to `output_dir`."""
+    """Replay `source` (a path or `-`) through `spec`, writing outputs to `output_dir`.
+
+    A component stuck past its timeout calls `on_stuck` from a watchdog thread (by default
+    `exit_when_stuck`)."""
     state = MemoryStateBackend()
     if tables:
         load_tables(spec, tables, state)
     metrics = CountingMetrics()
-    pipeline = Pipeline(spec, state=state, metrics=metrics, max_message_bytes=max_message_bytes)
+    with Watchdog(on_stuck, interval_s=0.25) as watchdog:
+        pipeline = Pipeline(
+            spec,
+            state=state,
+            metrics=metrics,
+            max_message_bytes=max_message_bytes,
+            max_event_time_skew_ms=max_event_time_skew_ms,
+            watchdog=watchdog,
+        )
+        return await _replay(pipeline, metrics, source, output_dir, batch_size, progress)
+
+
+async def _replay(
+    pipeline: Pipeline,
+    metrics: CountingMetrics,
+    source: str,
+    output_dir: Path,
+    batch_size: int,
+    progress: bool,
+) -> ReplaySummary:
+    spec = pipeline.spec
     output_dir.mkdir(parents=True, exist_ok=True)
     for topic in spec.output_topics():  # stale files from an earlier run would mislead
         (output_dir / f"{topic}.jsonl").unlink(missing_ok=True)
@@ -178,6 +228,7 @@ async def replay(
         lines = stack.enter_context(open_input(source))
         bar = stack.enter_context(Progress(total_bytes)) if progress else None
         offset = 0
+        blank = 0
         batch: list[Event] = []
         # a record's "broker time" in replay: when its batch was read
         now_ms = int(time.time() * 1000)
@@ -187,6 +238,7 @@ async def replay(
                 bar.advance(len(line))
             if not raw or raw.isspace():
                 offset += 1
+                blank += 1
                 continue
             batch.append(Event(None, raw=raw, timestamp_ms=now_ms, offset=offset))
             offset += 1
@@ -206,6 +258,7 @@ async def replay(
         dead_letters=metrics.dead_letter_total,
         dead_letter_topic=pipeline.dead_letter_topic,
         dropped=metrics.dropped_total,
+        blank_lines=blank,
         seconds=time.perf_counter() - began,
         files=files,
     )

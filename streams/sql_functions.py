@@ -8,15 +8,32 @@ is NULL, so implementations here only see non-null values.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
+import re2
+
 from streams.errors import ExpressionRuntimeError
 
 NUMBER_TYPES = (int, float)
+# Bounds on what one record can make an expression build: text (repeat, replace…) and
+# integers (exact, so `power(2, 10**9)` would take minutes and gigabytes otherwise)
+MAX_TEXT_LENGTH = 4 * 1_048_576
+MAX_INT_BITS = 8192
+
+
+def text_too_long(function: str, length: int) -> ExpressionRuntimeError:
+    return ExpressionRuntimeError(
+        f"{function}() would make text of {length:,} characters (limit {MAX_TEXT_LENGTH:,})"
+    )
+
+
+def int_too_large(function: str) -> ExpressionRuntimeError:
+    return ExpressionRuntimeError(
+        f"{function} gives an integer of more than {MAX_INT_BITS} bits: number too large"
+    )
 
 
 def type_name(value: object) -> str:
@@ -134,7 +151,12 @@ def sql_substr(value: object, start: object, length: object = None) -> str:
 
 
 def sql_replace(value: object, old: object, new: object) -> str:
-    return as_text("replace", value).replace(as_text("replace", old), as_text("replace", new))
+    text, before, after = (as_text("replace", v) for v in (value, old, new))
+    if len(after) > len(before):
+        grown = len(text) + text.count(before) * (len(after) - len(before))
+        if grown > MAX_TEXT_LENGTH:
+            raise text_too_long("replace", grown)
+    return text.replace(before, after)
 
 
 def sql_left(value: object, count: object) -> str:
@@ -185,7 +207,11 @@ def sql_reverse(value: object) -> str:
 
 
 def sql_repeat(value: object, times: object) -> str:
-    return as_text("repeat", value) * max(as_int("repeat", times), 0)
+    text = as_text("repeat", value)
+    count = max(as_int("repeat", times), 0)
+    if len(text) * count > MAX_TEXT_LENGTH:
+        raise text_too_long("repeat", len(text) * count)
+    return text * count
 
 
 def sql_split_part(value: object, delimiter: object, index: object) -> str:
@@ -197,29 +223,51 @@ def sql_split_part(value: object, delimiter: object, index: object) -> str:
     return parts[position] if 0 <= position < len(parts) else ""
 
 
-_REGEX_CACHE: dict[str, re.Pattern[str]] = {}
+# Regular expressions are RE2's (google-re2): matching time is linear in the text, whatever
+# the pattern, so no record can make one run for seconds (Python's `re` backtracks:
+# '^(a+)+$' on 28 characters took 17 s). RE2 has no backreferences or lookaround.
+Regex = Any  # re2._Regexp: the module ships no type information
 
 
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    cached = _REGEX_CACHE.get(pattern)
-    if cached is None:
-        try:
-            cached = re.compile(pattern)
-        except re.error as exc:
-            raise ExpressionRuntimeError(f"invalid regular expression {pattern!r}: {exc}") from None
-        if len(_REGEX_CACHE) < 1024:
-            _REGEX_CACHE[pattern] = cached
-    return cached
+class RegexError(ValueError):
+    """RE2 cannot compile a pattern; the message says why."""
 
 
-def sql_regexp_like(value: object, pattern: object) -> bool:
-    regex = compile_regex(as_text("regexp_like", pattern))
+def compile_regex(pattern: str, *, ignore_case: bool = False, dot_all: bool = False) -> Regex:
+    """Compile `pattern` with RE2, or raise RegexError with RE2's reason."""
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print every error to stderr
+    options.case_sensitive = not ignore_case
+    options.dot_nl = dot_all
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "invalid pattern"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", errors="replace")
+        raise RegexError(str(reason)) from None
+
+
+def escape_regex(text: str) -> str:
+    return str(re2.escape(text))
+
+
+def sql_regexp_like(value: object, regex: Regex) -> bool:
+    """`regex` is compiled once, from the literal pattern, by the expression compiler."""
     return regex.search(as_text("regexp_like", value)) is not None
 
 
-def sql_regexp_replace(value: object, pattern: object, replacement: object) -> str:
-    regex = compile_regex(as_text("regexp_replace", pattern))
-    return regex.sub(as_text("regexp_replace", replacement), as_text("regexp_replace", value))
+def sql_regexp_replace(value: object, regex: Regex, replacement: object) -> str:
+    text = as_text("regexp_replace", value)
+    new = as_text("regexp_replace", replacement)
+    if len(text) + (len(text) + 1) * len(new) > MAX_TEXT_LENGTH:  # worst case: look
+        grown = len(text) + len(regex.findall(text)) * len(new)
+        if grown > MAX_TEXT_LENGTH:
+            raise text_too_long("regexp_replace", grown)
+    try:
+        return str(regex.sub(new, text))
+    except (re2.error, IndexError, ValueError) as exc:  # a bad group reference in it
+        raise ExpressionRuntimeError(f"regexp_replace() replacement: {exc}") from None
 
 
 # --- numbers ---------------------------------------------------------------------------
@@ -259,9 +307,17 @@ def sql_sqrt(value: object) -> float:
     return math.sqrt(number)
 
 
+def _power_too_large(a: int | float, b: int | float) -> bool:
+    if isinstance(a, float) or isinstance(b, float) or b <= 0 or abs(a) <= 1:
+        return False  # floats overflow to an error; these stay small
+    return (abs(a).bit_length() - 1) * b > MAX_INT_BITS
+
+
 def sql_power(base: object, exponent: object) -> int | float:
     a = as_number("power", base)
     b = as_number("power", exponent)
+    if _power_too_large(a, b):  # checked before the work, which could take minutes
+        raise int_too_large("power()")
     try:
         result = a**b
     except ZeroDivisionError:
@@ -396,7 +452,7 @@ FUNCTIONS: dict[str, SqlFunction] = {
         _fn("reverse", sql_reverse, 1),
         _fn("repeat", sql_repeat, 2),
         _fn("split_part", sql_split_part, 3),
-        _fn("regexp_like", sql_regexp_like, 2),
+        _fn("regexp_like", sql_regexp_like, 2),  # the pattern: a literal, compiled once
         _fn("regexp_replace", sql_regexp_replace, 3),
         _fn("abs", sql_abs, 1),
         _fn("round", sql_round, 1, 2),
@@ -431,6 +487,9 @@ ALIASES = {
     "nvl": "coalesce",
     "log10": "log",
 }
+
+# functions whose second argument is a regular expression: a literal, compiled at check
+REGEX_FUNCTIONS = frozenset({"regexp_like", "regexp_replace"})
 
 AGGREGATE_NAMES = frozenset(
     {"count", "sum", "avg", "min", "max", "first", "last", "percentile", "count_distinct"}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
@@ -23,6 +24,15 @@ async def start_or_explain(client: Any, settings: Settings) -> None:
     await start_client(client, settings)
 
 
+@dataclass(slots=True)
+class ProduceSummary:
+    sent: int = 0
+    skipped: int = 0
+
+
+SkippedCallback = Callable[[int, str], None]  # (line number, why)
+
+
 async def produce(
     settings: Settings,
     topic: str,
@@ -31,23 +41,49 @@ async def produce(
     key_field: str | None = None,
     rate: float | None = None,
     on_sent: Any = None,
-) -> int:
-    """Send each non-empty line as a message; returns how many were sent."""
+    on_skipped: SkippedCallback | None = None,
+) -> ProduceSummary:
+    """Send each non-empty line as a message. A line that cannot be sent — longer than
+    processing.max_message_bytes, or refused by the broker — is reported through
+    `on_skipped(line_number, reason)` and skipped; the rest is sent."""
+    limit = settings.processing.max_message_bytes
     producer = AIOKafkaProducer(
         **connection_options(settings),
         linger_ms=5,
         max_batch_size=262_144,
         request_timeout_ms=15_000,
-        max_request_size=max(settings.processing.max_message_bytes * 2, 1_048_576),
+        max_request_size=max(limit * 2, 1_048_576),
     )
     await start_or_explain(producer, settings)
-    sent = 0
+    summary = ProduceSummary()
     began = time.monotonic()
-    pending = []
+    pending: list[tuple[int, Any]] = []
+
+    def skip(number: int, reason: str) -> None:
+        summary.skipped += 1
+        if on_skipped is not None:
+            on_skipped(number, reason)
+
+    async def settle() -> None:
+        results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        for (number, _), result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                summary.sent -= 1
+                skip(number, f"the broker refused it: {type(result).__name__}: {result}")
+        pending.clear()
+
     try:
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             value = line.rstrip(b"\r\n")
+            if on_sent is not None:
+                on_sent(len(line))
             if not value.strip():
+                continue
+            if len(value) > limit:
+                skip(
+                    number,
+                    f"{len(value):,} bytes, more than processing.max_message_bytes ({limit:,})",
+                )
                 continue
             key = None
             if key_field is not None:
@@ -57,21 +93,22 @@ async def produce(
                     key = found.encode() if found is not None else None
                 except orjson.JSONDecodeError:
                     key = None
-            pending.append(await producer.send(topic, value, key=key))
-            sent += 1
+            try:
+                pending.append((number, await producer.send(topic, value, key=key)))
+            except KafkaError as exc:  # refused before sending: too large for the client
+                skip(number, f"{type(exc).__name__}: {exc}")
+                continue
+            summary.sent += 1
             if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-            if on_sent is not None:
-                on_sent(len(line))
+                await settle()
             if rate:
-                ahead = sent / rate - (time.monotonic() - began)
+                ahead = summary.sent / rate - (time.monotonic() - began)
                 if ahead > 0.002:
                     await asyncio.sleep(ahead)
-        await asyncio.gather(*pending)
+        await settle()
     finally:
         await producer.stop()
-    return sent
+    return summary
 
 
 def render(message: Any, envelope: bool) -> bytes:

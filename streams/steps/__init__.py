@@ -13,12 +13,18 @@ from streams.steps.map import MapStep
 from streams.steps.route import Route, Router
 from streams.steps.validate import ModelValidator, SchemaValidator, ValidateStep
 from streams.steps.window import WindowStep
+from streams.watchdog import Watchdog
 
 
 def build_step(
-    pipeline: spec.PipelineSpec, name: str, step: spec.StepSpec, state: StateBackend
+    pipeline: spec.PipelineSpec,
+    name: str,
+    step: spec.StepSpec,
+    state: StateBackend,
+    watchdog: Watchdog | None = None,
 ) -> Step:
-    """The runnable step for one entry of `steps:`; stateful steps get their store here."""
+    """The runnable step for one entry of `steps:`; stateful steps get their store here,
+    components a slot in the `watchdog` (when there is one)."""
     store_name = f"{pipeline.pipeline}.{name}"
     if isinstance(step, spec.ValidateStep):
         options = step.validate_
@@ -34,7 +40,15 @@ def build_step(
         return MapStep(name, step.map)
     if isinstance(step, spec.ComponentStep):
         component = step.component
-        return ComponentStep(name, component.class_, component.config, state.store(store_name))
+        return ComponentStep(
+            name,
+            component.class_,
+            component.config,
+            state.store(store_name),
+            timeout_ms=component.timeout,
+            pipeline=pipeline.pipeline,
+            watchdog=watchdog,
+        )
     if isinstance(step, spec.WindowStep):
         return WindowStep(name, step.window, state.store(store_name))
     if isinstance(step, spec.DedupeStep):

@@ -1,8 +1,14 @@
 """Window aggregates: one small class per function, in the shape of Quix Streams'
 aggregators plus `merge` (hopping windows and sessions combine partial states).
 
-Each keeps a JSON-serializable state: windows live in changelog-backed tables.
-`add` skips nulls (except `count()`), as SQL aggregates do.
+Each keeps a JSON-serializable state: windows live in changelog-backed tables, written
+with orjson, so a state never holds an integer beyond 64 bits (a record that would put one
+there is a dead letter instead). `add` skips nulls (except `count()`), as SQL aggregates do.
+
+A record's aggregates change together or not at all: `add` either raises before it changes
+anything or returns a new state, except for the aggregates that grow a state in place
+(`in_place`: percentile, count_distinct); those take a value `prepare`d beforehand and
+then cannot fail.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from ddsketch import DDSketch
 
 from streams.errors import ExpressionRuntimeError
 from streams.expressions import AggregateCall
+from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
 
 PERCENTILE_ACCURACY = 0.01  # DDSketch: every quantile within 1% relative error
 DISTINCT_EXACT_LIMIT = 1000
@@ -30,19 +37,52 @@ def _number(function: str, value: Any) -> float | int:
     )
 
 
+def _storable(function: str, value: Any) -> Any:
+    """`value` if a changelog can hold it exactly, else an ExpressionRuntimeError."""
+    cls = value.__class__
+    if cls is str or cls is float or cls is bool:
+        return value
+    if cls is int:
+        if INT64_MIN <= value <= UINT64_MAX:
+            return value
+        raise ExpressionRuntimeError(
+            f"{function}(): {value} is an integer beyond 64 bits, which window state cannot "
+            "hold exactly"
+        )
+    problem = state_problem(value)
+    if problem is not None:
+        raise ExpressionRuntimeError(f"{function}(): window state cannot hold {problem}")
+    return value
+
+
+def _checked_sum(total: Any) -> Any:
+    if total.__class__ is int and not INT64_MIN <= total <= UINT64_MAX:
+        raise ExpressionRuntimeError(
+            "sum() goes beyond 64-bit integers, which window state cannot hold exactly"
+        )
+    return total
+
+
 class Aggregate:
     """`init()` → state; `add(state, value, t)` → state; `merge(a, b)`; `result(state)`;
     `dump(state)` → JSON for the table, `load(json)` → state. States may be live objects
-    (sketches); they are dumped once per touched window per batch."""
+    (sketches); they are dumped once per touched window per batch.
+
+    `in_place` aggregates change their state inside `add`: the window calls
+    `prepare(value)` first (which may raise) and passes `add` what it returned."""
 
     name: ClassVar[str] = ""
     skips_nulls: ClassVar[bool] = True
+    in_place: ClassVar[bool] = False
 
     def __init__(self, parameter: float | None = None) -> None:
         self.parameter = parameter
 
     def init(self) -> Any:
         return None
+
+    def prepare(self, value: Any) -> Any:
+        return value
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         raise NotImplementedError
@@ -83,10 +123,10 @@ class Sum(Aggregate):
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         number = _number("sum", value)
-        return number if state is None else state + number
+        return _checked_sum(number if state is None else state + number)
 
     def merge(self, a: Any, b: Any) -> Any:
-        return b if a is None else a if b is None else a + b
+        return b if a is None else a if b is None else _checked_sum(a + b)
 
 
 class Avg(Aggregate):
@@ -110,7 +150,7 @@ class Min(Aggregate):
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         try:
-            return value if state is None or value < state else state
+            return _storable("min", value) if state is None or value < state else state
         except TypeError:
             raise ExpressionRuntimeError(f"min() cannot compare {value!r} with {state!r}") from None
 
@@ -123,7 +163,7 @@ class Max(Min):
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         try:
-            return value if state is None or value > state else state
+            return _storable("max", value) if state is None or value > state else state
         except TypeError:
             raise ExpressionRuntimeError(f"max() cannot compare {value!r} with {state!r}") from None
 
@@ -134,7 +174,7 @@ class First(Aggregate):
     name = "first"
 
     def add(self, state: Any, value: Any, t: int) -> Any:
-        return [t, value] if state is None or t < state[0] else state
+        return [t, _storable(self.name, value)] if state is None or t < state[0] else state
 
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else (b if b[0] < a[0] else a)
@@ -147,7 +187,7 @@ class Last(First):
     name = "last"
 
     def add(self, state: Any, value: Any, t: int) -> Any:
-        return [t, value] if state is None or t >= state[0] else state
+        return [t, _storable(self.name, value)] if state is None or t >= state[0] else state
 
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else (b if b[0] >= a[0] else a)
@@ -167,6 +207,7 @@ class Percentile(Aggregate):
     PERCENTILE_DISC: the value at rank ceil(q*n) of the sorted values."""
 
     name = "percentile"
+    in_place = True
     exact_limit = 256
 
     def init(self) -> Any:
@@ -178,8 +219,15 @@ class Percentile(Aggregate):
             sketch.add(value)
         return sketch
 
+    def prepare(self, value: Any) -> float:
+        number = _number("percentile", value)
+        try:
+            return float(number)
+        except OverflowError:
+            raise ExpressionRuntimeError("percentile(): a number too large for a float") from None
+
     def add(self, state: Any, value: Any, t: int) -> Any:
-        number = float(_number("percentile", value))
+        number = value  # prepared: a float
         if state.__class__ is list:
             state.append(number)
             return state if len(state) <= self.exact_limit else self._sketch(state)
@@ -239,6 +287,7 @@ class CountDistinct(Aggregate):
     DataSketches, lg_k 14). Dumped as a list of the values' text, or base64 sketch bytes."""
 
     name = "count_distinct"
+    in_place = True
 
     def init(self) -> Any:
         return set()
@@ -254,8 +303,16 @@ class CountDistinct(Aggregate):
             sketch.update(item)
         return sketch
 
+    def prepare(self, value: Any) -> str:
+        try:
+            return self._text(value)
+        except (ValueError, RecursionError):  # too many digits, or nested too deeply
+            raise ExpressionRuntimeError(
+                "count_distinct(): the value has no text form (too large or too deep)"
+            ) from None
+
     def add(self, state: Any, value: Any, t: int) -> Any:
-        item = self._text(value)
+        item = value  # prepared: its text
         if isinstance(state, set):
             state.add(item)
             if len(state) <= DISTINCT_EXACT_LIMIT:

@@ -6,29 +6,57 @@
 `process` may be `async`. It returns the record that goes on (a dict), several (a list),
 or None to drop it. `ctx.state` is a dict kept per record key in the component's table,
 `ctx.emit(topic, record)` sends an extra record, `ctx.config` is the step's `config`,
-`ctx.log` a logger. An exception sends that record to the dead-letter topic.
+`ctx.log` a logger.
+
+Each record is all or nothing. When `process` raises, runs past `timeout`, returns
+something that is not records, or leaves state or records JSON cannot hold, the record
+is a dead letter (`component`, or `timeout`), its `ctx.emit`s are not sent, and its key's
+state is as it was before it.
+
+The check behind that: the key's state is encoded with orjson after every record (the
+encoding is also the snapshot a failure rolls back to), and every output once: ~0.09 µs
+for a one-key state and ~0.3 µs for an 8-field record. With the rest of the per-record
+bookkeeping (snapshot, timeout clock, deferred emits) the step went from 0.7 to 2.5 µs per
+record around a trivial sync `process` (100,000 records, 500 keys; a whole replay of it
+from 2.8 to 4.2 µs). The state check grows with the state: keep per-key state small.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
-from streams.errors import RecordError
+import orjson
+
+from streams import jsonl
+from streams.durations import format_duration_ms
+from streams.errors import RecordError, SluiceError
 from streams.records import Event
 from streams.state import StateStore
 from streams.steps.base import BatchContext, Step
 from streams.tracing import trace_id_in
+from streams.watchdog import Watchdog, WatchSlot
 
 _NO_KEY = ""
+_OUTPUT_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+# an async process() past its timeout is cancelled first; the watchdog (for one that
+# blocks the event loop) looks this much later
+_ASYNC_WATCHDOG_GRACE_S = 1.0
 
 
 class ComponentError(RecordError):
     def __init__(self, message: str) -> None:
         super().__init__(message, "component")
+
+
+class ComponentTimeout(RecordError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "timeout")
 
 
 class RecordLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -52,40 +80,72 @@ class ComponentContext:
     """What `process(record, ctx)` can reach. One context serves a whole batch; `state`
     points at the current record's key."""
 
-    __slots__ = ("_batch", "_event", "config", "log", "state")
+    __slots__ = ("_emitted", "_event", "config", "log", "state")
 
     def __init__(self, config: Mapping[str, Any], log: logging.Logger, step: str) -> None:
         self.config = config
         self.log = RecordLogger(log, self, step)
         self.state: dict[str, Any] = {}
-        self._batch: BatchContext | None = None
         self._event: Event | None = None
+        self._emitted: list[tuple[str, dict[str, Any]]] = []
 
     def emit(self, topic: str, record: dict[str, Any]) -> None:
-        """Send `record` to `topic`, besides what `process` returns."""
+        """Send `record` to `topic`, besides what `process` returns (once the record is
+        done: a record that fails sends nothing)."""
         if not isinstance(topic, str) or not topic:
             raise ValueError(f"ctx.emit needs a topic name, got {topic!r}")
         if not isinstance(record, dict):
             raise TypeError(f"ctx.emit needs a dict record, got {type(record).__name__}")
-        assert self._batch is not None and self._event is not None
-        self._batch.emit(topic, self._event.derive(record))
+        self._emitted.append((topic, record))
+
+
+class _KeyState:
+    """A key's state during a batch: the live dict `ctx.state` points at, and its last
+    good encoding (what a failed record rolls back to)."""
+
+    __slots__ = ("encoded", "partition", "value")
+
+    def __init__(self, value: dict[str, Any], encoded: bytes, partition: int) -> None:
+        self.value = value
+        self.encoded = encoded
+        self.partition = partition
+
+    def rollback(self) -> None:
+        self.value.clear()
+        self.value.update(orjson.loads(self.encoded))
 
 
 class ComponentStep(Step):
     kind = "component"
 
-    def __init__(self, name: str, cls: type, config: Mapping[str, Any], store: StateStore) -> None:
+    def __init__(
+        self,
+        name: str,
+        cls: type,
+        config: Mapping[str, Any],
+        store: StateStore,
+        *,
+        timeout_ms: int = 30_000,
+        pipeline: str = "",
+        watchdog: Watchdog | None = None,
+    ) -> None:
         super().__init__(name)
         try:
             self.instance = cls()
         except Exception as exc:
-            raise TypeError(
-                f"component {cls.__qualname__}: cannot create it with {cls.__qualname__}(): {exc}"
-            ) from exc
+            raise SluiceError(
+                f"component {cls.__qualname__}: cannot create it with {cls.__qualname__}(): "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         self._process: Callable[..., Any] = self.instance.process
         self.is_async = inspect.iscoroutinefunction(self._process)
         self.store = store
-        self.partitions: dict[str, int] = {}
+        self.timeout_ms = timeout_ms
+        self.timeout_s = timeout_ms / 1000
+        self.slot: WatchSlot | None = None
+        if watchdog is not None:
+            grace = _ASYNC_WATCHDOG_GRACE_S if self.is_async else 0.0
+            self.slot = watchdog.slot(pipeline, name, self.timeout_s + grace)
         self.ctx = ComponentContext(
             MappingProxyType(dict(config)), logging.getLogger(f"sluice.component.{name}"), name
         )
@@ -95,76 +155,186 @@ class ComponentStep(Step):
     ) -> list[Event] | Awaitable[list[Event]]:
         if self.is_async:
             return self._process_async(events, ctx)
-        states: dict[str, dict[str, Any]] = {}
+        states: dict[str, _KeyState] = {}
         kept: list[Event] = []
+        slot = self.slot
+        call = self._process
+        component = self.ctx
+        timeout_s = self.timeout_s
+        clock = time.monotonic
+        enter = self._enter
+        accept = self._accept
         for event in events:
-            self._enter(event, ctx, states)
+            state = enter(event, states)
+            started = clock()
+            if slot is not None:
+                slot.current = (started, event.partition, event.offset)
             try:
-                returned = self._process(event.value, self.ctx)
+                returned = call(event.value, component)
             except Exception as exc:
-                self._fail(event, ctx, exc)
+                if slot is not None:
+                    slot.current = None
+                self._fail(event, ctx, state, ComponentError(_describe(exc)))
                 continue
-            self._accept(event, returned, ctx, kept)
+            if slot is not None:
+                slot.current = None
+            took = clock() - started
+            if took > timeout_s:  # done at last; its result came too late to trust
+                self._fail(event, ctx, state, self._too_slow(took))
+                continue
+            accept(event, returned, ctx, kept, state)
         self._save(states)
         return kept
 
     async def _process_async(self, events: list[Event], ctx: BatchContext) -> list[Event]:
-        states: dict[str, dict[str, Any]] = {}
+        states: dict[str, _KeyState] = {}
         kept: list[Event] = []
+        slot = self.slot
         for event in events:
-            self._enter(event, ctx, states)
+            state = self._enter(event, states)
+            if slot is not None:
+                slot.begin(event.partition, event.offset)
+            deadline = asyncio.timeout(self.timeout_s)
             try:
-                returned = await self._process(event.value, self.ctx)
-            except Exception as exc:
-                self._fail(event, ctx, exc)
+                async with deadline:
+                    returned = await self._process(event.value, self.ctx)
+            except TimeoutError as exc:
+                error: RecordError = (
+                    self._too_slow(None) if deadline.expired() else ComponentError(_describe(exc))
+                )
+                self._fail(event, ctx, state, error)
                 continue
-            self._accept(event, returned, ctx, kept)
+            except Exception as exc:
+                self._fail(event, ctx, state, ComponentError(_describe(exc)))
+                continue
+            finally:
+                if slot is not None:
+                    slot.end()
+            self._accept(event, returned, ctx, kept, state)
         self._save(states)
         return kept
 
-    def _enter(self, event: Event, ctx: BatchContext, states: dict[str, dict[str, Any]]) -> None:
+    def _too_slow(self, took: float | None) -> ComponentTimeout:
+        limit = format_duration_ms(self.timeout_ms)
+        if took is None:
+            return ComponentTimeout(f"process() did not finish within its timeout ({limit})")
+        return ComponentTimeout(f"process() took {took:.1f} s, past its timeout ({limit})")
+
+    def _enter(self, event: Event, states: dict[str, _KeyState]) -> _KeyState:
         # each key's state is read once per batch and written back once at its end
         key = event.key if event.key is not None else _NO_KEY
         state = states.get(key)
         if state is None:
             stored = self.store.get(key)
-            state = states[key] = dict(stored) if isinstance(stored, dict) else {}
-            self.partitions[key] = event.partition
-        self.ctx.state = state
-        self.ctx._batch = ctx
+            value = dict(stored) if isinstance(stored, dict) else {}
+            state = states[key] = _KeyState(value, _encode_state(value), event.partition)
+        self.ctx.state = state.value
         self.ctx._event = event
+        if self.ctx._emitted:
+            self.ctx._emitted = []
+        return state
 
-    def _fail(self, event: Event, ctx: BatchContext, exc: Exception) -> None:
-        ctx.dead_letter(event, self.name, ComponentError(f"{type(exc).__name__}: {exc}"))
+    def _fail(self, event: Event, ctx: BatchContext, state: _KeyState, error: RecordError) -> None:
+        state.rollback()
+        self.ctx._emitted = []
+        ctx.dead_letter(event, self.name, error)
 
-    def _accept(self, event: Event, returned: Any, ctx: BatchContext, kept: list[Event]) -> None:
+    def _accept(
+        self,
+        event: Event,
+        returned: Any,
+        ctx: BatchContext,
+        kept: list[Event],
+        state: _KeyState,
+    ) -> None:
         if returned is None:
-            ctx.drop(self.name, "component")
+            records: list[dict[str, Any]] = []
         elif isinstance(returned, dict):
-            event.value = returned
-            kept.append(event)
+            records = [returned]
         elif isinstance(returned, list) and all(isinstance(item, dict) for item in returned):
-            if not returned:
-                ctx.drop(self.name, "component")
-                return
-            first, *more = returned
-            kept.append(event)
-            kept.extend(event.derive(item) for item in more)
-            event.value = first
+            records = returned
         else:
-            ctx.dead_letter(
+            self._fail(
                 event,
-                self.name,
+                ctx,
+                state,
                 ComponentError(
                     f"process() returned {type(returned).__name__}; "
                     "return a dict, a list of dicts, or None to drop the record"
                 ),
             )
+            return
+        try:
+            encoded = orjson.dumps(state.value, option=jsonl.STATE_OPTIONS)
+        except orjson.JSONEncodeError:
+            problem = jsonl.state_problem(state.value) or "not JSON"
+            self._fail(event, ctx, state, ComponentError(f"state is not JSON: {problem}"))
+            return
+        emitted = self.ctx._emitted
+        try:  # the common case in one call: one record, no emits
+            for record in records:
+                orjson.dumps(record, option=_OUTPUT_OPTIONS)
+            for _, record in emitted:
+                orjson.dumps(record, option=_OUTPUT_OPTIONS)
+        except orjson.JSONEncodeError:  # or only a big int or deep nesting: look closer
+            not_json = _records_problem(records, emitted)
+            if not_json is not None:
+                self._fail(event, ctx, state, ComponentError(not_json))
+                return
+        state.encoded = encoded
+        if emitted:
+            for topic, record in emitted:
+                ctx.emit(topic, event.derive(record))
+            self.ctx._emitted = []
+        if not records:
+            ctx.drop(self.name, "component")
+            return
+        kept.append(event)
+        event.value = records[0]
+        if len(records) > 1:
+            kept.extend([event.derive(item) for item in records[1:]])
 
-    def _save(self, states: dict[str, dict[str, Any]]) -> None:
+    def _save(self, states: dict[str, _KeyState]) -> None:
         for key, state in states.items():
-            partition = self.partitions.pop(key, None)
-            if state:
-                self.store.set(key, state, partition)
+            if state.value:
+                self.store.set(key, state.value, state.partition)
             elif self.store.get(key) is not None:
-                self.store.delete(key, partition)
+                self.store.delete(key, state.partition)
+
+
+class _NotJson(Exception):
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # a user's exception whose __str__ fails
+        text = "(its message cannot be shown)"
+    return f"{type(exc).__name__}: {text[:1000]}"
+
+
+def _encode_state(value: dict[str, Any]) -> bytes:
+    """The state's bytes as a changelog holds them; _NotJson (saying what and where) when
+    it holds something a changelog cannot."""
+    try:
+        return orjson.dumps(value, option=jsonl.STATE_OPTIONS)
+    except orjson.JSONEncodeError:
+        raise _NotJson(jsonl.state_problem(value) or "not JSON") from None
+
+
+def _records_problem(
+    records: list[dict[str, Any]], emitted: list[tuple[str, dict[str, Any]]]
+) -> str | None:
+    for index, record in enumerate(records):
+        try:
+            jsonl.strict_dumps(record)
+        except TypeError as exc:
+            which = "the returned record" if len(records) == 1 else f"returned record {index}"
+            return f"{which} is not JSON: {exc}"
+    for topic, record in emitted:
+        try:
+            jsonl.strict_dumps(record)
+        except TypeError as exc:
+            return f"the record for ctx.emit({topic!r}, …) is not JSON: {exc}"
+    return None

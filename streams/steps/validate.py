@@ -50,6 +50,23 @@ class _Field:
         self.adapter: TypeAdapter[Any] = TypeAdapter(python_type)
 
 
+def _exact_as_float(value: int) -> bool:
+    if -(2**53) <= value <= 2**53:  # every int here is a float exactly
+        return True
+    try:
+        return float(value) == value
+    except OverflowError:
+        return False
+
+
+def _lossy(name: str, value: int) -> str:
+    digits = len(str(abs(value)))
+    return (
+        f"{name}: the integer ({digits} digits) is not exactly a float, and a float would "
+        "lose digits; declare the field int"
+    )
+
+
 class SchemaValidator:
     """Validates a record dict in place against an inline schema."""
 
@@ -72,6 +89,10 @@ class SchemaValidator:
                 continue
             if value.__class__ is spec.exact:
                 continue
+            if spec.exact is float and value.__class__ is int and not _exact_as_float(value):
+                problems = problems or []
+                problems.append(_lossy(spec.name, value))
+                continue
             try:
                 record[spec.name] = spec.adapter.validate_python(value)
             except ValidationError as error:
@@ -93,7 +114,12 @@ class ModelValidator:
             instance = self.model.model_validate(record)
         except ValidationError as error:
             raise SchemaError(describe_validation_error(error)) from None
-        record.update(instance.model_dump())
+        dumped = instance.model_dump()
+        for name, new in dumped.items():
+            old = record.get(name)
+            if new.__class__ is float and old.__class__ is int and not _exact_as_float(old):
+                raise SchemaError(_lossy(name, old))
+        record.update(dumped)
         return record
 
 

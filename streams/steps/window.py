@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.pipeline import WindowSpec
-from streams.errors import RecordError
-from streams.expressions import Expression
+from streams.errors import ExpressionRuntimeError, RecordError
+from streams.expressions import Expression, describe_failure
+from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
 from streams.records import Event, key_of
 from streams.state import StateStore
 from streams.steps.aggregates import Aggregate, make_aggregate
@@ -35,6 +36,28 @@ def iso_ms(epoch_ms: int) -> str:
     from streams.pipeline import iso_ms as format_iso
 
     return format_iso(epoch_ms)
+
+
+def _key_value(value: Any) -> Any:
+    """A key field's value as the window keeps it in its state (to name the key in results):
+    only what a changelog holds exactly."""
+    cls = value.__class__
+    if cls is str or cls is bool or cls is float:
+        return value
+    if cls is int and INT64_MIN <= value <= UINT64_MAX:
+        return value
+    problem = (
+        "an integer beyond 64 bits"
+        if isinstance(value, int) and not isinstance(value, bool)
+        else state_problem(value)
+    )
+    if problem is not None:
+        raise RecordError(
+            f"window key value is {problem}, which window state cannot hold exactly; "
+            "CAST it to TEXT in a map before the window",
+            "key",
+        )
+    return value
 
 
 @dataclass(slots=True)
@@ -81,8 +104,17 @@ class WindowStep(Step):
                 self.arguments.append(call.argument)
             positions.append(distinct[text])
         self._argument_fns = [a.fn if a is not None else _none for a in self.arguments]
+        # aggregates that return a new state (rolled back by dropping it) apart from those
+        # that grow theirs in place (given a prepared value, they cannot fail)
         self._adders = [
-            (i, positions[i], agg.add, agg.skips_nulls) for i, agg in enumerate(self.aggregates)
+            (i, positions[i], agg.add, agg.skips_nulls)
+            for i, agg in enumerate(self.aggregates)
+            if not agg.in_place
+        ]
+        self._growers = [
+            (i, positions[i], agg.prepare, agg.add, agg.skips_nulls)
+            for i, agg in enumerate(self.aggregates)
+            if agg.in_place
         ]
         self._iso: dict[int, str] = {}  # window bounds as text: shared by every key's window
         self.reset()
@@ -196,21 +228,25 @@ class WindowStep(Step):
             t = event.timestamp_ms
             partition = event.partition
             watermark = max(self.watermarks.get(partition, t), t)
-            self.watermarks[partition] = watermark
-            self.last_seen_ms[partition] = ctx.now_ms
             entry = self._entry(key)
-            if entry is None:
-                key_values = [value.get(f) for f in key_fields or ()]
-                entry = self.cache[key] = KeyWindows(key_values, partition, {})
+            created = entry is None
             try:
+                if entry is None:
+                    key_values = [_key_value(value.get(f)) for f in key_fields or ()]
+                    entry = KeyWindows(key_values, partition, {})
                 if self.type == "session":
                     start = self._add_session(entry, key, t, arguments, watermark)
                     starts = [start] if start is not None else []
                 else:
                     starts = self._add_fixed(entry, key, t, arguments, watermark)
-            except RecordError as error:
+            except RecordError as error:  # nothing changed: the record is a dead letter
                 ctx.dead_letter(event, self.name, error)
                 continue
+            # only a record the window took (or found late) moves the watermark
+            self.watermarks[partition] = watermark
+            self.last_seen_ms[partition] = ctx.now_ms
+            if created and entry.windows:
+                self.cache[key] = entry
             if not starts:
                 ctx.late += 1
                 if self.late_to_dlq:
@@ -225,8 +261,6 @@ class WindowStep(Step):
                     )
                 else:
                     ctx.drop(self.name, "late")
-                if not entry.windows:
-                    self.cache.pop(key, None)
                 continue
             touched.setdefault(key, set()).update(starts)
         updates = self._updates(touched) if self.emit_updates else []
@@ -237,33 +271,70 @@ class WindowStep(Step):
         ctx.gauges["windows_open"] = self.open_count
         return results
 
-    def _add(self, window: Window, arguments: list[Any], t: int) -> None:
-        states = window.states
-        for i, position, add, skips_nulls in self._adders:
-            value = arguments[position]
+    def _prepare(self, arguments: list[Any]) -> list[Any]:
+        """The in-place aggregates' values, prepared before any state changes."""
+        prepared = []
+        try:
+            for _, position, prepare, _, skips_nulls in self._growers:
+                value = arguments[position]
+                prepared.append(None if value is None and skips_nulls else prepare(value))
+        except RecordError:
+            raise
+        except Exception as exc:
+            raise ExpressionRuntimeError(describe_failure(exc)) from None
+        return prepared
+
+    def _added(self, states: list[Any], arguments: list[Any], t: int) -> list[Any]:
+        """A new states list with the record added by the aggregates that return new
+        states; `states` itself is unchanged, so a failure leaves nothing half-added."""
+        states = states.copy()
+        try:
+            for i, position, add, skips_nulls in self._adders:
+                value = arguments[position]
+                if value is None and skips_nulls:
+                    continue
+                states[i] = add(states[i], value, t)
+        except RecordError:
+            raise
+        except Exception as exc:  # an overflow, say: the record's fault
+            raise ExpressionRuntimeError(describe_failure(exc)) from None
+        return states
+
+    def _grow(self, states: list[Any], prepared: list[Any], t: int) -> None:
+        for (i, _, _, add, skips_nulls), value in zip(self._growers, prepared, strict=True):
             if value is None and skips_nulls:
                 continue
             states[i] = add(states[i], value, t)
 
+    def _fresh_states(self) -> list[Any]:
+        return [agg.init() for agg in self.aggregates]
+
     def _new_window(self, start: int, end: int) -> Window:
         self.open_count += 1
-        return Window(start, end, [agg.init() for agg in self.aggregates])
+        return Window(start, end, self._fresh_states())
 
     def _add_fixed(
         self, entry: KeyWindows, key: str, t: int, arguments: list[Any], watermark: int
     ) -> list[int]:
-        added = []
-        for start in self._starts(t):
-            end = start + self.size
-            if end + self.grace <= watermark:
-                continue  # closed: this window is done
-            window = entry.windows.get(start)
+        starts = [s for s in self._starts(t) if s + self.size + self.grace > watermark]
+        if not starts:
+            return []  # every window of t is closed: late
+        prepared = self._prepare(arguments) if self._growers else None
+        windows = entry.windows
+        changes = []
+        for start in starts:  # first every window's new states (may raise)...
+            window = windows.get(start)
+            base = window.states if window is not None else self._fresh_states()
+            changes.append((start, window, self._added(base, arguments, t)))
+        for start, found, states in changes:  # ...then the commit, which cannot fail
+            window = found
             if window is None:
-                window = entry.windows[start] = self._new_window(start, end)
+                window = windows[start] = self._new_window(start, start + self.size)
                 self._index(entry.partition, key, window)
-            self._add(window, arguments, t)
-            added.append(start)
-        return added
+            window.states = states
+            if prepared is not None:
+                self._grow(states, prepared, t)
+        return starts
 
     def _add_session(
         self, entry: KeyWindows, key: str, t: int, arguments: list[Any], watermark: int
@@ -274,16 +345,27 @@ class WindowStep(Step):
         last = max([t, *(w.last for w in joined)])
         if last + gap + self.grace <= watermark:
             return None  # a session of its own, already closed: late
-        window = self._new_window(start, last + gap)
-        window.last = last
+        prepared = self._prepare(arguments) if self._growers else None
+        states = self._fresh_states()
+        try:  # merging makes new states; the joined windows' stay as they are
+            for other in joined:
+                states = [
+                    agg.merge(a, b)
+                    for agg, a, b in zip(self.aggregates, states, other.states, strict=True)
+                ]
+        except RecordError:
+            raise
+        except Exception as exc:
+            raise ExpressionRuntimeError(describe_failure(exc)) from None
+        states = self._added(states, arguments, t)
         for other in joined:
             del entry.windows[other.start]
             self.open_count -= 1
-            window.states = [
-                agg.merge(a, b)
-                for agg, a, b in zip(self.aggregates, window.states, other.states, strict=True)
-            ]
-        self._add(window, arguments, t)
+        window = self._new_window(start, last + gap)
+        window.last = last
+        window.states = states
+        if prepared is not None:
+            self._grow(states, prepared, t)
         entry.windows[start] = window
         self._index(entry.partition, key, window)
         return start
