@@ -11,6 +11,7 @@ from typing import IO, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from models.envelopes import EventEnvelope
 from models.settings import Settings

@@ -36,6 +36,7 @@ from streams.runtime.sender import (
 )
 from streams.steps.keyed import AlertStep
 from streams.tracing import continue_trace, trace_id_in
+from streams.watchdog import Watchdog
 
 log = logging.getLogger("sluice.pipeline")
 
@@ -97,6 +98,7 @@ class PipelineRunner:
         settings: Settings,
         state: WorkerState,
         metrics: PrometheusPipelineMetrics,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.pipeline
@@ -107,6 +109,8 @@ class PipelineRunner:
             state=state,
             metrics=metrics,
             max_message_bytes=settings.processing.max_message_bytes,
+            max_event_time_skew_ms=settings.processing.max_event_time_skew,
+            watchdog=watchdog,
         )
         self.source_topic = spec.source.topic
         self.repartition_topic = (

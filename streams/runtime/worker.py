@@ -29,6 +29,7 @@ from streams.runtime.lookups import feed_lookup_table
 from streams.runtime.metrics import Registry
 from streams.runtime.pipelines import PipelineRunner
 from streams.runtime.web import Readiness, make_web_app, serve
+from streams.watchdog import Watchdog
 
 log = logging.getLogger("sluice.worker")
 
@@ -80,12 +81,15 @@ class SluiceWorker:
         self.registry = Registry()
         self.readiness = Readiness()
         self.state = WorkerState(settings.app_id)
+        # a sync component past its timeout blocks the loop: noticed from a thread of its own
+        self.watchdog = Watchdog()
         self.runners = [
             PipelineRunner(
                 spec,
                 settings,
                 self.state,
                 self.registry.pipeline(name, spec, export=settings.telemetry),
+                self.watchdog,
             )
             for name, spec in pipelines.items()
         ]
@@ -104,6 +108,7 @@ class SluiceWorker:
             "partitions_assigned": lambda: engine.assigned_once and not engine.rebalancing,
             "tables_recovered": lambda: engine.restored and self.tables_loaded.is_set(),
             "making_progress": lambda: self.stalled is None,
+            "components_responsive": lambda: not self.watchdog.stuck,
         }
 
     # --- running ------------------------------------------------------------------------
@@ -112,10 +117,11 @@ class SluiceWorker:
         """Run until stopped (Ctrl-C, SIGTERM, a crash); returns the exit status."""
         tune_garbage_collection()
         began = time.monotonic()
+        self.watchdog.start()
         try:
             asyncio.run(self._main())
-        except KafkaUnreachable:
-            raise
+        finally:
+            self.watchdog.stop()
         log.info("worker stopped after %.1fs", time.monotonic() - began)
         return self.exit_code
 
