@@ -1,0 +1,12 @@
+"""Streaming SQL: pipelines written as ksqlDB-style statements (config/pipelines/NAME.sql).
+
+`statements` reads a file into statements (sqlglot tokenizes it and parses every SELECT),
+`compiler` turns them into the same `PipelineSpec`s YAML files give, and `graph` replays a
+file's pipelines as one graph. Nothing here imports the runtime: a worker gets SQL
+pipelines through `streams.config.load_config` like YAML ones.
+"""
+
+from streams.sql.compiler import CompiledPipeline, SqlProgram, compile_sql, load_sql_file
+from streams.sql.statements import SqlError
+
+__all__ = ["CompiledPipeline", "SqlError", "SqlProgram", "compile_sql", "load_sql_file"]
