@@ -8,7 +8,7 @@ from pathlib import Path
 from streams.config import (
     SETTINGS_FILE,
     load_config,
-    load_pipeline,
+    load_pipelines,
     load_settings,
     make_importable,
     pipeline_files,
@@ -49,7 +49,7 @@ def check(path: Path) -> CheckReport:
         if not files:
             report.errors.append(
                 ConfigError(
-                    f"no {SETTINGS_FILE} and no pipeline files (*.yaml) here", file=str(path)
+                    f"no {SETTINGS_FILE} and no pipeline files (*.yaml, *.sql) here", file=str(path)
                 )
             )
         for file in files:
@@ -70,8 +70,8 @@ def check(path: Path) -> CheckReport:
 def _check_pipeline(file: Path, report: CheckReport) -> None:
     report.files.append(file)
     try:
-        spec = load_pipeline(file)
+        specs = load_pipelines(file)
     except ConfigErrors as exc:
         report.errors.extend(exc.errors)
     else:
-        report.pipelines.append(spec.pipeline)
+        report.pipelines.extend(spec.pipeline for spec in specs)

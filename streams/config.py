@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,10 @@ from pydantic_settings import SettingsError
 from models.pipeline import PipelineSpec, describe_bad_step
 from models.settings import Settings
 from streams.errors import ConfigError, ConfigErrors
-from streams.yaml_lines import YamlDocument, format_path, load_yaml
+from streams.yaml_lines import YamlDocument, format_path, load_yaml, parse_yaml
 
 SETTINGS_FILE = "sluice.yaml"
+_DOCUMENT_START = re.compile(r"^---(\s|$)")
 _STEP_KIND_ERRORS = {"step_kind", "union_tag_invalid", "union_tag_not_found"}
 
 
@@ -154,7 +156,51 @@ def make_importable(config_dir: Path) -> None:
 
 
 def pipeline_files(directory: Path) -> list[Path]:
-    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    """The pipeline files of a folder: YAML pipelines and SQL files (*.sql)."""
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml"), *directory.glob("*.sql")])
+
+
+def load_pipelines(path: Path, display_name: str | None = None) -> list[PipelineSpec]:
+    """Every pipeline of one file: a YAML pipeline (or a YAML stream of them, as
+    `sluice explain` prints), or the pipelines a .sql file compiles to."""
+    if path.suffix.lower() == ".sql":
+        from streams.sql.compiler import load_sql_file
+
+        return load_sql_file(path, display_name)
+    name = display_name or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return [load_pipeline(path, display_name)]  # it words the error
+    documents = yaml_documents(text)
+    if len(documents) <= 1:
+        return [load_pipeline(path, display_name)]
+    specs: list[PipelineSpec] = []
+    errors: list[ConfigError] = []
+    for document in documents:
+        try:
+            specs.append(pipeline_from_document(parse_yaml(document, name)))
+        except ConfigError as exc:
+            errors.append(exc)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return specs
+
+
+def yaml_documents(text: str) -> list[str]:
+    """The documents of a YAML stream (`---` lines between them), each padded with empty
+    lines so that its line numbers stay the file's. Documents without content are left out."""
+    lines = text.splitlines(keepends=True)
+    documents: list[str] = []
+    start = 0
+    for end in [*(n for n, line in enumerate(lines) if _DOCUMENT_START.match(line)), len(lines)]:
+        chunk = lines[start:end]
+        if any(line.strip() and not line.lstrip().startswith("#") for line in chunk):
+            documents.append("\n" * start + "".join(chunk))
+        start = end + 1
+    return documents
 
 
 def load_config(config_dir: Path) -> LoadedConfig:
@@ -178,23 +224,24 @@ def load_config(config_dir: Path) -> LoadedConfig:
         return loaded
     for file in pipeline_files(directory):
         try:
-            spec = load_pipeline(file)
+            specs = load_pipelines(file)
         except ConfigErrors as exc:
             loaded.errors.extend(exc.errors)
             continue
-        if spec.pipeline in loaded.pipelines:
-            loaded.errors.append(
-                ConfigError(
-                    f"pipeline {spec.pipeline!r} is also defined in "
-                    f"{loaded.pipeline_files[spec.pipeline]}",
-                    file=str(file),
-                    line=1,
-                    field="pipeline",
+        for spec in specs:
+            if spec.pipeline in loaded.pipelines:
+                loaded.errors.append(
+                    ConfigError(
+                        f"pipeline {spec.pipeline!r} is also defined in "
+                        f"{loaded.pipeline_files[spec.pipeline]}",
+                        file=str(file),
+                        line=1,
+                        field="pipeline",
+                    )
                 )
-            )
-            continue
-        loaded.pipelines[spec.pipeline] = spec
-        loaded.pipeline_files[spec.pipeline] = file
+                continue
+            loaded.pipelines[spec.pipeline] = spec
+            loaded.pipeline_files[spec.pipeline] = file
     return loaded
 
 
@@ -203,6 +250,7 @@ __all__ = [
     "format_path",
     "load_config",
     "load_pipeline",
+    "load_pipelines",
     "load_settings",
     "make_importable",
     "validation_errors",

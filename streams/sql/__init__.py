@@ -6,7 +6,20 @@ file's pipelines as one graph. Nothing here imports the runtime: a worker gets S
 pipelines through `streams.config.load_config` like YAML ones.
 """
 
-from streams.sql.compiler import CompiledPipeline, SqlProgram, compile_sql, load_sql_file
+from streams.sql.compiler import (
+    CompiledPipeline,
+    SqlProgram,
+    compile_sql,
+    load_sql_file,
+    load_sql_program,
+)
 from streams.sql.statements import SqlError
 
-__all__ = ["CompiledPipeline", "SqlError", "SqlProgram", "compile_sql", "load_sql_file"]
+__all__ = [
+    "CompiledPipeline",
+    "SqlError",
+    "SqlProgram",
+    "compile_sql",
+    "load_sql_file",
+    "load_sql_program",
+]

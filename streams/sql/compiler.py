@@ -110,6 +110,7 @@ class SqlProgram:
     the errors found (a statement with an error yields no pipeline)."""
 
     file: str
+    text: str = ""
     pipelines: list[CompiledPipeline] = field(default_factory=list)
     relations: list[Relation] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
@@ -125,9 +126,12 @@ class SqlProgram:
     def specs(self) -> list[PipelineSpec]:
         return [p.spec for p in self.pipelines]
 
+    def line_of(self, statement: Statement) -> int:
+        return SourceText(self.text).line_col(statement.offset)[0]
 
-def load_sql_file(path: Path, display_name: str | None = None) -> list[PipelineSpec]:
-    """The pipelines of a .sql file; raises ConfigErrors with every problem in it."""
+
+def load_sql_program(path: Path, display_name: str | None = None) -> SqlProgram:
+    """A compiled .sql file; raises ConfigErrors with every problem in it."""
     name = display_name or str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -138,13 +142,18 @@ def load_sql_file(path: Path, display_name: str | None = None) -> list[PipelineS
     program = compile_sql(text, name)
     if program.errors:
         raise ConfigErrors(program.errors)
-    return program.specs()
+    return program
+
+
+def load_sql_file(path: Path, display_name: str | None = None) -> list[PipelineSpec]:
+    """The pipelines of a .sql file; raises ConfigErrors with every problem in it."""
+    return load_sql_program(path, display_name).specs()
 
 
 def compile_sql(text: str, file: str) -> SqlProgram:
     """Compile every statement of a SQL pipeline file."""
     source = SourceText(text)
-    program = SqlProgram(file)
+    program = SqlProgram(file, text)
     statements, parse_errors = parse_statements(text)
     sql_errors: list[SqlError] = list(parse_errors)
     broken: set[str] = set()  # streams whose statement failed: readers stay quiet
