@@ -685,7 +685,7 @@ class _Statement:
             self.fail(
                 self.error(
                     "GROUP BY makes a table: CREATE TABLE … AS SELECT … WINDOW … GROUP BY",
-                    _offset(group, self.query_offset),
+                    statement.clause_offset("GROUP BY"),
                 )
             )
         having = query.args.get("having")
@@ -694,7 +694,7 @@ class _Statement:
                 self.error(
                     "HAVING needs GROUP BY (CREATE TABLE … WINDOW … GROUP BY … HAVING); "
                     "filter a stream with WHERE",
-                    _offset(having, self.query_offset),
+                    statement.clause_offset("HAVING"),
                 )
             )
         if self.emit_mode() == "FINAL" and statement.emit is not None:
@@ -926,7 +926,8 @@ class _Table:
         if having is not None:
             self.owner.fail(
                 self.error(
-                    "HAVING needs GROUP BY: … WINDOW … GROUP BY key HAVING condition", having
+                    "HAVING needs GROUP BY: … WINDOW … GROUP BY key HAVING condition",
+                    self.statement.clause_offset("HAVING"),
                 )
             )
             return

@@ -65,6 +65,12 @@ _WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NOT_A_NAME = frozenset(
     {TokenType.WITH, TokenType.ALIAS, TokenType.L_PAREN, TokenType.R_PAREN, TokenType.SELECT}
 )
+_CLAUSES = {
+    TokenType.FROM: "FROM",
+    TokenType.WHERE: "WHERE",
+    TokenType.GROUP_BY: "GROUP BY",
+    TokenType.HAVING: "HAVING",
+}
 # clauses that end a PARTITION BY list
 _CLAUSE_WORDS = frozenset({"EMIT", "WINDOW", "GROUP BY", "HAVING", "WHERE", "LIMIT"})
 
@@ -163,6 +169,10 @@ class Statement:
     emit: tuple[str, int] | None = None  # ("FINAL" | "CHANGES", offset)
     partition_by: list[Name] | None = None
     partition_offset: int = 0
+    clauses: dict[str, int] = field(default_factory=dict)  # FROM, WHERE, … -> offset
+
+    def clause_offset(self, clause: str) -> int:
+        return self.clauses.get(clause, self.query_offset)
 
     @property
     def label(self) -> str:
@@ -513,6 +523,8 @@ class _StatementParser:
             token = self.tokens[position]
             kind = token.token_type
             depth += (kind == TokenType.L_PAREN) - (kind == TokenType.R_PAREN)
+            if depth == 0 and kind in _CLAUSES:
+                statement.clauses.setdefault(_CLAUSES[kind], token.start)
             if depth == 0 and kind == TokenType.WINDOW:
                 if statement.window is not None:
                     raise self.error("a query has one WINDOW clause", token)
@@ -644,7 +656,7 @@ class _StatementParser:
     def check_window(self, window: WindowClause, kind_word: str, opening: Token) -> None:
         if window.kind in ("tumbling", "hopping") and window.size is None:
             raise self.error(
-                f"WINDOW {kind_word} needs a SIZE, e.g. ({kind_word} (SIZE 1 MINUTE))", opening
+                f"WINDOW {kind_word} needs a SIZE, e.g. WINDOW {kind_word} (SIZE 1 MINUTE)", opening
             )
         if window.kind == "hopping" and window.advance is None:
             raise self.error(
@@ -658,15 +670,15 @@ class _StatementParser:
                 self.name,
             )
         if window.kind == "session":
-            if window.gap is None:
-                raise self.error(
-                    "WINDOW SESSION needs a gap, e.g. WINDOW SESSION (5 MINUTES)", opening
-                )
             if window.size is not None:
                 raise SqlError(
                     "a SESSION window has a gap, not a SIZE: WINDOW SESSION (5 MINUTES)",
                     window.size.offset,
                     self.name,
+                )
+            if window.gap is None:
+                raise self.error(
+                    "WINDOW SESSION needs a gap, e.g. WINDOW SESSION (5 MINUTES)", opening
                 )
         for slot in (window.size, window.advance, window.gap):
             if slot is not None and slot.ms <= 0:
