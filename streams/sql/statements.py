@@ -71,6 +71,11 @@ _CLAUSES = {
     TokenType.GROUP_BY: "GROUP BY",
     TokenType.HAVING: "HAVING",
 }
+_STATEMENT_START = re.compile(
+    r"\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:STREAM|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r'(?P<name>"[^"]*"|[A-Za-z_][A-Za-z0-9_]*)',
+    re.IGNORECASE,
+)
 # clauses that end a PARTITION BY list
 _CLAUSE_WORDS = frozenset({"EMIT", "WINDOW", "GROUP BY", "HAVING", "WHERE", "LIMIT"})
 
@@ -185,12 +190,27 @@ class Statement:
 def parse_statements(text: str) -> tuple[list[Statement], list[SqlError]]:
     """Every statement of a file, and every error found (a statement with an error is
     left out; the others are still parsed, so one pass reports them all)."""
+    errors: list[SqlError] = []
     try:
         tokens = Tokenizer().tokenize(text)
     except TokenError:
-        return [], [_unterminated(text)]
+        # a quote that never closes swallows the rest of the file: name its statement,
+        # and still read the statements before it
+        error = _unterminated(text)
+        errors.append(error)
+        if error.offset is None:
+            return [], errors
+        starts = list(_STATEMENT_START.finditer(text, 0, error.offset))
+        if starts:
+            error.statement = starts[-1].group("name").strip('"')
+            text = text[: starts[-1].start()]
+        else:
+            text = ""
+        try:
+            tokens = Tokenizer().tokenize(text)
+        except TokenError:
+            return [], errors
     statements: list[Statement] = []
-    errors: list[SqlError] = []
     for number, chunk in enumerate(_split(tokens, errors), 1):
         try:
             statements.append(_StatementParser(text, chunk, number).parse())

@@ -305,9 +305,7 @@ def test_the_design_example_compiles_to_the_pipelines_design_describes() -> None
 
 
 @pytest.mark.parametrize("batch_size", [1000, 7])
-async def test_the_design_example_replays_to_the_reference(
-    tmp_path: Path, batch_size: int
-) -> None:
+async def test_the_design_example_replays_to_the_reference(tmp_path: Path, batch_size: int) -> None:
     lines = orders(1500, seed=3)
     topics, _ = await replay_sql(DESIGN_SQL, lines, tmp_path, batch_size=batch_size)
     records = valid_orders(lines)

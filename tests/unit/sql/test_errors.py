@@ -1,0 +1,312 @@
+"""`sluice check` on broken SQL: every error as FILE:LINE:COL: statement NAME: reason, at
+the place to fix, with the same "did you mean" help as YAML."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.sql.compiler import compile_sql
+
+ORDERS = """\
+CREATE STREAM orders (
+  order_id VARCHAR NOT NULL,
+  "user"   VARCHAR NOT NULL,
+  amount   DOUBLE NOT NULL,
+  note     VARCHAR,
+  ts       DOUBLE NOT NULL
+) WITH (KAFKA_TOPIC = 'orders-in', TIMESTAMP = 'ts');
+"""
+FIRST = ORDERS.count("\n") + 1  # the line the statement under test starts on
+
+
+def errors(text: str) -> list[str]:
+    return [e.describe() for e in compile_sql(text, "f.sql").errors]
+
+
+def only_error(statement: str) -> str:
+    found = errors(ORDERS + statement)
+    assert len(found) == 1, found
+    return found[0]
+
+
+CASES = [
+    # (statement after ORDERS, line offset, column, statement name, words of the reason)
+    (
+        "CREATE STREAM a AS SELECT order_id, amout FROM orders;",
+        0,
+        37,
+        "a",
+        ["unknown column 'amout'", "did you mean 'amount'?"],
+    ),
+    (
+        "CREATE STREAM a AS SELECT order_id\nFROM order;",
+        1,
+        6,
+        "a",
+        ["unknown stream 'order'", "did you mean 'orders'?"],
+    ),
+    (
+        'CREATE STREAM a AS\nSELECT "user",\n       SUM(amount) AS total\nFROM orders;',
+        2,
+        8,
+        "a",
+        ["aggregate SUM(amount)", "GROUP BY"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT COUNT(*) AS n\nFROM orders\nWINDOW TUMBLING (SIZE 1 MINUTE);",
+        0,
+        26,
+        "t",
+        ["aggregate COUNT(*) needs GROUP BY"],
+    ),
+    (
+        'CREATE TABLE t AS\nSELECT "user", note, COUNT(*) AS n FROM orders\n'
+        'WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY "user";',
+        1,
+        16,
+        "t",
+        ["column 'note'", "neither in GROUP BY nor inside an aggregate"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT COUNT(*) AS n FROM orders\n"
+        "WINDOW TUMBLING (SIZE 1 MINUTE)\nHAVING COUNT(*) > 2;",
+        2,
+        1,
+        "t",
+        ["HAVING needs GROUP BY"],
+    ),
+    (
+        "CREATE STREAM a AS SELECT * FROM orders\nHAVING amount > 2;",
+        1,
+        1,
+        "a",
+        ["HAVING needs GROUP BY"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders\n'
+        'WINDOW TUMBLING (SIZE 1 MINUTS) GROUP BY "user";',
+        1,
+        25,
+        "t",
+        ["invalid duration", "unknown unit 'MINUTS'", "did you mean 'MINUTES'?"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders\n'
+        'WINDOW TUMBLING (SIZE MINUTE) GROUP BY "user";',
+        1,
+        23,
+        "t",
+        ["invalid duration", "expected a number"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders\n'
+        'WINDOW HOPPING (SIZE 1 MINUTE, ADVANCE BY 2 MINUTES) GROUP BY "user";',
+        1,
+        43,
+        "t",
+        ["ADVANCE BY 2 MINUTES is larger than SIZE 1 MINUTE"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders\n'
+        'WINDOW HOPPING (SIZE 1 MINUTE) GROUP BY "user";',
+        1,
+        16,
+        "t",
+        ["needs ADVANCE BY"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders\n'
+        'WINDOW TUMBLING (SIZE 0 SECONDS) GROUP BY "user";',
+        1,
+        23,
+        "t",
+        ["0 SECONDS: must be more than 0"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders\n'
+        'WINDOW TUMBLNG (SIZE 1 MINUTE) GROUP BY "user";',
+        1,
+        8,
+        "t",
+        ["expected TUMBLING, HOPPING or SESSION", "did you mean 'TUMBLING'?"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders\n'
+        'WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY "user"\nEMIT FINALLY;',
+        2,
+        6,
+        "t",
+        ["expected FINAL or CHANGES after EMIT", "did you mean 'FINAL'?"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) FROM orders\n'
+        'WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY "user";',
+        0,
+        34,
+        "t",
+        ["COUNT(*) needs a name", "AS"],
+    ),
+    (
+        "CREATE STREAM a AS SELECT order_id, amount * 2 FROM orders;",
+        0,
+        37,
+        "a",
+        ["amount * 2 needs a name: add AS alias"],
+    ),
+    (
+        "CREATE STREAM a AS SELECT order_id, UPPR(note) AS n FROM orders;",
+        0,
+        37,
+        "a",
+        ["unknown function 'uppr'", "did you mean 'upper'?"],
+    ),
+    (
+        "CREATE STREAM a AS SELECT * FROM orders WHERE amount >;",
+        0,
+        54,
+        "a",
+        ["syntax error"],
+    ),
+    (
+        "CREATE STREAM a WITH (KAFKA_TOPICS = 'x') AS SELECT * FROM orders;",
+        0,
+        23,
+        "a",
+        ["unknown property KAFKA_TOPICS", "did you mean 'KAFKA_TOPIC'?"],
+    ),
+    (
+        "CREATE STREAM a AS SELECT * FROM orders WHERE note = 'it''s;\n",
+        0,
+        54,
+        "a",
+        ["unterminated quoted text"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders GROUP BY "user";',
+        0,
+        14,
+        "t",
+        ["needs a WINDOW"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", PERCENTILE(amount, 1.5) AS p FROM orders\n'
+        'WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY "user";',
+        0,
+        34,
+        "t",
+        ["percentile() fraction must be a number from 0 to 1"],
+    ),
+    (
+        "CREATE STREAM a AS SELECT * FROM orders WHERE SUM(amount) > 3;",
+        0,
+        47,
+        "a",
+        ["not allowed in WHERE", "HAVING"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders\n'
+        'WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY "user"\nHAVING total > 3;',
+        2,
+        8,
+        "t",
+        ["unknown column 'total' in HAVING"],
+    ),
+    (
+        'CREATE TABLE t AS SELECT "user", COUNT(*) AS n FROM orders\n'
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY usr;",
+        1,
+        42,
+        "t",
+        ["unknown column 'usr' in GROUP BY", "did you mean 'user'?"],
+    ),
+    (
+        "CREATE STREAM a (x INTEGR) WITH (KAFKA_TOPIC = 'a');",
+        0,
+        20,
+        "a",
+        ["unknown type 'INTEGR'", "did you mean 'INTEGER'?"],
+    ),
+    (
+        "CREATE STREAM a (x INT) WITH (TIMESTAMP = 'x');",
+        0,
+        15,
+        "a",
+        ["needs WITH (KAFKA_TOPIC"],
+    ),
+    (
+        "CREATE STREAM a (x INT, ts DOUBLE) WITH (KAFKA_TOPIC = 'a', TIMESTAMP = 'tss');",
+        0,
+        73,
+        "a",
+        ["TIMESTAMP 'tss' is not a column", "did you mean 'ts'?"],
+    ),
+    (
+        "CREATE STREAM a WITH (KAFKA_TOPIC = 'orders-in') AS SELECT * FROM orders;",
+        0,
+        37,
+        "a",
+        ["topic 'orders-in' is already the topic of 'orders'"],
+    ),
+    (
+        "CREATE STREAM a AS SELECT * FROM b;\nCREATE STREAM b AS SELECT * FROM orders;",
+        0,
+        34,
+        "a",
+        ["unknown stream 'b'", "defined later"],
+    ),
+    (
+        "INSERT INTO x SELECT * FROM orders;",
+        0,
+        1,
+        "1",
+        ["expected CREATE STREAM or CREATE TABLE"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("statement", "line", "column", "name", "words"), CASES)
+def test_an_error_names_file_line_column_statement_and_reason(
+    statement: str, line: int, column: int, name: str, words: list[str]
+) -> None:
+    error = only_error(statement)
+    if name == "1":  # no name yet: the statement's number
+        name = "2"
+    assert error.startswith(f"f.sql:{FIRST + line}:{column}: statement {name}: "), error
+    for word in words:
+        assert word in error, error
+
+
+def test_a_missing_semicolon_is_reported_where_it_belongs() -> None:
+    found = errors(
+        ORDERS + "CREATE STREAM a AS SELECT * FROM orders\nCREATE STREAM b AS SELECT * FROM a;"
+    )
+    assert found == [
+        f"f.sql:{FIRST}:40: statement a: missing ';' at the end of this statement "
+        "(statements end with ;)"
+    ]
+
+
+def test_every_statement_is_checked_and_readers_of_a_broken_one_stay_quiet() -> None:
+    found = errors(
+        ORDERS
+        + "CREATE STREAM a AS SELECT amout FROM orders;\n"
+        + "CREATE STREAM b AS SELECT * FROM a;\n"
+        + "CREATE STREAM c AS SELECT nte AS n FROM orders;\n"
+    )
+    assert [e.split(": ")[0:2] for e in found] == [
+        [f"f.sql:{FIRST}:27", "statement a"],
+        [f"f.sql:{FIRST + 2}:27", "statement c"],
+    ]
+
+
+def test_several_problems_of_one_statement_are_all_reported() -> None:
+    found = errors(
+        ORDERS + 'CREATE TABLE t AS SELECT "user", notte, COUNT(*) AS n, SUM(amont) AS s\n'
+        'FROM orders WHERE amout > 1 WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY "user";'
+    )
+    assert len(found) == 3
+    assert "'notte'" in found[0] and "'amont'" in found[1] and "'amout'" in found[2]
+
+
+def test_an_empty_file_is_an_error() -> None:
+    assert errors("-- nothing here\n") == ["f.sql:1:1: no statements: this file declares no stream"]
