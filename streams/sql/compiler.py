@@ -6,8 +6,7 @@
   keeps the record) → sink.
 - `CREATE TABLE t AS SELECT keys, aggregates FROM s [WHERE …] WINDOW … GROUP BY keys
   [HAVING …]` ends in a `window` step keyed by the GROUP BY columns, then a `filter` for
-  HAVING and, when the select list needs it, a `map` (renamed keys, expressions over
-  aggregates, aggregates used only by HAVING left out).
+  HAVING and, when the select list needs it, a `map` (`streams.sql.tables`).
 
 Each pipeline is first written as the document a YAML file would hold (what
 `sluice explain` prints), then validated into a `PipelineSpec` exactly as YAML is.
@@ -17,80 +16,48 @@ a misspelt column before any record does.
 
 from __future__ import annotations
 
-import difflib
-import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlglot import Tokenizer, exp
+from sqlglot import exp
 
 from models.pipeline import TOPIC_PATTERN, PipelineSpec
-from streams.durations import format_duration_ms
 from streams.errors import ConfigError, ConfigErrors, ExpressionError
-from streams.expressions import compile_condition, compile_expression, parse_aggregate
+from streams.expressions import compile_condition, compile_expression
+from streams.sql.catalog import (
+    DERIVED_PROPERTIES,
+    SOURCE_PROPERTIES,
+    Column,
+    Relation,
+    did_you_mean,
+    find_relation,
+    identifier_of,
+)
 from streams.sql.statements import (
     Name,
     Property,
+    Quiet,
     SourceText,
     SqlError,
     Statement,
     parse_statements,
 )
+from streams.sql.tables import TableCompiler
+from streams.sql.trees import (
+    build_column,
+    column_parts,
+    describe,
+    is_aggregate,
+    is_star,
+    offset_of,
+)
 
-RelationKind = Literal["source", "stream", "table"]
-WINDOW_BOUNDS = ("window_start", "window_end")
-# ksqlDB spells the window bounds WINDOWSTART / WINDOWEND
-_BOUND_NAMES = {"windowstart": "window_start", "windowend": "window_end"} | {
-    b: b for b in WINDOW_BOUNDS
-}
-_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOPIC = re.compile(TOPIC_PATTERN)
 _PIPELINE_NAME = re.compile(r"^[A-Za-z0-9._\-]+$")
-
-_SOURCE_PROPERTIES = ("KAFKA_TOPIC", "TIMESTAMP", "KEY", "VALUE_FORMAT")
-_DERIVED_PROPERTIES = ("KAFKA_TOPIC", "DLQ_TOPIC", "TIMESTAMP", "VALUE_FORMAT")
-
-
-# --- what the compiler knows about a stream ----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str
-    quoted: bool  # spelled with quotes in generated SQL (a keyword, or not a plain word)
-    schema_type: str | None = None
-
-
-@dataclass(slots=True)
-class Relation:
-    """A stream or table a query can read: declared (`source`) or derived by a statement."""
-
-    name: Name
-    kind: RelationKind
-    topic: str
-    columns: list[Column] | None  # None: declared without columns, any field goes
-    statement: Statement
-    timestamp: str | None = None
-    key: tuple[str, ...] | None = None
-    pipeline: str | None = None
-
-    def column(self, name: exp.Identifier) -> Column | None:
-        """The column an identifier names: exactly when quoted, else ignoring case
-        (preferring the exact spelling)."""
-        if self.columns is None:
-            return Column(name.name, _needs_quotes(name.name, name.quoted))
-        exact = [c for c in self.columns if c.name == name.name]
-        if exact or name.quoted:
-            return exact[0] if exact else None
-        folded = [c for c in self.columns if c.name.lower() == name.name.lower()]
-        return folded[0] if len(folded) == 1 else None
-
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns or []]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +83,7 @@ class SqlProgram:
     errors: list[ConfigError] = field(default_factory=list)
 
     def relation(self, name: str) -> Relation | None:
-        return _find(self.relations, Name(name, False, 0))
+        return find_relation(self.relations, Name(name, False, 0))
 
     @property
     def sources(self) -> list[Relation]:
@@ -163,7 +130,7 @@ def compile_sql(text: str, file: str) -> SqlProgram:
     names = [s.name.text for s in statements]
     for index, statement in enumerate(statements):
         errors: list[SqlError] = []
-        compiler = _Statement(program, statement, errors, broken, names[index + 1 :])
+        compiler = StatementCompiler(program, statement, errors, broken, names[index + 1 :])
         compiler.compile()
         if compiler.failed:
             broken.add(statement.name.text.lower())
@@ -185,107 +152,10 @@ def compile_sql(text: str, file: str) -> SqlProgram:
     return program
 
 
-# --- helpers -----------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1024)
-def _needs_quotes(name: str, quoted: bool = False) -> bool:
-    return quoted or not _WORD.match(name) or name.upper() in Tokenizer.KEYWORDS
-
-
-def _identifier(column: Column) -> exp.Identifier:
-    return exp.Identifier(this=column.name, quoted=_needs_quotes(column.name, column.quoted))
-
-
-def _find(relations: Iterable[Relation], name: Name) -> Relation | None:
-    candidates = list(relations)
-    for relation in candidates:
-        if relation.name.text == name.text:
-            return relation
-    if name.quoted:
-        return None
-    folded = [r for r in candidates if r.name.text.lower() == name.text.lower()]
-    return folded[0] if len(folded) == 1 else None
-
-
-def _hint(word: str, options: Iterable[str]) -> str:
-    choices = list(options)
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in choices}
-        close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=1)]
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _offset(node: exp.Expr, default: int) -> int:
-    """The earliest file offset sqlglot recorded inside `node`."""
-    starts = [int(n.meta["start"]) for n in node.walk() if "start" in n.meta]
-    return min(starts) if starts else default
-
-
-def _column_parts(column: exp.Column) -> list[exp.Identifier]:
-    parts = [column.args.get(k) for k in ("catalog", "db", "table", "this")]
-    return [p for p in parts if isinstance(p, exp.Identifier)]
-
-
-def _build_column(parts: list[exp.Identifier]) -> exp.Column:
-    padded: list[exp.Identifier | None] = [None] * (4 - len(parts)) + list(parts)
-    return exp.Column(this=padded[3], table=padded[2], db=padded[1], catalog=padded[0])
-
-
-def _is_star(node: exp.Expr) -> bool:
-    return isinstance(node, exp.Star) or (
-        isinstance(node, exp.Column) and isinstance(node.this, exp.Star)
-    )
-
-
-def _aggregate_classes() -> tuple[type[exp.Expr], ...]:
-    names = ("Count", "Sum", "Avg", "Min", "Max", "First", "Last", "ApproxDistinct")
-    classes = [getattr(exp, n, None) for n in names]
-    return tuple(c for c in classes if isinstance(c, type))
-
-
-_AGGREGATES = _aggregate_classes()
-_ANONYMOUS_AGGREGATES = frozenset({"percentile", "count_distinct", "first", "last"})
-
-
-def _aggregate_name(node: exp.Expr) -> str | None:
-    """The sluice aggregate an SQL call is, or None when it is no aggregate."""
-    if isinstance(node, exp.Anonymous):
-        name = node.name.lower()
-        return name if name in _ANONYMOUS_AGGREGATES else None
-    if not isinstance(node, _AGGREGATES):
-        return None
-    if type(node).__name__ == "ApproxDistinct":
-        return "count_distinct"
-    return cast(exp.Func, node).sql_name().lower()
-
-
-def _is_aggregate(node: exp.Expr) -> bool:
-    return _aggregate_name(node) is not None
-
-
-def _describe(node: exp.Expr) -> str:
-    text = node.sql()
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _format_duration(ms: int) -> str:
-    return format_duration_ms(ms)
-
-
 # --- one statement -----------------------------------------------------------------------
 
 
-class _Quiet(SqlError):
-    """A statement that cannot compile because of an error reported elsewhere (its source
-    failed, or a sibling check already said why)."""
-
-    def __init__(self) -> None:
-        super().__init__("", None)
-
-
-class _Statement:
+class StatementCompiler:
     """Compiles one statement into the program: a relation, and a pipeline if derived."""
 
     def __init__(
@@ -309,7 +179,7 @@ class _Statement:
 
     def fail(self, error: SqlError) -> None:
         self.failed = True
-        if not isinstance(error, _Quiet):
+        if not isinstance(error, Quiet):
             self.errors.append(error)
 
     def attempt(self, check: Callable[[], Any]) -> Any:
@@ -328,7 +198,7 @@ class _Statement:
 
     def compile(self) -> None:
         statement = self.statement
-        if _find(self.program.relations, statement.name) is not None:
+        if find_relation(self.program.relations, statement.name) is not None:
             self.fail(
                 self.error(
                     f"'{statement.name.text}' is already defined by an earlier statement",
@@ -342,7 +212,7 @@ class _Statement:
             elif statement.kind == "stream":
                 self.derive_stream()
             else:
-                _Table(self).compile()
+                TableCompiler(self).compile()
         except SqlError as error:
             self.fail(error)
 
@@ -353,7 +223,7 @@ class _Statement:
         for name, prop in properties.items():
             if name not in allowed:
                 raise self.error(
-                    f"unknown property {name}{_hint(name, allowed)} for {what}; use "
+                    f"unknown property {name}{did_you_mean(name, allowed)} for {what}; use "
                     + ", ".join(allowed),
                     prop.offset,
                 )
@@ -397,7 +267,7 @@ class _Statement:
         if column is None:
             raise self.error(
                 f"{prop.name} '{name}' is not a column of '{relation.name.text}'"
-                f"{_hint(name, relation.names())}",
+                f"{did_you_mean(name, relation.names())}",
                 prop.value_offset,
             )
         return column.name
@@ -412,7 +282,7 @@ class _Statement:
                 "declare a source with CREATE STREAM name (columns) WITH (KAFKA_TOPIC = '…')",
                 statement.name.offset,
             )
-        properties = self.properties(_SOURCE_PROPERTIES, "a declared stream")
+        properties = self.properties(SOURCE_PROPERTIES, "a declared stream")
         topic_prop = properties.get("KAFKA_TOPIC")
         if topic_prop is None:
             raise self.error(
@@ -469,16 +339,16 @@ class _Statement:
             node = query.args.get(arg)
             if node:
                 first = node[0] if isinstance(node, list) else node
-                raise self.error(reason, _offset(first, self.query_offset))
+                raise self.error(reason, offset_of(first, self.query_offset))
         for window in query.find_all(exp.Window):
             raise self.error(
                 "window functions (OVER …) are not supported: use WINDOW … GROUP BY",
-                _offset(window, self.query_offset),
+                offset_of(window, self.query_offset),
             )
         for subquery in query.find_all(exp.Subquery, exp.Exists):
             raise self.error(
                 "subqueries are not supported: derive a stream and read it",
-                _offset(subquery, self.query_offset),
+                offset_of(subquery, self.query_offset),
             )
         source = query.args.get("from_") or query.args.get("from")
         if not isinstance(source, exp.From):
@@ -487,20 +357,20 @@ class _Statement:
         if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
             raise self.error(
                 "FROM takes the name of a stream declared earlier in this file",
-                _offset(source, self.query_offset),
+                offset_of(source, self.query_offset),
             )
         identifier = table.this
-        name = Name(identifier.name, bool(identifier.quoted), _offset(identifier, 0))
+        name = Name(identifier.name, bool(identifier.quoted), offset_of(identifier, 0))
         if table.args.get("db") is not None:
             raise self.error(f"FROM {table.sql()}: streams have plain names", name.offset)
-        relation = _find(self.program.relations, name)
+        relation = find_relation(self.program.relations, name)
         if relation is None:
             if name.text.lower() in self.broken:
-                raise _Quiet()
+                raise Quiet()
             if name.text.lower() == self.label.lower():
                 raise self.error(f"'{self.label}' cannot read itself", name.offset)
             known = [r.name.text for r in self.program.relations]
-            reason = f"unknown stream '{name.text}'{_hint(name.text, known)}"
+            reason = f"unknown stream '{name.text}'{did_you_mean(name.text, known)}"
             if name.text.lower() in (n.lower() for n in self.later):
                 reason += ": it is defined later; a statement reads streams defined before it"
             elif known:
@@ -536,13 +406,13 @@ class _Statement:
             column = relation.column(parts[0])
             if column is None:
                 raise self.unknown_column(parts[0], relation, where, current)
-            return _build_column([_identifier(column), *parts[1:]])
+            return build_column([identifier_of(column), *parts[1:]])
 
         return node.transform(visit, copy=True)
 
     @staticmethod
     def unqualified(column: exp.Column, qualifiers: set[str]) -> list[exp.Identifier]:
-        parts = _column_parts(column)
+        parts = column_parts(column)
         if len(parts) > 1 and parts[0].name.lower() in qualifiers:
             return parts[1:]
         return parts
@@ -552,9 +422,9 @@ class _Statement:
     ) -> SqlError:
         known = relation.names()
         return self.error(
-            f"unknown column '{name.name}' in {where}{_hint(name.name, known)}; "
+            f"unknown column '{name.name}' in {where}{did_you_mean(name.name, known)}; "
             f"'{relation.name.text}' has {', '.join(known)}",
-            _offset(node, self.query_offset),
+            offset_of(node, self.query_offset),
         )
 
     def check_expression(self, node: exp.Expr, *, condition: bool = False) -> str:
@@ -566,14 +436,14 @@ class _Statement:
             else:
                 compile_expression(text)
         except ExpressionError as exc:
-            raise self.error(exc.reason, _offset(node, self.query_offset)) from None
+            raise self.error(exc.reason, offset_of(node, self.query_offset)) from None
         return text
 
     def no_aggregates(self, node: exp.Expr, reason: str) -> None:
         for found in node.walk():
-            if _is_aggregate(found):
+            if is_aggregate(found):
                 raise self.error(
-                    f"aggregate {_describe(found)} {reason}", _offset(found, self.query_offset)
+                    f"aggregate {describe(found)} {reason}", offset_of(found, self.query_offset)
                 )
 
     def sink(self, properties: dict[str, Property]) -> tuple[str, str]:
@@ -670,7 +540,7 @@ class _Statement:
         statement = self.statement
         query = cast(exp.Select, statement.query)
         properties = (
-            self.attempt(lambda: self.properties(_DERIVED_PROPERTIES, "a derived stream")) or {}
+            self.attempt(lambda: self.properties(DERIVED_PROPERTIES, "a derived stream")) or {}
         )
         relation, qualifiers = self.source_relation(query)
         if statement.window is not None:
@@ -735,7 +605,7 @@ class _Statement:
             if column is None:
                 raise self.error(
                     f"unknown column '{name.text}' in PARTITION BY"
-                    f"{_hint(name.text, relation.names())}",
+                    f"{did_you_mean(name.text, relation.names())}",
                     name.offset,
                 )
             key.append(column.name)
@@ -747,7 +617,7 @@ class _Statement:
         """The map of a derived stream (None for a lone `SELECT *`), its output columns,
         and the source columns that pass through unchanged, to their output names."""
         expressions = list(query.expressions)
-        if len(expressions) == 1 and _is_star(expressions[0]):
+        if len(expressions) == 1 and is_star(expressions[0]):
             columns = list(relation.columns) if relation.columns is not None else None
             return None, columns, {c: c for c in relation.names()} if columns else {}
         outputs = _Outputs(self)
@@ -760,7 +630,7 @@ class _Statement:
                 self.fail(error)
                 problems += 1
         if problems:
-            raise _Quiet()
+            raise Quiet()
         return outputs.projection, outputs.columns, passed
 
     def stream_item(
@@ -771,8 +641,8 @@ class _Statement:
         outputs: _Outputs,
         passed: dict[str, str],
     ) -> None:
-        offset = _offset(item, self.query_offset)
-        if _is_star(item):
+        offset = offset_of(item, self.query_offset)
+        if is_star(item):
             if relation.columns is None:
                 raise self.error(
                     f"'{relation.name.text}' declares no columns, so SELECT * cannot be "
@@ -780,7 +650,7 @@ class _Statement:
                     offset,
                 )
             for column in relation.columns:
-                outputs.add(column, _build_column([_identifier(column)]), offset)
+                outputs.add(column, build_column([identifier_of(column)]), offset)
                 passed[column.name] = column.name
             return
         self.no_aggregates(
@@ -790,7 +660,7 @@ class _Statement:
         )
         value = item.this if isinstance(item, exp.Alias) else item
         resolved = self.resolve(value, relation, qualifiers, "the select list")
-        parts = _column_parts(resolved) if isinstance(resolved, exp.Column) else []
+        parts = column_parts(resolved) if isinstance(resolved, exp.Column) else []
         source = relation.column(parts[0]) if len(parts) == 1 else None
         if isinstance(item, exp.Alias):
             alias = item.args["alias"]
@@ -799,7 +669,7 @@ class _Statement:
             name = source
         else:
             raise self.error(
-                f"{_describe(item)} needs a name: add AS alias, e.g. {_describe(item)} AS x",
+                f"{describe(item)} needs a name: add AS alias, e.g. {describe(item)} AS x",
                 offset,
             )
         self.check_expression(resolved)
@@ -812,7 +682,7 @@ class _Statement:
 class _Outputs:
     """The output columns of a select list, in order, with their expressions."""
 
-    def __init__(self, owner: _Statement) -> None:
+    def __init__(self, owner: StatementCompiler) -> None:
         self.owner = owner
         self.projection: dict[str, str] = {}
         self.columns: list[Column] = []
@@ -824,377 +694,3 @@ class _Outputs:
             )
         self.projection[column.name] = value.sql()
         self.columns.append(column)
-
-
-@dataclass(slots=True)
-class _Output:
-    column: Column
-    value: exp.Expr  # over the window's result record
-    kind: Literal["key", "aggregate", "computed"]
-    key: Column | None = None  # for a key: the GROUP BY column it shows
-
-
-class _Table:
-    """`CREATE TABLE t AS SELECT keys, aggregates FROM s [WHERE …] WINDOW … GROUP BY keys
-    [HAVING …] [EMIT FINAL|CHANGES]`: validate → filter → window → filter → map.
-
-    The window step computes every aggregate call the select list and HAVING make (an
-    aggregate HAVING repeats is computed once); expressions over aggregates and renamed
-    keys are a `map` after it, which also leaves out aggregates only HAVING uses."""
-
-    def __init__(self, owner: _Statement) -> None:
-        self.owner = owner
-        self.statement = owner.statement
-        self.query = cast(exp.Select, owner.statement.query)
-        self.relation: Relation
-        self.qualifiers: set[str] = set()
-        self.keys: list[Column] = []
-        self.aggregates: dict[str, str] = {}  # window aggregate name -> call, e.g. sum(amount)
-        self.named: dict[str, str] = {}  # call -> the first name it has
-        self.hidden: list[str] = []  # aggregates no output column shows
-        self.aliases: dict[str, exp.Expr] = {}  # select alias -> its value, for HAVING
-        self.reserved: set[str] = set()
-
-    def error(self, reason: str, node: exp.Expr | int) -> SqlError:
-        offset = node if isinstance(node, int) else _offset(node, self.owner.query_offset)
-        return self.owner.error(reason, offset)
-
-    def compile(self) -> None:
-        owner, statement, query = self.owner, self.statement, self.query
-        properties = owner.attempt(lambda: owner.properties(_DERIVED_PROPERTIES, "a table")) or {}
-        self.relation, self.qualifiers = owner.source_relation(query)
-        if statement.partition_by is not None:
-            owner.fail(
-                self.error(
-                    "PARTITION BY is for streams; a table is keyed by its GROUP BY columns",
-                    statement.partition_offset,
-                )
-            )
-        name = owner.attempt(owner.pipeline_name)
-        steps = owner.validate_steps(self.relation)
-        steps += owner.where_steps(query, self.relation, self.qualifiers)
-        group = query.args.get("group")
-        having = query.args.get("having")
-        if not group:
-            self.without_group_by(having)
-            return
-        if statement.window is None:
-            owner.fail(
-                self.error(
-                    "CREATE TABLE … AS SELECT needs a WINDOW before GROUP BY, e.g. "
-                    "WINDOW TUMBLING (SIZE 1 MINUTE) (sluice aggregates over windows)",
-                    statement.name.offset,
-                )
-            )
-        keys = owner.attempt(lambda: self.group_keys(group))
-        if keys is None:
-            return
-        self.keys = keys
-        outputs = self.select_items()
-        condition = owner.attempt(lambda: self.having(having)) if having is not None else None
-        sink = owner.attempt(lambda: owner.sink(properties))
-        if owner.failed or outputs is None or sink is None or name is None:
-            return
-        if not self.aggregates:
-            raise self.error(
-                "a table needs at least one aggregate, e.g. COUNT(*) AS n", owner.query_offset
-            )
-        steps.append({"window": self.window_document()})
-        if condition is not None:
-            steps.append({"filter": condition})
-        projection = self.projection(outputs)
-        if projection is not None:
-            steps.append({"map": projection})
-        topic, dlq = sink
-        document = {
-            "pipeline": name,
-            "source": owner.source_document(self.relation, tuple(k.name for k in self.keys)),
-            "steps": steps,
-            "sink": {"topic": topic},
-            "dlq": {"topic": dlq},
-        }
-        columns = [o.column for o in outputs if o.kind == "key"]
-        columns += [Column(bound, False) for bound in WINDOW_BOUNDS]
-        columns += [o.column for o in outputs if o.kind != "key"]
-        output = Relation(statement.name, "table", topic, columns, statement, pipeline=name)
-        if "TIMESTAMP" in properties:
-            output.timestamp = owner.output_timestamp(properties, output, self.relation, {})
-        owner.finish(self.relation, document, output)
-
-    def without_group_by(self, having: exp.Expr | None) -> None:
-        # one error for the one thing missing: HAVING names it best when present
-        if having is not None:
-            self.owner.fail(
-                self.error(
-                    "HAVING needs GROUP BY: … WINDOW … GROUP BY key HAVING condition",
-                    self.statement.clause_offset("HAVING"),
-                )
-            )
-            return
-        for item in self.query.expressions:
-            for node in item.walk():
-                if _is_aggregate(node):
-                    self.owner.fail(
-                        self.error(
-                            f"aggregate {_describe(node)} needs GROUP BY: a table aggregates "
-                            "per key, e.g. … WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY user_id",
-                            node,
-                        )
-                    )
-                    return
-        self.owner.fail(
-            self.error(
-                "CREATE TABLE … AS SELECT needs aggregates and GROUP BY, e.g. "
-                "SELECT user_id, COUNT(*) AS n … GROUP BY user_id",
-                self.statement.name.offset,
-            )
-        )
-
-    def group_keys(self, group: exp.Group) -> list[Column]:
-        keys: list[Column] = []
-        for node in group.expressions:
-            if not isinstance(node, exp.Column) or isinstance(node.this, exp.Star):
-                raise self.error(
-                    f"GROUP BY takes columns, not {_describe(node)}: compute it as a column "
-                    "of a derived stream first, then group by that column",
-                    node,
-                )
-            parts = self.owner.unqualified(node, self.qualifiers)
-            if len(parts) != 1:
-                raise self.error(
-                    f"GROUP BY {_describe(node)}: group by a top-level column (compute nested "
-                    "values in a derived stream first)",
-                    node,
-                )
-            column = self.relation.column(parts[0])
-            if column is None:
-                raise self.owner.unknown_column(parts[0], self.relation, "GROUP BY", node)
-            if any(k.name == column.name for k in keys):
-                raise self.error(f"GROUP BY names '{column.name}' twice", node)
-            keys.append(column)
-        return keys
-
-    # -- aggregates
-
-    def call(self, node: exp.Expr) -> str:
-        """The window aggregate for an SQL aggregate call, e.g. `count_distinct(order_id)`."""
-        name = cast(str, _aggregate_name(node))
-        upper = name.upper()
-        for inner in node.walk():
-            if inner is not node and _is_aggregate(inner):
-                raise self.error(f"aggregates cannot be nested: {_describe(node)}", inner)
-
-        def argument(value: exp.Expr | None) -> str:
-            if value is None or _is_star(value):
-                raise self.error(f"{upper}(*): only COUNT(*) counts rows", node)
-            if isinstance(value, exp.Distinct):
-                raise self.error(
-                    f"{upper}(DISTINCT …): DISTINCT works in COUNT(DISTINCT x) only", node
-                )
-            resolved = self.owner.resolve(value, self.relation, self.qualifiers, f"{upper}(…)")
-            return resolved.sql()
-
-        if isinstance(node, exp.Anonymous):
-            args: list[exp.Expr] = list(node.expressions)
-        else:
-            args = [a for a in (node.this, *(node.args.get("expressions") or [])) if a is not None]
-        if name == "count":
-            inner = node.this
-            if inner is None or isinstance(inner, exp.Star):
-                text = "count()"
-            elif isinstance(inner, exp.Distinct):
-                if len(inner.expressions) != 1:
-                    raise self.error("COUNT(DISTINCT …) takes one value", node)
-                text = f"count_distinct({argument(inner.expressions[0])})"
-            else:
-                text = f"count({argument(inner)})"
-        elif name == "percentile":
-            if len(args) != 2:
-                raise self.error(
-                    "PERCENTILE takes a value and a fraction, e.g. PERCENTILE(amount, 0.9)", node
-                )
-            text = f"percentile({argument(args[0])}, {args[1].sql()})"
-        else:
-            if len(args) != 1:
-                hint = {
-                    "max": " (GREATEST(a, b) is the larger of values)",
-                    "min": " (LEAST(a, b) is the smaller of values)",
-                }.get(name, "")
-                raise self.error(f"{upper}() takes one value{hint}", node)
-            text = f"{name}({argument(args[0])})"
-        try:
-            parse_aggregate(text)
-        except ExpressionError as exc:
-            raise self.error(exc.reason, node) from None
-        return text
-
-    def reference(self, node: exp.Expr) -> exp.Column:
-        """The window result's field holding an aggregate (a hidden one if no alias)."""
-        text = self.call(node)
-        name = self.named.get(text)
-        if name is None:
-            number = len(self.hidden) + 1
-            name = f"_agg{number}"
-            while name in self.reserved or name in self.aggregates:
-                number += 1
-                name = f"_agg{number}"
-            self.aggregates[name] = text
-            self.named[text] = name
-            self.hidden.append(name)
-        return _build_column([exp.Identifier(this=name, quoted=_needs_quotes(name))])
-
-    # -- the select list and HAVING, over the window's result record
-
-    def key_named(self, name: exp.Identifier) -> Column | None:
-        for key in self.keys:
-            if key.name == name.name or (not name.quoted and key.name.lower() == name.name.lower()):
-                return key
-        return None
-
-    def over_result(self, node: exp.Expr, where: str, *, aliases: bool) -> exp.Expr:
-        """`node` rewritten over the window's result: aggregate calls become their fields,
-        columns must be GROUP BY keys, window bounds (WINDOWSTART, window_end…) or, in
-        HAVING, select aliases."""
-
-        def visit(current: exp.Expr) -> exp.Expr:
-            if _is_aggregate(current):
-                return self.reference(current)
-            if not isinstance(current, exp.Column) or isinstance(current.this, exp.Star):
-                return current
-            parts = self.owner.unqualified(current, self.qualifiers)
-            head = parts[0]
-            key = self.key_named(head)
-            if key is not None:
-                return _build_column([_identifier(key), *parts[1:]])
-            if aliases and len(parts) == 1:
-                value = self.aliases.get(head.name)
-                if value is not None:
-                    return value.copy()
-            bound = _BOUND_NAMES.get(head.name.lower())
-            if bound is not None and len(parts) == 1 and self.relation.column(head) is None:
-                return _build_column([exp.Identifier(this=bound, quoted=False)])
-            if self.relation.column(head) is not None:
-                raise self.error(
-                    f"column '{head.name}' in {where} is neither in GROUP BY nor inside an "
-                    f"aggregate: add it to GROUP BY, or aggregate it, e.g. MAX({head.name})",
-                    current,
-                )
-            raise self.owner.unknown_column(head, self.relation, where, current)
-
-        return node.transform(visit, copy=True)
-
-    def select_items(self) -> list[_Output] | None:
-        owner = self.owner
-        items = list(self.query.expressions)
-        key_names = {k.name for k in self.keys}
-        self.reserved = {i.alias for i in items if isinstance(i, exp.Alias)} | key_names
-        # aggregates named by the select list first: HAVING and expressions reuse them
-        for item in items:
-            if isinstance(item, exp.Alias) and _is_aggregate(item.this):
-                alias = item.alias
-                text = owner.attempt(functools.partial(self.call, item.this))
-                if text is None or alias in self.aggregates:
-                    continue
-                if alias in key_names or alias in WINDOW_BOUNDS:
-                    what = "a GROUP BY column" if alias in key_names else "the window's"
-                    owner.fail(
-                        self.error(f"'{alias}' is {what}: name the aggregate otherwise", item)
-                    )
-                    continue
-                self.aggregates[alias] = text
-                self.named.setdefault(text, alias)
-        outputs: list[_Output] = []
-        names: set[str] = set()
-        for item in items:
-            output = owner.attempt(functools.partial(self.select_item, item))
-            if output is None:
-                continue
-            if output.column.name in names:
-                owner.fail(
-                    self.error(
-                        f"two output columns are named '{output.column.name}': give one "
-                        "another alias",
-                        item,
-                    )
-                )
-                continue
-            names.add(output.column.name)
-            outputs.append(output)
-            self.aliases.setdefault(output.column.name, output.value)
-        return None if owner.failed else outputs
-
-    def select_item(self, item: exp.Expr) -> _Output | None:
-        if _is_star(item):
-            raise self.error(
-                "SELECT * has no meaning in a table: select the GROUP BY columns and aggregates",
-                item,
-            )
-        if isinstance(item, exp.Alias):
-            alias = item.args["alias"]
-            column = Column(alias.name, bool(alias.quoted))
-            if _is_aggregate(item.this):
-                if column.name not in self.aggregates:
-                    raise _Quiet()  # its error is reported already
-                reference: exp.Expr = _build_column([_identifier(column)])
-                return _Output(column, reference, "aggregate")
-            value = self.over_result(item.this, "the select list", aliases=False)
-            key = self.key_of(value)
-            if key is None:
-                self.owner.check_expression(value)
-            return _Output(column, value, "key" if key is not None else "computed", key)
-        value = self.over_result(item, "the select list", aliases=False)
-        key = self.key_of(value)
-        if key is not None:
-            return _Output(key, value, "key", key)
-        if isinstance(value, exp.Column) and value.name in WINDOW_BOUNDS:
-            return None  # always in a window's result
-        example = "COUNT(*) AS n" if _is_aggregate(item) else f"{_describe(item)} AS x"
-        raise self.error(f"{_describe(item)} needs a name: add AS alias, e.g. {example}", item)
-
-    def key_of(self, value: exp.Expr) -> Column | None:
-        if isinstance(value, exp.Column) and len(_column_parts(value)) == 1:
-            return next((k for k in self.keys if k.name == value.name), None)
-        return None
-
-    def having(self, having: exp.Having) -> str:
-        condition = self.over_result(having.this, "HAVING", aliases=True)
-        return self.owner.check_expression(condition, condition=True)
-
-    def projection(self, outputs: list[_Output]) -> dict[str, str] | None:
-        """The map after the window, or None when the window's result is the answer."""
-        keys = [o for o in outputs if o.kind == "key"]
-        shown = {o.key.name for o in keys if o.key is not None}
-        plain = all(o.key is not None and o.column.name == o.key.name for o in keys)
-        if (
-            not self.hidden
-            and plain
-            and shown == {k.name for k in self.keys}
-            and len(keys) == len(shown)
-            and all(o.kind != "computed" for o in outputs)
-        ):
-            return None
-        projection: dict[str, str] = {o.column.name: o.value.sql() for o in keys}
-        for bound in WINDOW_BOUNDS:
-            projection.setdefault(bound, bound)
-        for output in outputs:
-            if output.kind != "key":
-                projection[output.column.name] = output.value.sql()
-        return projection
-
-    def window_document(self) -> dict[str, Any]:
-        window = self.statement.window
-        assert window is not None
-        document: dict[str, Any] = {"type": window.kind}
-        for slot, duration in (
-            ("size", window.size),
-            ("hop", window.advance),
-            ("gap", window.gap),
-            ("grace", window.grace),
-        ):
-            if duration is not None:
-                document[slot] = _format_duration(duration.ms)
-        names = [k.name for k in self.keys]
-        document["key"] = names if len(names) > 1 else names[0]
-        document["emit"] = "updates" if self.owner.emit_mode() == "CHANGES" else "final"
-        document["aggregates"] = dict(self.aggregates)
-        return document

@@ -91,6 +91,14 @@ class SqlError(SluiceError):
         super().__init__(reason)
 
 
+class Quiet(SqlError):
+    """A statement that cannot compile because of an error reported elsewhere (its source
+    failed, or a sibling check already said why)."""
+
+    def __init__(self) -> None:
+        super().__init__("", None)
+
+
 class SourceText:
     """A file's text with its line starts: 0-based offsets to 1-based line and column."""
 
