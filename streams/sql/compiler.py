@@ -421,11 +421,22 @@ class StatementCompiler:
         self, name: exp.Identifier, relation: Relation, where: str, node: exp.Expr
     ) -> SqlError:
         known = relation.names()
-        return self.error(
-            f"unknown column '{name.name}' in {where}{did_you_mean(name.name, known)}; "
-            f"'{relation.name.text}' has {', '.join(known)}",
-            offset_of(node, self.query_offset),
+        query = self.statement.query
+        aliases = (
+            {i.alias for i in query.expressions if isinstance(i, exp.Alias)} if query else set()
         )
+        if where == "WHERE" and name.name in aliases:
+            # SQL evaluates WHERE before the select list: its aliases do not exist yet
+            reason = (
+                f"'{name.name}' is a select alias, which WHERE cannot use (it filters "
+                "the source's records): repeat its expression"
+            )
+        else:
+            reason = (
+                f"unknown column '{name.name}' in {where}{did_you_mean(name.name, known)}; "
+                f"'{relation.name.text}' has {', '.join(known)}"
+            )
+        return self.error(reason, offset_of(node, self.query_offset))
 
     def check_expression(self, node: exp.Expr, *, condition: bool = False) -> str:
         """The expression's text, compiled as a YAML step would compile it."""

@@ -310,3 +310,10 @@ def test_several_problems_of_one_statement_are_all_reported() -> None:
 
 def test_an_empty_file_is_an_error() -> None:
     assert errors("-- nothing here\n") == ["f.sql:1:1: no statements: this file declares no stream"]
+
+
+def test_where_cannot_use_a_select_alias_and_says_so() -> None:
+    error = only_error(
+        "CREATE STREAM a AS SELECT amount * 2 AS double FROM orders WHERE double > 3;"
+    )
+    assert "'double' is a select alias, which WHERE cannot use" in error
