@@ -406,7 +406,7 @@ class StatementCompiler:
             column = relation.column(parts[0])
             if column is None:
                 raise self.unknown_column(parts[0], relation, where, current)
-            return build_column([identifier_of(column), *parts[1:]])
+            return build_column([identifier_of(column), *parts[1:]], parts[0])
 
         return node.transform(visit, copy=True)
 

@@ -76,6 +76,12 @@ _STATEMENT_START = re.compile(
     r'(?P<name>"[^"]*"|[A-Za-z_][A-Za-z0-9_]*)',
     re.IGNORECASE,
 )
+# sqlglot's parse errors, in words for the person who wrote the query
+_PARSE_ERRORS = {
+    "Invalid expression / Unexpected token": "unexpected here",
+    "Required keyword: 'expression' missing": "an operand is missing",
+    "Expecting )": "expected ')'",
+}
 # clauses that end a PARTITION BY list
 _CLAUSE_WORDS = frozenset({"EMIT", "WINDOW", "GROUP BY", "HAVING", "WHERE", "LIMIT"})
 
@@ -614,13 +620,14 @@ class _StatementParser:
         except ParseError as exc:
             detail = exc.errors[0] if exc.errors else {}
             reason = str(detail.get("description") or exc).split(" for <class")[0]
+            reason = _PARSE_ERRORS.get(reason, reason)
             line, column = detail.get("line"), detail.get("col")
+            highlight = str(detail.get("highlight") or "").strip()
             offset = None
             if isinstance(line, int) and isinstance(column, int):
-                highlight = str(detail.get("highlight") or "")
-                text = SourceText(source)
-                offset = text.offset(line, column) - max(0, len(highlight) - 1)
-            raise SqlError(f"syntax error: {reason}", offset, self.name) from None
+                offset = SourceText(source).offset(line, column) - max(0, len(highlight) - 1)
+            near = f" at '{highlight}'" if highlight else ""
+            raise SqlError(f"syntax error{near}: {reason}", offset, self.name) from None
         except TokenError:
             raise SqlError("syntax error in the query", start, self.name) from None
         if not isinstance(tree, exp.Select):

@@ -278,14 +278,14 @@ class TableCompiler:
             head = parts[0]
             key = self.key_named(head)
             if key is not None:
-                return build_column([identifier_of(key), *parts[1:]])
+                return build_column([identifier_of(key), *parts[1:]], parts[0])
             if aliases and len(parts) == 1:
                 value = self.aliases.get(head.name)
                 if value is not None:
                     return value.copy()
             bound = BOUND_NAMES.get(head.name.lower())
             if bound is not None and len(parts) == 1 and self.relation.column(head) is None:
-                return build_column([exp.Identifier(this=bound, quoted=False)])
+                return build_column([exp.Identifier(this=bound, quoted=False)], head)
             if self.relation.column(head) is not None:
                 raise self.error(
                     f"column '{head.name}' in {where} is neither in GROUP BY nor inside an "

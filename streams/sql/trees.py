@@ -19,10 +19,16 @@ def column_parts(column: exp.Column) -> list[exp.Identifier]:
     return [p for p in parts if isinstance(p, exp.Identifier)]
 
 
-def build_column(parts: list[exp.Identifier]) -> exp.Column:
-    """The column `parts` spell (at most four: sqlglot's catalog.db.table.column)."""
+def build_column(parts: list[exp.Identifier], at: exp.Expr | None = None) -> exp.Column:
+    """The column `parts` spell (at most four: sqlglot's catalog.db.table.column), placed
+    where `at` was in the file (so errors found later still point there)."""
+    if at is not None and parts and "start" not in parts[0].meta:
+        parts[0].meta.update({k: v for k, v in at.meta.items() if k in _POSITION})
     padded: list[exp.Identifier | None] = [None] * (4 - len(parts)) + list(parts)
     return exp.Column(this=padded[3], table=padded[2], db=padded[1], catalog=padded[0])
+
+
+_POSITION = ("line", "col", "start", "end")
 
 
 def is_star(node: exp.Expr) -> bool:
