@@ -7,17 +7,18 @@ import difflib
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlglot import Tokenizer, exp
 
 from streams.sql.statements import Name, Statement
 
-RelationKind = Literal["source", "stream", "table"]
+RelationKind = Literal["source", "stream", "table", "lookup"]
 _WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # the WITH (...) properties each kind of statement takes
 SOURCE_PROPERTIES = ("KAFKA_TOPIC", "TIMESTAMP", "KEY", "VALUE_FORMAT")
+LOOKUP_PROPERTIES = ("KAFKA_TOPIC", "KEY", "VALUE_FORMAT")
 DERIVED_PROPERTIES = ("KAFKA_TOPIC", "DLQ_TOPIC", "TIMESTAMP", "VALUE_FORMAT")
 
 
@@ -30,7 +31,8 @@ class Column:
 
 @dataclass(slots=True)
 class Relation:
-    """A stream or table a query can read: declared (`source`) or derived by a statement."""
+    """A stream or table a query can read: declared (`source`), derived by a statement
+    (`stream`, `table`), or a lookup table declared for joins (`lookup`)."""
 
     name: Name
     kind: RelationKind
@@ -54,6 +56,27 @@ class Relation:
 
     def names(self) -> list[str]:
         return [c.name for c in self.columns or []]
+
+
+@dataclass(slots=True)
+class Join:
+    """`JOIN table [alias] ON stream.col = table.key`: an `enrich` step. The table's columns
+    a query uses are the fields enrich copies into the record, under their own names."""
+
+    table: Relation
+    qualifiers: set[str]  # lower-case names that qualify the table's columns
+    on: tuple[str, ...]  # the stream's columns, in the order of the table's key
+    keep_missing: bool  # LEFT JOIN: a record without a row goes on (its fields null)
+    used: list[str] = field(default_factory=list)
+
+    def use(self, column: str) -> None:
+        if column not in self.used:
+            self.used.append(column)
+
+    def stream_column_for(self, key: str) -> str | None:
+        """The stream column the ON clause equates with the table's key column `key`."""
+        keys = list(self.table.key or ())
+        return self.on[keys.index(key)] if key in keys else None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -30,8 +30,10 @@ from streams.errors import ConfigError, ConfigErrors, ExpressionError
 from streams.expressions import compile_condition, compile_expression
 from streams.sql.catalog import (
     DERIVED_PROPERTIES,
+    LOOKUP_PROPERTIES,
     SOURCE_PROPERTIES,
     Column,
+    Join,
     Relation,
     did_you_mean,
     find_relation,
@@ -173,6 +175,7 @@ class StatementCompiler:
         self.later = later  # names of statements after this one
         self.label = statement.name.text
         self.failed = False
+        self.join: Join | None = None
 
     def error(self, reason: str, offset: int | None = None) -> SqlError:
         return SqlError(reason, self.statement.offset if offset is None else offset, self.label)
@@ -276,18 +279,17 @@ class StatementCompiler:
 
     def declare(self) -> None:
         statement = self.statement
-        if statement.kind == "table":
-            raise self.error(
-                "CREATE TABLE needs AS SELECT … WINDOW … GROUP BY (a windowed aggregation); "
-                "declare a source with CREATE STREAM name (columns) WITH (KAFKA_TOPIC = '…')",
-                statement.name.offset,
-            )
-        properties = self.properties(SOURCE_PROPERTIES, "a declared stream")
+        lookup = statement.kind == "table"
+        properties = (
+            self.properties(LOOKUP_PROPERTIES, "a lookup table")
+            if lookup
+            else self.properties(SOURCE_PROPERTIES, "a declared stream")
+        )
         topic_prop = properties.get("KAFKA_TOPIC")
         if topic_prop is None:
             raise self.error(
-                f"stream '{self.label}' needs WITH (KAFKA_TOPIC = 'topic'): the topic it is "
-                "read from",
+                f"{'table' if lookup else 'stream'} '{self.label}' needs WITH (KAFKA_TOPIC = "
+                "'topic'): the topic it is read from",
                 statement.name.offset,
             )
         topic = self.topic_property(topic_prop)
@@ -298,7 +300,9 @@ class StatementCompiler:
                 Column(c.name.text, c.name.quoted, c.schema_type + ("" if c.required else "?"))
                 for c in statement.columns
             ]
-        relation = Relation(statement.name, "source", topic, columns, statement)
+        relation = Relation(
+            statement.name, "lookup" if lookup else "source", topic, columns, statement
+        )
         timestamp = properties.get("TIMESTAMP")
         if timestamp is not None:
             relation.timestamp = self.property_column(
@@ -320,6 +324,12 @@ class StatementCompiler:
             relation.key = key
         elif marked:
             relation.key = tuple(marked)
+        if lookup and relation.key is None:
+            raise self.error(
+                f"lookup table '{self.label}' needs a key: WITH (KEY = 'column'), or "
+                "mark its column PRIMARY KEY",
+                statement.name.offset,
+            )
         self.program.relations.append(relation)
 
     # -- what streams and tables share
@@ -327,7 +337,6 @@ class StatementCompiler:
     def source_relation(self, query: exp.Select) -> tuple[Relation, set[str]]:
         """The relation FROM names, and the (lower-case) names that qualify its columns."""
         for arg, reason in (
-            ("joins", "JOIN is not supported in SQL pipelines: enrich in a YAML pipeline"),
             ("order", "ORDER BY has no meaning on a stream"),
             ("limit", "LIMIT is not supported on a stream"),
             ("offset", "OFFSET is not supported on a stream"),
@@ -378,11 +387,113 @@ class StatementCompiler:
             else:
                 reason += "; declare it first: CREATE STREAM name (columns) WITH (KAFKA_TOPIC …)"
             raise self.error(reason, name.offset)
-        qualifiers = {relation.name.text.lower(), name.text.lower()}
-        alias = table.args.get("alias")
-        if isinstance(alias, exp.TableAlias) and alias.this is not None:
-            qualifiers.add(alias.name.lower())
+        if relation.kind == "lookup":
+            raise self.error(
+                f"'{relation.name.text}' is a lookup table: JOIN it to a stream "
+                f"(FROM s LEFT JOIN {relation.name.text} t ON s.col = t.key)",
+                name.offset,
+            )
+        qualifiers = _qualifiers(relation, table)
+        joins = query.args.get("joins") or []
+        if len(joins) > 1:
+            raise self.error(
+                "one JOIN per query: join further in a derived stream",
+                offset_of(joins[1], self.query_offset),
+            )
+        if joins:
+            self.join = self.parse_join(joins[0], relation, qualifiers)
         return relation, qualifiers
+
+    def parse_join(self, node: exp.Join, relation: Relation, qualifiers: set[str]) -> Join:
+        """`[LEFT] JOIN table [alias] ON s.col = t.key` (or USING (col)): an enrich step."""
+        at = offset_of(node, self.query_offset)
+        side = str(node.args.get("side") or "").upper()
+        kind = str(node.args.get("kind") or "").upper()
+        if side in ("RIGHT", "FULL") or kind in ("CROSS", "SEMI", "ANTI"):
+            raise self.error(
+                f"{side or kind} JOIN is not supported: LEFT JOIN (keeps records without a "
+                "row) or JOIN (drops them) a lookup table",
+                at,
+            )
+        table = node.this
+        if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
+            raise self.error("JOIN takes the name of a lookup table", at)
+        name = Name(table.this.name, bool(table.this.quoted), offset_of(table.this, at))
+        lookup = find_relation(self.program.relations, name)
+        if lookup is None or lookup.kind != "lookup":
+            tables = [r.name.text for r in self.program.relations if r.kind == "lookup"]
+            what = "a stream" if lookup is not None else "unknown" + did_you_mean(name.text, tables)
+            raise self.error(
+                f"JOIN {name.text}: {what}; a join reads a lookup table declared with "
+                "CREATE TABLE name (columns) WITH (KAFKA_TOPIC = '…', KEY = 'col')",
+                name.offset,
+            )
+        joined = _qualifiers(lookup, table)
+        if joined & qualifiers:
+            raise self.error("give the stream and the table different aliases", name.offset)
+        keys = list(lookup.key or ())
+        pairs: dict[str, str] = {}
+        using = node.args.get("using")
+        condition = node.args.get("on")
+        if using:
+            for identifier in using:
+                ident = identifier if isinstance(identifier, exp.Identifier) else identifier.this
+                stream_column = relation.column(ident)
+                table_column = lookup.column(ident)
+                if stream_column is None or table_column is None:
+                    raise self.error(
+                        f"USING ({ident.name}): a column of both the stream and the table",
+                        offset_of(identifier, at),
+                    )
+                pairs[table_column.name] = stream_column.name
+        elif condition is not None:
+            for equality in _conjuncts(condition):
+                pair = self.on_pair(equality, relation, qualifiers, lookup, joined)
+                if pair is None:
+                    raise self.error(
+                        f"ON compares the stream's columns with the key of '{lookup.name.text}' "
+                        f"({', '.join(keys)}), e.g. ON s.col = t.{keys[0]}",
+                        offset_of(equality, at),
+                    )
+                pairs[pair[0]] = pair[1]
+        else:
+            raise self.error(f"JOIN {name.text} needs ON s.col = t.{keys[0]}", at)
+        if set(pairs) != set(keys):
+            raise self.error(
+                f"ON must match the whole key of '{lookup.name.text}' ({', '.join(keys)})",
+                offset_of(condition, at) if condition is not None else at,
+            )
+        return Join(lookup, joined, tuple(pairs[k] for k in keys), keep_missing=side == "LEFT")
+
+    @staticmethod
+    def on_pair(
+        equality: exp.Expr,
+        relation: Relation,
+        qualifiers: set[str],
+        lookup: Relation,
+        joined: set[str],
+    ) -> tuple[str, str] | None:
+        """(table key, stream column) of one `a = b` of an ON clause, or None."""
+        if not isinstance(equality, exp.EQ):
+            return None
+        for left, right in (
+            (equality.this, equality.expression),
+            (equality.expression, equality.this),
+        ):
+            if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
+                return None
+            table_parts, stream_parts = column_parts(left), column_parts(right)
+            if len(table_parts) != 2 or table_parts[0].name.lower() not in joined:
+                continue
+            if len(stream_parts) == 2 and stream_parts[0].name.lower() in qualifiers:
+                stream_parts = stream_parts[1:]
+            if len(stream_parts) != 1:
+                continue
+            key = lookup.column(table_parts[1])
+            column = relation.column(stream_parts[0])
+            if key is not None and column is not None and key.name in (lookup.key or ()):
+                return key.name, column.name
+        return None
 
     def resolve(
         self,
@@ -390,25 +501,93 @@ class StatementCompiler:
         relation: Relation,
         qualifiers: set[str],
         where: str,
-        first: Callable[[exp.Column, list[exp.Identifier]], exp.Expr | None] | None = None,
     ) -> exp.Expr:
-        """`node` with every column reference checked against `relation` and spelt as the
-        relation spells it, without qualifiers; `first` may resolve a name before that."""
+        """`node` with every column reference checked against `relation` (and a joined
+        table) and spelt as the relation spells it, without qualifiers."""
+        join = self.join
 
         def visit(current: exp.Expr) -> exp.Expr:
             if not isinstance(current, exp.Column) or isinstance(current.this, exp.Star):
                 return current
+            original = column_parts(current)
+            if (
+                join is not None
+                and len(original) > 1
+                and original[0].name.lower() in join.qualifiers
+            ):
+                return self.joined(original[1:], relation, where, current)
             parts = self.unqualified(current, qualifiers)
-            if first is not None:
-                replaced = first(current, parts)
-                if replaced is not None:
-                    return replaced
             column = relation.column(parts[0])
+            if join is not None and len(parts) == len(original):
+                in_table = join.table.column(parts[0])
+                if column is None and in_table is not None:
+                    return self.joined(parts, relation, where, current)
+                if (
+                    column is not None
+                    and in_table is not None
+                    and relation.columns is not None
+                    and join.stream_column_for(in_table.name) != column.name
+                ):
+                    raise self.error(
+                        f"'{parts[0].name}' is a column of both '{relation.name.text}' and "
+                        f"'{join.table.name.text}': qualify it",
+                        offset_of(current, self.query_offset),
+                    )
             if column is None:
                 raise self.unknown_column(parts[0], relation, where, current)
             return build_column([identifier_of(column), *parts[1:]], parts[0])
 
         return node.transform(visit, copy=True)
+
+    def joined(
+        self, parts: list[exp.Identifier], relation: Relation, where: str, at: exp.Expr
+    ) -> exp.Expr:
+        """A column of the joined table: the field enrich copies into the record (its key
+        is the stream's ON column, which holds the same value)."""
+        join = cast(Join, self.join)
+        column = join.table.column(parts[0])
+        if column is None:
+            raise self.unknown_column(parts[0], join.table, where, at)
+        stream_name = join.stream_column_for(column.name)
+        if stream_name is not None:
+            stream_column = relation.column(exp.Identifier(this=stream_name, quoted=True))
+            assert stream_column is not None
+            return build_column([identifier_of(stream_column), *parts[1:]], parts[0])
+        clash = relation.column(exp.Identifier(this=column.name, quoted=False))
+        if relation.columns is not None and clash is not None:
+            raise self.error(
+                f"'{column.name}' is a column of both '{relation.name.text}' and "
+                f"'{join.table.name.text}': a join adds the table's columns under their own "
+                "names, so it can add only columns the stream does not have",
+                offset_of(at, self.query_offset),
+            )
+        join.use(column.name)
+        return build_column([identifier_of(column), *parts[1:]], parts[0])
+
+    def known_column(self, relation: Relation, name: exp.Identifier) -> Column | None:
+        """A column of the stream, or of the joined table."""
+        column = relation.column(name)
+        if column is None and self.join is not None:
+            column = self.join.table.column(name)
+        return column
+
+    def join_document(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The enrich step and the `tables:` entry of a join (nothing without one)."""
+        join = self.join
+        if join is None:
+            return [], {}
+        table = join.table
+        key = list(table.key or ())
+        enrich: dict[str, Any] = {
+            "table": table.name.text,
+            "on": list(join.on) if len(join.on) > 1 else join.on[0],
+        }
+        if join.used or table.columns is not None:
+            # with no column used, copying the key changes nothing: ON made it equal
+            enrich["fields"] = list(join.used) or key[:1]
+        enrich["missing"] = "keep" if join.keep_missing else "drop"
+        tables = {table.name.text: {"topic": table.topic, "key": key if len(key) > 1 else key[0]}}
+        return [{"enrich": enrich}], tables
 
     @staticmethod
     def unqualified(column: exp.Column, qualifiers: set[str]) -> list[exp.Identifier]:
@@ -586,7 +765,7 @@ class StatementCompiler:
                 )
             )
         name = self.attempt(self.pipeline_name)
-        steps = self.validate_steps(relation) + self.where_steps(query, relation, qualifiers)
+        where = self.where_steps(query, relation, qualifiers)
         items = self.attempt(lambda: self.stream_items(query, relation, qualifiers))
         key = relation.key
         if statement.partition_by is not None:
@@ -595,19 +774,31 @@ class StatementCompiler:
         if self.failed or items is None or sink is None or name is None:
             return
         projection, columns, passed = items
+        enrich, tables = self.join_document()
+        steps = self.validate_steps(relation) + enrich + where
         if projection is not None:
             steps.append({"map": projection})
-        topic, dlq = sink
-        document = {
-            "pipeline": name,
-            "source": self.source_document(relation, key),
-            "steps": steps,
-            "sink": {"topic": topic},
-            "dlq": {"topic": dlq},
-        }
-        output = Relation(statement.name, "stream", topic, columns, statement, pipeline=name)
+        document = self.document(name, self.source_document(relation, key), tables, steps, sink)
+        output = Relation(statement.name, "stream", sink[0], columns, statement, pipeline=name)
         output.timestamp = self.output_timestamp(properties, output, relation, passed)
         self.finish(relation, document, output)
+
+    @staticmethod
+    def document(
+        name: str,
+        source: dict[str, Any],
+        tables: dict[str, Any],
+        steps: list[dict[str, Any]],
+        sink: tuple[str, str],
+    ) -> dict[str, Any]:
+        """A pipeline document, in the order a YAML file holds its keys."""
+        document: dict[str, Any] = {"pipeline": name, "source": source}
+        if tables:
+            document["tables"] = tables
+        document["steps"] = steps
+        document["sink"] = {"topic": sink[0]}
+        document["dlq"] = {"topic": sink[1]}
+        return document
 
     def partition_key(self, relation: Relation) -> tuple[str, ...]:
         key = []
@@ -628,8 +819,11 @@ class StatementCompiler:
         """The map of a derived stream (None for a lone `SELECT *`), its output columns,
         and the source columns that pass through unchanged, to their output names."""
         expressions = list(query.expressions)
-        if len(expressions) == 1 and is_star(expressions[0]):
+        if len(expressions) == 1 and isinstance(expressions[0], exp.Star):
             columns = list(relation.columns) if relation.columns is not None else None
+            if self.join is not None:  # the record and every column of the table
+                added = self.table_columns(relation, expressions[0])
+                columns = None if columns is None or added is None else columns + added
             return None, columns, {c: c for c in relation.names()} if columns else {}
         outputs = _Outputs(self)
         passed: dict[str, str] = {}
@@ -654,15 +848,28 @@ class StatementCompiler:
     ) -> None:
         offset = offset_of(item, self.query_offset)
         if is_star(item):
-            if relation.columns is None:
-                raise self.error(
-                    f"'{relation.name.text}' declares no columns, so SELECT * cannot be "
-                    "combined with other columns",
-                    offset,
-                )
-            for column in relation.columns:
-                outputs.add(column, build_column([identifier_of(column)]), offset)
-                passed[column.name] = column.name
+            qualifier = item.args.get("table") if isinstance(item, exp.Column) else None
+            of_table = self.join is not None and (
+                qualifier is not None and qualifier.name.lower() in self.join.qualifiers
+            )
+            if not of_table:
+                if relation.columns is None:
+                    raise self.error(
+                        f"'{relation.name.text}' declares no columns, so SELECT * cannot be "
+                        "combined with other columns",
+                        offset,
+                    )
+                for column in relation.columns:
+                    outputs.add(column, build_column([identifier_of(column)]), offset)
+                    passed[column.name] = column.name
+            if self.join is not None and (of_table or qualifier is None):
+                added = self.table_columns(relation, item)
+                if added is None:
+                    raise self.error(
+                        f"'{self.join.table.name.text}' declares no columns to select", offset
+                    )
+                for column in added:
+                    outputs.add(column, build_column([identifier_of(column)]), offset)
             return
         self.no_aggregates(
             item,
@@ -672,7 +879,7 @@ class StatementCompiler:
         value = item.this if isinstance(item, exp.Alias) else item
         resolved = self.resolve(value, relation, qualifiers, "the select list")
         parts = column_parts(resolved) if isinstance(resolved, exp.Column) else []
-        source = relation.column(parts[0]) if len(parts) == 1 else None
+        source = self.known_column(relation, parts[0]) if len(parts) == 1 else None
         if isinstance(item, exp.Alias):
             alias = item.args["alias"]
             name = Column(alias.name, bool(alias.quoted))
@@ -688,6 +895,35 @@ class StatementCompiler:
             passed.setdefault(source.name, name.name)
             name = Column(name.name, name.quoted, source.schema_type)
         outputs.add(name, resolved, offset)
+
+    def table_columns(self, relation: Relation, at: exp.Expr) -> list[Column] | None:
+        """The joined table's columns but its key, marked used (None: it declares none)."""
+        join = cast(Join, self.join)
+        if join.table.columns is None:
+            return None
+        added = []
+        for column in join.table.columns:
+            if column.name not in (join.table.key or ()):
+                self.joined([identifier_of(column)], relation, "SELECT *", at)
+                added.append(column)
+        return added
+
+
+def _qualifiers(relation: Relation, table: exp.Table) -> set[str]:
+    """The lower-case names that qualify a FROM or JOIN item's columns: its name, alias."""
+    names = {relation.name.text.lower(), table.name.lower()}
+    alias = table.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and alias.this is not None:
+        names.add(alias.name.lower())
+    return names
+
+
+def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
+    if isinstance(condition, exp.And):
+        return [*_conjuncts(condition.this), *_conjuncts(condition.expression)]
+    if isinstance(condition, exp.Paren):
+        return _conjuncts(condition.this)
+    return [condition]
 
 
 class _Outputs:

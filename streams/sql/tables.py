@@ -84,8 +84,7 @@ class TableCompiler:
                 )
             )
         name = owner.attempt(owner.pipeline_name)
-        steps = owner.validate_steps(self.relation)
-        steps += owner.where_steps(query, self.relation, self.qualifiers)
+        where = owner.where_steps(query, self.relation, self.qualifiers)
         group = query.args.get("group")
         having = query.args.get("having")
         if not group:
@@ -112,24 +111,20 @@ class TableCompiler:
             raise self.error(
                 "a table needs at least one aggregate, e.g. COUNT(*) AS n", owner.query_offset
             )
+        enrich, tables = owner.join_document()
+        steps = owner.validate_steps(self.relation) + enrich + where
         steps.append({"window": self.window_document()})
         if condition is not None:
             steps.append({"filter": condition})
         projection = self.projection(outputs)
         if projection is not None:
             steps.append({"map": projection})
-        topic, dlq = sink
-        document = {
-            "pipeline": name,
-            "source": owner.source_document(self.relation, tuple(k.name for k in self.keys)),
-            "steps": steps,
-            "sink": {"topic": topic},
-            "dlq": {"topic": dlq},
-        }
+        source = owner.source_document(self.relation, self.partition_key())
+        document = owner.document(name, source, tables, steps, sink)
         columns = [o.column for o in outputs if o.kind == "key"]
         columns += [Column(bound, False) for bound in WINDOW_BOUNDS]
         columns += [o.column for o in outputs if o.kind != "key"]
-        output = Relation(statement.name, "table", topic, columns, statement, pipeline=name)
+        output = Relation(statement.name, "table", sink[0], columns, statement, pipeline=name)
         if "TIMESTAMP" in properties:
             output.timestamp = owner.output_timestamp(properties, output, self.relation, {})
         owner.finish(self.relation, document, output)
@@ -172,20 +167,31 @@ class TableCompiler:
                     "of a derived stream first, then group by that column",
                     node,
                 )
-            parts = self.owner.unqualified(node, self.qualifiers)
+            resolved = self.owner.resolve(node, self.relation, self.qualifiers, "GROUP BY")
+            parts = column_parts(resolved) if isinstance(resolved, exp.Column) else []
             if len(parts) != 1:
                 raise self.error(
                     f"GROUP BY {describe(node)}: group by a top-level column (compute nested "
                     "values in a derived stream first)",
                     node,
                 )
-            column = self.relation.column(parts[0])
-            if column is None:
-                raise self.owner.unknown_column(parts[0], self.relation, "GROUP BY", node)
+            column = self.owner.known_column(self.relation, parts[0])
+            assert column is not None  # resolve found it
             if any(k.name == column.name for k in keys):
                 raise self.error(f"GROUP BY names '{column.name}' twice", node)
             keys.append(column)
         return keys
+
+    def partition_key(self) -> tuple[str, ...]:
+        """What a worker partitions the source by: the GROUP BY columns the stream has (a
+        joined table's columns exist only after the join; they follow from the ON column)."""
+        names = [k.name for k in self.keys]
+        if self.relation.columns is None and self.owner.join is None:
+            return tuple(names)
+        own = [n for n in names if n in self.relation.names()]
+        if not own and self.owner.join is not None:
+            return self.owner.join.on
+        return tuple(own)
 
     # -- aggregates
 
@@ -274,25 +280,27 @@ class TableCompiler:
                 return self.reference(current)
             if not isinstance(current, exp.Column) or isinstance(current.this, exp.Star):
                 return current
-            parts = self.owner.unqualified(current, self.qualifiers)
+            parts = column_parts(current)
             head = parts[0]
-            key = self.key_named(head)
-            if key is not None:
-                return build_column([identifier_of(key), *parts[1:]], parts[0])
-            if aliases and len(parts) == 1:
-                value = self.aliases.get(head.name)
+            if len(parts) == 1:
+                key = self.key_named(head)
+                if key is not None:
+                    return build_column([identifier_of(key)], head)
+                value = self.aliases.get(head.name) if aliases else None
                 if value is not None:
                     return value.copy()
-            bound = BOUND_NAMES.get(head.name.lower())
-            if bound is not None and len(parts) == 1 and self.relation.column(head) is None:
-                return build_column([exp.Identifier(this=bound, quoted=False)], head)
-            if self.relation.column(head) is not None:
-                raise self.error(
-                    f"column '{head.name}' in {where} is neither in GROUP BY nor inside an "
-                    f"aggregate: add it to GROUP BY, or aggregate it, e.g. MAX({head.name})",
-                    current,
-                )
-            raise self.owner.unknown_column(head, self.relation, where, current)
+                bound = BOUND_NAMES.get(head.name.lower())
+                if bound is not None and self.owner.known_column(self.relation, head) is None:
+                    return build_column([exp.Identifier(this=bound, quoted=False)], head)
+            resolved = self.owner.resolve(current, self.relation, self.qualifiers, where)
+            field = column_parts(resolved)[0].name if isinstance(resolved, exp.Column) else ""
+            if any(k.name == field for k in self.keys):
+                return resolved
+            raise self.error(
+                f"column '{field or head.name}' in {where} is neither in GROUP BY nor inside "
+                f"an aggregate: add it to GROUP BY, or aggregate it, e.g. MAX({head.name})",
+                current,
+            )
 
         return node.transform(visit, copy=True)
 

@@ -226,3 +226,37 @@ def test_the_sql_package_never_imports_the_runtime() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+USERS = (
+    "CREATE TABLE users (id VARCHAR PRIMARY KEY, tier VARCHAR, amount DOUBLE) "
+    "WITH (KAFKA_TOPIC = 'users');\n"
+)
+
+
+def test_a_join_is_an_enrich_step_before_where() -> None:
+    found = documents(
+        USERS + "CREATE STREAM a AS SELECT p.id, u.tier, u.id AS uid FROM pay p "
+        "JOIN users u USING (id) WHERE tier = 'gold';"
+    )["a"]
+    assert found["tables"] == {"users": {"topic": "users", "key": "id"}}
+    assert found["steps"][1:] == [
+        {"enrich": {"table": "users", "on": "id", "fields": ["tier"], "missing": "drop"}},
+        {"filter": "tier = 'gold'"},
+        {"map": {"id": "id", "tier": "tier", "uid": "id"}},  # the key equals the ON column
+    ]
+
+
+def test_a_windowed_join_partitions_by_the_on_column_when_grouping_by_the_tables() -> None:
+    found = documents(
+        USERS + "CREATE TABLE t AS SELECT u.tier, COUNT(*) AS n FROM pay p "
+        "LEFT JOIN users u ON u.id = p.User_Id WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY u.tier;"
+    )["t"]
+    assert found["source"]["key"] == "User_Id"
+    assert found["steps"][1]["enrich"] == {
+        "table": "users",
+        "on": "User_Id",
+        "fields": ["tier"],
+        "missing": "keep",
+    }
+    assert found["steps"][2]["window"]["key"] == "tier"

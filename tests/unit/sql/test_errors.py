@@ -255,6 +255,53 @@ CASES = [
         ["unknown stream 'b'", "defined later"],
     ),
     (
+        "CREATE TABLE users (id VARCHAR PRIMARY KEY, note VARCHAR) WITH (KAFKA_TOPIC = 'u');\n"
+        "CREATE STREAM a AS SELECT o.order_id, u.note FROM orders o LEFT JOIN users u "
+        "ON o.order_id = u.id;",
+        1,
+        39,
+        "a",
+        ["'note' is a column of both 'orders' and 'users'"],
+    ),
+    (
+        "CREATE TABLE users (id VARCHAR PRIMARY KEY, tier VARCHAR) WITH (KAFKA_TOPIC = 'u');\n"
+        "CREATE STREAM a AS SELECT * FROM orders o JOIN users u ON o.order_id = u.tier;",
+        1,
+        59,
+        "a",
+        ["ON compares the stream's columns with the key of 'users' (id)"],
+    ),
+    (
+        "CREATE STREAM a AS SELECT * FROM orders o RIGHT JOIN orders p ON o.amount = p.amount;",
+        0,
+        54,
+        "a",
+        ["RIGHT JOIN is not supported"],
+    ),
+    (
+        "CREATE STREAM b (x INT) WITH (KAFKA_TOPIC = 'b');\n"
+        "CREATE STREAM a AS SELECT * FROM orders o JOIN b ON o.amount = b.x;",
+        1,
+        48,
+        "a",
+        ["JOIN b: a stream; a join reads a lookup table"],
+    ),
+    (
+        "CREATE TABLE users (id VARCHAR, tier VARCHAR) WITH (KAFKA_TOPIC = 'u');",
+        0,
+        14,
+        "users",
+        ["lookup table 'users' needs a key"],
+    ),
+    (
+        "CREATE TABLE users (id VARCHAR KEY) WITH (KAFKA_TOPIC = 'u');\n"
+        "CREATE STREAM a AS SELECT * FROM users;",
+        1,
+        34,
+        "a",
+        ["'users' is a lookup table: JOIN it"],
+    ),
+    (
         "INSERT INTO x SELECT * FROM orders;",
         0,
         1,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from streams.config import load_pipelines
-from streams.demo import payments, write_lines
+from streams.demo import payments, users_table, write_lines
 from streams.replay import replay
 from streams.sql.graph import GraphReplay
 from tests.unit.sql.conftest import compiled
@@ -221,6 +221,45 @@ dlq: {topic: big-eur-merchants-dlq}
 """ % (SOURCE % "user_id")
 
 
+JOIN_SQL = """
+CREATE TABLE users (user_id VARCHAR PRIMARY KEY, tier VARCHAR, country VARCHAR)
+  WITH (KAFKA_TOPIC = 'users');
+CREATE STREAM tiered AS
+SELECT p.payment_id, p.user_id, u.tier, p.amount
+FROM payments p LEFT JOIN users u ON p.user_id = u.user_id
+WHERE u.tier <> 'basic' OR u.tier IS NULL;
+CREATE TABLE tier_minutes AS
+SELECT u.tier, COUNT(*) AS n, SUM(p.amount) AS total
+FROM payments p JOIN users u ON u.user_id = p.user_id
+WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY u.tier;
+"""
+JOIN_YAML = (
+    """
+pipeline: tiered
+%s
+  - enrich: {table: users, on: user_id, fields: [tier], missing: keep}
+  - filter: "tier <> 'basic' OR tier IS NULL"
+  - map: {payment_id: payment_id, user_id: user_id, tier: tier, amount: amount}
+tables: {users: {topic: users, key: user_id}}
+sink: {topic: tiered}
+dlq: {topic: tiered-dlq}
+---
+pipeline: tier_minutes
+%s
+  - enrich: {table: users, on: user_id, fields: [tier], missing: drop}
+  - window:
+      type: tumbling
+      size: 1m
+      key: tier
+      aggregates: {n: count(), total: sum(amount)}
+tables: {users: {topic: users, key: user_id}}
+sink: {topic: tier-minutes}
+dlq: {topic: tier-minutes-dlq}
+"""  # noqa: UP031 - the YAML's braces would all need doubling for .format
+    % (SOURCE % "user_id", SOURCE % "user_id")
+)
+
+
 @pytest.fixture(scope="module")
 def demo_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "payments.jsonl"
@@ -294,3 +333,24 @@ async def test_a_chain_of_statements_equals_its_yaml_twins(
     assert produced == files(tmp_path / "yaml")
     assert produced["big-eur-merchants.jsonl"]
     assert metrics(sql_graph) == metrics(yaml_graph)
+
+
+async def test_a_join_with_a_lookup_table_equals_its_yaml_enrich_twins(
+    demo_input: Path, tmp_path: Path
+) -> None:
+    users = tmp_path / "users.jsonl"
+    write_lines(users, (line for i, line in enumerate(users_table()) if i % 7))  # some missing
+    program = compiled(DECLARATION + JOIN_SQL)
+    (tmp_path / "twins.yaml").write_text(JOIN_YAML)
+    twins = load_pipelines(tmp_path / "twins.yaml")
+    sql_graph = GraphReplay(program.specs(), tables={"users": users})
+    await sql_graph.run("payments", str(demo_input), tmp_path / "sql")
+    yaml_graph = GraphReplay(twins, tables={"users": users})
+    await yaml_graph.run("payments", str(demo_input), tmp_path / "yaml")
+    produced = files(tmp_path / "sql")
+    assert produced == files(tmp_path / "yaml")
+    assert b'"tier":null' in produced["tiered.jsonl"]  # LEFT JOIN keeps users without a row
+    assert produced["tier-minutes.jsonl"].count(b"\n") >= 3
+    assert metrics(sql_graph) == metrics(yaml_graph)
+    dropped = metrics(sql_graph)["tier_minutes"][2]
+    assert dropped[("enrich", "enrich_missing")] > 0  # JOIN drops them
