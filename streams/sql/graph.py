@@ -58,6 +58,10 @@ def sql_input(program: SqlProgram, value: str) -> tuple[str, str]:
     stream, sep, path = value.partition("=")
     if sep and stream and path:
         relation = program.relation(stream)
+        if relation is not None and relation.kind == "lookup":
+            raise SluiceError(
+                f"--input {value}: '{stream}' is a lookup table; fill it with --table {stream}=FILE"
+            )
         if relation is not None:
             return relation.topic, path
         if not Path(value).exists():
