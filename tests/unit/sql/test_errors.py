@@ -364,3 +364,277 @@ def test_where_cannot_use_a_select_alias_and_says_so() -> None:
         "CREATE STREAM a AS SELECT amount * 2 AS double FROM orders WHERE double > 3;"
     )
     assert "'double' is a select alias, which WHERE cannot use" in error
+
+
+MORE = [
+    # (statement after ORDERS, line offset, statement name, words of the reason)
+    ("CREATE STREAM a (x INT, X INT) WITH (KAFKA_TOPIC = 'a');", 0, "a", ["declared twice"]),
+    (
+        "CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 'a', KAFKA_TOPIC = 'b');",
+        0,
+        "a",
+        ["KAFKA_TOPIC is given twice"],
+    ),
+    (
+        "CREATE STREAM a (x INT KEY, y INT) WITH (KAFKA_TOPIC = 'a', KEY = 'y');",
+        0,
+        "a",
+        ["differs from the columns marked KEY"],
+    ),
+    (
+        "CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 'a', VALUE_FORMAT = 'AVRO');",
+        0,
+        "a",
+        ["JSON only"],
+    ),
+    ("CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 'a b');", 0, "a", ["not a topic name"]),
+    ("CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 3);", 0, "a", ["takes quoted text"]),
+    ("CREATE STREAM a (x INT) WITH (KAFKA_TOPIC 'a');", 0, "a", ["expected NAME = 'value'"]),
+    ("CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = a);", 0, "a", ["expected a quoted value"]),
+    ("CREATE STREAM a (x) WITH (KAFKA_TOPIC = 'a');", 0, "a", ["needs a type"]),
+    (
+        "CREATE STREAM a (x INT DEFAULT 3) WITH (KAFKA_TOPIC = 'a');",
+        0,
+        "a",
+        ["unexpected 'DEFAULT'"],
+    ),
+    ("CREATE STREAM a () WITH (KAFKA_TOPIC = 'a');", 0, "a", ["at least one column"]),
+    ("CREATE STREAM a (x INT,) WITH (KAFKA_TOPIC = 'a');", 0, "a", ["another item after ','"]),
+    (
+        "CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 'a') AS SELECT * FROM orders;",
+        0,
+        "a",
+        ["either declares columns or is AS SELECT"],
+    ),
+    ("CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 'a') EXTRA;", 0, "a", ["expected"]),
+    ("CREATE STREAMS a AS SELECT * FROM orders;", 0, "2", ["did you mean 'STREAM'?"]),
+    ("CREATE STREAM AS SELECT * FROM orders;", 0, "2", ["expected a name"]),
+    ("CREATE STREAM 'a' AS SELECT * FROM orders;", 0, "2", ["names are words"]),
+    ("CREATE STREAM a AS WITH x AS (SELECT 1) SELECT * FROM x;", 0, "a", ["expected SELECT"]),
+    ("CREATE STREAM orders AS SELECT * FROM orders;", 0, "orders", ["already defined"]),
+    ("CREATE STREAM a AS SELECT * FROM a;", 0, "a", ["cannot read itself"]),
+    (
+        "CREATE STREAM a AS SELECT * FROM orders WINDOW TUMBLING (SIZE 1 MINUTE);",
+        0,
+        "a",
+        ["WINDOW makes a table"],
+    ),
+    (
+        'CREATE STREAM a AS SELECT "user" FROM orders GROUP BY "user";',
+        0,
+        "a",
+        ["GROUP BY makes a table"],
+    ),
+    ("CREATE STREAM a AS SELECT * FROM orders EMIT FINAL;", 0, "a", ["EMIT FINAL is for"]),
+    (
+        "CREATE STREAM a AS SELECT * FROM orders EMIT CHANGES LIMIT 3;",
+        0,
+        "a",
+        ["ends the statement"],
+    ),
+    ("CREATE STREAM a AS SELECT * FROM orders ORDER BY amount;", 0, "a", ["ORDER BY"]),
+    ("CREATE STREAM a AS SELECT * FROM orders LIMIT 3;", 0, "a", ["LIMIT"]),
+    ("CREATE STREAM a AS SELECT DISTINCT amount FROM orders;", 0, "a", ["DISTINCT"]),
+    ("CREATE STREAM a AS SELECT * FROM orders WHERE amount IN (SELECT 1);", 0, "a", ["subqueries"]),
+    (
+        "CREATE STREAM a AS SELECT ROW_NUMBER() OVER () AS r FROM orders;",
+        0,
+        "a",
+        ["window functions"],
+    ),
+    ("CREATE STREAM a AS SELECT * FROM orders UNION SELECT * FROM orders;", 0, "a", ["UNION"]),
+    ("CREATE STREAM a AS SELECT * FROM other.orders;", 0, "a", ["plain names"]),
+    (
+        "CREATE STREAM a AS SELECT amount AS x, note AS x FROM orders;",
+        0,
+        "a",
+        ["two output columns"],
+    ),
+    ("CREATE STREAM a AS SELECT * FROM orders PARTITION BY nte;", 0, "a", ["PARTITION BY"]),
+    ("CREATE STREAM a AS SELECT * FROM orders PARTITION BY note + 1;", 0, "a", ["takes columns"]),
+    ("CREATE STREAM a WITH (TIMESTAMP = 'tss') AS SELECT * FROM orders;", 0, "a", ["not a column"]),
+    ('CREATE STREAM "a b" AS SELECT * FROM orders;', 0, "a b", ["cannot name a pipeline"]),
+    (
+        "CREATE STREAM a AS SELECT note, * FROM orders PARTITION BY order_id;",
+        0,
+        "a",
+        ["two output columns are named 'note'"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT * FROM orders WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["SELECT * has no meaning in a table"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS note FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["is a GROUP BY column"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS window_start FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["the window's"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, SUM(COUNT(*)) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["cannot be nested"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, SUM(DISTINCT amount) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["DISTINCT works in COUNT(DISTINCT x) only"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, MAX(amount, 3) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["GREATEST"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, SUM(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["only COUNT(*) counts rows"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, PERCENTILE(amount) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["a value and a fraction"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note FROM orders WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["at least one aggregate"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY UPPER(note);",
+        0,
+        "t",
+        ["GROUP BY takes columns"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note, note;",
+        0,
+        "t",
+        ["twice"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note PARTITION BY note;",
+        0,
+        "t",
+        ["PARTITION BY is for streams"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note FROM orders WINDOW TUMBLING (SIZE 1 MINUTE);",
+        0,
+        "t",
+        ["needs aggregates and GROUP BY"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW SESSION (1 MINUTE, ADVANCE BY 1 SECOND) GROUP BY note;",
+        0,
+        "t",
+        ["ADVANCE BY is for HOPPING"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE, SIZE 2 MINUTES) GROUP BY note;",
+        0,
+        "t",
+        ["given twice"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY note;",
+        0,
+        "t",
+        ["one WINDOW clause"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE, HOP 3 SECONDS) GROUP BY note;",
+        0,
+        "t",
+        ["unexpected 'HOP'"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE SOON) GROUP BY note;",
+        0,
+        "t",
+        ["unexpected 'SOON'"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1) GROUP BY note;",
+        0,
+        "t",
+        ["add a unit"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (GRACE PERIOD) GROUP BY note;",
+        0,
+        "t",
+        ["expected a duration"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (GRACE PERIOD 1 SECOND) GROUP BY note;",
+        0,
+        "t",
+        ["needs a SIZE"],
+    ),
+    (
+        "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW SESSION (GRACE PERIOD 1 SECOND) GROUP BY note;",
+        0,
+        "t",
+        ["needs a gap"],
+    ),
+    (
+        "CREATE TABLE u (x INT) WITH (KAFKA_TOPIC = 'u', TIMESTAMP = 'x');",
+        0,
+        "u",
+        ["unknown property TIMESTAMP"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("statement", "line", "name", "words"), MORE)
+def test_more_errors_name_the_line_and_the_statement(
+    statement: str, line: int, name: str, words: list[str]
+) -> None:
+    found = errors(ORDERS + statement)
+    assert found, statement
+    assert found[0].startswith(f"f.sql:{FIRST + line}:"), found
+    assert f": statement {name}: " in found[0], found
+    for word in words:
+        assert word in found[0], found
+
+
+def test_retention_is_accepted_and_means_nothing_here() -> None:
+    found = errors(
+        ORDERS + "CREATE TABLE t AS SELECT note, COUNT(*) AS n FROM orders "
+        "WINDOW TUMBLING (SIZE 1 MINUTE, RETENTION 7 DAYS) GROUP BY note;"
+    )
+    assert found == []
