@@ -121,9 +121,7 @@ class TableCompiler:
             steps.append({"map": projection})
         source = owner.source_document(self.relation, self.partition_key())
         document = owner.document(name, source, tables, steps, sink)
-        columns = [o.column for o in outputs if o.kind == "key"]
-        columns += [Column(bound, False) for bound in WINDOW_BOUNDS]
-        columns += [o.column for o in outputs if o.kind != "key"]
+        columns = self.result_columns(outputs)
         output = Relation(statement.name, "table", sink[0], columns, statement, pipeline=name)
         if "TIMESTAMP" in properties:
             output.timestamp = owner.output_timestamp(properties, output, self.relation, {})
@@ -382,25 +380,35 @@ class TableCompiler:
         return self.owner.check_expression(condition, condition=True)
 
     def projection(self, outputs: list[_Output]) -> dict[str, str] | None:
-        """The map after the window, or None when the window's result is the answer."""
+        """The map after the window, or None when the window's result is the answer.
+
+        Like the YAML window's, a result always carries the key columns (under their
+        select-list names when renamed) and the window's bounds."""
         keys = [o for o in outputs if o.kind == "key"]
-        shown = {o.key.name for o in keys if o.key is not None}
-        plain = all(o.key is not None and o.column.name == o.key.name for o in keys)
-        if (
-            not self.hidden
-            and plain
-            and shown == {k.name for k in self.keys}
-            and len(keys) == len(shown)
-            and all(o.kind != "computed" for o in outputs)
-        ):
+        renamed = any(o.key is not None and o.column.name != o.key.name for o in keys)
+        repeated = len(keys) != len({o.key.name for o in keys if o.key is not None})
+        computed = any(o.kind == "computed" for o in outputs)
+        if not (self.hidden or renamed or repeated or computed):
             return None
         projection: dict[str, str] = {o.column.name: o.value.sql() for o in keys}
+        shown = {o.key.name for o in keys if o.key is not None}
+        for key in self.keys:
+            if key.name not in shown:
+                projection.setdefault(key.name, build_column([identifier_of(key)]).sql())
         for bound in WINDOW_BOUNDS:
             projection.setdefault(bound, bound)
         for output in outputs:
             if output.kind != "key":
                 projection[output.column.name] = output.value.sql()
         return projection
+
+    def result_columns(self, outputs: list[_Output]) -> list[Column]:
+        """The columns of the table's records, for the statements that read it."""
+        columns = [o.column for o in outputs if o.kind == "key"]
+        shown = {o.key.name for o in outputs if o.key is not None}
+        columns += [k for k in self.keys if k.name not in shown]
+        columns += [Column(bound, False) for bound in WINDOW_BOUNDS]
+        return columns + [o.column for o in outputs if o.kind != "key"]
 
     def window_document(self) -> dict[str, Any]:
         window = self.statement.window

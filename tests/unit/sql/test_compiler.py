@@ -260,3 +260,27 @@ def test_a_windowed_join_partitions_by_the_on_column_when_grouping_by_the_tables
         "missing": "keep",
     }
     assert found["steps"][2]["window"]["key"] == "tier"
+
+
+def test_a_table_result_always_carries_its_keys_as_the_yaml_window_does() -> None:
+    found = steps(
+        "CREATE TABLE t AS SELECT COUNT(*) AS n FROM pay "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY User_Id, id;",
+        "t",
+    )
+    assert found[1]["window"]["key"] == ["User_Id", "id"]
+    assert len(found) == 2  # no map: the window's result has the keys already
+    renamed = steps(
+        "CREATE TABLE t AS SELECT id AS pid, COUNT(*) AS n FROM pay "
+        "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY User_Id, id;",
+        "t",
+    )
+    assert renamed[2] == {
+        "map": {
+            "pid": "id",
+            "User_Id": "User_Id",
+            "window_start": "window_start",
+            "window_end": "window_end",
+            "n": "n",
+        }
+    }
