@@ -39,7 +39,8 @@ def check(path: Path) -> None:
     """Validate settings and pipeline files.
 
     PATH is a config directory (sluice.yaml + pipelines/), a folder of pipeline files, one
-    pipeline file, or a sluice.yaml. Every error is reported as FILE:LINE: FIELD: REASON.
+    pipeline file (.yaml or .sql), or a sluice.yaml. Every error is reported as
+    FILE:LINE: FIELD: REASON (in .sql files FILE:LINE:COL: statement NAME: REASON).
     Exit status 1 when anything is wrong.
     """
     from streams.check import check as run_check
@@ -118,9 +119,14 @@ def replay(
     Event time is the pipeline's source.timestamp field, else the time a line is read.
     The whole file is one partition; at its end every open window closes.
 
+    A .sql file (or a YAML stream of pipelines) runs as one graph: the input feeds the
+    declared stream (STREAM=FILE names it among several), each derived stream feeds the
+    statements that read it.
+
     \b
-    Example:
+    Examples:
       sluice replay config/pipelines/payments-clean.yaml --input payments.jsonl
+      sluice replay config/pipelines/payments-sql.sql --input payments=payments.jsonl
     """
     from streams.replay import replay as run_replay
 
