@@ -41,7 +41,6 @@ class Relation:
     statement: Statement
     timestamp: str | None = None
     key: tuple[str, ...] | None = None
-    pipeline: str | None = None
 
     def column(self, name: exp.Identifier) -> Column | None:
         """The column an identifier names: exactly when quoted, else ignoring case

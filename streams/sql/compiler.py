@@ -71,7 +71,6 @@ class CompiledPipeline:
     statement: Statement
     document: dict[str, Any]
     spec: PipelineSpec
-    reads: str  # the name of the stream it reads
 
 
 @dataclass(slots=True)
@@ -588,7 +587,7 @@ class StatementCompiler:
         step = self.attempt(check)
         return [step] if step is not None else []
 
-    def finish(self, relation: Relation, document: dict[str, Any], output: Relation) -> None:
+    def finish(self, document: dict[str, Any], output: Relation) -> None:
         """Validate the document into a spec exactly as a YAML file's; record both."""
         try:
             context = {"tables": sorted(document.get("tables", {}))}
@@ -598,9 +597,7 @@ class StatementCompiler:
             where = ".".join(str(p) for p in first["loc"])
             message = str(first["msg"]).removeprefix("Value error, ")
             raise self.error(f"{where}: {message}" if where else message) from None
-        self.program.pipelines.append(
-            CompiledPipeline(self.label, self.statement, document, spec, relation.name.text)
-        )
+        self.program.pipelines.append(CompiledPipeline(self.label, self.statement, document, spec))
         self.program.relations.append(output)
 
     def output_timestamp(
@@ -675,9 +672,9 @@ class StatementCompiler:
         if projection is not None:
             steps.append({"map": projection})
         document = self.document(name, self.source_document(relation, key), tables, steps, sink)
-        output = Relation(statement.name, "stream", sink[0], columns, statement, pipeline=name)
+        output = Relation(statement.name, "stream", sink[0], columns, statement)
         output.timestamp = self.output_timestamp(properties, output, relation, passed)
-        self.finish(relation, document, output)
+        self.finish(document, output)
 
     @staticmethod
     def document(

@@ -193,10 +193,6 @@ class Statement:
     def clause_offset(self, clause: str) -> int:
         return self.clauses.get(clause, self.query_offset)
 
-    @property
-    def label(self) -> str:
-        return self.name.text
-
 
 # --- parsing ----------------------------------------------------------------------------
 

@@ -122,10 +122,10 @@ class TableCompiler:
         source = owner.source_document(self.relation, self.partition_key())
         document = owner.document(name, source, tables, steps, sink)
         columns = self.result_columns(outputs)
-        output = Relation(statement.name, "table", sink[0], columns, statement, pipeline=name)
+        output = Relation(statement.name, "table", sink[0], columns, statement)
         if "TIMESTAMP" in properties:
             output.timestamp = owner.output_timestamp(properties, output, self.relation, {})
-        owner.finish(self.relation, document, output)
+        owner.finish(document, output)
 
     def without_group_by(self, having: exp.Expr | None) -> None:
         # one error for the one thing missing: HAVING names it best when present
