@@ -49,7 +49,7 @@ class _Output:
 
 class TableCompiler:
     """`CREATE TABLE t AS SELECT keys, aggregates FROM s [WHERE …] WINDOW … GROUP BY keys
-    [HAVING …] [EMIT FINAL|CHANGES]`: validate → filter → window → filter → map.
+    [HAVING …] [EMIT FINAL|CHANGES]`: validate → (enrich) → filter → window → filter → map.
 
     The window step computes every aggregate call the select list and HAVING make (an
     aggregate HAVING repeats is computed once); expressions over aggregates and renamed
