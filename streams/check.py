@@ -8,7 +8,7 @@ from pathlib import Path
 from streams.config import (
     SETTINGS_FILE,
     load_config,
-    load_pipeline_document,
+    load_pipeline_documents,
     load_settings,
     make_importable,
     pipeline_files,
@@ -75,7 +75,7 @@ def _check(path: Path, report: CheckReport) -> CheckReport:
         if not files:
             report.errors.append(
                 ConfigError(
-                    f"no {SETTINGS_FILE} and no pipeline files (*.yaml) here", file=str(path)
+                    f"no {SETTINGS_FILE} and no pipeline files (*.yaml, *.sql) here", file=str(path)
                 )
             )
         for file in files:
@@ -98,14 +98,15 @@ def _check(path: Path, report: CheckReport) -> CheckReport:
 def _check_pipeline(file: Path, report: CheckReport) -> None:
     report.files.append(file)
     try:
-        spec, document = load_pipeline_document(file)
+        found = load_pipeline_documents(file)
     except ConfigErrors as exc:
         report.errors.extend(exc.errors)
     except Exception as exc:  # a checker bug: name the file, go on with the others
         report.errors.append(_internal_error(file, exc))
     else:
-        report.pipelines.append(spec.pipeline)
-        report.warnings.extend(pipeline_warnings(spec, document))
+        for spec, document in found:
+            report.pipelines.append(spec.pipeline)
+            report.warnings.extend(pipeline_warnings(spec, document))
 
 
 def _document(file: Path) -> YamlDocument | None:

@@ -14,7 +14,7 @@ import click
 
 from models.pipeline import PipelineSpec
 from models.settings import Settings
-from streams.config import load_pipeline, load_settings, make_importable
+from streams.config import load_pipelines, load_settings, make_importable
 from streams.errors import ConfigErrors, SluiceError
 
 CONFIG_HELP = "directory holding sluice.yaml (and pipelines/); default: config"
@@ -43,8 +43,8 @@ def _logging_json() -> bool:
 def main() -> None:
     """sluice: declarative, stateful stream processing on Kafka.
 
-    Declare pipelines in YAML (config/pipelines/*.yaml), check them with `sluice check`,
-    try them offline with `sluice replay`, run them with `sluice run`.
+    Declare pipelines in YAML (config/pipelines/*.yaml) or SQL (*.sql), check them with
+    `sluice check`, try them offline with `sluice replay`, run them with `sluice run`.
     """
 
 
@@ -54,7 +54,8 @@ def check(path: Path) -> None:
     """Validate settings and pipeline files.
 
     PATH is a config directory (sluice.yaml + pipelines/), a folder of pipeline files, one
-    pipeline file, or a sluice.yaml. Every error is reported as FILE:LINE: FIELD: REASON.
+    pipeline file (.yaml or .sql), or a sluice.yaml. Every error is reported as
+    FILE:LINE: FIELD: REASON (in .sql files FILE:LINE:COL: statement NAME: REASON).
     Exit status 1 when anything is wrong.
     """
     from streams.check import check as run_check
@@ -112,14 +113,15 @@ def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
 
 
 @main.command()
-@click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(path_type=Path))
+@click.argument("pipeline_file", metavar="PIPELINE.yaml|FILE.sql", type=click.Path(path_type=Path))
 @click.option(
     "--input",
     "-i",
     "source",
     required=True,
-    metavar="FILE",
-    help="JSON Lines input, one message a line; '-' reads stdin",
+    metavar="[STREAM=]FILE",
+    help="JSON Lines input, one message a line; '-' reads stdin. For a .sql file declaring "
+    "several streams, STREAM=FILE names the one it feeds",
 )
 @click.option(
     "--table",
@@ -177,16 +179,21 @@ def replay(
     one partition; at its end every open window closes. A component stuck past its
     timeout in a sync process() stops the replay with a message and exit status 3.
 
+    A .sql file (or a YAML stream of pipelines) runs as one graph: the input feeds the
+    declared stream (STREAM=FILE names it among several), each derived stream feeds the
+    statements that read it.
+
     \b
-    Example:
+    Examples:
       sluice replay config/pipelines/payments-clean.yaml --input payments.jsonl
+      sluice replay config/pipelines/payments-sql.sql --input payments=payments.jsonl
     """
     from streams.durations import parse_duration_ms
     from streams.replay import replay as run_replay
 
     make_importable(pipeline_file.parent.parent)
     try:
-        spec = load_pipeline(pipeline_file)
+        specs = load_pipelines(pipeline_file)
     except ConfigErrors as exc:
         for error in exc.errors:
             click.echo(error.describe(), err=True)
@@ -199,6 +206,10 @@ def replay(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--max-event-time-skew") from None
     _start_logging(settings, log_format, log_level)
+    if pipeline_file.suffix.lower() == ".sql" or len(specs) > 1:
+        _replay_graph(pipeline_file, specs, source, tables, output_dir, settings, skew, progress)
+        return
+    spec = specs[0]
     try:
         summary = asyncio.run(
             run_replay(
@@ -217,6 +228,81 @@ def replay(
     click.echo(summary.line(), err=True)
     for file in summary.files:
         click.echo(str(file))
+
+
+def _replay_graph(
+    pipeline_file: Path,
+    specs: list[PipelineSpec],
+    source: str,
+    tables: tuple[str, ...],
+    output_dir: Path,
+    settings: Settings,
+    max_event_time_skew_ms: int,
+    progress: bool | None,
+) -> None:
+    """A .sql file, or a YAML stream of pipelines, replayed as one graph."""
+    from streams.sql.compiler import load_sql_program
+    from streams.sql.graph import replay_graph, sql_input, topic_input
+
+    try:
+        if pipeline_file.suffix.lower() == ".sql":
+            topic, path = sql_input(load_sql_program(pipeline_file), source)
+        else:
+            topic, path = topic_input(specs, source)
+        summary = asyncio.run(
+            replay_graph(
+                specs,
+                topic,
+                path,
+                output_dir,
+                tables=_parse_tables(tables),
+                batch_size=settings.processing.batch_max,
+                max_message_bytes=settings.processing.max_message_bytes,
+                max_event_time_skew_ms=max_event_time_skew_ms,
+                progress=sys.stderr.isatty() if progress is None else progress,
+            )
+        )
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(error.describe(), err=True)
+        sys.exit(1)
+    except SluiceError as exc:
+        _fail(str(exc))
+    for line in summary.lines():
+        click.echo(line, err=True)
+    for file in summary.files:
+        click.echo(str(file))
+
+
+@main.command()
+@click.argument("sql_file", metavar="FILE.sql", type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    "output_dir",
+    type=click.Path(path_type=Path),
+    help="also write each pipeline to DIR/<pipeline>.yaml",
+)
+def explain(sql_file: Path, output_dir: Path | None) -> None:
+    """Print the pipelines a SQL file compiles to, as pipeline YAML.
+
+    Several pipelines print as one YAML stream (`---` between them), which `sluice check`
+    and `sluice replay` accept like the .sql file itself.
+    """
+    from streams.sql.explain import explain as explain_sql
+
+    make_importable(sql_file.parent.parent)
+    try:
+        documents = explain_sql(sql_file)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(error.describe(), err=True)
+        sys.exit(1)
+    click.echo("---\n".join(text for _, text in documents), nl=False)
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in documents:
+            (output_dir / f"{name}.yaml").write_text(text, encoding="utf-8")
 
 
 @main.group(invoke_without_command=True)

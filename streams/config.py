@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,12 +17,13 @@ from pydantic_settings import SettingsError
 from models.pipeline import PipelineSpec, describe_bad_step
 from models.settings import Settings
 from streams.errors import ConfigError, ConfigErrors
-from streams.yaml_lines import YamlDocument, format_path, load_yaml
+from streams.yaml_lines import YamlDocument, format_path, load_yaml, parse_yaml
 
 SETTINGS_FILE = "sluice.yaml"
 ENV_PREFIX = "SLUICE_"
 # SLUICE_* variables that are not settings
 _OTHER_VARIABLES = frozenset({"SLUICE_BROKER_BIN"})  # streams.runtime.broker: tansu's path
+_DOCUMENT_START = re.compile(r"^---(\s|$)")
 _STEP_KIND_ERRORS = {"step_kind", "union_tag_invalid", "union_tag_not_found"}
 
 
@@ -215,7 +217,60 @@ def make_importable(config_dir: Path) -> None:
 
 
 def pipeline_files(directory: Path) -> list[Path]:
-    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    """The pipeline files of a folder: YAML pipelines and SQL files (*.sql)."""
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml"), *directory.glob("*.sql")])
+
+
+def load_pipelines(path: Path, display_name: str | None = None) -> list[PipelineSpec]:
+    """Every pipeline of one file: a YAML pipeline (or a YAML stream of them, as
+    `sluice explain` prints), or the pipelines a .sql file compiles to."""
+    return [spec for spec, _ in load_pipeline_documents(path, display_name)]
+
+
+def load_pipeline_documents(
+    path: Path, display_name: str | None = None
+) -> list[tuple[PipelineSpec, YamlDocument | None]]:
+    """`load_pipelines`, each pipeline with its YAML document (None for SQL): the lines
+    `sluice check` points its warnings at."""
+    if path.suffix.lower() == ".sql":
+        from streams.sql.compiler import load_sql_file
+
+        return [(spec, None) for spec in load_sql_file(path, display_name)]
+    name = display_name or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return [load_pipeline_document(path, display_name)]  # it words the error
+    documents = yaml_documents(text)
+    if len(documents) <= 1:
+        return [load_pipeline_document(path, display_name)]
+    found: list[tuple[PipelineSpec, YamlDocument | None]] = []
+    errors: list[ConfigError] = []
+    for text_of_one in documents:
+        try:
+            document = parse_yaml(text_of_one, name)
+            found.append((pipeline_from_document(document), document))
+        except ConfigError as exc:
+            errors.append(exc)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return found
+
+
+def yaml_documents(text: str) -> list[str]:
+    """The documents of a YAML stream (`---` lines between them), each padded with empty
+    lines so that its line numbers stay the file's. Documents without content are left out."""
+    lines = text.splitlines(keepends=True)
+    documents: list[str] = []
+    start = 0
+    for end in [*(n for n, line in enumerate(lines) if _DOCUMENT_START.match(line)), len(lines)]:
+        chunk = lines[start:end]
+        if any(line.strip() and not line.lstrip().startswith("#") for line in chunk):
+            documents.append("\n" * start + "".join(chunk))
+        start = end + 1
+    return documents
 
 
 def load_config(config_dir: Path) -> LoadedConfig:
@@ -239,24 +294,26 @@ def load_config(config_dir: Path) -> LoadedConfig:
         return loaded
     for file in pipeline_files(directory):
         try:
-            spec, document = load_pipeline_document(file)
+            found = load_pipeline_documents(file)
         except ConfigErrors as exc:
             loaded.errors.extend(exc.errors)
             continue
-        if spec.pipeline in loaded.pipelines:
-            loaded.errors.append(
-                ConfigError(
-                    f"pipeline {spec.pipeline!r} is also defined in "
-                    f"{loaded.pipeline_files[spec.pipeline]}",
-                    file=str(file),
-                    line=1,
-                    field="pipeline",
+        for spec, document in found:
+            if spec.pipeline in loaded.pipelines:
+                loaded.errors.append(
+                    ConfigError(
+                        f"pipeline {spec.pipeline!r} is also defined in "
+                        f"{loaded.pipeline_files[spec.pipeline]}",
+                        file=str(file),
+                        line=1,
+                        field="pipeline",
+                    )
                 )
-            )
-            continue
-        loaded.pipelines[spec.pipeline] = spec
-        loaded.pipeline_files[spec.pipeline] = file
-        loaded.documents[spec.pipeline] = document
+                continue
+            loaded.pipelines[spec.pipeline] = spec
+            loaded.pipeline_files[spec.pipeline] = file
+            if document is not None:
+                loaded.documents[spec.pipeline] = document
     return loaded
 
 
@@ -266,6 +323,8 @@ __all__ = [
     "load_config",
     "load_pipeline",
     "load_pipeline_document",
+    "load_pipeline_documents",
+    "load_pipelines",
     "load_settings",
     "make_importable",
     "validation_errors",

@@ -13,7 +13,8 @@ class SluiceError(Exception):
 
 
 class ConfigError(SluiceError):
-    """A settings or pipeline file is invalid. `location` is `file:line: field`."""
+    """A settings or pipeline file is invalid. `location` is `file:line: field`, or
+    `file:line:column: field` where the column is known (SQL pipelines)."""
 
     def __init__(
         self,
@@ -22,17 +23,22 @@ class ConfigError(SluiceError):
         file: str | None = None,
         line: int | None = None,
         field: str | None = None,
+        column: int | None = None,
     ) -> None:
         self.reason = reason
         self.file = file
         self.line = line
         self.field = field
+        self.column = column
         super().__init__(self.describe())
 
     def describe(self) -> str:
         where = ""
         if self.file:
-            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+            if self.line and self.column:
+                where = f"{self.file}:{self.line}:{self.column}: "
+            else:
+                where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
         field = f"{self.field}: " if self.field else ""
         return f"{where}{field}{self.reason}"
 
