@@ -54,7 +54,7 @@ from streams.runtime.changelog import (
     offset_header,
     restore,
 )
-from streams.runtime.kafka import connection_options, start_client
+from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
 from streams.runtime.output import Output
 from streams.runtime.pipelines import PipelineRunner
 from streams.runtime.topics import ensure_topics
@@ -174,7 +174,17 @@ class Engine:
             producer_options["transactional_id"] = f"{settings.app_id}-{uuid.uuid4().hex}"
             producer_options["transaction_timeout_ms"] = TRANSACTION_TIMEOUT_MS
         producer = AIOKafkaProducer(**connection, **producer_options)
-        await start_client(producer, settings)
+        try:
+            await start_client(producer, settings)
+        except KafkaUnreachable:
+            if self.exactly_once and await probe(settings, 5.0) is None:
+                raise KafkaUnreachable(
+                    f"processing.guarantee exactly_once needs Kafka transactions, and the "
+                    f"broker at {', '.join(settings.brokers)} refused a transactional producer "
+                    "(the embedded broker has none): use Apache Kafka, or guarantee "
+                    "at_least_once"
+                ) from None
+            raise
         self._producer = producer
         self._output = Output(producer)
         await ensure_topics(connection, settings, self.runners)

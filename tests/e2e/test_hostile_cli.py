@@ -341,7 +341,8 @@ def test_run_takes_a_broker_port_and_the_banner_names_the_config(
 
     assert "--broker-port N" in CliRunner().invoke(main, ["run", "--help"]).output
     loaded = load_config(ROOT / "config")
-    settings = Settings(brokers=["kafka://127.0.0.1:9999"])
+    # console format: the banner as text (in json format it is log lines)
+    settings = Settings(brokers=["kafka://127.0.0.1:9999"], log={"format": "console"})
     _print_banner(settings, loaded.pipelines, embedded=True, demo=False, config_dir=Path("cfg"))
     banner = capsys.readouterr().err
     assert "sluice consume payments-clean --config cfg" in banner

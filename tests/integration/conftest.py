@@ -1,4 +1,10 @@
-"""The real broker (tansu) for the session, and workers as real subprocesses."""
+"""Real brokers for the session — tansu (the embedded broker) and Apache Kafka 3.9.1 —
+and workers as real subprocesses.
+
+`broker` is parametrised over both: a test that takes it runs once on each (ids `tansu`
+and `kafka`). `tansu` alone is for what only concerns sluice's own side (the dashboard,
+the embedded broker of `sluice run`); `apache_kafka` alone for what tansu cannot do
+(security, transactions, a broker restarted with its data)."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pytest
@@ -25,10 +31,28 @@ ROOT = Path(__file__).resolve().parents[2]
 SLUICE = Path(sys.executable).parent / "sluice"
 
 
+class Broker(Protocol):
+    """What the tests need of a broker: its PLAINTEXT address."""
+
+    @property
+    def url(self) -> str: ...  # kafka://127.0.0.1:PORT
+
+    @property
+    def address(self) -> str: ...  # 127.0.0.1:PORT
+
+
 @pytest.fixture(scope="session")
-def broker() -> Iterator[EmbeddedBroker]:
+def tansu() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as running:
         yield running
+
+
+@pytest.fixture(scope="session", params=["tansu", "kafka"])
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """Each broker in turn (pytest groups the tests by it)."""
+    name = "tansu" if request.param == "tansu" else "apache_kafka"
+    found: Broker = request.getfixturevalue(name)
+    return found
 
 
 def http_get(port: int, path: str, token: str | None = None) -> tuple[int, Any]:
@@ -114,7 +138,7 @@ class Worker:
 
 
 @pytest.fixture
-def make_worker(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
+def make_worker(broker: Broker, tmp_path: Path) -> Iterator[Any]:
     """make_worker({name: pipeline_yaml}, app_id=...) -> a configured, started Worker."""
     started: list[Worker] = []
     app_ids: dict[str, str] = {}
@@ -158,7 +182,7 @@ def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
-async def create_topics(broker: EmbeddedBroker, *topics: str, partitions: int = 4) -> None:
+async def create_topics(broker: Broker, *topics: str, partitions: int = 4) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.address)
     await admin.start()
     try:
@@ -167,9 +191,7 @@ async def create_topics(broker: EmbeddedBroker, *topics: str, partitions: int = 
         await admin.close()
 
 
-async def produce_lines(
-    broker: EmbeddedBroker, topic: str, lines: list[bytes], key: Any = None
-) -> None:
+async def produce_lines(broker: Broker, topic: str, lines: list[bytes], key: Any = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=broker.address, linger_ms=5)
     await producer.start()
     try:
@@ -182,7 +204,7 @@ async def produce_lines(
 
 
 async def consume_all(
-    broker: EmbeddedBroker, topic: str, expected: int, timeout: float = 60, settle: float = 1.0
+    broker: Broker, topic: str, expected: int, timeout: float = 60, settle: float = 1.0
 ) -> list[Any]:
     """Messages of `topic` from the start until `expected` arrived (then `settle` more
     seconds, to catch duplicates or extras), or `timeout`."""

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from streams.demo import payments, write_lines
-from streams.runtime.broker import EmbeddedBroker, free_port
-from tests.integration.conftest import SLUICE, create_topics, produce_lines, unique
+from streams.runtime.broker import free_port
+from tests.integration.conftest import SLUICE, Broker, create_topics, produce_lines, unique
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def sluice(
     )
 
 
-async def test_produce_then_consume_round_trip(broker: EmbeddedBroker, tmp_path: Path) -> None:
+async def test_produce_then_consume_round_trip(broker: Broker, tmp_path: Path) -> None:
     topic = unique("rt")
     await create_topics(broker, topic)
     source = tmp_path / "in.jsonl"
@@ -53,7 +53,7 @@ async def test_produce_then_consume_round_trip(broker: EmbeddedBroker, tmp_path:
         assert record["key"] == record["value"]["user_id"] and record["topic"] == topic
 
 
-async def test_consume_prints_non_json_values_as_json_strings(broker: EmbeddedBroker) -> None:
+async def test_consume_prints_non_json_values_as_json_strings(broker: Broker) -> None:
     topic = unique("raw")
     await create_topics(broker, topic, partitions=1)
     await produce_lines(broker, topic, [b"plain text", b'{"a": 1}', b"\xff\xfe"])

@@ -16,6 +16,14 @@ from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import ROOT, create_topics, produce_lines, unique
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+@pytest.fixture
+def broker(tansu: EmbeddedBroker) -> EmbeddedBroker:
+    """The embedded broker only: what this module tests does not depend on the broker."""
+    return tansu
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

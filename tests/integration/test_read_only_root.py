@@ -35,6 +35,14 @@ pytestmark = [
         reason="needs root and unshare (a mount namespace)",
     ),
 ]
+
+
+@pytest.fixture
+def broker(tansu: EmbeddedBroker) -> EmbeddedBroker:
+    """The embedded broker only: what this module tests does not depend on the broker."""
+    return tansu
+
+
 SHM = Path("/dev/shm")  # a mount of its own: stays writable when / turns read-only
 
 

@@ -14,10 +14,9 @@ import pytest
 
 from streams.config import load_pipeline
 from streams.replay import replay
-from streams.runtime.broker import EmbeddedBroker
 from streams.runtime.output import Output
 from streams.tracing import trace_id_of
-from tests.integration.conftest import consume_all, create_topics, unique
+from tests.integration.conftest import Broker, consume_all, create_topics, unique
 from tests.integration.real_clients import (
     CODECS,
     batch_codecs,
@@ -70,7 +69,7 @@ async def expected_outputs(tag: str, tmp_path: Path) -> tuple[list[Any], int]:
 
 @pytest.mark.parametrize("codec", CODECS)
 async def test_librdkafka_in_and_out_with_each_codec(
-    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path, codec: str
+    broker: Broker, make_worker: Any, tmp_path: Path, codec: str
 ) -> None:
     tag = unique(codec)
     await create_topics(broker, f"in-{tag}", f"out-{tag}", f"dlq-{tag}")
@@ -115,7 +114,7 @@ async def test_librdkafka_in_and_out_with_each_codec(
 
 
 async def test_keyed_outputs_land_where_the_java_partitioner_puts_them(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     """librdkafka's murmur2_random is the Java client's default partitioner for keyed
     records; sluice's Output must choose the same partition for 1,000 keys."""
@@ -130,9 +129,7 @@ async def test_keyed_outputs_land_where_the_java_partitioner_puts_them(
     assert ours == partitions
 
 
-async def test_a_record_of_900_kib_goes_in_and_out(
-    broker: EmbeddedBroker, make_worker: Any
-) -> None:
+async def test_a_record_of_900_kib_goes_in_and_out(broker: Broker, make_worker: Any) -> None:
     tag = unique("big")
     await create_topics(broker, f"in-{tag}", f"out-{tag}")
     worker = make_worker({"big": PIPELINE.format(tag=tag)})
@@ -150,7 +147,7 @@ async def test_a_record_of_900_kib_goes_in_and_out(
 
 
 async def test_a_batch_it_cannot_decode_stops_the_worker_with_one_clear_line(
-    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
+    broker: Broker, make_worker: Any, tmp_path: Path
 ) -> None:
     """Without the zstd library (a stand-in `cramjam` that cannot be imported), a zstd
     batch cannot be read: the worker says which partition and offset, and what to do,

@@ -12,10 +12,9 @@ import orjson
 import pytest
 
 from streams.demo import payments, write_lines
-from streams.runtime.broker import EmbeddedBroker
 from streams.sql.compiler import load_sql_program
 from streams.sql.graph import replay_graph
-from tests.integration.conftest import consume_all, create_topics, produce_lines, unique
+from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +48,7 @@ def canonical(values: list[Any]) -> Counter[bytes]:
 
 
 async def test_a_worker_runs_sql_pipelines_and_matches_replay(
-    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
+    broker: Broker, make_worker: Any, tmp_path: Path
 ) -> None:
     tag = unique("sql")
     text = SQL.format(tag=tag)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.runtime.broker import EmbeddedBroker
+from tests.integration.conftest import Broker
 from tests.stress.takeover import Plan, run_round
 
 pytestmark = pytest.mark.integration
@@ -15,9 +15,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(
     ("seed", "keyed"), [(2, True), (1, False), (105, True)], ids=["keyed", "unkeyed", "rebalance"]
 )
-async def test_takeover_after_sigkill_is_exact(
-    broker: EmbeddedBroker, seed: int, keyed: bool
-) -> None:
+async def test_takeover_after_sigkill_is_exact(broker: Broker, seed: int, keyed: bool) -> None:
     plan = Plan.from_seed(seed, keyed, events=20_000)
     report = await run_round(broker.url, plan)
     print(report.line())

@@ -11,9 +11,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.runtime.broker import EmbeddedBroker
 from streams.tracing import trace_id_of
-from tests.integration.conftest import consume_all, create_topics, unique
+from tests.integration.conftest import Broker, consume_all, create_topics, unique
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +35,7 @@ def traceparent(trace_id: str) -> bytes:
     return f"00-{trace_id}-00f067aa0ba902b7-01".encode()
 
 
-async def produce(broker: EmbeddedBroker, topic: str, records: list[tuple[bytes, Any]]) -> None:
+async def produce(broker: Broker, topic: str, records: list[tuple[bytes, Any]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=broker.address)
     await producer.start()
     try:
@@ -63,7 +62,7 @@ def log_lines(text: str) -> list[dict[str, Any]]:
 
 
 async def test_trace_id_flows_from_input_to_every_output_and_into_logs(
-    broker: EmbeddedBroker, make_worker: Any
+    broker: Broker, make_worker: Any
 ) -> None:
     tag = unique("tr")
     await create_topics(broker, f"in-{tag}")

@@ -19,6 +19,13 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def broker(tansu: EmbeddedBroker) -> EmbeddedBroker:
+    """The embedded broker only: what this module tests does not depend on the broker."""
+    return tansu
+
+
 PIPELINE = """
 pipeline: web-{tag}
 source: {{topic: in-{tag}, key: user}}

@@ -16,8 +16,7 @@ import pytest
 
 from streams.config import load_pipeline
 from streams.replay import replay
-from streams.runtime.broker import EmbeddedBroker
-from tests.integration.conftest import consume_all, create_topics, produce_lines, unique
+from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +71,7 @@ async def expected_windows(
 
 
 async def windows_until(
-    broker: EmbeddedBroker, topic: str, expected: dict[Any, Any], timeout: float = 90
+    broker: Broker, topic: str, expected: dict[Any, Any], timeout: float = 90
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
@@ -113,10 +112,10 @@ class Scenario:
     def source(self) -> str:
         return f"in-{self.tag}"
 
-    async def produce(self, broker: EmbeddedBroker, part: slice) -> None:
+    async def produce(self, broker: Broker, part: slice) -> None:
         await produce_lines(broker, self.source, self.data[part], key=user_key)
 
-    async def check_results(self, broker: EmbeddedBroker) -> int:
+    async def check_results(self, broker: Broker) -> int:
         """The sink's windows equal replay's; returns how many were re-emitted."""
         got = await windows_until(broker, f"out-{self.tag}", self.expected)
         reemitted = check(got, self.expected)
@@ -124,7 +123,7 @@ class Scenario:
         return reemitted
 
 
-async def scenario(broker: EmbeddedBroker, tmp_path: Path, prefix: str) -> Scenario:
+async def scenario(broker: Broker, tmp_path: Path, prefix: str) -> Scenario:
     tag = unique(prefix)
     text = PIPELINE.format(tag=tag)
     data = lines(3000)
@@ -143,7 +142,7 @@ async def until_processed(workers: list[Any], count: int) -> None:
 
 
 async def test_sigkill_mid_stream_then_restart_gives_replay_results(
-    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
+    broker: Broker, make_worker: Any, tmp_path: Path
 ) -> None:
     run = await scenario(broker, tmp_path, "wk")
     first = make_worker({"win": run.text})
@@ -160,7 +159,7 @@ async def test_sigkill_mid_stream_then_restart_gives_replay_results(
 
 
 async def test_two_workers_one_killed_survivor_finishes_the_windows(
-    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
+    broker: Broker, make_worker: Any, tmp_path: Path
 ) -> None:
     run = await scenario(broker, tmp_path, "wt")
     one = make_worker({"win": run.text}, app_id="pair")
@@ -176,7 +175,7 @@ async def test_two_workers_one_killed_survivor_finishes_the_windows(
 
 
 async def test_one_worker_gives_replay_results(
-    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
+    broker: Broker, make_worker: Any, tmp_path: Path
 ) -> None:
     run = await scenario(broker, tmp_path, "w1")
     worker = make_worker({"win": run.text})

@@ -19,6 +19,7 @@ from streams.replay import replay
 from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import (
     ROOT,
+    Broker,
     consume_all,
     create_topics,
     produce_lines,
@@ -40,7 +41,7 @@ def demo_pipeline(tag: str) -> str:
 
 
 async def test_worker_matches_replay_and_dead_letters_keep_bytes(
-    broker: EmbeddedBroker, make_worker: Any, tmp_path: Path
+    broker: Broker, make_worker: Any, tmp_path: Path
 ) -> None:
     tag = unique("eq")
     text = demo_pipeline(tag)
@@ -100,7 +101,7 @@ def user_events(count: int, users: int, start: int = 0) -> list[bytes]:
 
 
 async def test_restart_continues_from_committed_offsets_and_recovered_state(
-    broker: EmbeddedBroker, make_worker: Any
+    broker: Broker, make_worker: Any
 ) -> None:
     tag = unique("rs")
     text = STATEFUL.format(tag=tag)
@@ -132,9 +133,7 @@ async def test_restart_continues_from_committed_offsets_and_recovered_state(
     assert second.stop() == 0
 
 
-async def test_two_workers_share_partitions_and_take_over(
-    broker: EmbeddedBroker, make_worker: Any
-) -> None:
+async def test_two_workers_share_partitions_and_take_over(broker: Broker, make_worker: Any) -> None:
     tag = unique("gr")
     text = STATEFUL.format(tag=tag)
     await create_topics(broker, f"events-{tag}")
@@ -176,7 +175,7 @@ async def test_two_workers_share_partitions_and_take_over(
 
 
 async def test_agent_crash_makes_worker_not_ready_and_exit_nonzero(
-    broker: EmbeddedBroker, make_worker: Any
+    broker: Broker, make_worker: Any
 ) -> None:
     tag = unique("cr")
     text = f"""

@@ -59,6 +59,14 @@ steps:
         kinds: count_distinct(kind)
 sink: {{topic: windows-{tag}}}
 """
+STATELESS = """
+pipeline: takeover-{tag}
+source: {{topic: events-{tag}, timestamp: ts{key}}}
+steps:
+  - filter: "amount > 20"
+  - map: {{id: id, user: user, cents: "ROUND(amount * 100)", kind: kind}}
+sink: {{topic: windows-{tag}}}
+"""
 
 
 @dataclass
@@ -71,9 +79,19 @@ class Plan:
     victim: int  # which of the two workers is killed
     kill_after_s: float  # after produce starts
     mid_rebalance: bool  # a third worker joins just before the kill
+    stateless: bool = False  # a filter and a map instead of the window
+    exactly_once: bool = False  # processing.guarantee; results read read_committed
 
     @classmethod
-    def from_seed(cls, seed: int, keyed: bool, events: int = 30_000) -> Plan:
+    def from_seed(
+        cls,
+        seed: int,
+        keyed: bool,
+        events: int = 30_000,
+        *,
+        stateless: bool = False,
+        exactly_once: bool = False,
+    ) -> Plan:
         rng = random.Random(seed)
         return cls(
             seed=seed,
@@ -82,7 +100,13 @@ class Plan:
             victim=rng.randrange(2),
             kill_after_s=round(rng.uniform(1.0, events / 2500 * 0.8), 2),
             mid_rebalance=rng.random() < 0.3,
+            stateless=stateless,
+            exactly_once=exactly_once,
         )
+
+    @property
+    def text(self) -> str:
+        return STATELESS if self.stateless else PIPELINE
 
 
 @dataclass
@@ -103,8 +127,10 @@ class Report:
 
     def line(self) -> str:
         plan = self.plan
+        kind = "stateless" if plan.stateless else "windows"
         what = (
-            f"seed {plan.seed} {'keyed' if plan.keyed else 'unkeyed'}: kill worker "
+            f"seed {plan.seed} {kind} {'keyed' if plan.keyed else 'unkeyed'}"
+            f"{' exactly_once' if plan.exactly_once else ''}: kill worker "
             f"{plan.victim} at {plan.kill_after_s}s{' mid-rebalance' if plan.mid_rebalance else ''}"
         )
         logs = f" (logs in {self.logs})" if self.logs else ""
@@ -162,7 +188,14 @@ def closers(count: int) -> list[bytes]:
     return list(found.values())
 
 
-async def expected_windows(text: str, lines: list[bytes], folder: Path) -> dict[Any, Any]:
+def identity(record: dict[str, Any]) -> Any:
+    """What names one result: a window, or an input record's id (stateless)."""
+    if "window_start" in record:
+        return (record["user"], record["window_start"])
+    return record["id"]
+
+
+async def expected_results(text: str, lines: list[bytes], folder: Path) -> dict[Any, Any]:
     (folder / "p.yaml").write_text(text)
     source = folder / "in.jsonl"
     source.write_bytes(b"".join(line + b"\n" for line in lines))
@@ -174,18 +207,20 @@ async def expected_windows(text: str, lines: list[bytes], folder: Path) -> dict[
     for line in results:
         record = orjson.loads(line)
         if not record["user"].startswith("closer"):
-            found[(record["user"], record["window_start"])] = record
+            found[identity(record)] = record
     return found
 
 
 class _Worker:
-    def __init__(self, folder: Path, broker_url: str, app_id: str, text: str, name: str) -> None:
+    def __init__(
+        self, folder: Path, broker_url: str, app_id: str, text: str, name: str, guarantee: str
+    ) -> None:
         self.folder = folder / name
         (self.folder / "pipelines").mkdir(parents=True)
         self.port = free_port()
         (self.folder / "sluice.yaml").write_text(
             f"app_id: {app_id}\nbrokers: ['{broker_url}']\nweb: {{port: {self.port}}}\n"
-            "log: {format: json, level: INFO}\n"
+            f"log: {{format: json, level: INFO}}\nprocessing: {{guarantee: {guarantee}}}\n"
         )
         (self.folder / "pipelines" / "p.yaml").write_text(text)
         self.log = (folder / f"{name}.log").open("wb")
@@ -230,12 +265,17 @@ async def _ready(worker: _Worker, timeout: float = 60) -> None:
 
 
 async def _collect(
-    address: str, topic: str, expected: dict[Any, Any], timeout: float
+    address: str, topic: str, expected: dict[Any, Any], timeout: float, *, committed: bool
 ) -> list[dict[str, Any]]:
-    """Every result on `topic` until each expected window has arrived and 3 s passed
-    without anything new, or `timeout`."""
+    """Every result on `topic` until each expected one has arrived and 3 s passed
+    without anything new, or `timeout`; `committed`: results of committed transactions
+    only (read_committed)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=address, auto_offset_reset="earliest", group_id=None
+        topic,
+        bootstrap_servers=address,
+        auto_offset_reset="earliest",
+        group_id=None,
+        isolation_level="read_committed" if committed else "read_uncommitted",
     )
     await consumer.start()
     got: list[dict[str, Any]] = []
@@ -249,7 +289,7 @@ async def _collect(
                 for record in records:
                     value = orjson.loads(record.value)
                     got.append(value)
-                    seen.add((value["user"], value["window_start"]))
+                    seen.add(identity(value))
                 quiet_since = time.monotonic()
             if seen >= set(expected) and time.monotonic() - quiet_since > 3:
                 break
@@ -262,7 +302,7 @@ def compare(report: Report, got: list[dict[str, Any]], expected: dict[Any, Any])
     by_window: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for record in got:
         if not record["user"].startswith("closer"):
-            by_window[(record["user"], record["window_start"])].append(record)
+            by_window[identity(record)].append(record)
     report.windows = len(expected)
     report.missing = sorted(set(expected) - set(by_window))
     report.extra = sorted(set(by_window) - set(expected))
@@ -282,12 +322,13 @@ async def run_round(broker_url: str, plan: Plan, folder: Path | None = None) -> 
     began = time.monotonic()
     address = broker_url.removeprefix("kafka://")
     tag = uuid.uuid4().hex[:8]
-    text = PIPELINE.format(tag=tag, key=", key: user" if plan.keyed else "")
+    text = plan.text.format(tag=tag, key=", key: user" if plan.keyed else "")
+    guarantee = "exactly_once" if plan.exactly_once else "at_least_once"
     workdir = folder or Path(tempfile.mkdtemp(prefix="sluice-stress-"))
     workers: list[_Worker] = []
     try:
         data = events(plan.seed, plan.events)
-        expected = await expected_windows(text, [*data, *closers(plan.events)], workdir)
+        expected = await expected_results(text, [*data, *closers(plan.events)], workdir)
         admin = AIOKafkaAdminClient(bootstrap_servers=address)
         await admin.start()
         try:
@@ -295,7 +336,7 @@ async def run_round(broker_url: str, plan: Plan, folder: Path | None = None) -> 
         finally:
             await admin.close()
         app_id = f"stress-{tag}"
-        workers = [_Worker(workdir, broker_url, app_id, text, f"w{i}") for i in range(2)]
+        workers = [_Worker(workdir, broker_url, app_id, text, f"w{i}", guarantee) for i in range(2)]
         for worker in workers:
             await _ready(worker)
         source = workdir / "events.jsonl"
@@ -318,7 +359,7 @@ async def run_round(broker_url: str, plan: Plan, folder: Path | None = None) -> 
         )
         if plan.mid_rebalance:
             await asyncio.sleep(max(0.0, plan.kill_after_s - 1.0))
-            workers.append(_Worker(workdir, broker_url, app_id, text, "w2"))
+            workers.append(_Worker(workdir, broker_url, app_id, text, "w2", guarantee))
             await asyncio.sleep(min(1.0, plan.kill_after_s))
         else:
             await asyncio.sleep(plan.kill_after_s)
@@ -335,8 +376,12 @@ async def run_round(broker_url: str, plan: Plan, folder: Path | None = None) -> 
             stderr=subprocess.DEVNULL,
             check=True,
         )
-        got = await _collect(address, f"windows-{tag}", expected, timeout=120)
+        got = await _collect(
+            address, f"windows-{tag}", expected, timeout=120, committed=plan.exactly_once
+        )
         compare(report, got, expected)
+        if plan.exactly_once and report.resent:
+            report.error = f"{report.resent} results seen twice with exactly_once"
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"
     finally:

@@ -351,10 +351,10 @@ def test_the_configmaps_pass_sluice_check(
     report = check(config_dir)
     assert report.ok, [error.describe() for error in report.errors]
     assert not loaded.errors
-    assert sorted(loaded.pipelines) == ["payments-clean", "payments-risk"]
-    shipped = {p.name: p.read_text() for p in (ROOT / "config" / "pipelines").glob("*.yaml")}
+    assert sorted(loaded.pipelines) == sorted(load_config(ROOT / "config").pipelines)
+    shipped = {p.name: p.read_text() for p in (ROOT / "config" / "pipelines").glob("*.*")}
     copies = KUBERNETES / "base" / "pipelines"
-    assert {p.name: p.read_text() for p in copies.glob("*.yaml")} == shipped, (
+    assert {p.name: p.read_text() for p in copies.glob("*.*")} == shipped, (
         "deploy/kubernetes/base/pipelines/ holds copies of config/pipelines/ "
         "(kustomize reads no file outside its folder)"
     )
@@ -477,20 +477,22 @@ def test_secured_overlay_wires_sasl_ssl_for_workers_and_keda(
     ca_secret = volume["secret"]["secretName"]
     # KEDA reads the lag with the same credentials and CA
     secrets = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in worker["env"] if "valueFrom" in v}
-    [trigger] = one(resources, "ScaledObject")["spec"]["triggers"]
     keda_sasl = {
         "PLAIN": "plaintext",
         "SCRAM-SHA-256": "scram_sha256",
         "SCRAM-SHA-512": "scram_sha512",
     }
-    assert trigger["metadata"]["sasl"] == keda_sasl[kafka.sasl_mechanism]
-    assert trigger["metadata"]["tls"] == "enable"
-    auth = one(resources, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
-    for parameter in ("username", "password"):
-        ref = secrets[f"SLUICE_KAFKA__{parameter.upper()}"]
-        assert refs[parameter] == (ref["name"], ref["key"])
-    assert refs["ca"] == (ca_secret, ca_key)
+    triggers = one(resources, "ScaledObject")["spec"]["triggers"]
+    assert len(triggers) == 2  # payments and payments-eur
+    for trigger in triggers:
+        assert trigger["metadata"]["sasl"] == keda_sasl[kafka.sasl_mechanism]
+        assert trigger["metadata"]["tls"] == "enable"
+        auth = one(resources, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+        refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+        for parameter in ("username", "password"):
+            ref = secrets[f"SLUICE_KAFKA__{parameter.upper()}"]
+            assert refs[parameter] == (ref["name"], ref["key"])
+        assert refs["ca"] == (ca_secret, ca_key)
     assert secrets["SLUICE_WEB__TOKEN"].get("optional") is False
 
 

@@ -216,7 +216,9 @@ def test_json_mode_routes_warnings_and_uncaught_exceptions_through_the_formatter
         monkeypatch.setattr(module, hook, getattr(module, hook))
     configure_logging(LogSettings(format="json", level="INFO"))
     try:
-        warnings.warn("a library's warning", RuntimeWarning, stacklevel=1)
+        with warnings.catch_warnings():  # shown even when an earlier test showed it once
+            warnings.simplefilter("always")
+            warnings.warn("a library's warning", RuntimeWarning, stacklevel=1)
 
         def fail() -> None:
             raise RuntimeError("thread died")
