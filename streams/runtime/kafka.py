@@ -21,6 +21,15 @@ from aiokafka.errors import (
     AuthenticationMethodNotSupported,
     KafkaConnectionError,
     KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+
+_AUTHENTICATION_ERRORS = (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
 )
 
 from models.settings import KafkaSettings, Settings
@@ -84,7 +93,7 @@ def describe_error(settings: Settings, exc: BaseException) -> str:
     """One line for a connection failure: what happened and what to check."""
     where = _where(settings)
     kafka = settings.kafka
-    if isinstance(exc, AuthenticationFailedError | AuthenticationMethodNotSupported):
+    if isinstance(exc, _AUTHENTICATION_ERRORS):
         return (
             f"authentication failed at {where} for user {kafka.username!r} "
             f"({kafka.sasl_mechanism or 'PLAIN'}): check kafka.username, kafka.password "
@@ -168,7 +177,7 @@ async def unreachable(settings: Settings, exc: BaseException) -> KafkaUnreachabl
     """The reason behind a failed start, found by probing the brokers ourselves."""
     timeout = min(settings.kafka.connect_timeout / 1000, 10.0)
     cause = exc
-    if not isinstance(exc, AuthenticationFailedError):
+    if not isinstance(exc, _AUTHENTICATION_ERRORS):
         found = await probe(settings, timeout)
         if found is not None:
             cause = found

@@ -24,7 +24,7 @@ from models.settings import Settings
 from streams.errors import SluiceError
 from streams.runtime.changelog import WorkerState
 from streams.runtime.engine import Engine
-from streams.runtime.kafka import KafkaUnreachable, connection_options
+from streams.runtime.kafka import KafkaUnreachable, connection_options, probe
 from streams.runtime.lookups import feed_lookup_table
 from streams.runtime.metrics import Registry
 from streams.runtime.pipelines import PipelineRunner
@@ -47,22 +47,6 @@ def tune_garbage_collection() -> None:
     collection and fewer, larger collections."""
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-
-
-async def any_broker_accepts(addresses: list[str], timeout: float = 1.0) -> bool:
-    """Whether a TCP connection to one of the brokers opens: what /ready reports as
-    `broker_reachable` (the Kafka clients retry quietly; readiness must not)."""
-    for address in addresses:
-        host, _, port = address.rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-        except (OSError, TimeoutError, ValueError):
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
-    return False
 
 
 class SluiceWorker:
@@ -263,9 +247,11 @@ class SluiceWorker:
         await asyncio.gather(all_loaded(), *feeders)
 
     async def _probe_broker(self) -> None:
-        addresses = self.settings.broker_addresses()
+        """A Kafka connection to a broker, with the configured TLS and SASL, every couple
+        of seconds: a broker that is down, or that stopped accepting our credentials, is
+        `broker_reachable: false` at /ready."""
         while True:
-            self.broker_reachable = await any_broker_accepts(addresses)
+            self.broker_reachable = await probe(self.settings, BROKER_PROBE_S) is None
             await asyncio.sleep(BROKER_PROBE_S)
 
     async def _report(self) -> None:
