@@ -138,7 +138,7 @@ class Worker:
 
 
 @pytest.fixture
-def make_worker(broker: Broker, tmp_path: Path) -> Iterator[Any]:
+def make_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """make_worker({name: pipeline_yaml}, app_id=...) -> a configured, started Worker."""
     started: list[Worker] = []
     app_ids: dict[str, str] = {}
@@ -158,7 +158,7 @@ def make_worker(broker: Broker, tmp_path: Path) -> Iterator[Any]:
         port = free_port()
         (config / "port.json").write_text(str(port))
         (config / "sluice.yaml").write_text(
-            f"app_id: {real_id}\nbrokers: ['{broker_url or broker.url}']\n"
+            f"app_id: {real_id}\nbrokers: ['{broker_url or _broker(request).url}']\n"
             f"web: {{port: {port}{f', token: {token}' if token else ''}}}\n"
             "log: {format: json, level: INFO}\n"
             f"processing: {{batch_max: 200, batch_within_ms: 20, partitions: 4{processing}}}\n"
@@ -176,6 +176,13 @@ def make_worker(broker: Broker, tmp_path: Path) -> Iterator[Any]:
     for worker in started:
         if worker.process is not None and worker.process.poll() is None:
             worker.stop(signal.SIGKILL)
+
+
+def _broker(request: pytest.FixtureRequest) -> Broker:
+    """The test's `broker` (a test that starts workers without naming a broker URL takes
+    the `broker` fixture, so it runs on each broker)."""
+    found: Broker = request.getfixturevalue("broker")
+    return found
 
 
 def unique(name: str) -> str:
@@ -204,12 +211,23 @@ async def produce_lines(broker: Broker, topic: str, lines: list[bytes], key: Any
 
 
 async def consume_all(
-    broker: Broker, topic: str, expected: int, timeout: float = 60, settle: float = 1.0
+    broker: Broker,
+    topic: str,
+    expected: int,
+    timeout: float = 60,
+    settle: float = 1.0,
+    *,
+    committed: bool = False,
 ) -> list[Any]:
     """Messages of `topic` from the start until `expected` arrived (then `settle` more
-    seconds, to catch duplicates or extras), or `timeout`."""
+    seconds, to catch duplicates or extras), or `timeout`. `committed`: only those of
+    committed transactions (read_committed)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=broker.address, auto_offset_reset="earliest", group_id=None
+        topic,
+        bootstrap_servers=broker.address,
+        auto_offset_reset="earliest",
+        group_id=None,
+        isolation_level="read_committed" if committed else "read_uncommitted",
     )
     await consumer.start()
     messages: list[Any] = []
