@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -180,19 +180,32 @@ def _offset_in(headers: Iterable[tuple[str, bytes]]) -> int | None:
     return None
 
 
+@dataclass(slots=True)
+class Restored:
+    """What a restore read: records, where each changelog partition now ends (the next
+    offset), and the keys it applied or corrected per store partition."""
+
+    records: int = 0
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)
+    touched: dict[tuple[ChangelogStore, int], set[str]] = field(default_factory=dict)
+
+
 async def restore(
     connection: dict[str, Any],
     stores: list[ChangelogStore],
     committed: dict[int, int],
     *,
     read_committed: bool,
-) -> int:
+    start_at: dict[tuple[str, int], int] | None = None,
+) -> Restored:
     """Read the changelog partitions of `committed` (partition -> the group's committed
-    input offset) of every store to their end into the stores; stale records (see the
-    module docstring) are skipped and their keys queued for compensating writes.
-    Returns how many changelog records were read."""
+    input offset) of every store to their end into the stores — from `start_at` (topic,
+    partition) -> offset where a local copy already holds what comes before; stale
+    records (see the module docstring) are skipped and their keys queued for
+    compensating writes."""
+    result = Restored()
     if not stores or not committed:
-        return 0
+        return result
     began = time.monotonic()
     by_topic = {store.topic: store for store in stores}
     partitions = [TopicPartition(topic, p) for topic in by_topic for p in sorted(committed)]
@@ -206,38 +219,46 @@ async def restore(
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
-    read = 0
     stale: dict[tuple[ChangelogStore, str], int] = {}
     try:
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         # tansu reports an end offset at or below the true log end (the base offset of the
         # last batch + 1); zero does mean empty. Each fetch's high watermark is right:
         # read until the position reaches it.
         ends = await consumer.end_offsets(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
+        firsts = await consumer.beginning_offsets(partitions)
+        remaining = set()
+        for tp in partitions:
+            begin = max(firsts[tp], (start_at or {}).get((tp.topic, tp.partition), 0))
+            result.ends[(tp.topic, tp.partition)] = begin
+            if ends[tp] > begin:
+                consumer.seek(tp, begin)
+                remaining.add(tp)
         idle_since = time.monotonic()
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=200, max_records=20_000)
             for tp, records in batches.items():
                 store = by_topic[tp.topic]
                 limit = committed[tp.partition]
+                touched = result.touched.setdefault((store, tp.partition), set())
                 for record in records:
                     if record.key is None:
                         continue
                     key = orjson.loads(record.key)
+                    touched.add(key)
                     mark = _offset_in(record.headers)
                     if mark is not None and mark >= limit:
                         stale[(store, key)] = tp.partition
                         continue
                     value = None if record.value is None else orjson.loads(record.value)
                     store.load(key, value, tp.partition)
-                read += len(records)
+                result.records += len(records)
             for tp in list(remaining):
                 end = consumer.last_stable_offset(tp) if read_committed else None
                 end = end if end is not None else consumer.highwater(tp)
-                if end is not None and await consumer.position(tp) >= end:
+                position = await consumer.position(tp)
+                result.ends[(tp.topic, tp.partition)] = position
+                if end is not None and position >= end:
                     remaining.discard(tp)
             if batches:
                 idle_since = time.monotonic()
@@ -254,7 +275,7 @@ async def restore(
         store.compensate(key, partition)
     log.info(
         "state restored: %d changelog records of %d store(s), partitions %s, in %.2fs%s",
-        read,
+        result.records,
         len(stores),
         sorted(committed),
         time.monotonic() - began,
@@ -262,7 +283,7 @@ async def restore(
         if stale
         else "",
     )
-    return read
+    return result
 
 
 class WorkerState:

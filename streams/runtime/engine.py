@@ -48,13 +48,16 @@ from aiokafka.structs import TopicPartition
 from models.settings import Settings
 from streams.errors import SluiceError
 from streams.runtime.changelog import (
+    LOCAL_STATE_DIR,
     ChangelogStore,
+    Write,
     encode_key,
     encode_value,
     offset_header,
     restore,
 )
 from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
+from streams.runtime.local_state import LocalState
 from streams.runtime.output import Output
 from streams.runtime.pipelines import PipelineRunner
 from streams.runtime.topics import ensure_topics
@@ -143,6 +146,11 @@ class Engine:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._output: Output | None = None
+        self.local = (
+            LocalState(LOCAL_STATE_DIR / settings.app_id)
+            if settings.store == "rocksdb://"
+            else None
+        )
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -249,6 +257,8 @@ class Engine:
                 if self.in_transaction:
                     await _quietly(self._producer.abort_transaction())
                 await self._producer.stop()
+            if self.local is not None:
+                self.local.close_all()
 
     def _fail(self, exc: BaseException) -> None:
         """An error inside a rebalance callback (aiokafka would only log it)."""
@@ -357,12 +367,14 @@ class Engine:
             await self._producer.begin_transaction()
             self.in_transaction = True
 
-    def _queue_changelog_writes(self) -> None:
+    def _queue_changelog_writes(self) -> list[Write]:
         """Every store's changes since the last checkpoint, each key once, with the last
         input offset of its partition that the state includes."""
         add = self.output.add
+        queued: list[Write] = []
         for store, topic in self.store_topic.items():
-            for write in store.take_writes():
+            writes = store.take_writes()
+            for write in writes:
                 processed = self.next.get(TopicPartition(topic, write.partition), 0) - 1
                 add(
                     store.topic,
@@ -371,6 +383,24 @@ class Engine:
                     offset_header(processed),
                     write.partition,
                 )
+            queued += writes
+        return queued
+
+    def _keep_locally(self, writes: list[Write]) -> None:
+        """rocksdb://: a committed checkpoint's changes into the local copies, with the
+        changelog offset they reach (see streams.runtime.local_state)."""
+        if self.local is None or not writes:
+            return
+        by_partition: dict[tuple[ChangelogStore, int], list[tuple[str, Any]]] = {}
+        for write in writes:
+            by_partition.setdefault((write.store, write.partition), []).append(
+                (write.key, write.value)
+            )
+        acked = self.output.acked
+        for (store, partition), changes in by_partition.items():
+            end = acked.get((store.topic, partition))
+            if end is not None:
+                self.local.partition(store.name, partition).write(changes, end)
 
     async def checkpoint(self) -> None:
         """Outputs on the broker, then the state changes, then the offsets (see module)."""
@@ -381,7 +411,7 @@ class Engine:
         await output.drain()
         for runner in self.runners:
             runner.persist()
-        self._queue_changelog_writes()
+        writes = self._queue_changelog_writes()
         await output.drain()
         offsets = {
             tp: offset
@@ -406,6 +436,7 @@ class Engine:
                 log.warning("offset commit refused (%s): state will be restored", exc)
                 return
         self.committed.update(offsets)
+        self._keep_locally(writes)
 
     # --- rebalances --------------------------------------------------------------------
 
@@ -478,10 +509,11 @@ class Engine:
                 }
                 for store in runner.stores:
                     store.drop_partitions(reload)
+                    if self.local is not None:
+                        for partition in reload:
+                            self.local.close(store.name, partition)
                 committed = {tp.partition: o for tp, o in starts.items() if tp.topic == topic}
-                await restore(
-                    connection, runner.stores, committed, read_committed=self.exactly_once
-                )
+                await self._restore_stores(connection, runner.stores, committed)
             runner.reset()
         # compensating writes (streams.runtime.changelog) before anything is processed
         if any(store.has_writes() for store in self.store_topic):
@@ -492,6 +524,29 @@ class Engine:
                 assert self._producer is not None
                 await self._producer.commit_transaction()
                 self.in_transaction = False
+
+    async def _restore_stores(
+        self, connection: dict[str, Any], stores: list[ChangelogStore], committed: dict[int, int]
+    ) -> None:
+        """Stores' partitions from their local copies (rocksdb://) and the changelog since
+        them, or from the whole changelog."""
+        start_at: dict[tuple[str, int], int] = {}
+        if self.local is not None:
+            for store in stores:
+                for partition in committed:
+                    entries, offset = self.local.partition(store.name, partition).load()
+                    for key, value in entries:
+                        store.load(key, value, partition)
+                    start_at[(store.topic, partition)] = offset
+        restored = await restore(
+            connection, stores, committed, read_committed=self.exactly_once, start_at=start_at
+        )
+        if self.local is None:
+            return
+        for (store, partition), keys in restored.touched.items():
+            end = restored.ends[(store.topic, partition)]
+            changes = [(key, store.get(key)) for key in keys]
+            self.local.partition(store.name, partition).write(changes, end)
 
     # --- what the worker reports ------------------------------------------------------
 

@@ -25,15 +25,15 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
+from models.settings import KafkaSettings, Settings
+from streams.errors import SluiceError
+
 _AUTHENTICATION_ERRORS = (
     AuthenticationFailedError,
     AuthenticationMethodNotSupported,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
-
-from models.settings import KafkaSettings, Settings
-from streams.errors import SluiceError
 
 
 class KafkaUnreachable(SluiceError):

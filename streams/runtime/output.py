@@ -30,7 +30,10 @@ class Output:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
         self._pending: dict[str, list[tuple[bytes | None, bytes | None, Headers, int | None]]] = {}
-        self._inflight: list[asyncio.Future[Any]] = []
+        # (delivery future, topic, partition, records in the batch)
+        self._inflight: list[tuple[asyncio.Future[Any], str, int, int]] = []
+        # the next offset after the last acknowledged record, per topic partition
+        self.acked: dict[tuple[str, int], int] = {}
         self._partitions: dict[str, int] = {}
         self._hashes: dict[bytes, int] = {}
         self.records_sent = 0
@@ -84,15 +87,18 @@ class Output:
                 by_partition.setdefault(partition, []).append((key, value, headers))
             for partition, items in by_partition.items():
                 batch = producer.create_batch()
+                count = 0
                 for key, value, headers in items:
                     if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                        self._inflight.append(
-                            await producer.send_batch(batch, topic, partition=partition)
-                        )
+                        future = await producer.send_batch(batch, topic, partition=partition)
+                        self._inflight.append((future, topic, partition, count))
                         batch = producer.create_batch()
+                        count = 0
                         # a record larger than a whole batch still goes alone in a batch
                         batch.append(key=key, value=value, timestamp=None, headers=headers)
-                self._inflight.append(await producer.send_batch(batch, topic, partition=partition))
+                    count += 1
+                future = await producer.send_batch(batch, topic, partition=partition)
+                self._inflight.append((future, topic, partition, count))
             self.records_sent += len(records)
 
     async def drain(self) -> None:
@@ -100,10 +106,15 @@ class Output:
         await self.flush()
         inflight, self._inflight = self._inflight, []
         if inflight:
-            results = await asyncio.gather(*inflight, return_exceptions=True)
+            results = await asyncio.gather(*(f for f, *_ in inflight), return_exceptions=True)
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
+            acked = self.acked
+            for result, (_, topic, partition, count) in zip(results, inflight, strict=True):
+                end = int(getattr(result, "offset", -1)) + count
+                if end > acked.get((topic, partition), -1):
+                    acked[(topic, partition)] = end
 
     def forget_partition_counts(self) -> None:
         """Topics may have grown (a rebalance follows a partition change)."""

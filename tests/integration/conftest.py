@@ -133,8 +133,10 @@ class Worker:
         self.log.close()
         return code
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
+    def output(self, limit: int | None = 5000) -> str:
+        """The worker's log: its last `limit` characters (None: all of it)."""
+        text = self.log_path.read_text(errors="replace")
+        return text if limit is None else text[-limit:]
 
 
 @pytest.fixture

@@ -43,7 +43,6 @@ sink: {{topic: out-{tag}}}
 BASE_MS = 1_795_000_000_000
 
 
-
 # (listener, SASL mechanism)
 SECURED = [
     ("SASL_SSL", "SCRAM-SHA-256"),
