@@ -170,16 +170,16 @@ def events(seed: int, count: int, users: int = 60) -> list[bytes]:
     return lines
 
 
-def closers(count: int) -> list[bytes]:
+def closers(count: int, partitions: int = PARTITIONS) -> list[bytes]:
     """One record per partition far ahead in event time: every partition's watermark
     passes every window of the data, so the last windows close without waiting for the
     wall clock. Their own windows are left out of the comparison."""
     ts = BASE_MS + count * STEP_MS + 10 * 60_000
     found: dict[int, bytes] = {}
     n = 0
-    while len(found) < PARTITIONS:
+    while len(found) < partitions:
         user = f"closer{n}"
-        partition = (murmur2(user.encode()) & 0x7FFFFFFF) % PARTITIONS
+        partition = (murmur2(user.encode()) & 0x7FFFFFFF) % partitions
         found.setdefault(
             partition,
             orjson.dumps({"id": -1, "user": user, "amount": 0, "kind": "z", "ts": ts}),
