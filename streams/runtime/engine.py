@@ -551,13 +551,23 @@ class Engine:
     # --- what the worker reports ------------------------------------------------------
 
     async def lags(self) -> dict[tuple[str, int], int]:
-        """Records behind the log end (the last stable offset) per assigned partition. When
-        the last poll found nothing buffered, the consumer's position counts as processed:
-        it has moved past transaction markers that are no records."""
+        """Records behind the log end (the last stable offset) per assigned partition, as
+        Kafka's tools count it: from the committed offset — a batch in progress is not
+        done. When the last poll found nothing buffered, the consumer's position counts:
+        it has moved past transaction markers, which are no records."""
         consumer = self._consumer
         found: dict[tuple[str, int], int] = {}
         if consumer is None:
             return found
+        for tp in list(self.owned):
+            end = consumer.last_stable_offset(tp)
+            if end is None:
+                continue
+            done = self.committed.get(tp, end)
+            if self.idle and not self.uncommitted:
+                done = max(done, await consumer.position(tp))
+            found[(tp.topic, tp.partition)] = max(0, end - done)
+        return found
         for tp in list(self.owned):
             end = consumer.last_stable_offset(tp)
             if end is None:

@@ -217,3 +217,36 @@ async def test_ready_turns_false_when_the_broker_goes_away(make_worker: Any) -> 
         await asyncio.sleep(0.3)
     assert status == 503, body
     assert body["ready"] is False and body["checks"]["broker_reachable"] is False
+
+
+async def test_a_stalled_worker_is_not_ready_and_says_why(broker: Broker, make_worker: Any) -> None:
+    """No progress for processing.stall_timeout while records wait (here an async
+    component awaiting for 20 s, under its timeout): /ready turns false naming it, one
+    log line, and ready again once records flow (issue 17)."""
+    tag = unique("stall")
+    text = f"""
+pipeline: stall-{tag}
+source: {{topic: in-{tag}}}
+steps:
+  - component: {{class: "tests.fixtures.components:SleepyAsync", timeout: 60s}}
+sink: {{topic: out-{tag}}}
+"""
+    await create_topics(broker, f"in-{tag}", partitions=1)
+    worker = make_worker({"stall": text}, processing=", stall_timeout: 3s")
+    worker.wait_ready()
+    await produce_lines(broker, f"in-{tag}", [b'{"sleep": 20}', *([b'{"sleep": 0}'] * 5)])
+    deadline = time.monotonic() + 15
+    status, body = worker.get("/ready")
+    while status == 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        status, body = worker.get("/ready")
+    assert status == 503, body
+    assert body["checks"]["making_progress"] is False, body
+    assert worker.output().count("stalled: no record processed") == 1
+    # the slow record finishes: everything flows and the worker is ready again
+    assert len(await consume_all(broker, f"out-{tag}", 6, timeout=40)) == 6
+    deadline = time.monotonic() + 10
+    while worker.get("/ready")[0] != 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    assert worker.get("/ready")[0] == 200
+    assert worker.stop() == 0
