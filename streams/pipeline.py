@@ -1,6 +1,6 @@
 """The pure pipeline: a batch of messages in, records per output topic and dead letters out.
 
-`Pipeline` never imports Faust or aiokafka. The worker, `sluice replay` and the tests run
+`Pipeline` never imports aiokafka or the runtime. The worker, `sluice replay` and the tests run
 the same object; only where the messages come from and where the results go differ.
 """
 

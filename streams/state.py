@@ -1,8 +1,9 @@
 """State behind one small interface.
 
 A stateful step owns one `StateStore`: a mapping from a key (the step's key, as text) to a
-JSON-serializable value. In a worker the store is a Faust table named
-`<pipeline>.<step>` with a changelog topic; in replay and unit tests it is a dict. Steps
+JSON-serializable value. In a worker the store is `<pipeline>.<step>`, kept in memory
+(and RocksDB with `store: rocksdb://`) with a changelog topic
+(streams.runtime.changelog); in replay and unit tests it is a dict. Steps
 read a key once per batch and write it back once, so the store sees one write per touched
 key per batch, whatever the number of records.
 """

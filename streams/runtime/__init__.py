@@ -1,2 +1,2 @@
-"""The runtime: everything that talks to Kafka. The only package that imports Faust or
-aiokafka; the engine around it stays pure."""
+"""The runtime: everything that talks to Kafka. The only package that imports aiokafka;
+the engine around it stays pure."""

@@ -151,8 +151,8 @@ def configure_logging(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
-    # Faust and aiokafka are chatty at INFO; their warnings still show
-    for noisy in ("faust", "mode", "aiokafka"):
+    # aiokafka is chatty at INFO (every rebalance step); its warnings still show
+    for noisy in ("aiokafka",):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.captureWarnings(True)
     if json_mode:

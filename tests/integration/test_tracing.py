@@ -55,7 +55,7 @@ def log_lines(text: str) -> list[dict[str, Any]]:
         try:
             entry = orjson.loads(line)
         except orjson.JSONDecodeError:
-            continue  # Faust may print a non-JSON line of its own
+            continue  # not a log line
         if isinstance(entry, dict):
             found.append(entry)
     return found
