@@ -177,7 +177,8 @@ async def unreachable(settings: Settings, exc: BaseException) -> KafkaUnreachabl
     """The reason behind a failed start, found by probing the brokers ourselves."""
     timeout = min(settings.kafka.connect_timeout / 1000, 10.0)
     cause = exc
-    if not isinstance(exc, _AUTHENTICATION_ERRORS):
+    # a timeout already says it all (probing would wait that long again)
+    if not isinstance(exc, (*_AUTHENTICATION_ERRORS, TimeoutError)):
         found = await probe(settings, timeout)
         if found is not None:
             cause = found

@@ -218,11 +218,9 @@ class SluiceWorker:
                 "set web.port (SLUICE_WEB__PORT) to a free port"
             ) from None
         self.readiness.started = True
-        log.info(
-            "endpoints on http://%s:%d (/health /ready /metrics)",
-            settings.web.host,
-            settings.web.port,
-        )
+        addresses = runner.addresses  # the port actually bound (web.port 0: any free one)
+        port = addresses[0][1] if addresses else settings.web.port
+        log.info("endpoints on http://%s:%d (/health /ready /metrics)", settings.web.host, port)
         return runner
 
     async def _feed_tables(self) -> None:
