@@ -154,6 +154,9 @@ def configure_logging(settings: LogSettings) -> None:
     # aiokafka is chatty at INFO (every rebalance step); its warnings still show
     for noisy in ("aiokafka",):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # off first: turning it on is a no-op while logging believes it is on, even when
+    # warnings.showwarning was replaced since (a second configuration in one process)
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     if json_mode:
         sys.excepthook = _log_uncaught
