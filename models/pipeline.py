@@ -41,6 +41,7 @@ from streams.expressions import (
 
 TOPIC_PATTERN = r"^[A-Za-z0-9._\-]{1,249}$"
 _FIELD_PATTERN = re.compile(r"^[^\s]+$")
+_STEP_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
 
 STEP_KINDS = (
     "validate",
@@ -168,6 +169,24 @@ ValueExpression = Annotated[Expression, PlainValidator(_to_expression), PlainSer
 Aggregate = Annotated[AggregateCall, PlainValidator(_to_aggregate), PlainSerializer(_source_of)]
 DurationMs = Annotated[int, PlainValidator(_to_duration)]
 Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
+
+
+def _to_step_name(value: Any) -> str:
+    """A step's name labels its metrics and names its state (`<pipeline>.<name>`, and the
+    changelog topic `<app_id>-<pipeline>.<name>-changelog`): letters, digits, `_` and `-`
+    only, so no two pipelines' state can share a name; `__…` is the runtime's own."""
+    if not isinstance(value, str) or not _STEP_NAME.match(value):
+        raise _invalid(
+            "step_name",
+            f"step name {value!r}: use letters, digits, '_' and '-' (it names the step's "
+            "state and metrics)",
+        )
+    if value.startswith("__"):
+        raise _invalid("step_name", f"step name {value!r}: names starting with '__' are reserved")
+    return value
+
+
+StepName = Annotated[str, PlainValidator(_to_step_name)]
 ModelClass = Annotated[
     type[BaseModel],
     PlainValidator(_to_model),
@@ -290,7 +309,7 @@ class ValidateSpec(_Spec):
 class DedupeSpec(_Spec):
     key: FieldList
     within: DurationMs
-    name: str | None = None
+    name: StepName | None = None
 
 
 class EnrichSpec(_Spec):
@@ -298,7 +317,7 @@ class EnrichSpec(_Spec):
     on: FieldList
     fields: list[str] | None = None
     missing: Literal["keep", "drop", "dlq"] = "keep"
-    name: str | None = None
+    name: StepName | None = None
 
     @field_validator("table")
     @classmethod
@@ -316,7 +335,7 @@ class RateLimitSpec(_Spec):
     per: DurationMs = 1000
     burst: float | None = Field(None, gt=0)
     action: Literal["drop", "dlq"] = "drop"
-    name: str | None = None
+    name: StepName | None = None
 
     @field_validator("per")
     @classmethod
@@ -336,7 +355,7 @@ class WindowSpec(_Spec):
     emit: Literal["final", "updates"] = "final"
     late: Literal["drop", "dlq"] = "drop"
     aggregates: dict[str, Aggregate]
-    name: str | None = None
+    name: StepName | None = None
 
     @field_validator("aggregates")
     @classmethod
@@ -380,7 +399,7 @@ class WindowSpec(_Spec):
 
 
 class AlertSpec(_Spec):
-    name: str = Field(pattern=r"^[A-Za-z0-9._\-]+$")
+    name: StepName
     when: Condition
     for_: DurationMs = Field(0, alias="for")
     severity: Literal["info", "warning", "critical"] = "warning"
@@ -399,7 +418,7 @@ class ComponentSpec(_Spec):
         description="per record: an async process() past it is cancelled (a `timeout` dead "
         "letter); a sync one cannot be, and makes the worker not ready",
     )
-    name: str | None = None
+    name: StepName | None = None
 
     @field_validator("timeout")
     @classmethod

@@ -27,8 +27,7 @@ from streams.jsonl import dumps
 from streams.metrics import CountingMetrics
 from streams.pipeline import DEFAULT_MAX_EVENT_TIME_SKEW_MS, DEFAULT_MAX_MESSAGE_BYTES, Pipeline
 from streams.records import BatchResult, DeadLetter, Event, key_of
-from streams.state import MemoryStateBackend, StateBackend
-from streams.steps import table_store_name
+from streams.state import MemoryStateBackend, StateBackend, lookup_store_name
 from streams.watchdog import StuckRecord, Watchdog
 
 STDIN = "-"
@@ -76,7 +75,7 @@ def load_tables(
                 f"--table {name}=…: pipeline {spec.pipeline!r} declares no table {name!r} "
                 f"(its tables: {known})"
             )
-        store = state.store(table_store_name(spec.pipeline, name))
+        store = state.lookup(lookup_store_name(spec.pipeline, name))
         rows = 0
         with open_input(str(path)) as lines:
             for number, line in enumerate(lines, 1):

@@ -13,6 +13,46 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
+# The names state lives under, and the keys a step keeps for itself. The core (building
+# steps, replay) and the runtime (stores, changelog topics, restores) both use these:
+# one definition, not matching strings.
+
+BOOKKEEPING = "\x00"  # a key starting with it is a step's own (a watermark), no record's
+
+
+def step_store_name(pipeline: str, step: str) -> str:
+    """A stateful step's store; a worker's changelog topic is `<app_id>-<this>-changelog`.
+    Step names hold no '.', so two pipelines' stores never share a name."""
+    return f"{pipeline}.{step}"
+
+
+def lookup_store_name(pipeline: str, table: str) -> str:
+    """A lookup table's rows (for enrich), kept by `StateBackend.lookup`."""
+    return f"{pipeline}.tables.{table}"
+
+
+def runtime_store_name(pipeline: str, what: str) -> str:
+    """State the runtime keeps for a pipeline besides its steps' (step names cannot start
+    with `__`)."""
+    return f"{pipeline}.__{what}"
+
+
+def bookkeeping_key(what: str, partition: int) -> str:
+    """A step's own key about one partition (`watermark`), kept in that partition."""
+    return f"{BOOKKEEPING}{what}:{partition}"
+
+
+def is_bookkeeping(key: str) -> bool:
+    return key.startswith(BOOKKEEPING)
+
+
+def bookkeeping_partition(key: str) -> int | None:
+    """The partition a bookkeeping key belongs to; None for a record's key."""
+    if not key.startswith(BOOKKEEPING):
+        return None
+    tail = key.rpartition(":")[2]
+    return int(tail) if tail.isdigit() else None
+
 
 @runtime_checkable
 class StateStore(Protocol):
@@ -37,10 +77,14 @@ class StateStore(Protocol):
 
 
 class StateBackend(Protocol):
-    """Hands each stateful step its store."""
+    """Hands each stateful step its store, and enrich its lookup table."""
 
     def store(self, name: str) -> StateStore:
-        """The store named `name` (`<pipeline>.<step>`), created on first use."""
+        """The store named `name` (`step_store_name`), created on first use."""
+
+    def lookup(self, name: str) -> StateStore:
+        """The lookup table named `name` (`lookup_store_name`): in a worker every worker
+        holds all of it, fed from its topic, never written to a changelog."""
 
 
 class DictStateStore:
@@ -76,8 +120,14 @@ class MemoryStateBackend:
 
     def __init__(self) -> None:
         self.stores: dict[str, DictStateStore] = {}
+        self.lookups: dict[str, DictStateStore] = {}
 
     def store(self, name: str) -> StateStore:
         if name not in self.stores:
             self.stores[name] = DictStateStore(name)
         return self.stores[name]
+
+    def lookup(self, name: str) -> StateStore:
+        if name not in self.lookups:
+            self.lookups[name] = DictStateStore(name)
+        return self.lookups[name]

@@ -36,7 +36,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.errors import SluiceError
-from streams.state import DictStateStore, StateStore
+from streams.state import DictStateStore, StateStore, bookkeeping_partition, lookup_store_name
 
 log = logging.getLogger("sluice.state")
 
@@ -150,12 +150,9 @@ class ChangelogStore:
 
 
 def _partition_in_name(key: str) -> int:
-    # bookkeeping keys ("\x00watermark:3") name the partition they belong to
-    if key.startswith("\x00"):
-        tail = key.rpartition(":")[2]
-        if tail.isdigit():
-            return int(tail)
-    return 0
+    # a step's bookkeeping keys ("\x00watermark:3") name the partition they belong to
+    partition = bookkeeping_partition(key)
+    return 0 if partition is None else partition
 
 
 def encode_key(key: str) -> bytes:
@@ -296,16 +293,22 @@ class WorkerState:
         self.lookups: dict[str, DictStateStore] = {}
 
     def store(self, name: str) -> StateStore:
-        if ".tables." in name:
-            return self.lookups.setdefault(name, DictStateStore(name))
         if name not in self.stores:
             self.stores[name] = ChangelogStore(name, changelog_topic(self.app_id, name))
         return self.stores[name]
+
+    def lookup(self, name: str) -> StateStore:
+        return self.lookups.setdefault(name, DictStateStore(name))
 
     def stores_of(self, pipeline: str) -> list[ChangelogStore]:
         prefix = f"{pipeline}."
         return [s for n, s in self.stores.items() if n.startswith(prefix)]
 
-    def lookups_of(self, pipeline: str) -> dict[str, DictStateStore]:
-        prefix = f"{pipeline}.tables."
-        return {n.removeprefix(prefix): s for n, s in self.lookups.items() if n.startswith(prefix)}
+    def lookups_of(self, pipeline: str, tables: Iterable[str]) -> dict[str, DictStateStore]:
+        """The lookup stores of `pipeline`'s tables, by table name."""
+        found = {}
+        for table in tables:
+            store = self.lookup(lookup_store_name(pipeline, table))
+            assert isinstance(store, DictStateStore)
+            found[table] = store
+        return found

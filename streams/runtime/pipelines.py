@@ -34,6 +34,7 @@ from streams.runtime.sender import (
     dead_letter_headers,
     key_bytes,
 )
+from streams.state import runtime_store_name, step_store_name
 from streams.steps.keyed import AlertStep
 from streams.tracing import continue_trace, trace_id_in
 from streams.watchdog import Watchdog
@@ -41,7 +42,7 @@ from streams.watchdog import Watchdog
 log = logging.getLogger("sluice.pipeline")
 
 STATEFUL_KINDS = frozenset({"dedupe", "ratelimit", "window", "alert", "component"})
-FORWARDED_STORE = "__forwarded"  # per repartition partition: the last source offset applied
+FORWARDED_STORE = "forwarded"  # per repartition partition: the last source offset applied
 LOGGED_DEAD_LETTERS_PER_BATCH = 10  # a flood of bad records must not become a flood of logs
 
 
@@ -118,11 +119,11 @@ class PipelineRunner:
         )
         self.forwarded: ChangelogStore | None = None
         if self.repartition_topic is not None:
-            store = state.store(f"{self.name}.{FORWARDED_STORE}")
+            store = state.store(runtime_store_name(self.name, FORWARDED_STORE))
             assert isinstance(store, ChangelogStore)
             self.forwarded = store
         self.stores: list[ChangelogStore] = state.stores_of(self.name)
-        self.lookups = state.lookups_of(self.name)
+        self.lookups = state.lookups_of(self.name, spec.tables)
         self.stage_topic = self.repartition_topic or self.source_topic
         self.sender = ResultSender(spec.dead_letter_topic, spec.source.topic, trace=self.telemetry)
         self.alert_topics = sorted(
@@ -359,7 +360,8 @@ class PipelineRunner:
         }
 
     def state_of(self, step: str, key: str) -> Any:
+        name = step_store_name(self.name, step)
         for store in self.stores:
-            if store.name == f"{self.name}.{step}":
+            if store.name == name:
                 return store.get(key)
         raise KeyError(step)

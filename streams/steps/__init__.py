@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from models import pipeline as spec
 from streams.errors import SluiceError
-from streams.state import StateBackend
+from streams.state import StateBackend, lookup_store_name, step_store_name
 from streams.steps.base import BatchContext, Step
 from streams.steps.component import ComponentStep
 from streams.steps.filter import FilterStep
@@ -25,7 +25,7 @@ def build_step(
 ) -> Step:
     """The runnable step for one entry of `steps:`; stateful steps get their store here,
     components a slot in the `watchdog` (when there is one)."""
-    store_name = f"{pipeline.pipeline}.{name}"
+    store_name = step_store_name(pipeline.pipeline, name)
     if isinstance(step, spec.ValidateStep):
         options = step.validate_
         validator = (
@@ -59,14 +59,9 @@ def build_step(
         topic = pipeline.alert_topic(step.alert)
         return AlertStep(name, step.alert, topic, state.store(store_name))
     if isinstance(step, spec.EnrichStep):
-        table = state.store(table_store_name(pipeline.pipeline, step.enrich.table))
+        table = state.lookup(lookup_store_name(pipeline.pipeline, step.enrich.table))
         return EnrichStep(name, step.enrich, table)
     raise SluiceError(f"step kind {step.kind!r} ({name}) is not supported")
-
-
-def table_store_name(pipeline: str, table: str) -> str:
-    """Where a lookup table's rows live in the state backend."""
-    return f"{pipeline}.tables.{table}"
 
 
 def build_router(pipeline: spec.PipelineSpec) -> Router:

@@ -12,7 +12,7 @@ from typing import Any
 from models.pipeline import AlertSpec, DedupeSpec, EnrichSpec, RateLimitSpec
 from streams.errors import RecordError
 from streams.records import Event, key_of
-from streams.state import StateStore
+from streams.state import StateStore, is_bookkeeping
 from streams.steps.base import BatchContext, Step
 
 
@@ -177,7 +177,7 @@ class AlertStep(Step):
             self.firing = sum(
                 1
                 for k in list(self.store.keys())
-                if not k.startswith("\x00") and (self.store.get(k) or {}).get("firing")
+                if not is_bookkeeping(k) and (self.store.get(k) or {}).get("firing")
             )
         state = KeyedState(self.store)
         passed = []

@@ -242,3 +242,23 @@ def test_bad_json_variable_is_a_config_error(
     monkeypatch.setenv("SLUICE_BROKERS", "[not json")
     with pytest.raises(ConfigErrors, match="invalid JSON"):
         load_settings(tmp_path)
+
+
+def test_step_names_that_could_collide_are_check_errors(tmp_path: Path) -> None:
+    """A step's name names its state (`<pipeline>.<name>`, a changelog topic): a '.'
+    could make two pipelines' state one, and `__…` is the runtime's own."""
+    for name, reason in (
+        ("a.b", "use letters, digits"),
+        ("__forwarded", "reserved"),
+        ("has space", "use letters, digits"),
+    ):
+        file = tmp_path / f"p-{len(reason)}-{abs(hash(name))}.yaml"
+        file.write_text(
+            "pipeline: p\nsource: {topic: a}\nsteps:\n"
+            f"  - dedupe: {{key: id, within: 1m, name: '{name}'}}\nsink: {{topic: b}}\n"
+        )
+        report = check(file)
+        assert not report.ok
+        [error] = report.errors
+        assert error.line == 4 and "name" in (error.field or ""), error.describe()
+        assert reason in error.reason, error.describe()
