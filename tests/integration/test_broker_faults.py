@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.brokers.apache_kafka import ApacheKafka
 from tests.integration.conftest import consume_all, produce_lines, unique
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -53,14 +54,6 @@ async def create(kafka: ApacheKafka, topic: str, partitions: int = 4, **config: 
         await admin.close()
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {timeout:.0f}s")
-        await asyncio.sleep(0.3)
-
-
 def ready(worker: Any) -> bool:
     try:
         return bool(worker.get("/ready")[0] == 200)
@@ -82,13 +75,13 @@ async def test_a_broker_down_for_20s_mid_stream(
     )
     worker.wait_ready(90)
     await produce_lines(kafka, f"in-{tag}", records(0, 3000))
-    await until(lambda: worker.metric("sluice_events_in_total") > 500, 60, "processing")
+    await eventually(lambda: worker.metric("sluice_events_in_total") > 500, 60, "processing")
     await asyncio.to_thread(kafka.stop)
-    await until(lambda: not ready(worker), 20, "not ready while the broker is down")
+    await eventually(lambda: not ready(worker), 20, "not ready while the broker is down")
     await asyncio.sleep(20)
     assert worker.process.poll() is None, worker.output()
     await asyncio.to_thread(kafka.start)
-    await until(lambda: ready(worker), 90, "ready again after the restart")
+    await eventually(lambda: ready(worker), 90, "ready again after the restart")
     await produce_lines(kafka, f"in-{tag}", records(3000, 1000))
     exactly_once = guarantee == "exactly_once"
     results = await consume_all(

@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tests.brokers.apache_kafka import ApacheKafka
 from tests.integration.conftest import unique
 from tests.stress.takeover import closers, events, expected_results, identity
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -150,9 +151,7 @@ async def test_workers_joining_and_leaving_under_load_keep_results_right(
             for name, want in expected.items()
         )
 
-    deadline = time.monotonic() + 90
-    while not complete() and time.monotonic() < deadline:
-        await asyncio.sleep(1)
+    await eventually(complete, 90, "every result arrives", interval=1)
     await asyncio.sleep(3)  # anything sent twice would arrive by now
     stop.set()
     await asyncio.gather(*readers)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from tests.integration.conftest import (
     produce_lines,
     unique,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +44,13 @@ async def test_api_state_dashboard_and_token(broker: EmbeddedBroker, make_worker
     await produce_lines(broker, f"in-{tag}", [traced, b'{"user": "u1"}', b"not json"])
     [first, *_] = await consume_all(broker, f"out-{tag}", 2, settle=0.5)
     assert dict(first.headers)["traceparent"].startswith(b"00-")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        status, body = http_get(port, "/api/pipelines")
-        view = body["pipelines"][0]
-        if view["events_in"] >= 3:
-            break
-        await asyncio.sleep(0.2)
+    await eventually(
+        lambda: http_get(port, "/api/pipelines")[1]["pipelines"][0]["events_in"] >= 3,
+        20,
+        "the API counts the three records",
+    )
+    status, body = http_get(port, "/api/pipelines")
+    view = body["pipelines"][0]
     assert status == 200 and body["ready"] is True
     assert view["pipeline"] == f"web-{tag}" and view["events_out"] == 2
     assert view["recent_dead_letters"][0]["type"] == "invalid_json"
