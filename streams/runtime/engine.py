@@ -531,13 +531,21 @@ class Engine:
         """Stores' partitions from their local copies (rocksdb://) and the changelog since
         them, or from the whole changelog."""
         start_at: dict[tuple[str, int], int] = {}
-        if self.local is not None:
+        if self.local is not None and committed:
+            began, loaded = time.monotonic(), 0
             for store in stores:
                 for partition in committed:
                     entries, offset = self.local.partition(store.name, partition).load()
                     for key, value in entries:
                         store.load(key, value, partition)
+                        loaded += 1
                     start_at[(store.topic, partition)] = offset
+            log.info(
+                "local state loaded: %d keys of %d store(s) in %.2fs",
+                loaded,
+                len(stores),
+                time.monotonic() - began,
+            )
         restored = await restore(
             connection, stores, committed, read_committed=self.exactly_once, start_at=start_at
         )

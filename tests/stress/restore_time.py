@@ -38,6 +38,7 @@ steps:
 sink: {topic: restore-out}
 """
 RESTORED = re.compile(r"state restored: (\d+) changelog records .* in ([0-9.]+)s")
+LOADED = re.compile(r"local state loaded: (\d+) keys .* in ([0-9.]+)s")
 
 
 def start(folder: Path, url: str, store: str, app_id: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -113,10 +114,15 @@ async def fill(address: str, keys: int) -> None:
     await producer.stop()
 
 
-def restore_of(folder: Path) -> tuple[int, float]:
-    found = RESTORED.findall((folder / "worker.log").read_text(errors="replace"))
-    records, seconds = found[-1]
-    return int(records), float(seconds)
+def restore_of(folder: Path) -> dict[str, Any]:
+    """The last restore's figures from a worker's log."""
+    text = (folder / "worker.log").read_text(errors="replace")
+    records, seconds = RESTORED.findall(text)[-1]
+    found: dict[str, Any] = {"changelog_records": int(records), "changelog_s": float(seconds)}
+    loaded = LOADED.findall(text)
+    if loaded:
+        found["local_keys"], found["local_s"] = int(loaded[-1][0]), float(loaded[-1][1])
+    return found
 
 
 def run(url: str, keys: int) -> dict[str, Any]:
@@ -136,12 +142,7 @@ def run(url: str, keys: int) -> dict[str, Any]:
         ):
             process, port = start(folder, url, store, app_id)
             took = wait(port, ready, 600)
-            records, seconds = restore_of(folder)
-            results[name] = {
-                "changelog_records": records,
-                "restore_s": seconds,
-                "ready_s": round(took, 1),
-            }
+            results[name] = {**restore_of(folder), "ready_s": round(took, 1)}
             print(f"{name}: {results[name]}", file=sys.stderr)
             process.terminate()
             process.wait(60)
