@@ -17,28 +17,8 @@ from prometheus_client import (
 if TYPE_CHECKING:
     from models.pipeline import PipelineSpec
 
-# What each step kind can report, so every series of a declared pipeline exists from the
-# start with 0 (a missing series is not a zero to Prometheus: rate() and alerts skip it)
+# what the source step can dead-letter (every step kind's are in its registry entry)
 SOURCE_DEAD_LETTER_TYPES = ("invalid_json", "oversize", "timestamp")
-DEAD_LETTER_TYPES = {
-    "validate": ("schema",),
-    "filter": ("expression",),
-    "map": ("expression",),
-    "dedupe": ("key",),
-    "enrich": ("enrich",),
-    "ratelimit": ("key", "ratelimit"),
-    "window": ("key", "expression", "late"),
-    "alert": ("expression",),
-    "component": ("component", "timeout"),
-}
-DROP_REASONS = {
-    "filter": ("filter",),
-    "dedupe": ("duplicate",),
-    "enrich": ("enrich_missing",),
-    "ratelimit": ("ratelimit",),
-    "window": ("late",),
-    "component": ("component",),
-}
 
 _STEP_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -174,6 +154,7 @@ class PrometheusPipelineMetrics:
 
     def declare(self, spec: PipelineSpec) -> None:
         """Every series this pipeline can report, at 0."""
+        from streams.steps.registry import step_kind
         from streams.steps.route import SINK_STEP
 
         families = self.families
@@ -185,9 +166,10 @@ class PrometheusPipelineMetrics:
         self._child(families.event_time_lag)
         for name, step in spec.named_steps():
             self._child(families.step_seconds, name)
-            for error_type in DEAD_LETTER_TYPES.get(step.kind, ()):
+            kind = step_kind(step.kind)
+            for error_type in kind.dead_letter_types:
                 self._child(families.dead_letters, name, error_type)
-            for reason in DROP_REASONS.get(step.kind, ()):
+            for reason in kind.drop_reasons:
                 self._child(families.dropped, name, reason)
             if step.kind == "alert":
                 self._child(families.alerts_firing, step.alert.name)  # type: ignore[union-attr]

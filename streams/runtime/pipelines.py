@@ -36,12 +36,12 @@ from streams.runtime.sender import (
 )
 from streams.state import runtime_store_name, step_store_name
 from streams.steps.keyed import AlertStep
+from streams.steps.registry import step_kind
 from streams.tracing import continue_trace, trace_id_in
 from streams.watchdog import Watchdog
 
 log = logging.getLogger("sluice.pipeline")
 
-STATEFUL_KINDS = frozenset({"dedupe", "ratelimit", "window", "alert", "component"})
 FORWARDED_STORE = "forwarded"  # per repartition partition: the last source offset applied
 LOGGED_DEAD_LETTERS_PER_BATCH = 10  # a flood of bad records must not become a flood of logs
 
@@ -59,7 +59,7 @@ class ConsumerRecordLike(Protocol):
 
 
 def needs_repartition(spec: PipelineSpec) -> bool:
-    return spec.source.key is not None and any(s.kind in STATEFUL_KINDS for s in spec.steps)
+    return spec.source.key is not None and any(step_kind(s.kind).stateful for s in spec.steps)
 
 
 def repartition_topic(app_id: str, pipeline: str) -> str:
