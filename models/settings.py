@@ -55,7 +55,13 @@ class LogSettings(_Section):
 
 class ProcessingSettings(_Section):
     batch_max: int = Field(1000, ge=1, le=100_000)
-    batch_within_ms: int = Field(50, ge=0, le=60_000)
+    batch_within_ms: int = Field(
+        50,
+        ge=0,
+        le=60_000,
+        description="the longest a poll waits for records; a batch is taken as soon as "
+        "records wait (up to batch_max), never held back to fill up",
+    )
     max_message_bytes: int = Field(1_048_576, ge=1)
     guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     max_event_time_skew: DurationMs = Field(

@@ -70,7 +70,6 @@ log = logging.getLogger("sluice.engine")
 COMMIT_INTERVAL_S = 0.25
 # exactly_once: results become visible to read_committed consumers at a commit
 COMMIT_INTERVAL_EXACTLY_ONCE_S = 0.1
-POLL_TIMEOUT_MS = 100
 IDLE_FLUSH_INTERVAL_S = 1.0
 # Short group timeouts: the embedded broker admits a member after about half the session
 # timeout, and a killed worker's partitions move after it (measured: 30 s to join with a
@@ -112,6 +111,10 @@ class Engine:
         self.settings = settings
         self.runners = list(runners)
         self.batch_max = settings.processing.batch_max
+        # a batch never waits to fill up (it is taken as soon as records are there);
+        # batch_within_ms bounds how long a poll waits when none are: how soon idle work
+        # (a checkpoint, closing idle windows) runs
+        self.poll_ms = max(settings.processing.batch_within_ms, 1)
         self.exactly_once = settings.processing.guarantee == "exactly_once"
         self.commit_interval = (
             COMMIT_INTERVAL_EXACTLY_ONCE_S if self.exactly_once else COMMIT_INTERVAL_S
@@ -228,7 +231,7 @@ class Engine:
         batch_max = self.batch_max
         while not self.stopping.is_set():
             try:
-                batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=batch_max)
+                batches = await consumer.getmany(timeout_ms=self.poll_ms, max_records=batch_max)
             except (UnsupportedCodecError, CorruptRecordException) as exc:
                 raise await self._undecodable(exc) from None
             self._raise_failure()
