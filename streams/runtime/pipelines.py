@@ -353,7 +353,9 @@ class PipelineRunner:
             "late": metrics.late_total,
             "windows_open": metrics.windows_open_now,
             "alerts_firing": dict(metrics.firing_now),
+            # processing latency: the Kafka record's timestamp to its results' send
             "latency_ms": {"p50": percentile(0.5), "p99": percentile(0.99)},
+            "event_time_lag_s": self.event_time_lag(time.time() * 1000),
             "lag": self.lag,
             "recent_dead_letters": list(self.recent_dead_letters),
             "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),

@@ -24,6 +24,7 @@ METRICS = {
     "sluice_dead_letters_total",
     "sluice_step_seconds",
     "sluice_end_to_end_latency_seconds",
+    "sluice_event_time_lag_seconds",
     "sluice_consumer_lag",
     "sluice_late_events_total",
     "sluice_windows_open",
