@@ -92,3 +92,41 @@ async def test_token_protects_the_api_but_not_the_page_health_ready_metrics(
     status, metrics = http_get(port, "/metrics")
     assert "s3cret" not in metrics
     assert worker.stop() == 0
+
+
+async def test_every_declared_series_is_exported_at_zero_from_the_start(
+    broker: EmbeddedBroker, make_worker: Any
+) -> None:
+    """Prometheus practice (issue 9): a series that appears only at its first change is
+    not a 0 to rate() or to an alert; every declared pipeline, step and alert series is
+    there before any record."""
+    tag = unique("zero")
+    text = f"""
+pipeline: zero-{tag}
+source: {{topic: in-{tag}, timestamp: ts}}
+steps:
+  - validate: {{schema: {{user: str, v: float}}}}
+  - filter: "v > 0"
+  - window: {{type: tumbling, size: 1m, key: user, aggregates: {{total: sum(v)}}}}
+  - alert: {{name: big-{tag}, when: "total > 100", key: [user]}}
+sink: {{route: [{{when: "total > 5", to: big-{tag}}}]}}
+"""
+    await create_topics(broker, f"in-{tag}")
+    worker = make_worker({"zero": text})
+    worker.wait_ready()
+    _, metrics = worker.get("/metrics")
+    pipeline = f'pipeline="zero-{tag}"'
+    for series in (
+        f"sluice_events_in_total{{{pipeline}}} 0.0",
+        f'sluice_alerts_firing{{alert="big-{tag}",{pipeline}}} 0.0',
+        f'sluice_dead_letters_total{{{pipeline},step="source",type="invalid_json"}} 0.0',
+        f'sluice_dead_letters_total{{{pipeline},step="validate",type="schema"}} 0.0',
+        f'sluice_dead_letters_total{{{pipeline},step="window",type="late"}} 0.0',
+        f'sluice_events_dropped_total{{{pipeline},reason="filter",step="filter"}} 0.0',
+        f'sluice_events_dropped_total{{{pipeline},reason="unrouted",step="sink"}} 0.0',
+        f'sluice_events_out_total{{{pipeline},topic="big-{tag}"}} 0.0',
+        f"sluice_late_events_total{{{pipeline}}} 0.0",
+        f"sluice_windows_open{{{pipeline}}} 0.0",
+    ):
+        assert series in metrics, series
+    assert worker.stop() == 0
