@@ -135,6 +135,7 @@ class Engine:
         self.next: dict[TopicPartition, int] = {}  # next offset to process
         self.committed: dict[TopicPartition, int] = {}
         self.assigned_once = False
+        self.generation = -1  # the group generation of the current assignment
         self.rebalancing = False
         self.restored = False
         self.state_ahead = False  # a commit failed: memory holds more than the commit
@@ -263,6 +264,13 @@ class Engine:
                 await self._producer.stop()
             if self.local is not None:
                 self.local.close_all()
+
+    def _generation(self) -> int:
+        """The group generation the consumer is a member of (-1 once it learns it was
+        dropped). aiokafka's TxnOffsetCommit does not send the generation (KIP-447), so
+        exactly-once checks it itself before committing a transaction."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        return int(getattr(coordinator, "generation", -1))
 
     def _fail(self, exc: BaseException) -> None:
         """An error inside a rebalance callback (aiokafka would only log it)."""
@@ -425,6 +433,14 @@ class Engine:
         if self.exactly_once:
             producer = self._producer
             assert producer is not None
+            if self._generation() != self.generation:
+                # the group moved on without this worker (a long pause): what it did since
+                # is another member's to do again — abort, restore everything later
+                await producer.abort_transaction()
+                self.in_transaction = False
+                self.state_ahead = True
+                log.warning("no longer in the group's generation: transaction aborted")
+                return
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self.group)
             await producer.commit_transaction()
@@ -490,6 +506,7 @@ class Engine:
             consumer.seek(tp, offset)
         await self._restore(starts, kept)
         self.owned = assigned
+        self.generation = self._generation()
         self.state_ahead = False
         self.rebalancing = False
         self.assigned_once = True
