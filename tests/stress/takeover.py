@@ -144,7 +144,7 @@ class Report:
             else ""
         )
         return (
-            f"{what}: {verdict} — {self.windows} windows, {self.resent} re-sent identically, "
+            f"{what}: {verdict} — {self.windows} results, {self.resent} re-sent identically, "
             f"{self.seconds:.0f}s{detail}{logs}"
         )
 
