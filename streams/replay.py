@@ -10,11 +10,12 @@ input every open window closes.
 from __future__ import annotations
 
 import base64
+import gc
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -154,21 +155,57 @@ def exit_when_stuck(record: StuckRecord) -> None:
     os._exit(STUCK_EXIT_STATUS)
 
 
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Replay allocates a few objects per record (the decoded record, its event) and
+    keeps open windows' records until they close; with CPython's default thresholds the
+    collector runs every 700 allocations, and each full collection walks every live
+    object. As the worker does (runtime.worker.tune_garbage_collection): start-up objects
+    frozen out of collection, fewer and larger collections; restored afterwards.
+    Measured on `sluice bench windows`: the collector took ~0.45 s of 1.7 s by default."""
+    previous = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
+
+
+CHUNK_BYTES = 1 << 20
+
+
+def line_chunks(stream: BinaryIO) -> Iterator[tuple[list[bytes], int]]:
+    """The lines of `stream` (without their line breaks), a chunk of about a MiB at a time,
+    with the bytes each chunk read. `read1` returns what a pipe already holds, so a line
+    on stdin is not kept waiting for a full chunk. Reading a MiB and splitting it in C
+    instead of iterating the file by lines: ~0.15 µs less per line (8 KiB reads)."""
+    rest = b""
+    read = stream.read1 if hasattr(stream, "read1") else stream.read
+    while chunk := read(CHUNK_BYTES):
+        lines = (rest + chunk if rest else chunk).split(b"\n")
+        rest = lines.pop()
+        yield lines, len(chunk)
+    if rest:
+        yield [rest], 0
+
+
 class open_input:
-    """A binary line iterator over a file or stdin, with the bytes read so far."""
+    """A binary stream over a file or stdin (iterating it gives its lines)."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._handle: BinaryIO | None = None
 
-    def __enter__(self) -> Iterator[bytes]:
+    def __enter__(self) -> BinaryIO:
         if self.source == STDIN:
-            return iter(sys.stdin.buffer)
+            return sys.stdin.buffer
         try:
             self._handle = open(self.source, "rb")
         except OSError as exc:
             raise SluiceError(f"cannot read input {self.source!r}: {exc.strerror}") from None
-        return iter(self._handle)
+        return self._handle
 
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
@@ -195,7 +232,7 @@ async def replay(
     if tables:
         load_tables(spec, tables, state)
     metrics = CountingMetrics()
-    with Watchdog(on_stuck, interval_s=0.25) as watchdog:
+    with Watchdog(on_stuck, interval_s=0.25) as watchdog, fewer_collections():
         pipeline = Pipeline(
             spec,
             state=state,
@@ -225,27 +262,29 @@ async def _replay(
     began = time.perf_counter()
     with ExitStack() as stack:
         outputs = _Outputs(output_dir, stack)
-        lines = stack.enter_context(open_input(source))
+        stream = stack.enter_context(open_input(source))
         bar = stack.enter_context(Progress(total_bytes)) if progress else None
         offset = 0
         blank = 0
         batch: list[Event] = []
         # a record's "broker time" in replay: when its batch was read
         now_ms = int(time.time() * 1000)
-        for line in lines:
-            raw = line.rstrip(b"\r\n")
+        for chunk, size in line_chunks(stream):
             if bar is not None:
-                bar.advance(len(line))
-            if not raw or raw.isspace():
+                bar.advance(size)
+            for line in chunk:
+                raw = line.rstrip(b"\r")
+                if not raw or raw.isspace():
+                    offset += 1
+                    blank += 1
+                    continue
+                # Event(value, key, timestamp_ms, headers, raw, partition, offset)
+                batch.append(Event(None, None, now_ms, None, raw, 0, offset))
                 offset += 1
-                blank += 1
-                continue
-            batch.append(Event(None, raw=raw, timestamp_ms=now_ms, offset=offset))
-            offset += 1
-            if len(batch) >= batch_size:
-                outputs.write(await pipeline.process(batch), pipeline.dead_letter_topic)
-                batch = []
-                now_ms = int(time.time() * 1000)
+                if len(batch) >= batch_size:
+                    outputs.write(await pipeline.process(batch), pipeline.dead_letter_topic)
+                    batch = []
+                    now_ms = int(time.time() * 1000)
         if batch:
             outputs.write(await pipeline.process(batch), pipeline.dead_letter_topic)
         outputs.write(await pipeline.flush(final=True), pipeline.dead_letter_topic)

@@ -9,12 +9,21 @@ A record's aggregates change together or not at all: `add` either raises before 
 anything or returns a new state, except for the aggregates that grow a state in place
 (`in_place`: percentile, count_distinct); those take a value `prepare`d beforehand and
 then cannot fail.
+
+The batch path: `fits(kinds)` says whether `add_all` can take every value of a batch
+whose classes (and integer range) are `kinds` without an error; `add_all(state, values,
+times)` then adds them in order and gives the same state as `add` one by one, with the
+loops in C (`functools.reduce`, `max`, `list.extend`, `set.update`). The window step
+checks `fits` before it accepts a batch's records, so `add_all` never fails later.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+from dataclasses import dataclass
+from functools import reduce
+from operator import add as _ADD
 from typing import Any, ClassVar
 
 import datasketches
@@ -27,6 +36,42 @@ from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
 PERCENTILE_ACCURACY = 0.01  # DDSketch: every quantile within 1% relative error
 DISTINCT_EXACT_LIMIT = 1000
 HLL_LG_K = 14  # about 0.8% standard error; the contract allows 2%
+
+
+_NONE = type(None)
+_NUMBERS = frozenset({int, float})
+_TEXT = frozenset({str})
+_SCALARS = frozenset({str, int, float, bool})
+# sum() takes a batch of ints this small: a window holds fewer than 2**21 pending records
+# (see streams.steps.window), so their partial sums stay within 2**52 of the state, and a
+# window whose int sum passes SUM_STATE_LIMIT leaves the batch path (`near_limit`)
+SUM_INT_LIMIT = 2**31
+SUM_STATE_LIMIT = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class ValueKinds:
+    """What a batch of one argument's values holds: their classes (nulls included) and
+    the range of the ints among them."""
+
+    classes: frozenset[type]
+    low: int = 0
+    high: int = 0
+
+    @classmethod
+    def of(cls, values: list[Any]) -> ValueKinds:
+        classes = frozenset(map(type, values))
+        if int not in classes:
+            return cls(classes)
+        ints = values if classes == {int} else [v for v in values if v.__class__ is int]
+        return cls(classes, min(ints), max(ints))
+
+    def only(self, allowed: frozenset[type]) -> bool:
+        """Every value is null or of an `allowed` class."""
+        return self.classes <= allowed or self.classes - {_NONE} <= allowed
+
+    def ints_within(self, low: int, high: int) -> bool:
+        return int not in self.classes or (low <= self.low and self.high <= high)
 
 
 def _number(function: str, value: Any) -> float | int:
@@ -74,6 +119,7 @@ class Aggregate:
     name: ClassVar[str] = ""
     skips_nulls: ClassVar[bool] = True
     in_place: ClassVar[bool] = False
+    uses_times: ClassVar[bool] = True  # `add_all` reads the times (the default one does)
 
     def __init__(self, parameter: float | None = None) -> None:
         self.parameter = parameter
@@ -86,6 +132,27 @@ class Aggregate:
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         raise NotImplementedError
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        """Whether `add_all` takes any values of these kinds without an error."""
+        return False
+
+    def saw(self, kinds: ValueKinds) -> None:
+        """Values of these kinds may have been added (by either path)."""
+
+    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+        """`add` of each value in order; only for values that `fits` accepted. `values`
+        holds no nulls if the aggregate skips them; `times` are their event times when
+        the aggregate `uses_times` (else it may be empty). The default is that loop."""
+        prepare = self.prepare
+        add = self.add
+        for value, t in zip(values, times, strict=True):
+            state = add(state, prepare(value), t)
+        return state
+
+    def near_limit(self, state: Any) -> bool:
+        """Whether the batch path must leave this state alone (sum: see SUM_STATE_LIMIT)."""
+        return False
 
     def merge(self, a: Any, b: Any) -> Any:
         raise NotImplementedError
@@ -102,6 +169,7 @@ class Aggregate:
 
 class CountAll(Aggregate):
     name = "count"
+    uses_times = False
     skips_nulls = False
 
     def init(self) -> Any:
@@ -113,13 +181,22 @@ class CountAll(Aggregate):
     def merge(self, a: Any, b: Any) -> Any:
         return a + b
 
+    def fits(self, kinds: ValueKinds) -> bool:
+        return True
+
+    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+        return state + len(values)
+
 
 class CountValues(CountAll):
     skips_nulls = True
 
+    # add_all: CountAll's, given the values without nulls
+
 
 class Sum(Aggregate):
     name = "sum"
+    uses_times = False
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         number = _number("sum", value)
@@ -128,9 +205,23 @@ class Sum(Aggregate):
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else _checked_sum(a + b)
 
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_NUMBERS) and kinds.ints_within(-SUM_INT_LIMIT, SUM_INT_LIMIT)
+
+    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+        if not values:
+            return state
+        # reduce adds left to right as `add` does (sum() of floats compensates from 3.12)
+        total = reduce(_ADD, values) if state is None else reduce(_ADD, values, state)
+        return _checked_sum(total)
+
+    def near_limit(self, state: Any) -> bool:
+        return state.__class__ is int and not -SUM_STATE_LIMIT < state < SUM_STATE_LIMIT
+
 
 class Avg(Aggregate):
     name = "avg"
+    uses_times = False
 
     def init(self) -> Any:
         return [0.0, 0]
@@ -141,12 +232,28 @@ class Avg(Aggregate):
     def merge(self, a: Any, b: Any) -> Any:
         return [a[0] + b[0], a[1] + b[1]]
 
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_NUMBERS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
+
+    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+        if not values:
+            return state
+        return [reduce(_ADD, values, state[0]), state[1] + len(values)]
+
     def result(self, state: Any) -> Any:
         return state[0] / state[1] if state[1] else None
 
 
 class Min(Aggregate):
+    """The batch path needs every window's state comparable with the batch's values, so
+    the aggregate remembers which families (numbers, text, others) any window may hold."""
+
     name = "min"
+    uses_times = False
+
+    def __init__(self, parameter: float | None = None) -> None:
+        super().__init__(parameter)
+        self.families: set[str] = set()
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         try:
@@ -157,6 +264,34 @@ class Min(Aggregate):
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else self.add(a, b, 0)
 
+    @staticmethod
+    def _family(kinds: ValueKinds) -> str | None:
+        if kinds.classes <= {_NONE}:
+            return None
+        if kinds.only(_NUMBERS):
+            return "numbers" if kinds.ints_within(INT64_MIN, UINT64_MAX) else "others"
+        return "text" if kinds.only(_TEXT) else "others"
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        family = self._family(kinds)
+        return family is None or (family != "others" and self.families <= {family})
+
+    def saw(self, kinds: ValueKinds) -> None:
+        family = self._family(kinds)
+        if family is not None:
+            self.families.add(family)
+
+    def load(self, data: Any) -> Any:
+        if data is not None:
+            self.saw(ValueKinds.of([data]))
+        return data
+
+    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+        if not values:
+            return state
+        best = min(values)  # the first of equal values, as `add` keeps
+        return best if state is None or best < state else state
+
 
 class Max(Min):
     name = "max"
@@ -166,6 +301,12 @@ class Max(Min):
             return _storable("max", value) if state is None or value > state else state
         except TypeError:
             raise ExpressionRuntimeError(f"max() cannot compare {value!r} with {state!r}") from None
+
+    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+        if not values:
+            return state
+        best = max(values)
+        return best if state is None or best > state else state
 
 
 class First(Aggregate):
@@ -178,6 +319,9 @@ class First(Aggregate):
 
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else (b if b[0] < a[0] else a)
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_SCALARS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
 
     def result(self, state: Any) -> Any:
         return None if state is None else state[1]
@@ -208,6 +352,7 @@ class Percentile(Aggregate):
 
     name = "percentile"
     in_place = True
+    uses_times = False
     exact_limit = 256
 
     def init(self) -> Any:
@@ -232,6 +377,19 @@ class Percentile(Aggregate):
             state.append(number)
             return state if len(state) <= self.exact_limit else self._sketch(state)
         state.add(number)
+        return state
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_NUMBERS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
+
+    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+        numbers = list(map(float, values))  # as `prepare` gives them
+        if state.__class__ is list:
+            # the sketch then sees the values in the order `add` would have given them
+            state.extend(numbers)
+            return state if len(state) <= self.exact_limit else self._sketch(state)
+        for number in numbers:
+            state.add(number)
         return state
 
     def merge(self, a: Any, b: Any) -> Any:
@@ -288,6 +446,7 @@ class CountDistinct(Aggregate):
 
     name = "count_distinct"
     in_place = True
+    uses_times = False
 
     def init(self) -> Any:
         return set()
@@ -319,6 +478,19 @@ class CountDistinct(Aggregate):
                 return state
             return self._to_sketch(state)
         state.update(item)
+        return state
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_SCALARS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
+
+    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+        texts = values if _TEXT.issuperset(map(type, values)) else list(map(self._text, values))
+        if isinstance(state, set) and len(state) + len(texts) <= DISTINCT_EXACT_LIMIT:
+            state.update(texts)
+            return state
+        # across the switch to a sketch: one by one, so the sketch sees what `add` gives it
+        for text in texts:
+            state = self.add(state, text, 0)
         return state
 
     def merge(self, a: Any, b: Any) -> Any:

@@ -6,12 +6,23 @@ whose windows are all closed is late (counted; dropped or dead-lettered). `emit:
 sends each window's result when it closes; `emit: updates` sends the current result of
 every window a batch touched. State per key (the open windows with their aggregate
 states) is read once per batch and written once; closed windows are deleted.
+
+Two paths give the same windows. When every aggregate reads a plain field (or nothing:
+`count()`), the window is tumbling or hopping, and every value of the batch is of a kind
+each aggregate takes without an error (`Aggregate.fits`), a record only finds its window
+and joins the window's `pending` list; the aggregates fold a window's pending records in
+(`Aggregate.add_all`, loops in C) when its result or state is needed: at close, for an
+update, at `persist`, or when too many records wait. Otherwise (sessions, computed
+arguments, a batch holding a value some aggregate could refuse) every record is added
+one by one, as a transaction. Measured on `sluice bench windows` (200k payments, ~6 per
+window, six aggregates): the window step went from 5.9 to ~1.5 µs a record.
 """
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from models.pipeline import WindowSpec
@@ -20,7 +31,7 @@ from streams.expressions import Expression, describe_failure
 from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
 from streams.records import Event, key_of
 from streams.state import StateStore
-from streams.steps.aggregates import Aggregate, make_aggregate
+from streams.steps.aggregates import Aggregate, ValueKinds, make_aggregate
 from streams.steps.base import BatchContext, Step
 
 BOOKKEEPING = "\x00"  # keys starting with it are bookkeeping, not record keys
@@ -30,6 +41,28 @@ WINDOWS_KEY_PREFIX_FREE = BOOKKEEPING
 
 def _none(_: Any) -> None:
     return None
+
+
+def _column(values: list[Any], field: str, objects: bool) -> list[Any]:
+    """Each record's `field` (null when missing); `objects`: every record is a dict."""
+    if objects:
+        try:
+            return list(map(itemgetter(field), values))
+        except KeyError:
+            return [value.get(field) for value in values]
+    return [value.get(field) if isinstance(value, dict) else None for value in values]
+
+
+_VALUE = attrgetter("value")
+_NO_TIMES: list[int] = []
+_NONE = type(None)
+_DICT = frozenset({dict})
+_KEY_CLASSES = frozenset({str, int, float, bool})
+_TEXT = frozenset({str})
+# records waiting in windows' pending lists, all windows together, before they are folded
+# in: bounds the memory they hold, and (with BATCH_LIMIT) what sum() must allow for
+PENDING_LIMIT = 20_000
+BATCH_LIMIT = 2**20
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -60,12 +93,16 @@ def _key_value(value: Any) -> Any:
     return value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Window:
     start: int
     end: int
     states: list[Any]
     last: int = 0  # session windows: the latest event time (end = last + gap)
+    # records (values) taken but not yet added to `states`, with their event times when an
+    # aggregate reads them (the batch path; see the module doc)
+    pending: list[dict[str, Any]] | None = None
+    pending_times: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -116,6 +153,29 @@ class WindowStep(Step):
             for i, agg in enumerate(self.aggregates)
             if agg.in_place
         ]
+        # the batch path: the field each argument reads (None: count()'s nothing)
+        self._fields = [a.field if a is not None else None for a in self.arguments]
+        self._batched = self.type != "session" and all(
+            a is None or a.field is not None for a in self.arguments
+        )
+        self._folders = [
+            (i, positions[i], agg.skips_nulls, agg.add_all) for i, agg in enumerate(self.aggregates)
+        ]
+        self._getters = [itemgetter(f) if f is not None else None for f in self._fields]
+        # per argument: whether a batch ever held a null there (then folds look for them)
+        self._nullable = [False] * len(self._fields)
+        # results: aggregates whose result is their state need no call
+        self._results = [
+            (name, None if type(agg).result is Aggregate.result else agg.result)
+            for name, agg in zip(self.names, self.aggregates, strict=True)
+        ]
+        self._kinds_of = [(i, positions[i], agg) for i, agg in enumerate(self.aggregates)]
+        self._limited = [
+            (i, agg)
+            for i, agg in enumerate(self.aggregates)
+            if type(agg).near_limit is not Aggregate.near_limit
+        ]
+        self._uses_times = any(agg.uses_times for agg in self.aggregates)
         self._iso: dict[int, str] = {}  # window bounds as text: shared by every key's window
         self.reset()
 
@@ -129,6 +189,10 @@ class WindowStep(Step):
         self.last_seen_ms: dict[int, int] = {}
         self.open_count = 0
         self._loaded = False
+        self._pending_windows: list[Window] = []
+        self._pending_count = 0
+        # windows whose int sum is too large for the batch path's bound (see aggregates)
+        self._near_limit: set[Window] = set()
 
     def _load_all(self) -> None:
         """Rebuild the close-time index from the store (after a restart or rebalance)."""
@@ -155,7 +219,8 @@ class WindowStep(Step):
         windows = {}
         for start, end, last, dumped in data["w"]:
             states = [agg.load(d) for agg, d in zip(self.aggregates, dumped, strict=True)]
-            windows[start] = Window(start, end, states, last)
+            windows[start] = window = Window(start, end, states, last)
+            self._check_limits(window)
         entry = KeyWindows(data["k"], data["p"], windows)
         self.cache[key] = entry
         self.open_count += len(windows)
@@ -163,6 +228,10 @@ class WindowStep(Step):
 
     def _save(self, key: str) -> None:
         entry = self.cache.get(key)
+        if entry is not None:
+            for window in entry.windows.values():
+                if window.pending is not None:
+                    self._fold(window)
         if entry is None or not entry.windows:
             self.cache.pop(key, None)
             self.store.delete(key, entry.partition if entry is not None else None)
@@ -202,20 +271,231 @@ class WindowStep(Step):
     def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         if not self._loaded:
             self._load_all()
+        keys = self._batch_keys(events) if self._batched else None
+        if keys is not None:
+            touched = self._take_batch(events, keys, ctx)
+        else:
+            self._fold_all()  # the one-by-one path works on up-to-date states
+            touched = self._take_each(events, ctx)
+            if self._batched:
+                for key, starts in touched.items():
+                    windows = self.cache[key].windows if key in self.cache else {}
+                    for start in starts:
+                        if start in windows:
+                            self._check_limits(windows[start])
+        self._trim_pending()
+        updates = self._updates(touched) if self.emit_updates else []
+        results = updates + self._close(ctx, touched, final=False, watermarks=self.watermarks)
+        self.dirty.update(touched)
+        for partition in {event.partition for event in events} & set(self.watermarks):
+            self.store.set(WATERMARK_KEY.format(partition=partition), self.watermarks[partition])
+        ctx.gauges["windows_open"] = self.open_count
+        return results
+
+    # --- the batch path ----------------------------------------------------------------
+
+    def _batch_keys(self, events: list[Event]) -> list[str | None] | None:
+        """The records' window keys (None: a key field missing or null), or None when the
+        batch must go one by one: some value is one an aggregate could refuse, a key value
+        the state cannot hold, or a record that is not an object."""
+        values = list(map(_VALUE, events))
+        # a record that is not an object is the one-by-one path's to refuse
+        objects = _DICT.issuperset(map(type, values))
+        columns = [
+            values if field is None else _column(values, field, objects) for field in self._fields
+        ]
+        kinds = [ValueKinds.of(column) for column in columns]
+        for position, column_kinds in enumerate(kinds):
+            if _NONE in column_kinds.classes:
+                self._nullable[position] = True
+        fits = objects and len(values) <= BATCH_LIMIT and not self._near_limit
+        for _, position, agg in self._kinds_of:
+            agg.saw(kinds[position])  # the one-by-one path may add them too
+            fits = fits and agg.fits(kinds[position])
+        if not fits:
+            return None
+        key_fields = self.key_fields
+        if key_fields is None:
+            return [""] * len(values)
+        for field in key_fields:
+            column = _column(values, field, objects)
+            key_kinds = ValueKinds.of(column)
+            if not (key_kinds.only(_KEY_CLASSES) and key_kinds.ints_within(INT64_MIN, UINT64_MAX)):
+                return None  # _key_value would refuse one, or its text is JSON
+            if len(key_fields) == 1:
+                return column if key_kinds.only(_TEXT) else [key_of(v, key_fields) for v in values]
+        return [key_of(v, key_fields) for v in values]
+
+    def _take_batch(
+        self, events: list[Event], keys: list[str | None], ctx: BatchContext
+    ) -> dict[str, set[int]]:
+        """Each record joins its windows' pending lists; the watermark and lateness are
+        exactly those of the one-by-one path, record by record."""
+        touched: dict[str, set[int]] = {}
+        updates = self.emit_updates
+        tumbling = self.type == "tumbling"
+        size = self.size
+        closed_after = self.size + self.grace  # a window [s, s+size) is closed at s+closed_after
+        cache = self.cache
+        watermarks = self.watermarks
+        pending_windows = self._pending_windows
+        dirty = self.dirty
+        uses_times = self._uses_times
+        taken = 0
+        partition: int | None = None
+        watermark = 0
+        for event, key in zip(events, keys, strict=True):
+            if key is None:
+                self._missing_key(event, ctx)
+                continue
+            t = event.timestamp_ms
+            if event.partition != partition:
+                if partition is not None:
+                    watermarks[partition] = watermark
+                partition = event.partition
+                watermark = watermarks.get(partition, t)
+                self.last_seen_ms[partition] = ctx.now_ms
+            if t > watermark:  # noqa: PLR1730 - a max() call costs more per record
+                watermark = t
+            if tumbling:
+                start = t - t % size
+                if start + closed_after <= watermark:
+                    self._late(event, t, watermark, ctx)
+                    continue
+                starts: list[int] | tuple[int] = (start,)
+            else:
+                starts = [s for s in self._starts(t) if s + closed_after > watermark]
+                if not starts:
+                    self._late(event, t, watermark, ctx)
+                    continue
+            entry = cache.get(key)
+            if entry is None:
+                entry = self._entry(key)
+                if entry is None:
+                    entry = cache[key] = KeyWindows(
+                        [event.value.get(f) for f in self.key_fields or ()], partition, {}
+                    )
+            windows = entry.windows
+            value = event.value
+            for start in starts:
+                window = windows.get(start)
+                if window is None:
+                    window = windows[start] = self._new_window(start, start + size)
+                    self._index(entry.partition, key, window)
+                pending = window.pending
+                if pending is None:
+                    window.pending = [value]
+                    pending_windows.append(window)
+                    dirty.add(key)  # persist folds it: a pending window's key is dirty
+                    if uses_times:
+                        window.pending_times = [t]
+                else:
+                    pending.append(value)
+                    if uses_times:
+                        window.pending_times.append(t)  # type: ignore[union-attr]
+                taken += 1
+            if updates:
+                touched.setdefault(key, set()).update(starts)
+        if partition is not None:
+            watermarks[partition] = watermark
+        self._pending_count += taken
+        return touched
+
+    def _fold(self, window: Window) -> None:
+        """Add a window's pending records to its states (Aggregate.add_all)."""
+        values = window.pending
+        if values is None:
+            return
+        times = window.pending_times or _NO_TIMES
+        window.pending = window.pending_times = None
+        self._pending_count -= len(values)
+        columns = []  # per argument: (values, values without nulls, their times)
+        for field, getter, nullable in zip(
+            self._fields, self._getters, self._nullable, strict=True
+        ):
+            if getter is None:
+                columns.append((values, values, times))
+                continue
+            try:
+                column = list(map(getter, values))
+            except KeyError:  # a missing field is a null
+                column = [value.get(field or "") for value in values]
+            if nullable and None in column:
+                present = [v for v in column if v is not None]
+                present_times = (
+                    [t for v, t in zip(column, times, strict=True) if v is not None]
+                    if times
+                    else times
+                )
+                columns.append((column, present, present_times))
+            else:
+                columns.append((column, column, times))
+        states = window.states
+        for i, position, skips_nulls, add_all in self._folders:
+            column, present, present_times = columns[position]
+            if skips_nulls:
+                states[i] = add_all(states[i], present, present_times)
+            else:
+                states[i] = add_all(states[i], column, times)
+        if self._limited:
+            self._check_limits(window)
+
+    def _fold_all(self) -> None:
+        for window in self._pending_windows:
+            if window.pending is not None:
+                self._fold(window)
+        self._pending_windows.clear()
+        self._pending_count = 0
+
+    def _trim_pending(self) -> None:
+        """Fold everything when too many records wait; forget folded windows."""
+        if self._pending_count > PENDING_LIMIT:
+            self._fold_all()
+        elif len(self._pending_windows) > PENDING_LIMIT:
+            self._pending_windows = [w for w in self._pending_windows if w.pending is not None]
+
+    def _check_limits(self, window: Window) -> None:
+        if self._batched:
+            states = window.states
+            for i, agg in self._limited:
+                if agg.near_limit(states[i]):
+                    self._near_limit.add(window)
+
+    # --- the one-by-one path -----------------------------------------------------------
+
+    def _missing_key(self, event: Event, ctx: BatchContext) -> None:
+        ctx.dead_letter(
+            event,
+            self.name,
+            RecordError(
+                f"window key field(s) {', '.join(self.key_fields or ())} missing or null",
+                "key",
+            ),
+        )
+
+    def _late(self, event: Event, t: int, watermark: int, ctx: BatchContext) -> None:
+        ctx.late += 1
+        if self.late_to_dlq:
+            ctx.dead_letter(
+                event,
+                self.name,
+                RecordError(
+                    f"late event: its window closed (event time {iso_ms(t)}, "
+                    f"watermark {iso_ms(watermark)}, grace {self.grace} ms)",
+                    "late",
+                ),
+            )
+        else:
+            ctx.drop(self.name, "late")
+
+    def _take_each(self, events: list[Event], ctx: BatchContext) -> dict[str, set[int]]:
         touched: dict[str, set[int]] = {}
         key_fields = self.key_fields
         for event in events:
             value = event.value
             key = key_of(value, key_fields) if key_fields is not None else ""
             if key is None:
-                ctx.dead_letter(
-                    event,
-                    self.name,
-                    RecordError(
-                        f"window key field(s) {', '.join(self.key_fields or ())} missing or null",
-                        "key",
-                    ),
-                )
+                self._missing_key(event, ctx)
                 continue
             try:
                 arguments = [fn(value) for fn in self._argument_fns]
@@ -248,28 +528,10 @@ class WindowStep(Step):
             if created and entry.windows:
                 self.cache[key] = entry
             if not starts:
-                ctx.late += 1
-                if self.late_to_dlq:
-                    ctx.dead_letter(
-                        event,
-                        self.name,
-                        RecordError(
-                            f"late event: its window closed (event time {iso_ms(t)}, "
-                            f"watermark {iso_ms(watermark)}, grace {self.grace} ms)",
-                            "late",
-                        ),
-                    )
-                else:
-                    ctx.drop(self.name, "late")
+                self._late(event, t, watermark, ctx)
                 continue
             touched.setdefault(key, set()).update(starts)
-        updates = self._updates(touched) if self.emit_updates else []
-        results = updates + self._close(ctx, touched, final=False, watermarks=self.watermarks)
-        self.dirty.update(touched)
-        for partition in {event.partition for event in events} & set(self.watermarks):
-            self.store.set(WATERMARK_KEY.format(partition=partition), self.watermarks[partition])
-        ctx.gauges["windows_open"] = self.open_count
-        return results
+        return touched
 
     def _prepare(self, arguments: list[Any]) -> list[Any]:
         """The in-place aggregates' values, prepared before any state changes."""
@@ -371,11 +633,13 @@ class WindowStep(Step):
         return start
 
     def _result(self, entry: KeyWindows, window: Window) -> dict[str, Any]:
+        if window.pending is not None:
+            self._fold(window)
         record: dict[str, Any] = dict(zip(self.key_fields or (), entry.key_values, strict=True))
         record["window_start"] = self._text(window.start)
         record["window_end"] = self._text(window.end)
-        for name, agg, state in zip(self.names, self.aggregates, window.states, strict=True):
-            record[name] = agg.result(state)
+        for (name, result), state in zip(self._results, window.states, strict=True):
+            record[name] = state if result is None else result(state)
         return record
 
     def _text(self, epoch_ms: int) -> str:
@@ -410,19 +674,32 @@ class WindowStep(Step):
         watermarks: dict[int, int],
     ) -> list[Event]:
         results = []
+        cache = self.cache
+        grace = self.grace
+        updates = self.emit_updates
+        pop = heapq.heappop
         for partition, heap in self.heaps.items():
             watermark = watermarks.get(partition)
             while heap and (final or (watermark is not None and heap[0][0] <= watermark)):
-                close_at, key, start = heapq.heappop(heap)
-                entry = self._entry(key)
+                close_at, key, start = pop(heap)
+                entry = cache.get(key) or self._entry(key)
                 window = entry.windows.get(start) if entry is not None else None
-                if entry is None or window is None or window.end + self.grace != close_at:
+                if entry is None or window is None or window.end + grace != close_at:
                     continue  # merged, extended or already closed: a stale index entry
                 del entry.windows[start]
                 self.open_count -= 1
-                if not self.emit_updates:  # with updates, its last state was already sent
-                    results.append(self._event(key, self._result(entry, window), window))
-                touched.setdefault(key, set())
+                if self._near_limit:
+                    self._near_limit.discard(window)
+                if not updates:  # with updates, its last state was already sent
+                    results.append(
+                        Event(
+                            self._result(entry, window),
+                            key=key or None,
+                            timestamp_ms=window.end - 1,
+                        )
+                    )
+                if key not in touched:
+                    touched[key] = set()
         return results
 
     def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:
@@ -453,3 +730,6 @@ class WindowStep(Step):
         for key in self.dirty:
             self._save(key)
         self.dirty.clear()
+        # every window with pending records has a dirty key: all are folded now
+        self._pending_windows.clear()
+        self._pending_count = 0
