@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
 from operator import add as _ADD
@@ -140,7 +141,7 @@ class Aggregate:
     def saw(self, kinds: ValueKinds) -> None:
         """Values of these kinds may have been added (by either path)."""
 
-    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
         """`add` of each value in order; only for values that `fits` accepted. `values`
         holds no nulls if the aggregate skips them; `times` are their event times when
         the aggregate `uses_times` (else it may be empty). The default is that loop."""
@@ -149,6 +150,11 @@ class Aggregate:
         for value, t in zip(values, times, strict=True):
             state = add(state, prepare(value), t)
         return state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        """`result` of a fresh state given `add_all(values, times)`: a window whose
+        records all came in one fold skips its states (most windows close that way)."""
+        return self.result(self.add_all(self.init(), values, times))
 
     def near_limit(self, state: Any) -> bool:
         """Whether the batch path must leave this state alone (sum: see SUM_STATE_LIMIT)."""
@@ -184,8 +190,11 @@ class CountAll(Aggregate):
     def fits(self, kinds: ValueKinds) -> bool:
         return True
 
-    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
         return state + len(values)
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return len(values)
 
 
 class CountValues(CountAll):
@@ -208,12 +217,15 @@ class Sum(Aggregate):
     def fits(self, kinds: ValueKinds) -> bool:
         return kinds.only(_NUMBERS) and kinds.ints_within(-SUM_INT_LIMIT, SUM_INT_LIMIT)
 
-    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
         if not values:
             return state
         # reduce adds left to right as `add` does (sum() of floats compensates from 3.12)
         total = reduce(_ADD, values) if state is None else reduce(_ADD, values, state)
         return _checked_sum(total)
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return _checked_sum(reduce(_ADD, values)) if values else None
 
     def near_limit(self, state: Any) -> bool:
         return state.__class__ is int and not -SUM_STATE_LIMIT < state < SUM_STATE_LIMIT
@@ -235,10 +247,13 @@ class Avg(Aggregate):
     def fits(self, kinds: ValueKinds) -> bool:
         return kinds.only(_NUMBERS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
 
-    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
         if not values:
             return state
         return [reduce(_ADD, values, state[0]), state[1] + len(values)]
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return reduce(_ADD, values, 0.0) / len(values) if values else None
 
     def result(self, state: Any) -> Any:
         return state[0] / state[1] if state[1] else None
@@ -286,11 +301,14 @@ class Min(Aggregate):
             self.saw(ValueKinds.of([data]))
         return data
 
-    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
         if not values:
             return state
         best = min(values)  # the first of equal values, as `add` keeps
         return best if state is None or best < state else state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return min(values) if values else None
 
 
 class Max(Min):
@@ -302,11 +320,14 @@ class Max(Min):
         except TypeError:
             raise ExpressionRuntimeError(f"max() cannot compare {value!r} with {state!r}") from None
 
-    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
         if not values:
             return state
         best = max(values)
         return best if state is None or best > state else state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return max(values) if values else None
 
 
 class First(Aggregate):
@@ -382,7 +403,7 @@ class Percentile(Aggregate):
     def fits(self, kinds: ValueKinds) -> bool:
         return kinds.only(_NUMBERS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
 
-    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
         numbers = list(map(float, values))  # as `prepare` gives them
         if state.__class__ is list:
             # the sketch then sees the values in the order `add` would have given them
@@ -391,6 +412,13 @@ class Percentile(Aggregate):
         for number in numbers:
             state.add(number)
         return state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        if not values or len(values) > self.exact_limit:
+            return super().result_of(values, times)
+        q = self.parameter if self.parameter is not None else 0.5
+        ordered = sorted(map(float, values))
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
     def merge(self, a: Any, b: Any) -> Any:
         if a.__class__ is list and b.__class__ is list and len(a) + len(b) <= self.exact_limit:
@@ -483,7 +511,7 @@ class CountDistinct(Aggregate):
     def fits(self, kinds: ValueKinds) -> bool:
         return kinds.only(_SCALARS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
 
-    def add_all(self, state: Any, values: list[Any], times: list[int]) -> Any:
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
         texts = values if _TEXT.issuperset(map(type, values)) else list(map(self._text, values))
         if isinstance(state, set) and len(state) + len(texts) <= DISTINCT_EXACT_LIMIT:
             state.update(texts)
@@ -492,6 +520,13 @@ class CountDistinct(Aggregate):
         for text in texts:
             state = self.add(state, text, 0)
         return state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        if _TEXT.issuperset(map(type, values)):
+            distinct = len(set(values))
+            if distinct <= DISTINCT_EXACT_LIMIT:
+                return distinct
+        return super().result_of(values, times)
 
     def merge(self, a: Any, b: Any) -> Any:
         if isinstance(a, set) and isinstance(b, set):

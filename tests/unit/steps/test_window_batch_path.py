@@ -174,6 +174,7 @@ def test_int_sums_near_the_limit_leave_the_batch_path() -> None:
 @given(values=st.lists(st.one_of(plain_x, hostile_x), max_size=40), start=st.booleans())
 @settings(max_examples=300, deadline=None)
 def test_add_all_equals_add_one_by_one(values: list[Any], start: bool) -> None:
+    """And result_of(values) is the result of a fresh state given them."""
     for source in AGGREGATES.values():
         aggregate = make_aggregate(parse_aggregate(source))
         kinds = ValueKinds.of(values)
@@ -193,6 +194,8 @@ def test_add_all_equals_add_one_by_one(values: list[Any], start: bool) -> None:
             batch_values, batch_times = [v for v, _ in kept], [t for _, t in kept]
         else:
             batch_values, batch_times = values, times
+        fresh = aggregate.add_all(aggregate.init(), batch_values, batch_times)
+        assert aggregate.result_of(batch_values, batch_times) == aggregate.result(fresh), source
         together = aggregate.add_all(state, batch_values, batch_times)
         dumped, expected = aggregate.dump(together), aggregate.dump(one_by_one)
         if source.startswith("count_distinct") and isinstance(dumped, list):
