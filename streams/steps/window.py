@@ -196,7 +196,11 @@ class WindowStep(Step):
         self.cache: dict[str, KeyWindows] = {}
         self.dirty: set[str] = set()  # keys changed since the last persist
         self.watermarks: dict[int, int] = {}
-        self.heaps: dict[int, list[tuple[int, str, int]]] = {}
+        # per partition: the times windows close at (a heap, each time once), and per time
+        # the (key, start) of the windows that close then; tumbling windows of one start
+        # all close at once, so this heap is a key count smaller than one entry a window
+        self.heaps: dict[int, list[int]] = {}
+        self._due: dict[int, dict[int, list[tuple[str, int]]]] = {}
         self.last_seen_ms: dict[int, int] = {}
         self.open_count = 0
         self._loaded = False
@@ -265,9 +269,16 @@ class WindowStep(Step):
         )
 
     def _index(self, partition: int, key: str, window: Window) -> None:
-        heapq.heappush(
-            self.heaps.setdefault(partition, []), (window.end + self.grace, key, window.start)
-        )
+        close_at = window.end + self.grace
+        due = self._due.get(partition)
+        if due is None:
+            due = self._due[partition] = {}
+        closing = due.get(close_at)
+        if closing is None:
+            due[close_at] = [(key, window.start)]
+            heapq.heappush(self.heaps.setdefault(partition, []), close_at)
+        else:
+            closing.append((key, window.start))
 
     # --- processing --------------------------------------------------------------------
 
@@ -728,26 +739,26 @@ class WindowStep(Step):
         pop = heapq.heappop
         for partition, heap in self.heaps.items():
             watermark = watermarks.get(partition)
-            while heap and (final or (watermark is not None and heap[0][0] <= watermark)):
-                close_at, key, start = pop(heap)
-                entry = cache.get(key) or self._entry(key)
-                window = entry.windows.get(start) if entry is not None else None
-                if entry is None or window is None or window.end + grace != close_at:
-                    continue  # merged, extended or already closed: a stale index entry
-                del entry.windows[start]
-                self.open_count -= 1
-                if self._near_limit:
-                    self._near_limit.discard(window)
-                if not updates:  # with updates, its last state was already sent
-                    results.append(
-                        Event(
-                            self._result(entry, window, closing=True),
-                            key=key or None,
-                            timestamp_ms=window.end - 1,
-                        )
-                    )
-                if key not in touched:
-                    touched[key] = set()
+            due = self._due[partition]
+            while heap and (final or (watermark is not None and heap[0] <= watermark)):
+                close_at = pop(heap)
+                closing = due.pop(close_at)
+                closing.sort()  # by key, then start: the order does not depend on arrival
+                for key, start in closing:
+                    entry = cache.get(key) or self._entry(key)
+                    window = entry.windows.get(start) if entry is not None else None
+                    if entry is None or window is None or window.end + grace != close_at:
+                        continue  # merged, extended or already closed: a stale index entry
+                    del entry.windows[start]
+                    self.open_count -= 1
+                    if self._near_limit:
+                        self._near_limit.discard(window)
+                    if not updates:  # with updates, its last state was already sent
+                        record = self._result(entry, window, closing=True)
+                        # Event(value, key, timestamp_ms): positional is cheaper
+                        results.append(Event(record, key or None, window.end - 1))
+                    if key not in touched:
+                        touched[key] = set()
         return results
 
     def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:
