@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -120,6 +121,18 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value, default=_fallback, option=_OPTIONS)
     except orjson.JSONEncodeError:
         return _slow_dumps(value, _fallback)
+
+
+def dumps_lines(values: list[Any]) -> bytes:
+    """Values as JSON Lines (each line `dumps` of it, then a line break): one C-level
+    `map` of orjson over the values while none needs `dumps`'s fallback."""
+    try:
+        count = len(values)  # orjson.dumps(value, default, option), positionally
+        lines = list(map(orjson.dumps, values, repeat(_fallback, count), repeat(_OPTIONS, count)))
+    except orjson.JSONEncodeError:
+        lines = [dumps(value) for value in values]
+    lines.append(b"")
+    return b"\n".join(lines)
 
 
 def strict_dumps(value: Any) -> bytes:

@@ -167,36 +167,32 @@ class Pipeline:
         timestamp_field = self._timestamp_field
         latest = ctx.now_ms + self.max_event_time_skew_ms
         seconds = self._seconds
+        raws = [message.raw for message in messages]
         try:  # one test for the whole batch: usually no message needs the exact decoder
-            exact = jsonl.may_need_exact(b"\n".join([message.raw for message in messages]))
+            exact = jsonl.may_need_exact(b"\n".join(raws))
         except TypeError:
             exact = True
         loads = jsonl.loads if exact else orjson.loads
-        for message in messages:
-            raw = message.raw
-            if len(raw) > limit:
-                ctx.dead_letter(
-                    message,
-                    SOURCE_STEP,
-                    RecordError(
-                        f"message is {len(raw)} bytes, more than max_message_bytes ({limit})",
-                        "oversize",
-                    ),
-                )
-                continue
-            try:
-                value = loads(raw)
-            except ValueError as exc:
-                ctx.dead_letter(
-                    message, SOURCE_STEP, RecordError(f"invalid JSON: {exc}", "invalid_json")
-                )
-                continue
+        # each message's value, or the ValueError decoding it raised (or _TOO_LARGE)
+        if raws and max(map(len, raws)) <= limit:
+            values = _loads_all(loads, raws)
+        else:
+            values = [_TOO_LARGE if len(raw) > limit else _loads_one(loads, raw) for raw in raws]
+        for message, value in zip(messages, values, strict=True):
             if value.__class__ is not dict:
-                ctx.dead_letter(
-                    message,
-                    SOURCE_STEP,
-                    RecordError(f"expected a JSON object, got {_json_type(value)}", "invalid_json"),
-                )
+                if value is _TOO_LARGE:
+                    error = RecordError(
+                        f"message is {len(message.raw)} bytes, more than max_message_bytes "
+                        f"({limit})",
+                        "oversize",
+                    )
+                elif isinstance(value, ValueError):
+                    error = RecordError(f"invalid JSON: {value}", "invalid_json")
+                else:
+                    error = RecordError(
+                        f"expected a JSON object, got {_json_type(value)}", "invalid_json"
+                    )
+                ctx.dead_letter(message, SOURCE_STEP, error)
                 continue
             try:
                 if timestamp_field is not None:
@@ -226,6 +222,33 @@ class Pipeline:
             message.value = value
             decoded.append(message)
         return decoded
+
+
+_TOO_LARGE = object()
+
+
+def _loads_one(loads: Callable[[bytes], Any], raw: bytes) -> Any:
+    try:
+        return loads(raw)
+    except ValueError as exc:
+        return exc
+
+
+def _loads_all(loads: Callable[[bytes], Any], raws: list[bytes]) -> list[Any]:
+    """`_loads_one` of each message, in a C-level `map` that a failing message only
+    interrupts (list.extend keeps what it took before the error): ~0.1 µs less a message
+    than a Python loop with a try per message."""
+    values: list[Any] = []
+    decoding = map(loads, raws)
+    while True:
+        try:
+            values.extend(decoding)
+            break
+        except ValueError as exc:
+            values.append(exc)
+    if len(values) != len(raws):  # not as expected: the sure way
+        return [_loads_one(loads, raw) for raw in raws]
+    return values
 
 
 def _second_ms(text: str) -> int | None:

@@ -17,14 +17,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import IO, BinaryIO
+
+import orjson
 
 from models.envelopes import DeadLetterError, ReplayDeadLetter
 from models.pipeline import PipelineSpec
 from streams import jsonl
 from streams.errors import SluiceError
-from streams.jsonl import dumps
 from streams.metrics import CountingMetrics
 from streams.pipeline import DEFAULT_MAX_EVENT_TIME_SKEW_MS, DEFAULT_MAX_MESSAGE_BYTES, Pipeline
 from streams.records import BatchResult, DeadLetter, Event, key_of
@@ -32,6 +34,7 @@ from streams.state import MemoryStateBackend, StateBackend
 from streams.steps import table_store_name
 from streams.watchdog import StuckRecord, Watchdog
 
+_VALUE = attrgetter("value")
 STDIN = "-"
 DEFAULT_OUTPUT_DIR = "replay-out"
 STUCK_EXIT_STATUS = 3
@@ -119,7 +122,7 @@ class _Outputs:
     def write(self, result: BatchResult, dead_letter_topic: str) -> None:
         for topic, events in result.outputs.items():
             if events:
-                self.handle(topic).write(b"".join([dumps(event.value) + b"\n" for event in events]))
+                self.handle(topic).write(jsonl.dumps_lines(list(map(_VALUE, events))))
         if result.dead_letters:
             handle = self.handle(dead_letter_topic)
             handle.write(
@@ -129,7 +132,28 @@ class _Outputs:
 
 def dead_letter_line(letter: DeadLetter) -> bytes:
     """The replay form of a dead letter: the original line as text, or base64 (with
-    `"payload_encoding": "base64"`) when its bytes are not UTF-8, so nothing is lost."""
+    `"payload_encoding": "base64"`) when its bytes are not UTF-8, so nothing is lost.
+    The JSON of `models.envelopes.ReplayDeadLetter` (tests hold them equal), written with
+    orjson: ~1 µs a letter instead of ~10 through the model."""
+    error = {"step": letter.step, "type": letter.error_type, "message": letter.message}
+    try:
+        line: dict[str, str | dict[str, str]] = {
+            "error": error,
+            "payload": letter.raw.decode("utf-8"),
+        }
+    except UnicodeDecodeError:
+        line = {
+            "error": error,
+            "payload": base64.b64encode(letter.raw).decode("ascii"),
+            "payload_encoding": "base64",
+        }
+    try:
+        return orjson.dumps(line)
+    except orjson.JSONEncodeError:  # a message orjson refuses (a lone surrogate): the model's
+        return _model_line(letter)
+
+
+def _model_line(letter: DeadLetter) -> bytes:
     error = DeadLetterError(step=letter.step, type=letter.error_type, message=letter.message)
     try:
         envelope = ReplayDeadLetter(error=error, payload=letter.raw.decode("utf-8"))

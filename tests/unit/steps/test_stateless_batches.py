@@ -115,3 +115,20 @@ def test_map_batches_equal_record_by_record(
     projected, failed = _reference(project, records)
     assert [(e.offset, [(n, type(v), v) for n, v in e.value.items()]) for e in out] == projected
     assert [offset for offset, _, _ in _letters(ctx)] == failed
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    step=st.text(max_size=8),
+    kind=st.text(max_size=8),
+    message=st.text(max_size=40),
+    raw=st.one_of(st.binary(max_size=40), st.text(max_size=40).map(str.encode)),
+)
+def test_replay_dead_letter_lines_are_the_models_json(
+    step: str, kind: str, message: str, raw: bytes
+) -> None:
+    from streams.records import DeadLetter
+    from streams.replay import _model_line, dead_letter_line
+
+    letter = DeadLetter(raw=raw, step=step, error_type=kind, message=message, partition=0, offset=0)
+    assert dead_letter_line(letter) == _model_line(letter)
