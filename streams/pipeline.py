@@ -231,7 +231,7 @@ def _loads_one(loads: Callable[[bytes], Any], raw: bytes) -> Any:
     try:
         return loads(raw)
     except ValueError as exc:
-        return exc
+        return exc.with_traceback(None)  # its traceback would keep the frame alive
 
 
 def _loads_all(loads: Callable[[bytes], Any], raws: list[bytes]) -> list[Any]:
@@ -245,7 +245,9 @@ def _loads_all(loads: Callable[[bytes], Any], raws: list[bytes]) -> list[Any]:
             values.extend(decoding)
             break
         except ValueError as exc:
-            values.append(exc)
+            # without its traceback: the frame holding `values` would make a cycle that
+            # keeps the batch's records until a full collection
+            values.append(exc.with_traceback(None))
     if len(values) != len(raws):  # not as expected: the sure way
         return [_loads_one(loads, raw) for raw in raws]
     return values
