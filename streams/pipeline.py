@@ -164,6 +164,7 @@ class Pipeline:
         decoded: list[Event] = []
         limit = self.max_message_bytes
         key_fields = self._key_fields
+        key_field = key_fields[0] if key_fields is not None and len(key_fields) == 1 else None
         timestamp_field = self._timestamp_field
         latest = ctx.now_ms + self.max_event_time_skew_ms
         seconds = self._seconds
@@ -217,7 +218,14 @@ class Pipeline:
             except RecordError as error:
                 ctx.dead_letter(message, SOURCE_STEP, error)
                 continue
-            if key_fields is not None:
+            if key_field is not None:  # one key field (key_of's common case, inline)
+                part = value.get(key_field)
+                message.key = (
+                    part
+                    if part.__class__ is str or part is None
+                    else key_of(value, key_fields or ())
+                )
+            elif key_fields is not None:
                 message.key = key_of(value, key_fields)
             message.value = value
             decoded.append(message)

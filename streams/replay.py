@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import attrgetter
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -293,16 +294,41 @@ async def _replay(
         batch: list[Event] = []
         # a record's "broker time" in replay: when its batch was read
         now_ms = int(time.time() * 1000)
-        for chunk, size in line_chunks(stream):
+        for read, size in line_chunks(stream):
             if bar is not None:
                 bar.advance(size)
-            for line in chunk:
-                raw = line.rstrip(b"\r")
+            chunk = read
+            if any(map(bytes.endswith, read, repeat(b"\r", len(read)))):
+                chunk = [line.rstrip(b"\r") for line in read]
+            if all(chunk) and not any(map(bytes.isspace, chunk)):
+                # no blank line: the chunk's lines become events a batch's worth at a time
+                taken = 0
+                while taken < len(chunk):
+                    lines = chunk[taken : taken + batch_size - len(batch)]
+                    count = len(lines)
+                    # Event(value, key, timestamp_ms, headers, raw, partition, offset)
+                    batch += map(
+                        Event,
+                        repeat(None, count),
+                        repeat(None, count),
+                        repeat(now_ms, count),
+                        repeat(None, count),
+                        lines,
+                        repeat(0, count),
+                        range(offset, offset + count),
+                    )
+                    offset += count
+                    taken += count
+                    if len(batch) >= batch_size:
+                        outputs.write(await pipeline.process(batch), pipeline.dead_letter_topic)
+                        batch = []
+                        now_ms = int(time.time() * 1000)
+                continue
+            for raw in chunk:
                 if not raw or raw.isspace():
                     offset += 1
                     blank += 1
                     continue
-                # Event(value, key, timestamp_ms, headers, raw, partition, offset)
                 batch.append(Event(None, None, now_ms, None, raw, 0, offset))
                 offset += 1
                 if len(batch) >= batch_size:

@@ -6,6 +6,7 @@ a failing one again one by one to find the records that fail."""
 
 from __future__ import annotations
 
+from itertools import compress
 from operator import attrgetter
 
 from streams.errors import RecordError
@@ -33,8 +34,8 @@ class FilterStep(Step):
                     verdicts = condition.evaluate_batch(values)
                 except Exception:  # evaluated record by record below
                     verdicts = None
-                if verdicts is not None:
-                    kept = [e for e, v in zip(events, verdicts, strict=True) if v is True]
+                if verdicts is not None:  # each True, False or None: compress keeps the Trues
+                    kept = list(compress(events, verdicts))
                     ctx.drop(self.name, "filter", len(events) - len(kept))
                     return kept
             test = condition.fn

@@ -165,7 +165,7 @@ class ValidateStep(Step):
         if isinstance(validate, SchemaValidator):
             values = list(map(_VALUE, events))
             if _DICT.issuperset(map(type, values)):
-                refused = set()
+                refused: set[int] = set()
                 for i in validate.suspects(values):
                     event = events[i]
                     try:
@@ -175,7 +175,13 @@ class ValidateStep(Step):
                         refused.add(i)
                 if not refused:
                     return events
-                return [event for i, event in enumerate(events) if i not in refused]
+                kept: list[Event] = []
+                after = 0
+                for i in sorted(refused):  # the runs between refused records, as slices
+                    kept += events[after:i]
+                    after = i + 1
+                kept += events[after:]
+                return kept
         kept = []
         for event in events:
             try:
