@@ -24,7 +24,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
+from itertools import chain, repeat
 from operator import add as _ADD
+from operator import truediv
 from typing import Any, ClassVar
 
 import datasketches
@@ -40,6 +42,7 @@ HLL_LG_K = 14  # about 0.8% standard error; the contract allows 2%
 
 
 _NONE = type(None)
+_NO_TIMES: tuple[int, ...] = ()
 _NUMBERS = frozenset({int, float})
 _TEXT = frozenset({str})
 _SCALARS = frozenset({str, int, float, bool})
@@ -156,6 +159,12 @@ class Aggregate:
         records all came in one fold skips its states (most windows close that way)."""
         return self.result(self.add_all(self.init(), values, times))
 
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        """`result_of` of each window's values (no nulls, no times: the window asks only
+        then), several windows at once."""
+        result_of = self.result_of
+        return [result_of(values, _NO_TIMES) for values in columns]
+
     def near_limit(self, state: Any) -> bool:
         """Whether the batch path must leave this state alone (sum: see SUM_STATE_LIMIT)."""
         return False
@@ -196,6 +205,9 @@ class CountAll(Aggregate):
     def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
         return len(values)
 
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        return list(map(len, columns))
+
 
 class CountValues(CountAll):
     skips_nulls = True
@@ -227,6 +239,12 @@ class Sum(Aggregate):
     def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
         return _checked_sum(reduce(_ADD, values)) if values else None
 
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        if not all(columns):
+            return super().result_of_many(columns)
+        totals = list(map(reduce, repeat(_ADD, len(columns)), columns))
+        return [_checked_sum(t) if t.__class__ is int else t for t in totals]
+
     def near_limit(self, state: Any) -> bool:
         return state.__class__ is int and not -SUM_STATE_LIMIT < state < SUM_STATE_LIMIT
 
@@ -254,6 +272,13 @@ class Avg(Aggregate):
 
     def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
         return reduce(_ADD, values, 0.0) / len(values) if values else None
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        if not all(columns):
+            return super().result_of_many(columns)
+        count = len(columns)
+        totals = map(reduce, repeat(_ADD, count), columns, repeat(0.0, count))
+        return list(map(truediv, totals, map(len, columns)))
 
     def result(self, state: Any) -> Any:
         return state[0] / state[1] if state[1] else None
@@ -310,6 +335,9 @@ class Min(Aggregate):
     def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
         return min(values) if values else None
 
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        return list(map(min, columns)) if all(columns) else super().result_of_many(columns)
+
 
 class Max(Min):
     name = "max"
@@ -328,6 +356,9 @@ class Max(Min):
 
     def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
         return max(values) if values else None
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        return list(map(max, columns)) if all(columns) else super().result_of_many(columns)
 
 
 class First(Aggregate):
@@ -419,6 +450,17 @@ class Percentile(Aggregate):
         q = self.parameter if self.parameter is not None else 0.5
         ordered = sorted(map(float, values))
         return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        if not all(columns) or max(map(len, columns), default=0) > self.exact_limit:
+            return super().result_of_many(columns)
+        q = self.parameter if self.parameter is not None else 0.5
+        ceil = math.ceil
+        count = len(columns)
+        return [
+            ordered[max(0, ceil(q * len(ordered)) - 1)]
+            for ordered in map(sorted, map(map, repeat(float, count), columns))
+        ]
 
     def merge(self, a: Any, b: Any) -> Any:
         if a.__class__ is list and b.__class__ is list and len(a) + len(b) <= self.exact_limit:
@@ -527,6 +569,13 @@ class CountDistinct(Aggregate):
             if distinct <= DISTINCT_EXACT_LIMIT:
                 return distinct
         return super().result_of(values, times)
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        if _TEXT.issuperset(map(type, chain.from_iterable(columns))):
+            counts = list(map(len, map(set, columns)))
+            if max(counts, default=0) <= DISTINCT_EXACT_LIMIT:
+                return counts
+        return super().result_of_many(columns)
 
     def merge(self, a: Any, b: Any) -> Any:
         if isinstance(a, set) and isinstance(b, set):

@@ -201,3 +201,59 @@ def test_add_all_equals_add_one_by_one(values: list[Any], start: bool) -> None:
         if source.startswith("count_distinct") and isinstance(dumped, list):
             dumped, expected = sorted(dumped), sorted(expected)
         assert dumped == expected, source
+
+
+WITHOUT_TIMES = {k: v for k, v in AGGREGATES.items() if k not in ("first_x", "last_x")}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    raw=st.lists(
+        st.tuples(
+            st.integers(0, 30),
+            st.one_of(st.integers(-50, 50), st.floats(-1e3, 1e3, allow_nan=False)),
+            st.sampled_from(["m1", "m2", "m3"]),
+            st.integers(0, 400),
+        ),
+        min_size=1,
+        max_size=300,
+    ),
+    batch=st.integers(1, 120),
+)
+def test_windows_closing_together_equal_one_by_one(
+    raw: list[tuple[int, Any, str, int]], batch: int
+) -> None:
+    """Many keys' windows close at once: their results computed together
+    (Aggregate.result_of_many) equal one by one."""
+    now, records = BASE, []
+    for key, x, y, advance in raw:
+        now += advance
+        records.append((0, f"k{key}", x, y, now))
+    global AGGREGATES  # noqa: PLW0603 - run() reads it
+    saved = AGGREGATES
+    AGGREGATES = WITHOUT_TIMES
+    try:
+        options = {"type": "tumbling", "size": "2s", "grace": "0s"}
+        assert run(False, options, records, batch, 1_000) == run(
+            True, options, records, batch, 1_000
+        )
+    finally:
+        AGGREGATES = saved
+
+
+@given(
+    columns=st.lists(
+        st.lists(
+            st.one_of(st.integers(-50, 50), st.floats(-1e3, 1e3, allow_nan=False)),
+            min_size=1,
+            max_size=20,
+        ),
+        max_size=12,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_result_of_many_equals_result_of_each(columns: list[list[Any]]) -> None:
+    for source in WITHOUT_TIMES.values():
+        aggregate = make_aggregate(parse_aggregate(source))
+        expected = [aggregate.result_of(c, ()) for c in columns]
+        assert aggregate.result_of_many(list(columns)) == expected, source
