@@ -61,6 +61,7 @@ _PARTITION = attrgetter("partition")
 _NO_TIMES: tuple[int, ...] = ()
 _NONE = type(None)
 _DICT = frozenset({dict})
+_RECORDS = ValueKinds(_DICT)
 _KEY_CLASSES = frozenset({str, int, float, bool})
 _TEXT = frozenset({str})
 # records waiting in windows' pending lists, all windows together, before they are folded
@@ -335,8 +336,8 @@ class WindowStep(Step):
         # a record that is not an object is the one-by-one path's to refuse
         objects = _DICT.issuperset(map(type, values))
         fields = [_column(values, field, objects) for field in self._row_fields]
-        kinds = [
-            ValueKinds.of(fields[index] if index is not None else values)
+        kinds = [  # count() reads no value: whatever the records hold
+            ValueKinds.of(fields[index]) if index is not None else _RECORDS
             for index in self._row_index
         ]
         for position, column_kinds in enumerate(kinds):
@@ -860,11 +861,22 @@ class WindowStep(Step):
         text = self._text
         records: list[dict[str, Any]] = []
         key_fields = self.key_fields or ()
-        for _, entry, window in closed:
-            record = dict(zip(key_fields, entry.key_values, strict=True))
-            record["window_start"] = text(window.start)
-            record["window_end"] = text(window.end)
-            records.append(record)
+        if len(key_fields) == 1:
+            (key_field,) = key_fields
+            records = [
+                {
+                    key_field: entry.key_values[0],
+                    "window_start": text(window.start),
+                    "window_end": text(window.end),
+                }
+                for _, entry, window in closed
+            ]
+        else:
+            for _, entry, window in closed:
+                record = dict(zip(key_fields, entry.key_values, strict=True))
+                record["window_start"] = text(window.start)
+                record["window_end"] = text(window.end)
+                records.append(record)
         for name, index, result_of_many in self._results_of_many:
             values = result_of_many(counted if index is None else by_field[index])
             for record, value in zip(records, values, strict=True):
