@@ -45,6 +45,7 @@ _NONE = type(None)
 _NO_TIMES: tuple[int, ...] = ()
 _NUMBERS = frozenset({int, float})
 _TEXT = frozenset({str})
+_FLOATS = frozenset({float})
 _SCALARS = frozenset({str, int, float, bool})
 # sum() takes a batch of ints this small: a window holds fewer than 2**21 pending records
 # (see streams.steps.window), so their partial sums stay within 2**52 of the state, and a
@@ -127,6 +128,7 @@ class Aggregate:
 
     def __init__(self, parameter: float | None = None) -> None:
         self.parameter = parameter
+        self.seen: set[type] | None = None  # the classes `saw` was told of (None: never)
 
     def init(self) -> Any:
         return None
@@ -142,7 +144,15 @@ class Aggregate:
         return False
 
     def saw(self, kinds: ValueKinds) -> None:
-        """Values of these kinds may have been added (by either path)."""
+        """Values of these kinds may have been added (by either path). The window calls
+        it for every batch; `result_of_many` may rely on it for the values it gets."""
+        if self.seen is None:
+            self.seen = set()
+        self.seen.update(kinds.classes - {_NONE})
+
+    def _saw_only(self, classes: frozenset[type]) -> bool:
+        """Whether every value given so far (see `saw`) is of these classes."""
+        return self.seen is not None and self.seen <= classes
 
     def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
         """`add` of each value in order; only for values that `fits` accepted. `values`
@@ -457,10 +467,8 @@ class Percentile(Aggregate):
         q = self.parameter if self.parameter is not None else 0.5
         ceil = math.ceil
         count = len(columns)
-        return [
-            ordered[max(0, ceil(q * len(ordered)) - 1)]
-            for ordered in map(sorted, map(map, repeat(float, count), columns))
-        ]
+        floats = columns if self._saw_only(_FLOATS) else map(map, repeat(float, count), columns)
+        return [ordered[max(0, ceil(q * len(ordered)) - 1)] for ordered in map(sorted, floats)]
 
     def merge(self, a: Any, b: Any) -> Any:
         if a.__class__ is list and b.__class__ is list and len(a) + len(b) <= self.exact_limit:
@@ -571,7 +579,7 @@ class CountDistinct(Aggregate):
         return super().result_of(values, times)
 
     def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
-        if _TEXT.issuperset(map(type, chain.from_iterable(columns))):
+        if self._saw_only(_TEXT) or _TEXT.issuperset(map(type, chain.from_iterable(columns))):
             counts = list(map(len, map(set, columns)))
             if max(counts, default=0) <= DISTINCT_EXACT_LIMIT:
                 return counts

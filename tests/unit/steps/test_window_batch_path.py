@@ -244,16 +244,27 @@ def test_windows_closing_together_equal_one_by_one(
 @given(
     columns=st.lists(
         st.lists(
-            st.one_of(st.integers(-50, 50), st.floats(-1e3, 1e3, allow_nan=False)),
+            st.one_of(
+                st.integers(-50, 50),
+                st.floats(-1e3, 1e3, allow_nan=False),
+                st.sampled_from(["m1", "m2"]),
+            ),
             min_size=1,
             max_size=20,
         ),
         max_size=12,
-    )
+    ),
+    told=st.booleans(),
 )
-@settings(max_examples=200, deadline=None)
-def test_result_of_many_equals_result_of_each(columns: list[list[Any]]) -> None:
+@settings(max_examples=300, deadline=None)
+def test_result_of_many_equals_result_of_each(columns: list[list[Any]], told: bool) -> None:
+    """Also when told (Aggregate.saw) what classes the values have, as the window does."""
     for source in WITHOUT_TIMES.values():
         aggregate = make_aggregate(parse_aggregate(source))
+        kinds = ValueKinds.of([v for column in columns for v in column])
+        if not aggregate.fits(kinds):
+            continue
+        if told:
+            aggregate.saw(kinds)
         expected = [aggregate.result_of(c, ()) for c in columns]
         assert aggregate.result_of_many(list(columns)) == expected, source
