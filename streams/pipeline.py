@@ -205,13 +205,13 @@ class Pipeline:
                         and (second := seconds.get(stamp[:19])) is not None
                         and (millis := _MILLIS.get(stamp[19:])) is not None
                     ):
-                        message.timestamp_ms = second + millis
+                        t = message.timestamp_ms = second + millis
                     else:
-                        message.timestamp_ms = self._event_time(stamp, timestamp_field)
-                if not 0 <= message.timestamp_ms <= latest:
-                    raise _out_of_range(
-                        message.timestamp_ms, timestamp_field, self.max_event_time_skew_ms
-                    )
+                        t = message.timestamp_ms = self._event_time(stamp, timestamp_field)
+                else:
+                    t = message.timestamp_ms
+                if not 0 <= t <= latest:
+                    raise _out_of_range(t, timestamp_field, self.max_event_time_skew_ms)
             except RecordError as error:
                 ctx.dead_letter(message, SOURCE_STEP, error)
                 continue

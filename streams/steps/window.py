@@ -15,7 +15,9 @@ and joins the window's `pending` list; the aggregates fold a window's pending re
 update, at `persist`, or when too many records wait. Otherwise (sessions, computed
 arguments, a batch holding a value some aggregate could refuse) every record is added
 one by one, as a transaction. Measured on `sluice bench windows` (200k payments, ~6 per
-window, six aggregates): the window step went from 5.9 to ~1.5 µs a record.
+window, six aggregates), the window step alone over decoded records: 5.7 µs of CPU a
+record one by one, 1.5 µs on the batch path (windows closing together also get their
+results aggregate by aggregate, `Aggregate.result_of_many`).
 """
 
 from __future__ import annotations
