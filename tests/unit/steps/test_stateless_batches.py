@@ -132,3 +132,11 @@ def test_replay_dead_letter_lines_are_the_models_json(
 
     letter = DeadLetter(raw=raw, step=step, error_type=kind, message=message, partition=0, offset=0)
     assert dead_letter_line(letter) == _model_line(letter)
+
+
+def test_dumps_lines_falls_back_for_what_orjson_refuses() -> None:
+    from streams import jsonl
+
+    values = [{"a": 2**70}, {"b": 1.5}, {"c": "\ud800"}]
+    assert jsonl.dumps_lines(values) == b"".join(jsonl.dumps(v) + b"\n" for v in values)
+    assert jsonl.dumps_lines([]) == b""
