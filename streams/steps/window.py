@@ -464,7 +464,9 @@ class WindowStep(Step):
         initial = self.watermarks.get(partition)
         watermark: float = initial if initial is not None else float("-inf")
         seen = False
-        taken = 0
+        taken = opened = 0
+        due = self._due.setdefault(partition, {})
+        heap = self.heaps.setdefault(partition, [])
         for event, t, key, row in zip(events, map(_TIME, events), keys, rows, strict=True):
             if key is None:
                 self._missing_key(event, ctx)
@@ -487,8 +489,16 @@ class WindowStep(Step):
             window = windows.get(start)
             if window is None:  # its states come with its first fold (or none at all)
                 window = windows[start] = Window(start, start + size, None)
-                self.open_count += 1
-                self._index(entry.partition, key, window)
+                opened += 1
+                if entry.partition == partition:  # _index, inline
+                    closing = due.get(start + closed_after)
+                    if closing is None:
+                        due[start + closed_after] = [(key, start)]
+                        heapq.heappush(heap, start + closed_after)
+                    else:
+                        closing.append((key, start))
+                else:
+                    self._index(entry.partition, key, window)
             pending = window.pending
             if pending is None:
                 window.pending = [row]
@@ -497,6 +507,7 @@ class WindowStep(Step):
             else:
                 pending.append(row)
             taken += 1
+        self.open_count += opened
         if seen:
             self.watermarks[partition] = int(watermark)
             self.last_seen_ms[partition] = ctx.now_ms
