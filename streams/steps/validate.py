@@ -85,15 +85,15 @@ class SchemaValidator:
         per record: ~0.2 µs a record for five fields, against ~0.45."""
         suspects: set[int] = set()
         for spec in self.fields:
-            try:
-                column = list(map(spec.getter, records))
+            try:  # the classes straight from the records: no column list unless needed
+                kinds = set(map(type, map(spec.getter, records)))
             except KeyError:
-                column = [record.get(spec.name, _MISSING) for record in records]
-            kinds = set(map(type, column))
+                kinds = {object}  # a field missing: look at each record below
             if spec.exact is not None and (
-                kinds == {spec.exact} or (spec.optional and kinds <= {spec.exact, _NULL, object})
+                kinds == {spec.exact} or (spec.optional and kinds <= {spec.exact, _NULL})
             ):
-                continue  # (object: _MISSING)
+                continue
+            column = [record.get(spec.name, _MISSING) for record in records]
             exact, optional = spec.exact, spec.optional
             suspects.update(
                 i
