@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter
@@ -204,14 +204,20 @@ def batch_tuning() -> Iterator[None]:
     try:
         yield
     finally:
-        if padded:
+        if padded:  # the default back, and the memory the pad kept given back too
             _malloc_top_pad(_DEFAULT_TOP_PAD)
+            _malloc_trim()
         gc.set_threshold(*previous)
         gc.unfreeze()
 
 
 _M_TOP_PAD = -2  # glibc's mallopt parameter
 _DEFAULT_TOP_PAD = 128 << 10  # glibc's default (mallopt(3))
+
+
+def _malloc_trim() -> None:
+    with suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
 
 
 def _malloc_top_pad(size: int) -> bool:
