@@ -196,7 +196,9 @@ def batch_tuning() -> Iterator[None]:
     128 KiB top pad the heap is trimmed and grown again every few dozen calls; each
     regrowth faults its pages in anew. On the 2-core VM the benchmarks run on that made
     ~0.7 page faults a written record, and a dumps of a four-field record cost 0.9 µs
-    instead of 0.09 µs. A 64 MiB top pad keeps the heap grown while replay runs."""
+    instead of 0.09 µs. A 64 MiB top pad keeps the heap grown while replay runs; then the
+    default pad is back and the kept memory returned (malloc_trim). glibc stops adapting
+    its mmap threshold once mallopt was called: the one setting that cannot be restored."""
     previous = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
