@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -168,7 +169,7 @@ class Pipeline:
         timestamp_field = self._timestamp_field
         latest = ctx.now_ms + self.max_event_time_skew_ms
         seconds = self._seconds
-        raws = [message.raw for message in messages]
+        raws = list(map(_RAW, messages))
         try:  # one test for the whole batch: usually no message needs the exact decoder
             exact = jsonl.may_need_exact(b"\n".join(raws))
         except TypeError:
@@ -230,6 +231,7 @@ class Pipeline:
 
 
 _TOO_LARGE = object()
+_RAW = attrgetter("raw")
 _MILLIS = {f".{ms:03d}Z": ms for ms in range(1000)}
 
 

@@ -48,9 +48,10 @@ class MapStep(Step):
                 ]
             except Exception:  # evaluated record by record below
                 columns = None
-            if columns is not None:
-                records: list[dict[str, Any]] = [{} for _ in events]
-                for name, column in columns:
+            if columns:  # (a map of no fields: the loop below makes its empty records)
+                first, values_of_first = columns[0]
+                records = [{first: value} for value in values_of_first]
+                for name, column in columns[1:]:
                     for record, value in zip(records, column, strict=True):
                         record[name] = value
                 for event, record in zip(events, records, strict=True):
