@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any, Final, cast
 
 import sqlglot
@@ -30,6 +31,10 @@ from streams.errors import ExpressionError, ExpressionRuntimeError
 
 Record = Mapping[str, Any]
 Evaluator = Callable[[Record], Any]
+# a batch evaluator: the values of an expression for each record of a batch, the same as
+# `fn` of each; it may raise where `fn` of every record would not (it evaluates every
+# operand of AND, OR and CASE), and the caller then evaluates the batch record by record
+BatchEvaluator = Callable[[Sequence[dict[str, Any]]], list[Any]]
 
 __all__ = [
     "AggregateCall",
@@ -48,11 +53,26 @@ class Expression:
     `fn` is the raw closure: fastest, but it may raise any exception on bad data; steps call
     it on whole batches and fall back to `evaluate` (which raises only
     `ExpressionRuntimeError`) for the batch that failed.
+
+    `field` names the record field when the expression is only that top-level field
+    (`amount`, `"user"`): a step may then read a whole batch's values with C-level
+    calls instead of calling `fn` per record. `batch` evaluates a whole batch.
     """
 
     source: str
     fn: Evaluator
     fields: frozenset[str] = field(default_factory=frozenset)
+    field: str | None = None
+    batch: BatchEvaluator | None = None
+
+    def evaluate_batch(self, records: Sequence[dict[str, Any]]) -> list[Any]:
+        """`fn` of each record (plain dicts), column by column where the expression's
+        nodes allow it (see BatchEvaluator): a comparison or an IN over a batch is a
+        C-level `map`, not a Python call per record. Any exception: evaluate one by one."""
+        if self.batch is not None:
+            return self.batch(records)
+        fn = self.fn
+        return [fn(record) for record in records]
 
     def evaluate(self, record: Record) -> Any:
         try:
@@ -81,7 +101,9 @@ def compile_expression(source: str) -> Expression:
     with _nesting_guard(source):
         tree = _parse(source)
         compiled = _Compiler(source).compile(tree)
-        return Expression(source, compiled.fn, _top_level_fields(tree))
+        return Expression(
+            source, compiled.fn, _top_level_fields(tree), _only_field(tree), compiled.batch
+        )
 
 
 def compile_condition(source: str) -> Expression:
@@ -103,14 +125,16 @@ def _compile_condition(source: str) -> Expression:
         )
     compiled = _Compiler(source).compile(tree)
     evaluator = compiled.fn
+    batch = compiled.batch
     if not isinstance(tree, _BOOLEAN_NODES):
         evaluator = _checked_condition(evaluator, source)
-    return Expression(source, evaluator, _top_level_fields(tree))
+        batch = _batch_checked(batch, evaluator) if batch is not None else None
+    return Expression(source, evaluator, _top_level_fields(tree), None, batch)
 
 
 def literal_expression(value: object) -> Expression:
     """An expression that always yields `value` (a YAML number or boolean in a map)."""
-    return Expression(repr(value), lambda _record: value)
+    return Expression(repr(value), lambda _record: value, batch=_batch_constant(value))
 
 
 def _checked_condition(evaluator: Evaluator, source: str) -> Evaluator:
@@ -266,6 +290,12 @@ def _column_path(node: exp.Expr) -> list[str] | None:
     return None
 
 
+def _only_field(tree: exp.Expr) -> str | None:
+    """The field name when `tree` is a top-level field and nothing else."""
+    path = _column_path(tree) if isinstance(tree, exp.Column) else None
+    return path[0] if path is not None and len(path) == 1 else None
+
+
 def _top_level_fields(tree: exp.Expr) -> frozenset[str]:
     names = set()
     for node in tree.walk():
@@ -283,10 +313,16 @@ class _Compiled:
     fn: Evaluator
     constant: bool = False
     value: Any = None
+    batch: BatchEvaluator | None = None  # None: `fn` record by record
+
+    def column(self) -> BatchEvaluator:
+        return self.batch if self.batch is not None else _per_record(self.fn)
 
 
 def _constant(value: Any) -> _Compiled:
-    return _Compiled(lambda _record: value, constant=True, value=value)
+    return _Compiled(
+        lambda _record: value, constant=True, value=value, batch=_batch_constant(value)
+    )
 
 
 _COMPARISONS: Final[dict[type[exp.Expr], tuple[str, Callable[[Any, Any], bool]]]] = {
@@ -410,7 +446,8 @@ class _Compiler:
     def _compile(self, node: exp.Expr) -> _Compiled:
         path = _column_path(node)
         if path is not None:
-            return _Compiled(_field_getter(path))
+            batch = _batch_field(path[0]) if len(path) == 1 else None
+            return _Compiled(_field_getter(path), batch=batch)
         if isinstance(node, exp.Paren):
             return self.compile(node.this)
         if isinstance(node, exp.Boolean):
@@ -422,7 +459,9 @@ class _Compiler:
         if isinstance(node, exp.And | exp.Or):
             return self._logical(node)
         if isinstance(node, exp.Not):
-            return _Compiled(_not(self.compile(node.this).fn, self.source))
+            operand = self.compile(node.this)
+            evaluator = _not(operand.fn, self.source)
+            return _Compiled(evaluator, batch=_batch_not(operand.column(), evaluator))
         if type(node) in _COMPARISONS:
             return self._comparison(node)
         if type(node) in _ARITHMETIC:
@@ -473,7 +512,7 @@ class _Compiler:
     # -- logic
 
     def _logical(self, node: exp.Expr) -> _Compiled:
-        operands: list[Evaluator] = []
+        operands: list[_Compiled] = []
         kind = type(node)
 
         def flatten(n: exp.Expr) -> None:
@@ -481,37 +520,48 @@ class _Compiler:
                 flatten(n.this)
                 flatten(n.expression)
             else:
-                operands.append(self.compile(n).fn)
+                operands.append(self.compile(n))
 
         flatten(node)
+        functions = [o.fn for o in operands]
+        columns = [o.column() for o in operands]
         if kind is exp.And:
-            return _Compiled(_and(operands, self.source))
-        return _Compiled(_or(operands, self.source))
+            evaluator = _and(functions, self.source)
+            return _Compiled(evaluator, batch=_batch_logic(columns, all, operator.and_, evaluator))
+        evaluator = _or(functions, self.source)
+        return _Compiled(evaluator, batch=_batch_logic(columns, any, operator.or_, evaluator))
 
     def _comparison(self, node: exp.Expr) -> _Compiled:
         symbol, op = _COMPARISONS[type(node)]
         left = self.compile(node.this)
         right = self.compile(node.expression)
         if right.constant and not left.constant:
-            return _Compiled(_compare_constant(left.fn, right.value, symbol, op))
+            evaluator = _compare_constant(left.fn, right.value, symbol, op)
+            batch = _batch_compare_constant(left.column(), right.value, op, evaluator)
+            return _Compiled(evaluator, batch=batch)
         return _Compiled(_compare(left.fn, right.fn, symbol, op))
 
     def _arithmetic(self, node: exp.Expr) -> _Compiled:
         symbol = _ARITHMETIC[type(node)]
-        return _Compiled(
-            _arithmetic(self.compile(node.this).fn, self.compile(node.expression).fn, symbol)
-        )
+        left = self.compile(node.this)
+        right = self.compile(node.expression)
+        evaluator = _arithmetic(left.fn, right.fn, symbol)
+        batch = _batch_arithmetic(left.column(), right.column(), symbol, evaluator)
+        return _Compiled(evaluator, batch=batch)
 
     def _in(self, node: exp.In) -> _Compiled:
         if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
             raise self.error("IN takes a list of values, e.g. x IN ('a', 'b')", node)
-        needle = self.compile(node.this).fn
+        needle_compiled = self.compile(node.this)
+        needle = needle_compiled.fn
         options = [self.compile(e) for e in node.expressions]
         if not options:
             raise self.error("IN needs at least one value", node)
         if all(o.constant for o in options):
             values = [o.value for o in options]
-            return _Compiled(_in_constants(needle, values))
+            evaluator = _in_constants(needle, values)
+            batch = _batch_in_constants(needle_compiled.column(), values, evaluator)
+            return _Compiled(evaluator, batch=batch)
         return _Compiled(_in_dynamic(needle, [o.fn for o in options]))
 
     def _between(self, node: exp.Between) -> _Compiled:
@@ -567,12 +617,22 @@ class _Compiler:
 
     def _case(self, node: exp.Case) -> _Compiled:
         subject = self.compile(node.this).fn if node.this is not None else None
-        branches = [
-            (self.compile(branch.this).fn, self.compile(branch.args["true"]).fn)
+        compiled = [
+            (self.compile(branch.this), self.compile(branch.args["true"]))
             for branch in node.args.get("ifs") or []
         ]
-        default = node.args.get("default")
-        return _Compiled(_case(subject, branches, self.compile(default).fn if default else None))
+        branches = [(when.fn, then.fn) for when, then in compiled]
+        default_node = node.args.get("default")
+        default = self.compile(default_node) if default_node else None
+        evaluator = _case(subject, branches, default.fn if default is not None else None)
+        if subject is not None:
+            return _Compiled(evaluator)
+        batch = _batch_case(
+            [(when.column(), then.column()) for when, then in compiled],
+            default.column() if default is not None else None,
+            evaluator,
+        )
+        return _Compiled(evaluator, batch=batch)
 
     def _cast(self, node: exp.Cast) -> _Compiled:
         target = _cast_target(node.args["to"])
@@ -1124,6 +1184,191 @@ def _cast(value: Evaluator, target: str, safe: bool) -> Evaluator:
     return evaluate_cast
 
 
+# --- batch evaluators -----------------------------------------------------------------
+# Each takes a batch of records (plain dicts) and gives a column: the node's value per
+# record, equal to its closure's. They run C-level `map`s where the operands' classes
+# make that exact (checked with one `set(map(type, ...))` per column) and otherwise call
+# the node's closure record by record. Measured on `sluice bench replay` (filter with AND,
+# a comparison and an IN; map with three fields and a CASE): ~1 µs less a record.
+
+_NONE: Final = type(None)
+_BOOLS: Final = frozenset({bool})
+_BOOLS_OR_NULL: Final = frozenset({bool, _NONE})
+_TEXTS: Final[frozenset[type]] = frozenset({str})
+_NUMBERS_OR_NULL: Final = frozenset({int, float, _NONE})
+_TEXTS_OR_NULL: Final = frozenset({str, _NONE})
+
+
+def _per_record(fn: Evaluator) -> BatchEvaluator:
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        return [fn(record) for record in records]
+
+    return column
+
+
+def _batch_constant(value: Any) -> BatchEvaluator:
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        return [value] * len(records)
+
+    return column
+
+
+def _batch_field(name: str) -> BatchEvaluator:
+    getter = operator.itemgetter(name)
+
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        try:
+            return list(map(getter, records))
+        except KeyError:  # a missing field is NULL
+            return [record.get(name) for record in records]
+
+    return column
+
+
+def _batch_checked(inner: BatchEvaluator, checked: Evaluator) -> BatchEvaluator:
+    """A condition that is not a boolean node: its values must be true, false or NULL."""
+
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        values = inner(records)
+        if _BOOLS_OR_NULL.issuperset(map(type, values)):
+            return values
+        return [checked(record) for record in records]
+
+    return column
+
+
+def _batch_not(operand: BatchEvaluator, evaluator: Evaluator) -> BatchEvaluator:
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        values = operand(records)
+        if _BOOLS.issuperset(map(type, values)):
+            return list(map(operator.not_, values))
+        return [evaluator(record) for record in records]
+
+    return column
+
+
+def _batch_logic(
+    operands: list[BatchEvaluator],
+    fold: Callable[[Any], bool],
+    pair: Callable[[Any, Any], Any],
+    evaluator: Evaluator,
+) -> BatchEvaluator:
+    """AND (`all`, `operator.and_`) or OR (`any`, `operator.or_`) of true/false columns;
+    with a NULL or another value in one, SQL's logic record by record."""
+
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        columns = [operand(records) for operand in operands]
+        if all(_BOOLS.issuperset(map(type, values)) for values in columns):
+            if len(columns) == 2:
+                return list(map(pair, *columns))  # bool & bool is a bool
+            return list(map(fold, zip(*columns, strict=True)))
+        return [evaluator(record) for record in records]
+
+    return column
+
+
+def _batch_compare_constant(
+    left: BatchEvaluator, constant: object, op: Callable[[Any, Any], bool], evaluator: Evaluator
+) -> BatchEvaluator:
+    if constant is None:
+        return _batch_constant(None)
+    if constant.__class__ is int or constant.__class__ is float:
+        allowed, nullable = _NUMBERS, _NUMBERS_OR_NULL
+    elif constant.__class__ is str:
+        allowed, nullable = _TEXTS, _TEXTS_OR_NULL
+    else:
+        return _per_record(evaluator)
+
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        values = left(records)
+        kinds = set(map(type, values))
+        if kinds <= allowed:
+            return list(map(op, values, repeat(constant, len(values))))
+        if kinds <= nullable:
+            return [None if value is None else op(value, constant) for value in values]
+        return [evaluator(record) for record in records]
+
+    return column
+
+
+def _batch_in_constants(
+    needle: BatchEvaluator, options: list[object], evaluator: Evaluator
+) -> BatchEvaluator:
+    present = [v for v in options if v is not None]
+    if len(present) != len(options):  # NULL among the options: record by record
+        return _per_record(evaluator)
+    allowed: frozenset[type]
+    if all(v.__class__ is str for v in present):
+        allowed = _TEXTS
+    elif all(v.__class__ is int or v.__class__ is float for v in present):
+        allowed = _NUMBERS
+    else:
+        return _per_record(evaluator)
+    contains = frozenset(present).__contains__
+
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        values = needle(records)
+        if allowed.issuperset(map(type, values)):
+            return list(map(contains, values))
+        return [evaluator(record) for record in records]
+
+    return column
+
+
+_OPERATORS: Final[dict[str, Callable[[Any, Any], Any]]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+}
+
+
+def _batch_arithmetic(
+    left: BatchEvaluator, right: BatchEvaluator, symbol: str, evaluator: Evaluator
+) -> BatchEvaluator:
+    op = _OPERATORS[symbol]
+
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        a = left(records)
+        b = right(records)
+        a_kinds = set(map(type, a))
+        b_kinds = set(map(type, b))
+        if not (a_kinds <= _NUMBERS and b_kinds <= _NUMBERS) or (symbol == "/" and 0 in b):
+            return [evaluator(record) for record in records]  # NULLs, zero divisors, errors
+        values = list(map(op, a, b))
+        if symbol == "*" and int in a_kinds and int in b_kinds:
+            products = [v for v in values if v.__class__ is int]
+            if products and max(map(abs, products)) >= _INT_LIMIT:
+                return [evaluator(record) for record in records]  # raises, as one by one
+        return values
+
+    return column
+
+
+def _batch_case(
+    branches: list[tuple[BatchEvaluator, BatchEvaluator]],
+    default: BatchEvaluator | None,
+    evaluator: Evaluator,
+) -> BatchEvaluator:
+    """CASE WHEN ... THEN ... [ELSE ...] END: the branches applied last to first, so each
+    record takes the first branch whose condition is TRUE."""
+
+    def column(records: Sequence[dict[str, Any]]) -> list[Any]:
+        result = default(records) if default is not None else [None] * len(records)
+        for when, then in reversed(branches):
+            conditions = when(records)
+            if not _BOOLS_OR_NULL.issuperset(map(type, conditions)):
+                return [evaluator(record) for record in records]
+            values = then(records)
+            result = [
+                value if condition is True else other
+                for condition, value, other in zip(conditions, values, result, strict=True)
+            ]
+        return result
+
+    return column
+
+
 # --- window aggregates -----------------------------------------------------------------
 
 
@@ -1163,7 +1408,10 @@ def _parse_aggregate(source: str) -> AggregateCall:
     def argument(node: exp.Expr) -> Expression:
         if isinstance(node, exp.Star):
             raise compiler.error("use count() to count records", node)
-        return Expression(node.sql(), compiler.compile(node).fn, _top_level_fields(node))
+        compiled = compiler.compile(node)
+        return Expression(
+            node.sql(), compiled.fn, _top_level_fields(node), _only_field(node), compiled.batch
+        )
 
     if isinstance(tree, _AGGREGATE_NODES):
         name = cast(exp.Func, tree).sql_name().lower()

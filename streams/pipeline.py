@@ -11,7 +11,10 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
+
+import orjson
 
 from models.pipeline import PipelineSpec
 from streams import jsonl
@@ -71,6 +74,8 @@ class Pipeline:
         self.dead_letter_topic = spec.dead_letter_topic
         self._key_fields = spec.source.key
         self._timestamp_field = spec.source.timestamp
+        # epoch ms of the seconds (YYYY-MM-DDTHH:MM:SS, UTC) event times were read in
+        self._seconds: dict[str, int] = {}
 
     async def process(self, messages: list[Event]) -> BatchResult:
         """Process one batch of raw messages."""
@@ -138,6 +143,17 @@ class Pipeline:
                 metrics.alerts_firing(gauge.partition(":")[2], value)
         return result
 
+    def _event_time(self, stamp: object, field: str) -> int:
+        """event_time_ms, filling the cache of seconds `_decode` reads ISO-8601 times from."""
+        if isinstance(stamp, str) and len(stamp) == 24:
+            text = stamp[:19]
+            second = _second_ms(text)
+            if second is not None:
+                if len(self._seconds) >= 4096:
+                    self._seconds.clear()
+                self._seconds[text] = second
+        return event_time_ms(stamp, field)
+
     def reset(self) -> None:
         """Drop the steps' caches: after a rebalance the tables hold other keys."""
         for step in self.steps:
@@ -149,52 +165,111 @@ class Pipeline:
         decoded: list[Event] = []
         limit = self.max_message_bytes
         key_fields = self._key_fields
+        key_field = key_fields[0] if key_fields is not None and len(key_fields) == 1 else None
         timestamp_field = self._timestamp_field
         latest = ctx.now_ms + self.max_event_time_skew_ms
-        loads = jsonl.loads
-        for message in messages:
-            raw = message.raw
-            if len(raw) > limit:
-                ctx.dead_letter(
-                    message,
-                    SOURCE_STEP,
-                    RecordError(
-                        f"message is {len(raw)} bytes, more than max_message_bytes ({limit})",
-                        "oversize",
-                    ),
-                )
-                continue
-            try:
-                value = loads(raw)
-            except ValueError as exc:
-                ctx.dead_letter(
-                    message, SOURCE_STEP, RecordError(f"invalid JSON: {exc}", "invalid_json")
-                )
-                continue
+        seconds = self._seconds
+        raws = list(map(_RAW, messages))
+        try:  # one test for the whole batch: usually no message needs the exact decoder
+            exact = jsonl.may_need_exact(b"\n".join(raws))
+        except TypeError:
+            exact = True
+        loads = jsonl.loads if exact else orjson.loads
+        # each message's value, or the ValueError decoding it raised (or _TOO_LARGE)
+        if raws and max(map(len, raws)) <= limit:
+            values = _loads_all(loads, raws)
+        else:
+            values = [_TOO_LARGE if len(raw) > limit else _loads_one(loads, raw) for raw in raws]
+        for message, value in zip(messages, values, strict=True):
             if value.__class__ is not dict:
-                ctx.dead_letter(
-                    message,
-                    SOURCE_STEP,
-                    RecordError(f"expected a JSON object, got {_json_type(value)}", "invalid_json"),
-                )
+                if value is _TOO_LARGE:
+                    error = RecordError(
+                        f"message is {len(message.raw)} bytes, more than max_message_bytes "
+                        f"({limit})",
+                        "oversize",
+                    )
+                elif isinstance(value, ValueError):
+                    error = RecordError(f"invalid JSON: {value}", "invalid_json")
+                else:
+                    error = RecordError(
+                        f"expected a JSON object, got {_json_type(value)}", "invalid_json"
+                    )
+                ctx.dead_letter(message, SOURCE_STEP, error)
                 continue
             try:
                 if timestamp_field is not None:
-                    message.timestamp_ms = event_time_ms(
-                        value.get(timestamp_field), timestamp_field
-                    )
-                if not 0 <= message.timestamp_ms <= latest:
-                    raise _out_of_range(
-                        message.timestamp_ms, timestamp_field, self.max_event_time_skew_ms
-                    )
+                    stamp = value.get(timestamp_field)
+                    # the common 2026-11-25T10:00:00.005Z: the second's epoch ms cached, and
+                    # the milliseconds of each of the 1,000 ".mmmZ" ends
+                    if (
+                        stamp.__class__ is str
+                        and (second := seconds.get(stamp[:19])) is not None
+                        and (millis := _MILLIS.get(stamp[19:])) is not None
+                    ):
+                        t = message.timestamp_ms = second + millis
+                    else:
+                        t = message.timestamp_ms = self._event_time(stamp, timestamp_field)
+                else:
+                    t = message.timestamp_ms
+                if not 0 <= t <= latest:
+                    raise _out_of_range(t, timestamp_field, self.max_event_time_skew_ms)
             except RecordError as error:
                 ctx.dead_letter(message, SOURCE_STEP, error)
                 continue
-            if key_fields is not None:
+            if key_field is not None:  # one key field (key_of's common case, inline)
+                part = value.get(key_field)
+                message.key = (
+                    part
+                    if part.__class__ is str or part is None
+                    else key_of(value, key_fields or ())
+                )
+            elif key_fields is not None:
                 message.key = key_of(value, key_fields)
             message.value = value
             decoded.append(message)
         return decoded
+
+
+_TOO_LARGE = object()
+_RAW = attrgetter("raw")
+_MILLIS = {f".{ms:03d}Z": ms for ms in range(1000)}
+
+
+def _loads_one(loads: Callable[[bytes], Any], raw: bytes) -> Any:
+    try:
+        return loads(raw)
+    except ValueError as exc:
+        return exc.with_traceback(None)  # its traceback would keep the frame alive
+
+
+def _loads_all(loads: Callable[[bytes], Any], raws: list[bytes]) -> list[Any]:
+    """`_loads_one` of each message, in a C-level `map` that a failing message only
+    interrupts (list.extend keeps what it took before the error): ~0.1 µs less a message
+    than a Python loop with a try per message."""
+    values: list[Any] = []
+    decoding = map(loads, raws)
+    while True:
+        try:
+            values.extend(decoding)
+            break
+        except ValueError as exc:
+            # without its traceback: the frame holding `values` would make a cycle that
+            # keeps the batch's records until a full collection
+            values.append(exc.with_traceback(None))
+    if len(values) != len(raws):  # not as expected: the sure way
+        return [_loads_one(loads, raw) for raw in raws]
+    return values
+
+
+def _second_ms(text: str) -> int | None:
+    """Epoch ms of `YYYY-MM-DDTHH:MM:SS` (UTC), None for any other text."""
+    if not (text[4] == text[7] == "-" and text[10] == "T" and text[13] == text[16] == ":"):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return _epoch_ms(moment.replace(tzinfo=UTC)) if moment.tzinfo is None else None
 
 
 def _out_of_range(epoch_ms: int, field: str | None, skew_ms: int) -> RecordError:

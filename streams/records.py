@@ -24,10 +24,11 @@ class Event:
 
     __slots__ = ("headers", "key", "offset", "partition", "raw", "timestamp_ms", "value")
 
+    # not keyword-only: hot paths (replay's reader, window results) pass positionally,
+    # which costs half as much per event as keywords (~0.16 µs of 0.32 µs)
     def __init__(
         self,
         value: Any,
-        *,
         key: str | None = None,
         timestamp_ms: int = 0,
         headers: Headers | None = None,

@@ -9,12 +9,24 @@ A record's aggregates change together or not at all: `add` either raises before 
 anything or returns a new state, except for the aggregates that grow a state in place
 (`in_place`: percentile, count_distinct); those take a value `prepare`d beforehand and
 then cannot fail.
+
+The batch path: `fits(kinds)` says whether `add_all` can take every value of a batch
+whose classes (and integer range) are `kinds` without an error; `add_all(state, values,
+times)` then adds them in order and gives the same state as `add` one by one, with the
+loops in C (`functools.reduce`, `max`, `list.extend`, `set.update`). The window step
+checks `fits` before it accepts a batch's records, so `add_all` never fails later.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import reduce
+from itertools import chain, repeat
+from operator import add as _ADD
+from operator import truediv
 from typing import Any, ClassVar
 
 import datasketches
@@ -27,6 +39,44 @@ from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
 PERCENTILE_ACCURACY = 0.01  # DDSketch: every quantile within 1% relative error
 DISTINCT_EXACT_LIMIT = 1000
 HLL_LG_K = 14  # about 0.8% standard error; the contract allows 2%
+
+
+_NONE = type(None)
+_NO_TIMES: tuple[int, ...] = ()
+_NUMBERS = frozenset({int, float})
+_TEXT = frozenset({str})
+_FLOATS = frozenset({float})
+_SCALARS = frozenset({str, int, float, bool})
+# sum() takes a batch of ints this small: a window holds fewer than 2**21 pending records
+# (see streams.steps.window), so their partial sums stay within 2**52 of the state, and a
+# window whose int sum passes SUM_STATE_LIMIT leaves the batch path (`near_limit`)
+SUM_INT_LIMIT = 2**31
+SUM_STATE_LIMIT = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class ValueKinds:
+    """What a batch of one argument's values holds: their classes (nulls included) and
+    the range of the ints among them."""
+
+    classes: frozenset[type]
+    low: int = 0
+    high: int = 0
+
+    @classmethod
+    def of(cls, values: list[Any]) -> ValueKinds:
+        classes = frozenset(map(type, values))
+        if int not in classes:
+            return cls(classes)
+        ints = values if classes == {int} else [v for v in values if v.__class__ is int]
+        return cls(classes, min(ints), max(ints))
+
+    def only(self, allowed: frozenset[type]) -> bool:
+        """Every value is null or of an `allowed` class."""
+        return self.classes <= allowed or self.classes - {_NONE} <= allowed
+
+    def ints_within(self, low: int, high: int) -> bool:
+        return int not in self.classes or (low <= self.low and self.high <= high)
 
 
 def _number(function: str, value: Any) -> float | int:
@@ -74,9 +124,11 @@ class Aggregate:
     name: ClassVar[str] = ""
     skips_nulls: ClassVar[bool] = True
     in_place: ClassVar[bool] = False
+    uses_times: ClassVar[bool] = True  # `add_all` reads the times (the default one does)
 
     def __init__(self, parameter: float | None = None) -> None:
         self.parameter = parameter
+        self.seen: set[type] | None = None  # the classes `saw` was told of (None: never)
 
     def init(self) -> Any:
         return None
@@ -86,6 +138,46 @@ class Aggregate:
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         raise NotImplementedError
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        """Whether `add_all` takes any values of these kinds without an error."""
+        return False
+
+    def saw(self, kinds: ValueKinds) -> None:
+        """Values of these kinds may have been added (by either path). The window calls
+        it for every batch; `result_of_many` may rely on it for the values it gets."""
+        if self.seen is None:
+            self.seen = set()
+        self.seen.update(kinds.classes - {_NONE})
+
+    def _saw_only(self, classes: frozenset[type]) -> bool:
+        """Whether every value given so far (see `saw`) is of these classes."""
+        return self.seen is not None and self.seen <= classes
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        """`add` of each value in order; only for values that `fits` accepted. `values`
+        holds no nulls if the aggregate skips them; `times` are their event times when
+        the aggregate `uses_times` (else it may be empty). The default is that loop."""
+        prepare = self.prepare
+        add = self.add
+        for value, t in zip(values, times, strict=True):
+            state = add(state, prepare(value), t)
+        return state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        """`result` of a fresh state given `add_all(values, times)`: a window whose
+        records all came in one fold skips its states (most windows close that way)."""
+        return self.result(self.add_all(self.init(), values, times))
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        """`result_of` of each window's values (no nulls, no times: the window asks only
+        then), several windows at once."""
+        result_of = self.result_of
+        return [result_of(values, _NO_TIMES) for values in columns]
+
+    def near_limit(self, state: Any) -> bool:
+        """Whether the batch path must leave this state alone (sum: see SUM_STATE_LIMIT)."""
+        return False
 
     def merge(self, a: Any, b: Any) -> Any:
         raise NotImplementedError
@@ -102,6 +194,7 @@ class Aggregate:
 
 class CountAll(Aggregate):
     name = "count"
+    uses_times = False
     skips_nulls = False
 
     def init(self) -> Any:
@@ -113,13 +206,28 @@ class CountAll(Aggregate):
     def merge(self, a: Any, b: Any) -> Any:
         return a + b
 
+    def fits(self, kinds: ValueKinds) -> bool:
+        return True
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return state + len(values)
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return len(values)
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        return list(map(len, columns))
+
 
 class CountValues(CountAll):
     skips_nulls = True
 
+    # add_all: CountAll's, given the values without nulls
+
 
 class Sum(Aggregate):
     name = "sum"
+    uses_times = False
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         number = _number("sum", value)
@@ -128,9 +236,32 @@ class Sum(Aggregate):
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else _checked_sum(a + b)
 
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_NUMBERS) and kinds.ints_within(-SUM_INT_LIMIT, SUM_INT_LIMIT)
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        if not values:
+            return state
+        # reduce adds left to right as `add` does (sum() of floats compensates from 3.12)
+        total = reduce(_ADD, values) if state is None else reduce(_ADD, values, state)
+        return _checked_sum(total)
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return _checked_sum(reduce(_ADD, values)) if values else None
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        if not all(columns):
+            return super().result_of_many(columns)
+        totals = list(map(reduce, repeat(_ADD, len(columns)), columns))
+        return [_checked_sum(t) if t.__class__ is int else t for t in totals]
+
+    def near_limit(self, state: Any) -> bool:
+        return state.__class__ is int and not -SUM_STATE_LIMIT < state < SUM_STATE_LIMIT
+
 
 class Avg(Aggregate):
     name = "avg"
+    uses_times = False
 
     def init(self) -> Any:
         return [0.0, 0]
@@ -141,12 +272,38 @@ class Avg(Aggregate):
     def merge(self, a: Any, b: Any) -> Any:
         return [a[0] + b[0], a[1] + b[1]]
 
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_NUMBERS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        if not values:
+            return state
+        return [reduce(_ADD, values, state[0]), state[1] + len(values)]
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return reduce(_ADD, values, 0.0) / len(values) if values else None
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        if not all(columns):
+            return super().result_of_many(columns)
+        count = len(columns)
+        totals = map(reduce, repeat(_ADD, count), columns, repeat(0.0, count))
+        return list(map(truediv, totals, map(len, columns)))
+
     def result(self, state: Any) -> Any:
         return state[0] / state[1] if state[1] else None
 
 
 class Min(Aggregate):
+    """The batch path needs every window's state comparable with the batch's values, so
+    the aggregate remembers which families (numbers, text, others) any window may hold."""
+
     name = "min"
+    uses_times = False
+
+    def __init__(self, parameter: float | None = None) -> None:
+        super().__init__(parameter)
+        self.families: set[str] = set()
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         try:
@@ -157,6 +314,40 @@ class Min(Aggregate):
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else self.add(a, b, 0)
 
+    @staticmethod
+    def _family(kinds: ValueKinds) -> str | None:
+        if kinds.classes <= {_NONE}:
+            return None
+        if kinds.only(_NUMBERS):
+            return "numbers" if kinds.ints_within(INT64_MIN, UINT64_MAX) else "others"
+        return "text" if kinds.only(_TEXT) else "others"
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        family = self._family(kinds)
+        return family is None or (family != "others" and self.families <= {family})
+
+    def saw(self, kinds: ValueKinds) -> None:
+        family = self._family(kinds)
+        if family is not None:
+            self.families.add(family)
+
+    def load(self, data: Any) -> Any:
+        if data is not None:
+            self.saw(ValueKinds.of([data]))
+        return data
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        if not values:
+            return state
+        best = min(values)  # the first of equal values, as `add` keeps
+        return best if state is None or best < state else state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return min(values) if values else None
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        return list(map(min, columns)) if all(columns) else super().result_of_many(columns)
+
 
 class Max(Min):
     name = "max"
@@ -166,6 +357,18 @@ class Max(Min):
             return _storable("max", value) if state is None or value > state else state
         except TypeError:
             raise ExpressionRuntimeError(f"max() cannot compare {value!r} with {state!r}") from None
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        if not values:
+            return state
+        best = max(values)
+        return best if state is None or best > state else state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return max(values) if values else None
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        return list(map(max, columns)) if all(columns) else super().result_of_many(columns)
 
 
 class First(Aggregate):
@@ -178,6 +381,9 @@ class First(Aggregate):
 
     def merge(self, a: Any, b: Any) -> Any:
         return b if a is None else a if b is None else (b if b[0] < a[0] else a)
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_SCALARS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
 
     def result(self, state: Any) -> Any:
         return None if state is None else state[1]
@@ -208,6 +414,7 @@ class Percentile(Aggregate):
 
     name = "percentile"
     in_place = True
+    uses_times = False
     exact_limit = 256
 
     def init(self) -> Any:
@@ -233,6 +440,35 @@ class Percentile(Aggregate):
             return state if len(state) <= self.exact_limit else self._sketch(state)
         state.add(number)
         return state
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_NUMBERS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        numbers = list(map(float, values))  # as `prepare` gives them
+        if state.__class__ is list:
+            # the sketch then sees the values in the order `add` would have given them
+            state.extend(numbers)
+            return state if len(state) <= self.exact_limit else self._sketch(state)
+        for number in numbers:
+            state.add(number)
+        return state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        if not values or len(values) > self.exact_limit:
+            return super().result_of(values, times)
+        q = self.parameter if self.parameter is not None else 0.5
+        ordered = sorted(map(float, values))
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        if not all(columns) or max(map(len, columns), default=0) > self.exact_limit:
+            return super().result_of_many(columns)
+        q = self.parameter if self.parameter is not None else 0.5
+        ceil = math.ceil
+        count = len(columns)
+        floats = columns if self._saw_only(_FLOATS) else map(map, repeat(float, count), columns)
+        return [ordered[max(0, ceil(q * len(ordered)) - 1)] for ordered in map(sorted, floats)]
 
     def merge(self, a: Any, b: Any) -> Any:
         if a.__class__ is list and b.__class__ is list and len(a) + len(b) <= self.exact_limit:
@@ -288,6 +524,7 @@ class CountDistinct(Aggregate):
 
     name = "count_distinct"
     in_place = True
+    uses_times = False
 
     def init(self) -> Any:
         return set()
@@ -320,6 +557,33 @@ class CountDistinct(Aggregate):
             return self._to_sketch(state)
         state.update(item)
         return state
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_SCALARS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        texts = values if _TEXT.issuperset(map(type, values)) else list(map(self._text, values))
+        if isinstance(state, set) and len(state) + len(texts) <= DISTINCT_EXACT_LIMIT:
+            state.update(texts)
+            return state
+        # across the switch to a sketch: one by one, so the sketch sees what `add` gives it
+        for text in texts:
+            state = self.add(state, text, 0)
+        return state
+
+    def result_of(self, values: Sequence[Any], times: Sequence[int]) -> Any:
+        if _TEXT.issuperset(map(type, values)):
+            distinct = len(set(values))
+            if distinct <= DISTINCT_EXACT_LIMIT:
+                return distinct
+        return super().result_of(values, times)
+
+    def result_of_many(self, columns: list[Sequence[Any]]) -> list[Any]:
+        if self._saw_only(_TEXT) or _TEXT.issuperset(map(type, chain.from_iterable(columns))):
+            counts = list(map(len, map(set, columns)))
+            if max(counts, default=0) <= DISTINCT_EXACT_LIMIT:
+                return counts
+        return super().result_of_many(columns)
 
     def merge(self, a: Any, b: Any) -> Any:
         if isinstance(a, set) and isinstance(b, set):

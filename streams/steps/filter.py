@@ -1,11 +1,21 @@
-"""`filter`: keep the records whose condition is TRUE (FALSE and NULL drop them)."""
+"""`filter`: keep the records whose condition is TRUE (FALSE and NULL drop them).
+
+A batch of plain dicts is tested column by column (`Expression.evaluate_batch`); a batch
+where that raises, or that holds other records, record by record with the closure, and
+a failing one again one by one to find the records that fail."""
 
 from __future__ import annotations
+
+from itertools import compress
+from operator import attrgetter
 
 from streams.errors import RecordError
 from streams.expressions import Expression
 from streams.records import Event
 from streams.steps.base import BatchContext, Step
+
+_VALUE = attrgetter("value")
+_DICT = frozenset({dict})
 
 
 class FilterStep(Step):
@@ -16,8 +26,19 @@ class FilterStep(Step):
         self.condition = condition
 
     def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
-        test = self.condition.fn
+        condition = self.condition
         try:
+            values = list(map(_VALUE, events))
+            if _DICT.issuperset(map(type, values)):
+                try:
+                    verdicts = condition.evaluate_batch(values)
+                except Exception:  # evaluated record by record below
+                    verdicts = None
+                if verdicts is not None:  # each True, False or None: compress keeps the Trues
+                    kept = list(compress(events, verdicts))
+                    ctx.drop(self.name, "filter", len(events) - len(kept))
+                    return kept
+            test = condition.fn
             kept = [event for event in events if test(event.value) is True]
             failed = 0
         except Exception:  # some record failed: redo this batch one by one to find it

@@ -1,14 +1,24 @@
-"""`map`: replace each record by the fields the map names, like SQL's SELECT list."""
+"""`map`: replace each record by the fields the map names, like SQL's SELECT list.
+
+A batch of plain dicts is projected column by column (`Expression.evaluate_batch`, then
+one dict a record filled field by field: ~0.15 µs a record for four fields, against
+~0.2 µs for `dict(zip(names, row))`); a batch where that raises, or that holds other
+records, record by record, and a failing one again one by one to find the records that
+fail."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import Any
 
 from streams.errors import RecordError
 from streams.expressions import Expression
 from streams.records import Event
 from streams.steps.base import BatchContext, Step
+
+_VALUE = attrgetter("value")
+_DICT = frozenset({dict})
 
 
 def _projection(fields: Mapping[str, Expression]) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -29,6 +39,24 @@ class MapStep(Step):
         self._project = _projection(self.fields)
 
     def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
+        values = list(map(_VALUE, events))
+        if _DICT.issuperset(map(type, values)):
+            try:
+                columns = [
+                    (name, expression.evaluate_batch(values))
+                    for name, expression in self.fields.items()
+                ]
+            except Exception:  # evaluated record by record below
+                columns = None
+            if columns:  # (a map of no fields: the loop below makes its empty records)
+                first, values_of_first = columns[0]
+                records = [{first: value} for value in values_of_first]
+                for name, column in columns[1:]:
+                    for record, value in zip(records, column, strict=True):
+                        record[name] = value
+                for event, record in zip(events, records, strict=True):
+                    event.value = record
+                return events
         project = self._project
         try:
             values = [project(event.value) for event in events]

@@ -6,13 +6,28 @@ whose windows are all closed is late (counted; dropped or dead-lettered). `emit:
 sends each window's result when it closes; `emit: updates` sends the current result of
 every window a batch touched. State per key (the open windows with their aggregate
 states) is read once per batch and written once; closed windows are deleted.
+
+Two paths give the same windows. When every aggregate reads a plain field (or nothing:
+`count()`), the window is tumbling or hopping, and every value of the batch is of a kind
+each aggregate takes without an error (`Aggregate.fits`), a record only finds its window
+and joins the window's `pending` list; the aggregates fold a window's pending records in
+(`Aggregate.add_all`, loops in C) when its result or state is needed: at close, for an
+update, at `persist`, or when too many records wait. Otherwise (sessions, computed
+arguments, a batch holding a value some aggregate could refuse) every record is added
+one by one, as a transaction. Measured on `sluice bench windows` (200k payments, ~6 per
+window, six aggregates), the window step alone over decoded records: 5.7 µs of CPU a
+record one by one, 1.5 µs on the batch path (windows closing together also get their
+results aggregate by aggregate, `Aggregate.result_of_many`).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import starmap
+from operator import attrgetter, itemgetter
+from typing import Any, cast
 
 from models.pipeline import WindowSpec
 from streams.errors import ExpressionRuntimeError, RecordError
@@ -20,7 +35,7 @@ from streams.expressions import Expression, describe_failure
 from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
 from streams.records import Event, key_of
 from streams.state import StateStore
-from streams.steps.aggregates import Aggregate, make_aggregate
+from streams.steps.aggregates import Aggregate, ValueKinds, make_aggregate
 from streams.steps.base import BatchContext, Step
 
 BOOKKEEPING = "\x00"  # keys starting with it are bookkeeping, not record keys
@@ -30,6 +45,31 @@ WINDOWS_KEY_PREFIX_FREE = BOOKKEEPING
 
 def _none(_: Any) -> None:
     return None
+
+
+def _column(values: list[Any], field: str, objects: bool) -> list[Any]:
+    """Each record's `field` (null when missing); `objects`: every record is a dict."""
+    if objects:
+        try:
+            return list(map(itemgetter(field), values))
+        except KeyError:
+            return [value.get(field) for value in values]
+    return [value.get(field) if isinstance(value, dict) else None for value in values]
+
+
+_VALUE = attrgetter("value")
+_TIME = attrgetter("timestamp_ms")
+_PARTITION = attrgetter("partition")
+_NO_TIMES: tuple[int, ...] = ()
+_NONE = type(None)
+_DICT = frozenset({dict})
+_RECORDS = ValueKinds(_DICT)
+_KEY_CLASSES = frozenset({str, int, float, bool})
+_TEXT = frozenset({str})
+# records waiting in windows' pending lists, all windows together, before they are folded
+# in: bounds the memory they hold, and (with BATCH_LIMIT) what sum() must allow for
+PENDING_LIMIT = 20_000
+BATCH_LIMIT = 2**20
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -60,12 +100,15 @@ def _key_value(value: Any) -> Any:
     return value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Window:
     start: int
     end: int
-    states: list[Any]
+    states: list[Any] | None  # None: a batch-path window never folded (pending holds all)
     last: int = 0  # session windows: the latest event time (end = last + gap)
+    # records taken but not yet added to `states` (the batch path; see the module doc): per
+    # record a row of the fields the aggregates read, and its event time if one reads it
+    pending: list[tuple[Any, ...]] | None = None
 
 
 @dataclass(slots=True)
@@ -116,6 +159,44 @@ class WindowStep(Step):
             for i, agg in enumerate(self.aggregates)
             if agg.in_place
         ]
+        # the batch path: the field each argument reads (None: count()'s nothing)
+        self._fields = [a.field if a is not None else None for a in self.arguments]
+        self._batched = self.type != "session" and all(
+            a is None or a.field is not None for a in self.arguments
+        )
+        self._folders = [
+            (i, positions[i], agg.skips_nulls, agg.add_all) for i, agg in enumerate(self.aggregates)
+        ]
+        # a pending row: each field some aggregate reads, once, then the event time if an
+        # aggregate reads that
+        self._row_fields = list(dict.fromkeys(f for f in self._fields if f is not None))
+        self._row_index = [
+            self._row_fields.index(f) if f is not None else None for f in self._fields
+        ]
+        # per argument: whether a batch ever held a null there (then folds look for them)
+        self._nullable = [False] * len(self._fields)
+        self._results_of = [
+            (name, positions[i], agg.skips_nulls, agg.result_of)
+            for i, (name, agg) in enumerate(zip(self.names, self.aggregates, strict=True))
+        ]
+        self._results_of_many = [
+            (name, self._row_index[positions[i]], agg.result_of_many)
+            for i, (name, agg) in enumerate(zip(self.names, self.aggregates, strict=True))
+        ]
+        # results: aggregates whose result is their state need no call
+        self._results = [
+            (name, None if type(agg).result is Aggregate.result else agg.result)
+            for name, agg in zip(self.names, self.aggregates, strict=True)
+        ]
+        self._kinds_of = [(i, positions[i], agg) for i, agg in enumerate(self.aggregates)]
+        self._limited = [
+            (i, agg)
+            for i, agg in enumerate(self.aggregates)
+            if type(agg).near_limit is not Aggregate.near_limit
+        ]
+        self._uses_times = any(agg.uses_times for agg in self.aggregates)
+        self._row_width = len(self._row_fields) + self._uses_times
+        self._tumbling_final = self.type == "tumbling" and not self.emit_updates
         self._iso: dict[int, str] = {}  # window bounds as text: shared by every key's window
         self.reset()
 
@@ -125,10 +206,18 @@ class WindowStep(Step):
         self.cache: dict[str, KeyWindows] = {}
         self.dirty: set[str] = set()  # keys changed since the last persist
         self.watermarks: dict[int, int] = {}
-        self.heaps: dict[int, list[tuple[int, str, int]]] = {}
+        # per partition: the times windows close at (a heap, each time once), and per time
+        # the (key, start) of the windows that close then; tumbling windows of one start
+        # all close at once, so this heap is a key count smaller than one entry a window
+        self.heaps: dict[int, list[int]] = {}
+        self._due: dict[int, dict[int, list[tuple[str, int]]]] = {}
         self.last_seen_ms: dict[int, int] = {}
         self.open_count = 0
         self._loaded = False
+        self._pending_windows: list[Window] = []
+        self._pending_count = 0
+        # windows whose int sum is too large for the batch path's bound (see aggregates)
+        self._near_limit: set[Window] = set()
 
     def _load_all(self) -> None:
         """Rebuild the close-time index from the store (after a restart or rebalance)."""
@@ -155,7 +244,8 @@ class WindowStep(Step):
         windows = {}
         for start, end, last, dumped in data["w"]:
             states = [agg.load(d) for agg, d in zip(self.aggregates, dumped, strict=True)]
-            windows[start] = Window(start, end, states, last)
+            windows[start] = window = Window(start, end, states, last)
+            self._check_limits(window)
         entry = KeyWindows(data["k"], data["p"], windows)
         self.cache[key] = entry
         self.open_count += len(windows)
@@ -177,7 +267,10 @@ class WindowStep(Step):
                         w.start,
                         w.end,
                         w.last,
-                        [agg.dump(s) for agg, s in zip(self.aggregates, w.states, strict=True)],
+                        [
+                            agg.dump(s)
+                            for agg, s in zip(self.aggregates, self._states(w), strict=True)
+                        ],
                     ]
                     for w in entry.windows.values()
                 ],
@@ -186,9 +279,16 @@ class WindowStep(Step):
         )
 
     def _index(self, partition: int, key: str, window: Window) -> None:
-        heapq.heappush(
-            self.heaps.setdefault(partition, []), (window.end + self.grace, key, window.start)
-        )
+        close_at = window.end + self.grace
+        due = self._due.get(partition)
+        if due is None:
+            due = self._due[partition] = {}
+        closing = due.get(close_at)
+        if closing is None:
+            due[close_at] = [(key, window.start)]
+            heapq.heappush(self.heaps.setdefault(partition, []), close_at)
+        else:
+            closing.append((key, window.start))
 
     # --- processing --------------------------------------------------------------------
 
@@ -202,20 +302,328 @@ class WindowStep(Step):
     def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         if not self._loaded:
             self._load_all()
+        batch = self._batch_keys(events) if self._batched else None
+        if batch is not None:
+            if self._tumbling_final and len(set(map(_PARTITION, events))) == 1:
+                touched = self._take_tumbling(events, *batch, ctx)
+            else:
+                touched = self._take_batch(events, *batch, ctx)
+        else:
+            self._fold_all()  # the one-by-one path works on up-to-date states
+            touched = self._take_each(events, ctx)
+            if self._batched:
+                for key, starts in touched.items():
+                    windows = self.cache[key].windows if key in self.cache else {}
+                    for start in starts:
+                        if start in windows:
+                            self._check_limits(windows[start])
+        self._trim_pending()
+        updates = self._updates(touched) if self.emit_updates else []
+        results = updates + self._close(ctx, touched, final=False, watermarks=self.watermarks)
+        self.dirty.update(touched)
+        for partition in {event.partition for event in events} & set(self.watermarks):
+            self.store.set(WATERMARK_KEY.format(partition=partition), self.watermarks[partition])
+        ctx.gauges["windows_open"] = self.open_count
+        return results
+
+    # --- the batch path ----------------------------------------------------------------
+
+    def _batch_keys(
+        self, events: list[Event]
+    ) -> tuple[list[str | None], list[tuple[Any, ...]]] | None:
+        """The records' window keys (None: a key field missing or null) and pending rows,
+        or None when the batch must go one by one: some value is one an aggregate could
+        refuse, a key value the state cannot hold, or a record that is not an object."""
+        values = list(map(_VALUE, events))
+        # a record that is not an object is the one-by-one path's to refuse
+        objects = _DICT.issuperset(map(type, values))
+        fields = [_column(values, field, objects) for field in self._row_fields]
+        kinds = [  # count() reads no value: whatever the records hold
+            ValueKinds.of(fields[index]) if index is not None else _RECORDS
+            for index in self._row_index
+        ]
+        for position, column_kinds in enumerate(kinds):
+            if _NONE in column_kinds.classes:
+                self._nullable[position] = True
+        fits = objects and len(values) <= BATCH_LIMIT and not self._near_limit
+        for _, position, agg in self._kinds_of:
+            agg.saw(kinds[position])  # the one-by-one path may add them too
+            fits = fits and agg.fits(kinds[position])
+        if not fits:
+            return None
+        keys = self._keys(values)
+        if keys is None:
+            return None
+        if self._uses_times:
+            fields.append(list(map(_TIME, events)))
+        rows = list(zip(*fields, strict=True)) if fields else [()] * len(values)
+        return keys, rows
+
+    def _keys(self, values: list[dict[str, Any]]) -> list[str | None] | None:
+        key_fields = self.key_fields
+        if key_fields is None:
+            return [""] * len(values)
+        for field in key_fields:
+            column = _column(values, field, True)
+            key_kinds = ValueKinds.of(column)
+            if not (key_kinds.only(_KEY_CLASSES) and key_kinds.ints_within(INT64_MIN, UINT64_MAX)):
+                return None  # _key_value would refuse one, or its text is JSON
+            if len(key_fields) == 1:
+                return column if key_kinds.only(_TEXT) else [key_of(v, key_fields) for v in values]
+        return [key_of(v, key_fields) for v in values]
+
+    def _take_batch(
+        self,
+        events: list[Event],
+        keys: list[str | None],
+        rows: list[tuple[Any, ...]],
+        ctx: BatchContext,
+    ) -> dict[str, set[int]]:
+        """Each record joins its windows' pending lists; the watermark and lateness are
+        exactly those of the one-by-one path, record by record."""
+        touched: dict[str, set[int]] = {}
+        updates = self.emit_updates
+        tumbling = self.type == "tumbling"
+        size = self.size
+        closed_after = self.size + self.grace  # a window [s, s+size) is closed at s+closed_after
+        cache = self.cache
+        watermarks = self.watermarks
+        pending_windows = self._pending_windows
+        dirty = self.dirty
+        taken = 0
+        partition: int | None = None
+        watermark = 0
+        for event, key, row in zip(events, keys, rows, strict=True):
+            if key is None:
+                self._missing_key(event, ctx)
+                continue
+            t = event.timestamp_ms
+            if event.partition != partition:
+                if partition is not None:
+                    watermarks[partition] = watermark
+                partition = event.partition
+                watermark = watermarks.get(partition, t)
+                self.last_seen_ms[partition] = ctx.now_ms
+            if t > watermark:  # noqa: PLR1730 - a max() call costs more per record
+                watermark = t
+            if tumbling:
+                start = t - t % size
+                if start + closed_after <= watermark:
+                    self._late(event, t, watermark, ctx)
+                    continue
+                starts: list[int] | tuple[int] = (start,)
+            else:
+                starts = [s for s in self._starts(t) if s + closed_after > watermark]
+                if not starts:
+                    self._late(event, t, watermark, ctx)
+                    continue
+            entry = cache.get(key)
+            if entry is None:
+                entry = self._entry(key)
+                if entry is None:
+                    entry = cache[key] = KeyWindows(
+                        [event.value.get(f) for f in self.key_fields or ()], partition, {}
+                    )
+            windows = entry.windows
+            for start in starts:
+                window = windows.get(start)
+                if window is None:  # its states come with its first fold (or none at all)
+                    window = windows[start] = Window(start, start + size, None)
+                    self.open_count += 1
+                    self._index(entry.partition, key, window)
+                pending = window.pending
+                if pending is None:
+                    window.pending = [row]
+                    pending_windows.append(window)
+                    dirty.add(key)  # persist folds it: a pending window's key is dirty
+                else:
+                    pending.append(row)
+                taken += 1
+            if updates:
+                touched.setdefault(key, set()).update(starts)
+        if partition is not None:
+            watermarks[partition] = watermark
+        self._pending_count += taken
+        return touched
+
+    def _take_tumbling(
+        self,
+        events: list[Event],
+        keys: list[str | None],
+        rows: list[tuple[Any, ...]],
+        ctx: BatchContext,
+    ) -> dict[str, set[int]]:
+        """`_take_batch` for the common case, with less work a record: tumbling windows,
+        final results, one partition's records."""
+        partition = events[0].partition
+        size = self.size
+        closed_after = self.size + self.grace
+        cache = self.cache
+        pending_windows = self._pending_windows
+        mark_dirty = self.dirty.add
+        initial = self.watermarks.get(partition)
+        watermark: float = initial if initial is not None else float("-inf")
+        seen = False
+        taken = opened = 0
+        due = self._due.setdefault(partition, {})
+        heap = self.heaps.setdefault(partition, [])
+        for event, t, key, row in zip(events, map(_TIME, events), keys, rows, strict=True):
+            if key is None:
+                self._missing_key(event, ctx)
+                continue
+            if t > watermark:  # noqa: PLR1730 - a max() call costs more per record
+                watermark = t
+            seen = True
+            start = t - t % size
+            if start + closed_after <= watermark:
+                self._late(event, t, int(watermark), ctx)
+                continue
+            entry = cache.get(key)
+            if entry is None:
+                entry = self._entry(key)
+                if entry is None:
+                    entry = cache[key] = KeyWindows(
+                        [event.value.get(f) for f in self.key_fields or ()], partition, {}
+                    )
+            windows = entry.windows
+            window = windows.get(start)
+            if window is None:  # its states come with its first fold (or none at all)
+                window = windows[start] = Window(start, start + size, None)
+                opened += 1
+                if entry.partition == partition:  # _index, inline
+                    closing = due.get(start + closed_after)
+                    if closing is None:
+                        due[start + closed_after] = [(key, start)]
+                        heapq.heappush(heap, start + closed_after)
+                    else:
+                        closing.append((key, start))
+                else:
+                    self._index(entry.partition, key, window)
+            pending = window.pending
+            if pending is None:
+                window.pending = [row]
+                pending_windows.append(window)
+                mark_dirty(key)  # persist folds it: a pending window's key is dirty
+            else:
+                pending.append(row)
+            taken += 1
+        self.open_count += opened
+        if seen:
+            self.watermarks[partition] = int(watermark)
+            self.last_seen_ms[partition] = ctx.now_ms
+        self._pending_count += taken
+        return {}
+
+    def _fold(self, window: Window) -> None:
+        """Add a window's pending records to its states (Aggregate.add_all)."""
+        rows = window.pending
+        if rows is None:
+            return
+        window.pending = None
+        self._pending_count -= len(rows)
+        columns, times = self._columns(rows)
+        states = window.states
+        if states is None:
+            states = window.states = self._fresh_states()
+        for i, position, skips_nulls, add_all in self._folders:
+            every, values, value_times = columns[position]
+            if skips_nulls:
+                states[i] = add_all(states[i], values, value_times)
+            else:
+                states[i] = add_all(states[i], every, times)
+        if self._limited:
+            self._check_limits(window)
+
+    def _columns(
+        self, rows: list[tuple[Any, ...]]
+    ) -> tuple[list[tuple[Sequence[Any], Sequence[Any], Sequence[int]]], Sequence[int]]:
+        """Per argument, from pending rows: (its values, those not null, their times);
+        count() gets the rows themselves (only their number matters). And every row's
+        time (when an aggregate reads times)."""
+        fields = list(zip(*rows, strict=True)) if self._row_width else []
+        times = fields[-1] if self._uses_times else _NO_TIMES
+        columns: list[tuple[Sequence[Any], Sequence[Any], Sequence[int]]] = []
+        for index, nullable in zip(self._row_index, self._nullable, strict=True):
+            if index is None:
+                columns.append((rows, rows, times))
+                continue
+            field = fields[index]
+            if nullable and None in field:
+                present: Sequence[Any] = [v for v in field if v is not None]
+                present_times: Sequence[int] = (
+                    tuple(t for v, t in zip(field, times, strict=True) if v is not None)
+                    if times
+                    else times
+                )
+                columns.append((field, present, present_times))
+            else:
+                columns.append((field, field, times))
+        return columns, times
+
+    def _states(self, window: Window) -> list[Any]:
+        """The window's states, its pending records folded in."""
+        if window.pending is not None:
+            self._fold(window)
+        if window.states is None:  # only a window with pending records has none
+            window.states = self._fresh_states()
+        return window.states
+
+    def _fold_all(self) -> None:
+        for window in self._pending_windows:
+            if window.pending is not None:
+                self._fold(window)
+        self._pending_windows.clear()
+        self._pending_count = 0
+
+    def _trim_pending(self) -> None:
+        """Fold everything when too many records wait; forget folded windows."""
+        if self._pending_count > PENDING_LIMIT:
+            self._fold_all()
+        elif len(self._pending_windows) > PENDING_LIMIT:
+            self._pending_windows = [w for w in self._pending_windows if w.pending is not None]
+
+    def _check_limits(self, window: Window) -> None:
+        states = window.states
+        if self._batched and states is not None:
+            for i, agg in self._limited:
+                if agg.near_limit(states[i]):
+                    self._near_limit.add(window)
+
+    # --- the one-by-one path -----------------------------------------------------------
+
+    def _missing_key(self, event: Event, ctx: BatchContext) -> None:
+        ctx.dead_letter(
+            event,
+            self.name,
+            RecordError(
+                f"window key field(s) {', '.join(self.key_fields or ())} missing or null",
+                "key",
+            ),
+        )
+
+    def _late(self, event: Event, t: int, watermark: int, ctx: BatchContext) -> None:
+        ctx.late += 1
+        if self.late_to_dlq:
+            ctx.dead_letter(
+                event,
+                self.name,
+                RecordError(
+                    f"late event: its window closed (event time {iso_ms(t)}, "
+                    f"watermark {iso_ms(watermark)}, grace {self.grace} ms)",
+                    "late",
+                ),
+            )
+        else:
+            ctx.drop(self.name, "late")
+
+    def _take_each(self, events: list[Event], ctx: BatchContext) -> dict[str, set[int]]:
         touched: dict[str, set[int]] = {}
         key_fields = self.key_fields
         for event in events:
             value = event.value
             key = key_of(value, key_fields) if key_fields is not None else ""
             if key is None:
-                ctx.dead_letter(
-                    event,
-                    self.name,
-                    RecordError(
-                        f"window key field(s) {', '.join(self.key_fields or ())} missing or null",
-                        "key",
-                    ),
-                )
+                self._missing_key(event, ctx)
                 continue
             try:
                 arguments = [fn(value) for fn in self._argument_fns]
@@ -248,28 +656,10 @@ class WindowStep(Step):
             if created and entry.windows:
                 self.cache[key] = entry
             if not starts:
-                ctx.late += 1
-                if self.late_to_dlq:
-                    ctx.dead_letter(
-                        event,
-                        self.name,
-                        RecordError(
-                            f"late event: its window closed (event time {iso_ms(t)}, "
-                            f"watermark {iso_ms(watermark)}, grace {self.grace} ms)",
-                            "late",
-                        ),
-                    )
-                else:
-                    ctx.drop(self.name, "late")
+                self._late(event, t, watermark, ctx)
                 continue
             touched.setdefault(key, set()).update(starts)
-        updates = self._updates(touched) if self.emit_updates else []
-        results = updates + self._close(ctx, touched, final=False, watermarks=self.watermarks)
-        self.dirty.update(touched)
-        for partition in {event.partition for event in events} & set(self.watermarks):
-            self.store.set(WATERMARK_KEY.format(partition=partition), self.watermarks[partition])
-        ctx.gauges["windows_open"] = self.open_count
-        return results
+        return touched
 
     def _prepare(self, arguments: list[Any]) -> list[Any]:
         """The in-place aggregates' values, prepared before any state changes."""
@@ -324,7 +714,7 @@ class WindowStep(Step):
         changes = []
         for start in starts:  # first every window's new states (may raise)...
             window = windows.get(start)
-            base = window.states if window is not None else self._fresh_states()
+            base = self._states(window) if window is not None else self._fresh_states()
             changes.append((start, window, self._added(base, arguments, t)))
         for start, found, states in changes:  # ...then the commit, which cannot fail
             window = found
@@ -351,7 +741,7 @@ class WindowStep(Step):
             for other in joined:
                 states = [
                     agg.merge(a, b)
-                    for agg, a, b in zip(self.aggregates, states, other.states, strict=True)
+                    for agg, a, b in zip(self.aggregates, states, self._states(other), strict=True)
                 ]
         except RecordError:
             raise
@@ -370,12 +760,24 @@ class WindowStep(Step):
         self._index(entry.partition, key, window)
         return start
 
-    def _result(self, entry: KeyWindows, window: Window) -> dict[str, Any]:
+    def _result(self, entry: KeyWindows, window: Window, *, closing: bool) -> dict[str, Any]:
         record: dict[str, Any] = dict(zip(self.key_fields or (), entry.key_values, strict=True))
         record["window_start"] = self._text(window.start)
         record["window_end"] = self._text(window.end)
-        for name, agg, state in zip(self.names, self.aggregates, window.states, strict=True):
-            record[name] = agg.result(state)
+        rows = window.pending
+        if closing and window.states is None and rows is not None:  # all records in one go
+            window.pending = None
+            self._pending_count -= len(rows)
+            columns, times = self._columns(rows)
+            for name, position, skips_nulls, result_of in self._results_of:
+                every, values, value_times = columns[position]
+                record[name] = (
+                    result_of(values, value_times) if skips_nulls else result_of(every, times)
+                )
+            return record
+        states = self._states(window)
+        for (name, result), state in zip(self._results, states, strict=True):
+            record[name] = state if result is None else result(state)
         return record
 
     def _text(self, epoch_ms: int) -> str:
@@ -398,7 +800,9 @@ class WindowStep(Step):
             for start in sorted(starts):
                 window = entry.windows.get(start)
                 if window is not None:
-                    results.append(self._event(key, self._result(entry, window), window))
+                    results.append(
+                        self._event(key, self._result(entry, window, closing=False), window)
+                    )
         return results
 
     def _close(
@@ -410,20 +814,90 @@ class WindowStep(Step):
         watermarks: dict[int, int],
     ) -> list[Event]:
         results = []
+        cache = self.cache
+        grace = self.grace
+        updates = self.emit_updates
+        pop = heapq.heappop
         for partition, heap in self.heaps.items():
             watermark = watermarks.get(partition)
-            while heap and (final or (watermark is not None and heap[0][0] <= watermark)):
-                close_at, key, start = heapq.heappop(heap)
-                entry = self._entry(key)
-                window = entry.windows.get(start) if entry is not None else None
-                if entry is None or window is None or window.end + self.grace != close_at:
-                    continue  # merged, extended or already closed: a stale index entry
-                del entry.windows[start]
-                self.open_count -= 1
-                if not self.emit_updates:  # with updates, its last state was already sent
-                    results.append(self._event(key, self._result(entry, window), window))
-                touched.setdefault(key, set())
+            due = self._due[partition]
+            while heap and (final or (watermark is not None and heap[0] <= watermark)):
+                close_at = pop(heap)
+                closing = due.pop(close_at)
+                closing.sort()  # by key, then start: the order does not depend on arrival
+                closed: list[tuple[str, KeyWindows, Window]] = []
+                for key, start in closing:
+                    entry = cache.get(key) or self._entry(key)
+                    window = entry.windows.get(start) if entry is not None else None
+                    if entry is None or window is None or window.end + grace != close_at:
+                        continue  # merged, extended or already closed: a stale index entry
+                    del entry.windows[start]
+                    self.open_count -= 1
+                    if self._near_limit:
+                        self._near_limit.discard(window)
+                    if not updates:  # with updates, its last state was already sent
+                        closed.append((key, entry, window))
+                    if key not in touched:
+                        touched[key] = set()
+                if closed:
+                    results += self._closed_results(closed)
         return results
+
+    def _closed_results(self, closed: list[tuple[str, KeyWindows, Window]]) -> list[Event]:
+        """The result events of windows that closed together, in that order. When every
+        one still has all its records pending (the common case: it never had to fold),
+        each aggregate computes all the windows' results at once (`result_of_many`:
+        C-level maps over the windows' columns) instead of six calls a window."""
+        pendings = [window.pending for _, _, window in closed]
+        if (
+            len(closed) < 8
+            or self._uses_times
+            or any(self._nullable)
+            or any(window.states is not None for _, _, window in closed)
+            or None in pendings
+        ):
+            return [
+                # Event(value, key, timestamp_ms): positional is cheaper
+                Event(self._result(entry, window, closing=True), key or None, window.end - 1)
+                for key, entry, window in closed
+            ]
+        rows_of = cast(list[list[tuple[Any, ...]]], pendings)  # no None: checked above
+        for _, _, window in closed:
+            window.pending = None
+        self._pending_count -= sum(map(len, rows_of))
+        # per window, its columns: the fields of its rows
+        columns = list(map(tuple, starmap(zip, rows_of)))
+        by_field: list[list[Sequence[Any]]] = [
+            list(map(itemgetter(i), columns)) for i in range(len(self._row_fields))
+        ]
+        counted: list[Sequence[Any]] = list(rows_of)
+        text = self._text
+        records: list[dict[str, Any]] = []
+        key_fields = self.key_fields or ()
+        if len(key_fields) == 1:
+            (key_field,) = key_fields
+            records = [
+                {
+                    key_field: entry.key_values[0],
+                    "window_start": text(window.start),
+                    "window_end": text(window.end),
+                }
+                for _, entry, window in closed
+            ]
+        else:
+            for _, entry, window in closed:
+                record = dict(zip(key_fields, entry.key_values, strict=True))
+                record["window_start"] = text(window.start)
+                record["window_end"] = text(window.end)
+                records.append(record)
+        for name, index, result_of_many in self._results_of_many:
+            values = result_of_many(counted if index is None else by_field[index])
+            for record, value in zip(records, values, strict=True):
+                record[name] = value
+        return [
+            Event(record, key or None, window.end - 1)
+            for record, (key, _, window) in zip(records, closed, strict=True)
+        ]
 
     def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:
         """End of input (`final`): close every window. Otherwise close the windows of
@@ -453,3 +927,6 @@ class WindowStep(Step):
         for key in self.dirty:
             self._save(key)
         self.dirty.clear()
+        # every window with pending records has a dirty key: all are folded now
+        self._pending_windows.clear()
+        self._pending_count = 0
