@@ -295,3 +295,18 @@ def _find_problem(value: Any) -> str:
 def text_of(raw: bytes) -> str:
     """Message bytes as text for a JSON field, without losing bytes that are not UTF-8."""
     return raw.decode("utf-8", errors="backslashreplace")
+
+
+def json_type(value: object) -> str:
+    """How an error message names a JSON value's type: "a number", "an array", …."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    return type(value).__name__

@@ -11,6 +11,7 @@ from typing import Any
 
 from models.pipeline import AlertSpec, DedupeSpec, EnrichSpec, RateLimitSpec
 from streams.errors import RecordError
+from streams.event_time import iso_ms
 from streams.records import Event, key_of
 from streams.state import StateStore, is_bookkeeping
 from streams.steps.base import BatchContext, Step
@@ -171,8 +172,6 @@ class AlertStep(Step):
         self.firing = None
 
     def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
-        from streams.pipeline import iso_ms
-
         if self.firing is None:
             self.firing = sum(
                 1

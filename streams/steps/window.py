@@ -31,16 +31,16 @@ from typing import Any, cast
 
 from models.pipeline import WindowSpec
 from streams.errors import ExpressionRuntimeError, RecordError
+from streams.event_time import iso_ms
 from streams.expressions import Expression, describe_failure
 from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
 from streams.records import Event, key_of
-from streams.state import StateStore
+from streams.state import StateStore, bookkeeping_key, is_bookkeeping
 from streams.steps.aggregates import Aggregate, ValueKinds, make_aggregate
 from streams.steps.base import BatchContext, Step
 
-BOOKKEEPING = "\x00"  # keys starting with it are bookkeeping, not record keys
-WATERMARK_KEY = "\x00watermark:{partition}"  # one per partition, in that partition's changelog
-WINDOWS_KEY_PREFIX_FREE = BOOKKEEPING
+WATERMARK = "watermark"  # a bookkeeping key per partition, in that partition's changelog
+_WATERMARK_PREFIX = bookkeeping_key(WATERMARK, 0).removesuffix("0")
 
 
 def _none(_: Any) -> None:
@@ -70,12 +70,6 @@ _TEXT = frozenset({str})
 # in: bounds the memory they hold, and (with BATCH_LIMIT) what sum() must allow for
 PENDING_LIMIT = 20_000
 BATCH_LIMIT = 2**20
-
-
-def iso_ms(epoch_ms: int) -> str:
-    from streams.pipeline import iso_ms as format_iso
-
-    return format_iso(epoch_ms)
 
 
 def _key_value(value: Any) -> Any:
@@ -223,10 +217,10 @@ class WindowStep(Step):
         """Rebuild the close-time index from the store (after a restart or rebalance)."""
         self._loaded = True
         for key in list(self.store.keys()):
-            if key.startswith("\x00watermark:"):
+            if key.startswith(_WATERMARK_PREFIX):
                 self.watermarks[int(key.rpartition(":")[2])] = int(self.store.get(key))
                 continue
-            if key.startswith(BOOKKEEPING):
+            if is_bookkeeping(key):
                 continue
             entry = self._entry(key)
             if entry is None:
@@ -322,7 +316,7 @@ class WindowStep(Step):
         results = updates + self._close(ctx, touched, final=False, watermarks=self.watermarks)
         self.dirty.update(touched)
         for partition in {event.partition for event in events} & set(self.watermarks):
-            self.store.set(WATERMARK_KEY.format(partition=partition), self.watermarks[partition])
+            self.store.set(bookkeeping_key(WATERMARK, partition), self.watermarks[partition])
         ctx.gauges["windows_open"] = self.open_count
         return results
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from models.pipeline import PipelineSpec
 from streams.errors import RecordError
-from streams.pipeline import Pipeline, event_time_ms
+from streams.event_time import event_time_ms
+from streams.pipeline import Pipeline
 from streams.records import Event
 
 SPEC = PipelineSpec.model_validate(

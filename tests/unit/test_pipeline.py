@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from models.pipeline import PipelineSpec
 from streams.errors import SluiceError
+from streams.event_time import event_time_ms, iso_ms
 from streams.metrics import CountingMetrics
-from streams.pipeline import Pipeline, event_time_ms, iso_ms
+from streams.pipeline import Pipeline
 from streams.records import BatchResult, Event
 from streams.state import MemoryStateBackend
 

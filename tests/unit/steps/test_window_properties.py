@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.pipeline import WindowSpec
-from streams.pipeline import iso_ms
+from streams.event_time import iso_ms
 from streams.records import BatchResult, Event
-from streams.state import DictStateStore
+from streams.state import DictStateStore, is_bookkeeping
 from streams.steps.base import BatchContext
-from streams.steps.window import WINDOWS_KEY_PREFIX_FREE, WindowStep
+from streams.steps.window import WindowStep
 
 AGGREGATES = {
     "n": "count()",
@@ -221,7 +221,7 @@ def test_closed_windows_leave_the_store_and_the_watermark_is_kept() -> None:
     records = [("a", 1_795_600_000_000 + i * 1_000, i) for i in range(100)]
     results, _ = run(step, records[:95], 10)
     step.persist()  # what a worker does before each changelog commit
-    keys = [k for k in store.keys() if not k.startswith(WINDOWS_KEY_PREFIX_FREE)]
+    keys = [k for k in store.keys() if not is_bookkeeping(k)]
     assert len(keys) <= 1  # only the open window's key remains
     assert len(results) == 10
 
