@@ -313,7 +313,7 @@ class Engine:
             current_pipeline.set(runner.name)
             await runner.process(records, output)
         current_pipeline.set(None)
-        await output.flush()
+        await output.send()
         self.records_processed += count
         self.uncommitted = True
         self.last_progress = time.monotonic()
@@ -359,7 +359,7 @@ class Engine:
             await runner.flush_idle(self.output)
             current_pipeline.set(None)
             self.uncommitted = True
-        await self.output.flush()
+        await self.output.send()
 
     async def _caught_up(self, topic: str) -> bool:
         consumer = self.consumer

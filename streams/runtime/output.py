@@ -46,7 +46,7 @@ class Output:
         headers: Headers = (),
         partition: int | None = None,
     ) -> None:
-        """Queue one record; it is sent at the next `flush`."""
+        """Queue one record; it is sent at the next `send`."""
         records = self._pending.get(topic)
         if records is None:
             records = self._pending[topic] = []
@@ -67,7 +67,7 @@ class Output:
             count = self._partitions[topic] = len(partitions)
         return count
 
-    async def flush(self) -> None:
+    async def send(self) -> None:
         """Hand every queued record to the producer (not awaiting delivery)."""
         if not self._pending:
             return
@@ -102,8 +102,8 @@ class Output:
             self.records_sent += len(records)
 
     async def drain(self) -> None:
-        """Wait until everything flushed so far is acknowledged; raise the first failure."""
-        await self.flush()
+        """Wait until everything sent so far is acknowledged; raise the first failure."""
+        await self.send()
         inflight, self._inflight = self._inflight, []
         if inflight:
             results = await asyncio.gather(*(f for f, *_ in inflight), return_exceptions=True)

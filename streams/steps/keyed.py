@@ -39,7 +39,7 @@ class KeyedState:
         if partition is not None:
             self.partitions[key] = partition
 
-    def flush(self) -> None:
+    def write_back(self) -> None:
         for key in self.changed:
             value = self.values[key]
             partition = self.partitions.get(key)
@@ -107,7 +107,7 @@ class DedupeStep(Step):
                 expires, key = heapq.heappop(heap)
                 if state.get(key) == expires - self.within:
                     state.set(key, None, partition)
-        state.flush()
+        state.write_back()
         ctx.drop(self.name, "duplicate", duplicates)
         return kept
 
@@ -149,7 +149,7 @@ class RateLimitStep(Step):
             else:
                 limited += 1
             state.set(key, [tokens, max(t, last)], event.partition)
-        state.flush()
+        state.write_back()
         ctx.drop(self.name, "ratelimit", limited)
         return kept
 
@@ -216,7 +216,7 @@ class AlertStep(Step):
                     )
                     self.firing -= 1
                 state.set(key, None, event.partition)
-        state.flush()
+        state.write_back()
         ctx.gauges[f"alerts_firing:{self.spec.name}"] = self.firing
         return passed
 
