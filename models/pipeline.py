@@ -442,7 +442,7 @@ class _Step(_Spec):
         return getattr(self.options, "name", None)
 
 
-class ValidateStep(_Step):
+class ValidateStepSpec(_Step):
     validate_: ValidateSpec = Field(alias="validate")
 
     @property
@@ -454,11 +454,11 @@ class ValidateStep(_Step):
         return self.validate_
 
 
-class FilterStep(_Step):
+class FilterStepSpec(_Step):
     filter: Condition
 
 
-class MapStep(_Step):
+class MapStepSpec(_Step):
     map: dict[str, ValueExpression]
 
     @field_validator("map")
@@ -469,23 +469,23 @@ class MapStep(_Step):
         return value
 
 
-class DedupeStep(_Step):
+class DedupeStepSpec(_Step):
     dedupe: DedupeSpec
 
 
-class EnrichStep(_Step):
+class EnrichStepSpec(_Step):
     enrich: EnrichSpec
 
 
-class RateLimitStep(_Step):
+class RateLimitStepSpec(_Step):
     ratelimit: RateLimitSpec
 
 
-class WindowStep(_Step):
+class WindowStepSpec(_Step):
     window: WindowSpec
 
 
-class AlertStep(_Step):
+class AlertStepSpec(_Step):
     alert: AlertSpec
 
     @property
@@ -493,7 +493,7 @@ class AlertStep(_Step):
         return self.alert.name
 
 
-class ComponentStep(_Step):
+class ComponentStepSpec(_Step):
     component: ComponentSpec
 
 
@@ -507,15 +507,15 @@ def _step_tag(value: Any) -> str | None:
 
 
 StepSpec = Annotated[
-    Annotated[ValidateStep, Tag("validate")]
-    | Annotated[FilterStep, Tag("filter")]
-    | Annotated[MapStep, Tag("map")]
-    | Annotated[DedupeStep, Tag("dedupe")]
-    | Annotated[EnrichStep, Tag("enrich")]
-    | Annotated[RateLimitStep, Tag("ratelimit")]
-    | Annotated[WindowStep, Tag("window")]
-    | Annotated[AlertStep, Tag("alert")]
-    | Annotated[ComponentStep, Tag("component")],
+    Annotated[ValidateStepSpec, Tag("validate")]
+    | Annotated[FilterStepSpec, Tag("filter")]
+    | Annotated[MapStepSpec, Tag("map")]
+    | Annotated[DedupeStepSpec, Tag("dedupe")]
+    | Annotated[EnrichStepSpec, Tag("enrich")]
+    | Annotated[RateLimitStepSpec, Tag("ratelimit")]
+    | Annotated[WindowStepSpec, Tag("window")]
+    | Annotated[AlertStepSpec, Tag("alert")]
+    | Annotated[ComponentStepSpec, Tag("component")],
     Discriminator(
         _step_tag,
         custom_error_type="step_kind",
@@ -551,13 +551,13 @@ class PipelineSpec(_Spec):
     @model_validator(mode="after")
     def _cross_checks(self) -> PipelineSpec:
         for step in self.steps:
-            if isinstance(step, EnrichStep) and step.enrich.table not in self.tables:
+            if isinstance(step, EnrichStepSpec) and step.enrich.table not in self.tables:
                 raise ValueError(f"enrich uses table {step.enrich.table!r}, not under 'tables:'")
         names = Counter(name for name, _ in self.named_steps())  # linear: 100,000 steps check
         duplicates = sorted(name for name, count in names.items() if count > 1)
         if duplicates:
             raise ValueError(f"two steps are named {duplicates[0]!r}: step names must be unique")
-        alert_names = [s.alert.name for s in self.steps if isinstance(s, AlertStep)]
+        alert_names = [s.alert.name for s in self.steps if isinstance(s, AlertStepSpec)]
         if len(alert_names) != len(set(alert_names)):
             raise ValueError("two alerts have the same name")
         return self
@@ -588,6 +588,6 @@ class PipelineSpec(_Spec):
 
     def output_topics(self) -> list[str]:
         topics = [*self.sink.topics()]
-        topics += [self.alert_topic(s.alert) for s in self.steps if isinstance(s, AlertStep)]
+        topics += [self.alert_topic(s.alert) for s in self.steps if isinstance(s, AlertStepSpec)]
         topics.append(self.dead_letter_topic)
         return list(dict.fromkeys(topics))

@@ -32,26 +32,26 @@ def pipeline_warnings(
     # field -> (index of the enrich step that may leave it null, table)
     maybe_missing: dict[str, tuple[int, str]] = {}
     for index, step in enumerate(pipeline.steps):
-        if isinstance(step, spec.EnrichStep):
+        if isinstance(step, spec.EnrichStepSpec):
             options = step.enrich
             if options.missing == "keep" and options.fields:
                 for name in options.fields:
                     maybe_missing[name] = (index, options.table)
-        elif isinstance(step, spec.MapStep):
+        elif isinstance(step, spec.MapStepSpec):
             maybe_missing = {
                 out: maybe_missing[source]
                 for out, expression in step.map.items()
                 if (source := _missing_source(expression.source, maybe_missing)) is not None
             }
-        elif isinstance(step, spec.FilterStep):
+        elif isinstance(step, spec.FilterStepSpec):
             # a condition on the field drops its NULLs (or decides about them knowingly)
             for name in step.filter.fields:
                 maybe_missing.pop(name, None)
-        elif isinstance(step, spec.ValidateStep):
+        elif isinstance(step, spec.ValidateStepSpec):
             for name, type_name in (step.validate_.schema_ or {}).items():
                 if not type_name.endswith("?"):
                     maybe_missing.pop(name, None)
-        elif isinstance(step, spec.ComponentStep):
+        elif isinstance(step, spec.ComponentStepSpec):
             maybe_missing = {}  # a component may set anything
         else:
             keyed = _keyed(step)
@@ -69,13 +69,13 @@ def pipeline_warnings(
 
 
 def _keyed(step: spec.StepSpec) -> tuple[str, Sequence[str]] | None:
-    if isinstance(step, spec.WindowStep):
+    if isinstance(step, spec.WindowStepSpec):
         return "window", step.window.key or ()
-    if isinstance(step, spec.DedupeStep):
+    if isinstance(step, spec.DedupeStepSpec):
         return "dedupe", step.dedupe.key
-    if isinstance(step, spec.RateLimitStep):
+    if isinstance(step, spec.RateLimitStepSpec):
         return "ratelimit", step.ratelimit.key
-    if isinstance(step, spec.AlertStep):
+    if isinstance(step, spec.AlertStepSpec):
         return "alert", step.alert.key or ()
     return None
 

@@ -26,14 +26,14 @@ from streams.watchdog import Watchdog
 class BuildContext:
     """What building one step of a pipeline may use."""
 
-    pipeline: spec.PipelineSpec
+    pipeline_spec: spec.PipelineSpec  # the pipeline the step is part of
     name: str  # the step's name (its own, or its kind numbered)
     state: StateBackend
     watchdog: Watchdog | None
 
     def store(self) -> Any:
         """The step's own store, `<pipeline>.<step>`."""
-        return self.state.store(step_store_name(self.pipeline.pipeline, self.name))
+        return self.state.store(step_store_name(self.pipeline_spec.pipeline, self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class StepKind:
     drop_reasons: tuple[str, ...] = ()
 
 
-def _validate(step: spec.ValidateStep, ctx: BuildContext) -> Step:
+def _validate(step: spec.ValidateStepSpec, ctx: BuildContext) -> Step:
     options = step.validate_
     validator = (
         ModelValidator(options.model)
@@ -56,7 +56,7 @@ def _validate(step: spec.ValidateStep, ctx: BuildContext) -> Step:
     return ValidateStep(ctx.name, validator)
 
 
-def _component(step: spec.ComponentStep, ctx: BuildContext) -> Step:
+def _component(step: spec.ComponentStepSpec, ctx: BuildContext) -> Step:
     component = step.component
     return ComponentStep(
         ctx.name,
@@ -64,45 +64,47 @@ def _component(step: spec.ComponentStep, ctx: BuildContext) -> Step:
         component.config,
         ctx.store(),
         timeout_ms=component.timeout,
-        pipeline=ctx.pipeline.pipeline,
+        pipeline=ctx.pipeline_spec.pipeline,
         watchdog=ctx.watchdog,
     )
 
 
-def _alert(step: spec.AlertStep, ctx: BuildContext) -> Step:
-    return AlertStep(ctx.name, step.alert, ctx.pipeline.alert_topic(step.alert), ctx.store())
+def _alert(step: spec.AlertStepSpec, ctx: BuildContext) -> Step:
+    return AlertStep(ctx.name, step.alert, ctx.pipeline_spec.alert_topic(step.alert), ctx.store())
 
 
-def _enrich(step: spec.EnrichStep, ctx: BuildContext) -> Step:
-    table = ctx.state.lookup(lookup_store_name(ctx.pipeline.pipeline, step.enrich.table))
+def _enrich(step: spec.EnrichStepSpec, ctx: BuildContext) -> Step:
+    table = ctx.state.lookup(lookup_store_name(ctx.pipeline_spec.pipeline, step.enrich.table))
     return EnrichStep(ctx.name, step.enrich, table)
 
 
 STEP_KINDS: dict[str, StepKind] = {
     kind.name: kind
     for kind in (
-        StepKind("validate", spec.ValidateStep, _validate, False, ("schema",)),
+        StepKind("validate", spec.ValidateStepSpec, _validate, False, ("schema",)),
         StepKind(
             "filter",
-            spec.FilterStep,
+            spec.FilterStepSpec,
             lambda s, c: FilterStep(c.name, s.filter),
             False,
             ("expression",),
             ("filter",),
         ),
-        StepKind("map", spec.MapStep, lambda s, c: MapStep(c.name, s.map), False, ("expression",)),
+        StepKind(
+            "map", spec.MapStepSpec, lambda s, c: MapStep(c.name, s.map), False, ("expression",)
+        ),
         StepKind(
             "dedupe",
-            spec.DedupeStep,
+            spec.DedupeStepSpec,
             lambda s, c: DedupeStep(c.name, s.dedupe, c.store()),
             True,
             ("key",),
             ("duplicate",),
         ),
-        StepKind("enrich", spec.EnrichStep, _enrich, False, ("enrich",), ("enrich_missing",)),
+        StepKind("enrich", spec.EnrichStepSpec, _enrich, False, ("enrich",), ("enrich_missing",)),
         StepKind(
             "ratelimit",
-            spec.RateLimitStep,
+            spec.RateLimitStepSpec,
             lambda s, c: RateLimitStep(c.name, s.ratelimit, c.store()),
             True,
             ("key", "ratelimit"),
@@ -110,16 +112,16 @@ STEP_KINDS: dict[str, StepKind] = {
         ),
         StepKind(
             "window",
-            spec.WindowStep,
+            spec.WindowStepSpec,
             lambda s, c: WindowStep(c.name, s.window, c.store()),
             True,
             ("key", "expression", "late"),
             ("late",),
         ),
-        StepKind("alert", spec.AlertStep, _alert, True, ("expression",)),
+        StepKind("alert", spec.AlertStepSpec, _alert, True, ("expression",)),
         StepKind(
             "component",
-            spec.ComponentStep,
+            spec.ComponentStepSpec,
             _component,
             True,
             ("component", "timeout"),

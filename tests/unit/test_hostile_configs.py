@@ -182,9 +182,9 @@ def test_expressions_up_to_the_limit_still_compile() -> None:
 
 
 def test_the_pipeline_cross_checks_are_linear_in_the_steps() -> None:
-    from models.pipeline import FilterStep, PipelineSpec, SinkSpec, SourceSpec
+    from models.pipeline import FilterStepSpec, PipelineSpec, SinkSpec, SourceSpec
 
-    step = FilterStep.model_validate({"filter": "a > 1"})
+    step = FilterStepSpec.model_validate({"filter": "a > 1"})
     spec = PipelineSpec.model_construct(
         pipeline="p",
         source=SourceSpec(topic="t"),
