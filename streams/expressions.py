@@ -1390,6 +1390,8 @@ _AGGREGATE_FUNCTIONS: Final = (
     "max",
     "first",
     "last",
+    "earliest",
+    "latest",
     "percentile",
     "count_distinct",
 )
@@ -1427,6 +1429,11 @@ def _parse_aggregate(source: str) -> AggregateCall:
         if inner is None or tree.expressions:
             raise compiler.error(f"{name}() takes exactly one value", tree)
         return AggregateCall(source, name, argument(inner))
+    if isinstance(tree, exp.Anonymous) and tree.name.lower() in ("earliest", "latest"):
+        args = list(tree.expressions)
+        if len(args) != 1:
+            raise compiler.error(f"{tree.name.lower()}() takes exactly one value", tree)
+        return AggregateCall(source, tree.name.lower(), argument(args[0]))
     if isinstance(tree, exp.Anonymous) and tree.name.lower() in ("percentile", "count_distinct"):
         name = tree.name.lower()
         args = list(tree.expressions)

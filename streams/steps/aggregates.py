@@ -372,9 +372,45 @@ class Max(Min):
 
 
 class First(Aggregate):
-    """The value with the earliest event time (the first to arrive among equal times)."""
+    """The first value to arrive (arrival order, as quix-streams' First); `earliest` is
+    the one with the smallest event time. Merged sessions: the older window's first."""
 
     name = "first"
+    uses_times = False
+
+    def add(self, state: Any, value: Any, t: int) -> Any:
+        return _storable(self.name, value) if state is None else state
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return state if state is not None or not values else _storable(self.name, values[0])
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return b if a is None else a
+
+    def fits(self, kinds: ValueKinds) -> bool:
+        return kinds.only(_SCALARS) and kinds.ints_within(INT64_MIN, UINT64_MAX)
+
+
+class Last(First):
+    """The last value to arrive; `latest` is the one with the largest event time."""
+
+    name = "last"
+
+    def add(self, state: Any, value: Any, t: int) -> Any:
+        return _storable(self.name, value)
+
+    def add_all(self, state: Any, values: Sequence[Any], times: Sequence[int]) -> Any:
+        return _storable(self.name, values[-1]) if values else state
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return a if b is None else b
+
+
+class Earliest(Aggregate):
+    """The value with the smallest event time (the first to arrive among equal times),
+    as quix-streams' Earliest."""
+
+    name = "earliest"
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         return [t, _storable(self.name, value)] if state is None or t < state[0] else state
@@ -389,8 +425,10 @@ class First(Aggregate):
         return None if state is None else state[1]
 
 
-class Last(First):
-    name = "last"
+class Latest(Earliest):
+    """The value with the largest event time (the last to arrive among equal times)."""
+
+    name = "latest"
 
     def add(self, state: Any, value: Any, t: int) -> Any:
         return [t, _storable(self.name, value)] if state is None or t >= state[0] else state
@@ -616,6 +654,8 @@ _BY_NAME: dict[str, type[Aggregate]] = {
     "max": Max,
     "first": First,
     "last": Last,
+    "earliest": Earliest,
+    "latest": Latest,
     "percentile": Percentile,
     "count_distinct": CountDistinct,
 }

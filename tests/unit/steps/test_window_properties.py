@@ -25,6 +25,8 @@ AGGREGATES = {
     "mean": "avg(x)",
     "first_x": "first(x)",
     "last_x": "last(x)",
+    "earliest_x": "earliest(x)",
+    "latest_x": "latest(x)",
     "p90": "percentile(x, 0.9)",
     "distinct": "count_distinct(x)",
 }
@@ -62,8 +64,11 @@ def aggregate(rows: list[tuple[int, int, int | None]]) -> dict[str, Any]:
         "low": min(xs) if xs else None,
         "high": max(xs) if xs else None,
         "mean": sum(xs) / len(xs) if xs else None,
-        "first_x": min(values)[2] if values else None,
-        "last_x": max(values)[2] if values else None,
+        # first/last: arrival order; earliest/latest: event time (ties: arrival)
+        "first_x": min(values, key=lambda v: v[1])[2] if values else None,
+        "last_x": max(values, key=lambda v: v[1])[2] if values else None,
+        "earliest_x": min(values)[2] if values else None,
+        "latest_x": max(values)[2] if values else None,
         "p90": ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)] if ordered else None,
         "distinct": len(set(xs)),
     }
