@@ -369,13 +369,18 @@ async def run_round(broker_url: str, plan: Plan, folder: Path | None = None) -> 
             raise RuntimeError(f"sluice produce exited {code}")
         closing = workdir / "closers.jsonl"
         closing.write_bytes(b"".join(line + b"\n" for line in closers(plan.events)))
-        subprocess.run(
-            [str(SLUICE), "produce", f"events-{tag}", "--input", str(closing), "--key", "user"],
-            env={**os.environ, "SLUICE_BROKERS": broker_url},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
+        for attempt in range(3):  # closers only move watermarks: sending one twice is harmless
+            closed = subprocess.run(
+                [str(SLUICE), "produce", f"events-{tag}", "--input", str(closing)]
+                + ["--key", "user"],
+                env={**os.environ, "SLUICE_BROKERS": broker_url},
+                capture_output=True,
+                check=False,
+            )
+            if closed.returncode == 0:
+                break
+            if attempt == 2:
+                raise RuntimeError(f"sluice produce (closers): {closed.stderr.decode()[-500:]}")
         got = await _collect(
             address, f"windows-{tag}", expected, timeout=120, committed=plan.exactly_once
         )
