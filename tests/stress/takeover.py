@@ -370,9 +370,9 @@ async def run_round(broker_url: str, plan: Plan, folder: Path | None = None) -> 
         closing = workdir / "closers.jsonl"
         closing.write_bytes(b"".join(line + b"\n" for line in closers(plan.events)))
         for attempt in range(3):  # closers only move watermarks: sending one twice is harmless
+            command = ["produce", f"events-{tag}", "--input", str(closing), "--key", "user"]
             closed = subprocess.run(
-                [str(SLUICE), "produce", f"events-{tag}", "--input", str(closing)]
-                + ["--key", "user"],
+                [str(SLUICE), *command],
                 env={**os.environ, "SLUICE_BROKERS": broker_url},
                 capture_output=True,
                 check=False,
