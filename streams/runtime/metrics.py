@@ -163,6 +163,7 @@ class PrometheusPipelineMetrics:
         for error_type in SOURCE_DEAD_LETTER_TYPES:
             self._child(families.dead_letters, "source", error_type)
         self._child(families.dead_letters, SINK_STEP, "expression")
+        self._child(families.dead_letters, SINK_STEP, "oversize")
         self._child(families.event_time_lag)
         for name, step in spec.named_steps():
             self._child(families.step_seconds, name)

@@ -37,6 +37,7 @@ from streams.runtime.sender import (
 from streams.state import runtime_store_name, step_store_name
 from streams.steps.keyed import AlertStep
 from streams.steps.registry import step_kind
+from streams.steps.route import SINK_STEP
 from streams.tracing import continue_trace, trace_id_in
 from streams.watchdog import Watchdog
 
@@ -125,7 +126,12 @@ class PipelineRunner:
         self.stores: list[ChangelogStore] = state.stores_of(self.name)
         self.lookups = state.lookups_of(self.name, spec.tables)
         self.stage_topic = self.repartition_topic or self.source_topic
-        self.sender = ResultSender(spec.dead_letter_topic, spec.source.topic, trace=self.telemetry)
+        self.sender = ResultSender(
+            spec.dead_letter_topic,
+            spec.source.topic,
+            trace=self.telemetry,
+            max_message_bytes=settings.processing.max_message_bytes,
+        )
         self.alert_topics = sorted(
             {step.topic for step in self.pipeline.steps if isinstance(step, AlertStep)}
         )
@@ -245,7 +251,9 @@ class PipelineRunner:
         events = to_events(records, trace=self.telemetry)
         result = await self.pipeline.process(events)
         self._note_event_times(events)
+        letters = len(result.dead_letters)
         self.sender.send(result, output)
+        self._count_oversize(result, letters)
         self._note(result)
         if self.telemetry:
             now_ms = time.time() * 1000
@@ -258,8 +266,17 @@ class PipelineRunner:
         every assigned partition of the stage topic is processed to its end)."""
         result = await self.pipeline.flush(final=False)
         if result.outputs or result.dead_letters:
+            letters = len(result.dead_letters)
             self.sender.send(result, output)
+            self._count_oversize(result, letters)
             self._note(result)
+
+    def _count_oversize(self, result: BatchResult, before: int) -> None:
+        """Results the sender turned into dead letters (too large to send) are counted
+        as such (they were counted as outputs by the pipeline already)."""
+        added = len(result.dead_letters) - before
+        if added:
+            self.metrics.dead_letters(SINK_STEP, "oversize", added)
 
     def persist(self) -> None:
         self.pipeline.persist()

@@ -4,8 +4,9 @@ error headers and their original bytes."""
 from __future__ import annotations
 
 from streams.jsonl import dumps
-from streams.records import BatchResult, DeadLetter, Headers
+from streams.records import BatchResult, DeadLetter, Event, Headers
 from streams.runtime.output import Output
+from streams.steps.route import SINK_STEP
 from streams.tracing import TRACEPARENT, new_traceparent
 
 SOURCE_TOPIC = "sluice.source.topic"
@@ -39,23 +40,38 @@ def dead_letter_headers(letter: DeadLetter, source_topic: str) -> Headers:
 
 class ResultSender:
     """Puts one pipeline's results on the output (sent with the batch, acknowledged by
-    the next checkpoint)."""
+    the next checkpoint). A result larger than `max_message_bytes` (a component's, a
+    map's) would be refused by the broker and fail every retry of its batch: it becomes
+    an `oversize` dead letter of its input instead."""
 
-    def __init__(self, dead_letter_topic: str, source_topic: str, *, trace: bool = True) -> None:
+    def __init__(
+        self,
+        dead_letter_topic: str,
+        source_topic: str,
+        *,
+        trace: bool = True,
+        max_message_bytes: int = 1_048_576,
+    ) -> None:
         self.trace = trace
         self.dead_letter_topic = dead_letter_topic
         self.source_topic = source_topic
+        self.max_message_bytes = max_message_bytes
 
     def send(self, result: BatchResult, output: Output) -> int:
-        """Queue everything in `result`; returns how many records."""
-        add, trace, sent = output.add, self.trace, 0
+        """Queue everything in `result`; returns how many records. Oversize results are
+        added to `result.dead_letters` (the caller counts them)."""
+        add, trace, sent, limit = output.add, self.trace, 0, self.max_message_bytes
         for topic, events in result.outputs.items():
             for event in events:
+                value = dumps(event.value)
+                if len(value) > limit:
+                    result.dead_letters.append(_oversize(event, topic, len(value), limit))
+                    continue
                 headers = [h for h in event.headers if h[0] not in _SOURCE_HEADERS]
                 if not headers and trace:  # caused by no single record: a window result
                     headers = [(TRACEPARENT, new_traceparent())]
-                add(topic, key_bytes(event.key), dumps(event.value), headers)
-            sent += len(events)
+                add(topic, key_bytes(event.key), value, headers)
+                sent += 1
         for letter in result.dead_letters:
             add(
                 self.dead_letter_topic,
@@ -64,3 +80,17 @@ class ResultSender:
                 dead_letter_headers(letter, self.source_topic),
             )
         return sent + len(result.dead_letters)
+
+
+def _oversize(event: Event, topic: str, size: int, limit: int) -> DeadLetter:
+    return DeadLetter(
+        raw=event.raw,
+        step=SINK_STEP,
+        error_type="oversize",
+        message=f"the result for {topic} is {size:,} bytes, more than "
+        f"processing.max_message_bytes ({limit:,})",
+        partition=event.partition,
+        offset=event.offset,
+        key=event.key,
+        headers=event.headers,
+    )

@@ -230,3 +230,36 @@ sink: {{topic: out-{tag}}}
     assert len(await consume_all(broker, f"out-{tag}", 6, timeout=40)) == 6
     await eventually(lambda: worker.get("/ready")[0] == 200, 10, "ready again")
     assert worker.stop() == 0
+
+
+async def test_a_result_too_large_to_send_is_an_oversize_dead_letter(
+    broker: Broker, make_worker: Any
+) -> None:
+    """A map can build a record larger than the broker takes: that record becomes an
+    `oversize` dead letter of its input (step `sink`), the others go on, the worker
+    stays up — instead of a batch that fails every retry."""
+    tag = unique("big")
+    text = f"""
+pipeline: big-{tag}
+source: {{topic: in-{tag}}}
+steps:
+  - map: {{n: n, padding: "repeat('x', n)"}}
+sink: {{topic: out-{tag}}}
+dlq: {{topic: dlq-{tag}}}
+"""
+    await create_topics(broker, f"in-{tag}")
+    worker = make_worker({"big": text})
+    worker.wait_ready()
+    await produce_lines(broker, f"in-{tag}", [b'{"n": 10}', b'{"n": 2000000}', b'{"n": 20}'])
+    out = await consume_all(broker, f"out-{tag}", 2)
+    assert sorted(orjson.loads(m.value)["n"] for m in out) == [10, 20]
+    [letter] = await consume_all(broker, f"dlq-{tag}", 1)
+    headers = dict(letter.headers)
+    assert letter.value == b'{"n": 2000000}'
+    assert headers["sluice.error.type"] == b"oversize"
+    assert headers["sluice.error.step"] == b"sink"
+    _, metrics = worker.get("/metrics")
+    series = f'sluice_dead_letters_total{{pipeline="big-{tag}",step="sink",type="oversize"}}'
+    assert f"{series} 1.0" in metrics
+    assert worker.get("/ready")[0] == 200
+    assert worker.stop() == 0
