@@ -1,5 +1,9 @@
 """The counters a pipeline reports, behind an interface the runtime exports to Prometheus.
 
+Both implementations (this one for replay and tests, the runtime's for Prometheus) read
+back their totals under the same names: events_in_total, events_out_total,
+dead_letters_total, dropped_total, late_total.
+
 Steps count per batch, never per record: one call adds a whole batch's count.
 """
 
@@ -24,7 +28,7 @@ class CountingMetrics:
     """In-memory counters: replay's summary and tests read them."""
 
     def __init__(self) -> None:
-        self.received = 0
+        self.events_in_total = 0
         self.sent: Counter[str] = Counter()
         self.drops: Counter[tuple[str, str]] = Counter()
         self.dead: Counter[tuple[str, str]] = Counter()
@@ -34,7 +38,7 @@ class CountingMetrics:
         self.firing: dict[str, int] = {}
 
     def events_in(self, count: int) -> None:
-        self.received += count
+        self.events_in_total += count
 
     def events_out(self, topic: str, count: int) -> None:
         self.sent[topic] += count
@@ -58,7 +62,15 @@ class CountingMetrics:
         self.firing[alert] = count
 
     @property
-    def dead_letter_total(self) -> int:
+    def events_out_total(self) -> int:
+        return sum(self.sent.values())
+
+    @property
+    def late_total(self) -> int:
+        return self.late
+
+    @property
+    def dead_letters_total(self) -> int:
         return sum(self.dead.values())
 
     @property

@@ -374,9 +374,9 @@ async def _replay(
         files = [output_dir / f"{topic}.jsonl" for topic in outputs.files]
     return ReplaySummary(
         pipeline=spec.pipeline,
-        events_in=metrics.received,
+        events_in=metrics.events_in_total,
         outputs=dict(metrics.sent),
-        dead_letters=metrics.dead_letter_total,
+        dead_letters=metrics.dead_letters_total,
         dead_letter_topic=pipeline.dead_letter_topic,
         dropped=metrics.dropped_total,
         blank_lines=blank,

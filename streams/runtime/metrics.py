@@ -136,9 +136,9 @@ class PrometheusPipelineMetrics:
         self._late = self._child(families.late)
         self._windows = self._child(families.windows_open)
         self._latency = self._child(families.latency)
-        self.sent_total = 0
-        self.received_total = 0
-        self.dead_total = 0
+        self.events_out_total = 0
+        self.events_in_total = 0
+        self.dead_letters_total = 0
         self.dropped_total = 0
         self.late_total = 0
         self.windows_open_now = 0
@@ -181,11 +181,11 @@ class PrometheusPipelineMetrics:
         self._child(self.families.event_time_lag).set(seconds)
 
     def events_in(self, count: int) -> None:
-        self.received_total += count
+        self.events_in_total += count
         self._in.inc(count)
 
     def events_out(self, topic: str, count: int) -> None:
-        self.sent_total += count
+        self.events_out_total += count
         self._child(self.families.events_out, topic).inc(count)
 
     def dropped(self, step: str, reason: str, count: int) -> None:
@@ -193,7 +193,7 @@ class PrometheusPipelineMetrics:
         self._child(self.families.dropped, step, reason).inc(count)
 
     def dead_letters(self, step: str, error_type: str, count: int) -> None:
-        self.dead_total += count
+        self.dead_letters_total += count
         self._child(self.families.dead_letters, step, error_type).inc(count)
 
     def step_seconds(self, step: str, seconds: float) -> None:

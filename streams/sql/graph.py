@@ -285,9 +285,9 @@ class GraphReplay:
             summary.pipelines.append(
                 ReplaySummary(
                     pipeline=node.spec.pipeline,
-                    events_in=node.metrics.received,
+                    events_in=node.metrics.events_in_total,
                     outputs=dict(node.metrics.sent),
-                    dead_letters=node.metrics.dead_letter_total,
+                    dead_letters=node.metrics.dead_letters_total,
                     dead_letter_topic=node.pipeline.dead_letter_topic,
                     dropped=node.metrics.dropped_total,
                     seconds=seconds,

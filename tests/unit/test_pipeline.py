@@ -107,7 +107,7 @@ async def test_steps_routes_and_metrics() -> None:
     assert "amount: field required" in result.dead_letters[2].message
     metrics = pipeline.metrics
     assert isinstance(metrics, CountingMetrics)
-    assert metrics.received == 7
+    assert metrics.events_in_total == 7
     assert metrics.sent == {"big": 1, "tiny": 1}
     assert metrics.drops == {("filter", "filter"): 1, ("sink", "unrouted"): 1}
     assert metrics.dead == {("validate", "schema"): 2, ("source", "timestamp"): 1}
@@ -292,8 +292,8 @@ async def test_every_record_is_accounted_for(batch: list[bytes]) -> None:
     metrics = pipeline.metrics
     assert isinstance(metrics, CountingMetrics)
     out = result.count()
-    assert len(result.dead_letters) == metrics.dead_letter_total
-    assert out + metrics.dropped_total + metrics.dead_letter_total == len(batch)
+    assert len(result.dead_letters) == metrics.dead_letters_total
+    assert out + metrics.dropped_total + metrics.dead_letters_total == len(batch)
     # brute force: which records should come out, computed independently
     expected = []
     for line in batch:

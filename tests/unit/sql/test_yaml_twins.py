@@ -270,7 +270,7 @@ def demo_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def metrics(graph: GraphReplay) -> dict[str, Any]:
     return {
         node.spec.pipeline: (
-            node.metrics.received,
+            node.metrics.events_in_total,
             dict(node.metrics.sent),
             dict(node.metrics.drops),
             dict(node.metrics.dead),
@@ -306,9 +306,9 @@ async def test_a_sql_form_equals_its_yaml_twin(form: str, demo_input: Path, tmp_
     assert len(produced) == 2 and all(produced.values())  # results and dead letters
     assert metrics(sql_graph) == metrics(yaml_graph)
     (node,) = sql_graph.nodes
-    assert (summary.events_in, summary.outputs) == (node.metrics.received, node.metrics.sent)
+    assert (summary.events_in, summary.outputs) == (node.metrics.events_in_total, node.metrics.sent)
     assert (summary.dead_letters, summary.dropped) == (
-        node.metrics.dead_letter_total,
+        node.metrics.dead_letters_total,
         node.metrics.dropped_total,
     )
 
