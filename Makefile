@@ -33,7 +33,7 @@ unit: install
 kafka: install
 	$(BIN)/python -m tests.brokers.apache_kafka $(KAFKA_ARGS)
 
-# The Apache Kafka jars, fetched with Maven into ~/.cache/sluice/kafka-3.9.1 ($$SLUICE_KAFKA_HOME).
+# The Apache Kafka jars, fetched with Maven into ~/.cache/sluice/kafka-3.9.1 ($$TESTS_KAFKA_HOME).
 kafka-jars: install
 	$(BIN)/python -m tests.brokers.kafka_jars
 

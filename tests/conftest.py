@@ -9,3 +9,12 @@ if str(ROOT) not in sys.path:  # models.events and tests.fixtures import from th
 
 # Apache Kafka test brokers: the `apache_kafka` and `fresh_apache_kafka` fixtures
 from tests.brokers.plugin import apache_kafka, fresh_apache_kafka  # noqa: E402, F401
+
+
+def pytest_configure(config: object) -> None:
+    """A stray `SLUICE_*` variable in the caller's shell would override (or, unknown, refuse)
+    the settings every test writes for itself: the suite runs without them."""
+    import os
+
+    for name in [name for name in os.environ if name.startswith("SLUICE_")]:
+        del os.environ[name]

@@ -1,7 +1,7 @@
 """The Apache Kafka jars: fetched with Maven from `kafka/pom.xml` into a cache folder.
 
 Nothing downloaded lives in the repository. The cache (default
-`~/.cache/sluice/kafka-3.9.1`, or `$SLUICE_KAFKA_HOME`) holds `libs/*.jar` and a stamp with
+`~/.cache/sluice/kafka-3.9.1`, or `$TESTS_KAFKA_HOME`) holds `libs/*.jar` and a stamp with
 the hash of the pom that filled it: a changed pom fetches again, an unchanged one costs a
 file read. Fetching twice at once (two test sessions) is serialised by a lock file.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 KAFKA_VERSION = "3.9.1"
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
-HOME_VARIABLE = "SLUICE_KAFKA_HOME"
+HOME_VARIABLE = "TESTS_KAFKA_HOME"
 
 
 class MissingPrerequisite(RuntimeError):
@@ -25,7 +25,7 @@ class MissingPrerequisite(RuntimeError):
 
 
 def kafka_home() -> Path:
-    """The cache folder: `$SLUICE_KAFKA_HOME`, else ~/.cache/sluice/kafka-<version>."""
+    """The cache folder: `$TESTS_KAFKA_HOME`, else ~/.cache/sluice/kafka-<version>."""
     override = os.environ.get(HOME_VARIABLE)
     if override:
         return Path(override).expanduser()

@@ -3,7 +3,7 @@
 `apache_kafka` is one broker for the whole session; `fresh_apache_kafka` a broker of a
 test's own, for tests that stop, kill or pause it. Both skip the test, naming what is
 missing, on a machine without java, or without the jars and mvn to fetch them; with
-SLUICE_REQUIRE_APACHE_KAFKA=1 (as .ci/run sets) they fail instead.
+TESTS_REQUIRE_APACHE_KAFKA=1 (as .ci/run sets) they fail instead.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from tests.brokers.apache_kafka import ApacheKafka, MissingPrerequisite
 
-REQUIRE_VARIABLE = "SLUICE_REQUIRE_APACHE_KAFKA"
+REQUIRE_VARIABLE = "TESTS_REQUIRE_APACHE_KAFKA"
 
 
 def apache_kafka_required() -> bool:
