@@ -306,8 +306,12 @@ def explain(sql_file: Path, output_dir: Path | None) -> None:
 
 
 @main.group(invoke_without_command=True)
-@click.option("--events", default=200_000, show_default=True, help="events per run")
-@click.option("--runs", default=3, show_default=True, help="runs per measurement (best is kept)")
+@click.option(
+    "--events", type=int, default=None, help="events per run (each benchmark has its default)"
+)
+@click.option(
+    "--runs", type=int, default=None, help="runs per measurement (each benchmark has its default)"
+)
 @click.option(
     "--results",
     "results_dir",
@@ -317,10 +321,12 @@ def explain(sql_file: Path, output_dir: Path | None) -> None:
     help="where JSON results are saved",
 )
 @click.pass_context
-def bench(ctx: click.Context, events: int, runs: int, results_dir: Path) -> None:
+def bench(ctx: click.Context, events: int | None, runs: int | None, results_dir: Path) -> None:
     """Benchmarks, each against a reference measured in the same run.
 
-    Without a subcommand, runs them all. Results are printed and saved as JSON.
+    Without a subcommand, runs replay, windows and kafka. `peers`, `latency` and `soak`
+    run on their own (minutes each). Results are printed and saved as JSON; progress
+    lines go to stderr.
     """
     ctx.obj = {"events": events, "runs": runs, "results": results_dir}
     if ctx.invoked_subcommand is None:
@@ -329,17 +335,20 @@ def bench(ctx: click.Context, events: int, runs: int, results_dir: Path) -> None
         ctx.invoke(bench_kafka_command)
 
 
+def _option(ctx: click.Context, name: str, default: int) -> int:
+    value = ctx.obj[name]
+    return default if value is None else int(value)
+
+
 @bench.command("replay")
 @click.pass_context
 def bench_replay_command(ctx: click.Context) -> None:
     """Replay events/s of validate+filter+map vs a hand-written orjson loop."""
     from streams.bench import bench_replay
 
-    options = ctx.obj
-    click.echo(
-        f"replay benchmark: {options['events']:,} events, best of {options['runs']}…", err=True
-    )
-    result = bench_replay(options["events"], options["runs"], options["results"])
+    events, runs = _option(ctx, "events", 200_000), _option(ctx, "runs", 3)
+    click.echo(f"replay benchmark: {events:,} events, best of {runs}…", err=True)
+    result = bench_replay(events, runs, ctx.obj["results"])
     click.echo(
         f"sluice replay   {result['sluice_events_per_second']:>12,} events/s\n"
         f"reference loop  {result['reference_events_per_second']:>12,} events/s\n"
@@ -388,11 +397,9 @@ def bench_windows_command(ctx: click.Context) -> None:
     """A windowed pipeline in replay vs DuckDB's GROUP BY over the same file."""
     from streams.bench_windows import bench_windows
 
-    options = ctx.obj
-    click.echo(
-        f"windows benchmark: {options['events']:,} events, best of {options['runs']}…", err=True
-    )
-    result = bench_windows(options["events"], options["runs"], options["results"])
+    events, runs = _option(ctx, "events", 200_000), _option(ctx, "runs", 3)
+    click.echo(f"windows benchmark: {events:,} events, best of {runs}…", err=True)
+    result = bench_windows(events, runs, ctx.obj["results"])
     click.echo(
         f"sluice replay (windows) {result['sluice_seconds']:>8.3f} s  "
         f"({result['sluice_events_per_second']:,} events/s)\n"
@@ -415,10 +422,9 @@ def bench_kafka_command(ctx: click.Context, latency_seconds: float) -> None:
     same input). Uses --events (default 50,000 here)."""
     from streams.runtime.bench_kafka import bench_kafka
 
-    options = ctx.obj
-    events = min(options["events"], 50_000) if options["events"] == 200_000 else options["events"]
+    events = _option(ctx, "events", 50_000)
     click.echo(f"kafka benchmark: {events:,} events on the embedded broker…", err=True)
-    result = bench_kafka(events, latency_seconds, options["results"])
+    result = bench_kafka(events, latency_seconds, ctx.obj["results"])
     latency = result["latency_at_half_rate"]
     click.echo(
         f"raw aiokafka pass-through {result['reference_events_per_second']:>10,} events/s\n"
@@ -431,6 +437,58 @@ def bench_kafka_command(ctx: click.Context, latency_seconds: float) -> None:
         f"  ({result['ratio_windowed_to_reference']:.3f}x of raw)\n"
         f"latency at {latency['rate']:,}/s: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms"
     )
+
+
+broker_option = click.option(
+    "--broker",
+    type=click.Choice(["tansu", "apache-kafka", "both"]),
+    default="tansu",
+    show_default=True,
+    help="the embedded tansu broker, Apache Kafka 3.9.1 (needs `make kafka-jars`), or both",
+)
+
+
+def _names(value: str, allowed: tuple[str, ...]) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    for name in names:
+        if name not in allowed:
+            raise click.BadParameter(f"{name!r}: one of {', '.join(allowed)}")
+    return names
+
+
+@bench.command("peers")
+@broker_option
+@click.option(
+    "--jobs",
+    default="filter,count,window",
+    show_default=True,
+    help="comma-separated: filter, count, window",
+)
+@click.option(
+    "--regimes",
+    default="catch-up,live",
+    show_default=True,
+    help="catch-up (pre-filled topic), live (contender ready, then produced)",
+)
+@click.pass_context
+def bench_peers_command(ctx: click.Context, broker: str, jobs: str, regimes: str) -> None:
+    """sluice vs Quix Streams vs raw aiokafka loops on three jobs (filter, per-key count,
+    1-minute tumbling window), same broker, same events. Uses --events (default 200,000)
+    and --runs (default 1, interleaved). Needs the `bench` extra (quixstreams)."""
+    from streams.runtime.bench_contenders import JOBS
+    from streams.runtime.bench_peers import REGIMES, bench_peers, describe
+
+    events, runs = _option(ctx, "events", 200_000), _option(ctx, "runs", 1)
+    click.echo(f"peers benchmark: {events:,} events, {runs} run(s), broker {broker}…", err=True)
+    result = bench_peers(
+        events,
+        runs,
+        broker,
+        _names(jobs, JOBS),
+        _names(regimes, REGIMES),
+        ctx.obj["results"],
+    )
+    click.echo(describe(result))
 
 
 @main.command()
