@@ -491,6 +491,70 @@ def bench_peers_command(ctx: click.Context, broker: str, jobs: str, regimes: str
     click.echo(describe(result))
 
 
+@bench.command("latency")
+@broker_option
+@click.option(
+    "--rates",
+    default="1000,4000,half",
+    show_default=True,
+    help="comma-separated events/s; `half` = half of the worker's measured maximum",
+)
+@click.option("--seconds", default=20.0, show_default=True, help="length of each rate's run")
+@click.option(
+    "--max-rate", type=float, default=None, help="the worker's maximum, instead of measuring it"
+)
+@click.pass_context
+def bench_latency_command(
+    ctx: click.Context, broker: str, rates: str, seconds: float, max_rate: float | None
+) -> None:
+    """Processing latency of a worker with the shipped settings at fixed rates (p50 to
+    max, from outside and from its own histogram), results counted exactly once."""
+    from streams.runtime.bench_latency import bench_latency, describe
+
+    names = [r.strip() for r in rates.split(",") if r.strip()]
+    for name in names:
+        if name != "half" and not name.replace(".", "", 1).isdigit():
+            raise click.BadParameter(f"{name!r}: a number or `half`", param_hint="--rates")
+    click.echo(f"latency benchmark: rates {', '.join(names)}, broker {broker}…", err=True)
+    result = bench_latency(broker, names, seconds, max_rate, ctx.obj["results"])
+    click.echo(describe(result))
+
+
+@bench.command("soak")
+@broker_option
+@click.option("--minutes", default=10.0, show_default=True, help="length of each phase")
+@click.option(
+    "--phases",
+    default="50,120",
+    show_default=True,
+    help="comma-separated percentages of the worker's maximum, one phase each",
+)
+@click.option(
+    "--max-rate", type=float, default=None, help="the worker's maximum, instead of measuring it"
+)
+@click.option("--interval", default=10.0, show_default=True, help="seconds between samples")
+@click.pass_context
+def bench_soak_command(
+    ctx: click.Context,
+    broker: str,
+    minutes: float,
+    phases: str,
+    max_rate: float | None,
+    interval: float,
+) -> None:
+    """A worker running the demo pipelines and a benchmark pipeline at fixed rates for
+    minutes: rate, lag, RSS and latency sampled; keep-up and no-collapse checks."""
+    from streams.runtime.bench_soak import bench_soak, describe
+
+    try:
+        percents = [int(p) for p in phases.split(",") if p.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{phases!r}: percentages like 50,120") from None
+    click.echo(f"soak benchmark: {minutes:g} min at {phases}% of the maximum…", err=True)
+    result = bench_soak(broker, minutes, percents, max_rate, interval, ctx.obj["results"])
+    click.echo(describe(result))
+
+
 @main.command()
 @config_option
 @log_options
