@@ -41,10 +41,10 @@ from streams.bench import save_result
 from streams.runtime.bench_support import (
     BenchError,
     Broker,
+    Clocks,
     Histogram,
     WorkerProcess,
     brokers_for,
-    cpu_seconds,
     create_topics,
     exact_quantiles_ms,
     load_average,
@@ -217,16 +217,14 @@ async def measure_rate(
 ) -> dict[str, Any]:
     count = max(1, round(rate * seconds))
     before = await asyncio.to_thread(_worker_histogram, worker)
-    cpu_before, broker_before = cpu_seconds(worker.pid), cpu_seconds(broker.pid)
+    clocks = Clocks.of(worker.pid, broker.pid)
     loads = load_average()
-    began = time.monotonic()
     first, last = await send_at_rate(broker.address, source, pool, run, count, rate)
     sending = last - first
     await _wait_for(results, run, count, 30)
     await asyncio.sleep(2.0)  # late duplicates would show
-    elapsed = time.monotonic() - began
     after = await asyncio.to_thread(_worker_histogram, worker)
-    cpu_after, broker_after = cpu_seconds(worker.pid), cpu_seconds(broker.pid)
+    now = Clocks.of(worker.pid, broker.pid)
     got = results.count(run)
     found: dict[str, Any] = {
         "rate": round(rate),
@@ -241,10 +239,9 @@ async def measure_rate(
         "load_average_before": loads,
         "load_average_after": load_average(),
     }
-    if cpu_before is not None and cpu_after is not None:
-        found["worker_cpu_percent"] = round((cpu_after - cpu_before) / elapsed * 100, 1)
-    if broker_before is not None and broker_after is not None:
-        found["broker_cpu_percent"] = round((broker_after - broker_before) / elapsed * 100, 1)
+    found["worker_cpu_percent"] = clocks.percent(now, "cpu")
+    found["worker_run_queue_percent"] = clocks.percent(now, "waiting")
+    found["broker_cpu_percent"] = clocks.percent(now, "broker_cpu")
     return found
 
 

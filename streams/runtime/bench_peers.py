@@ -58,9 +58,9 @@ from streams.runtime.bench_support import (
     ROOT,
     BenchError,
     Broker,
+    Clocks,
     WorkerProcess,
     brokers_for,
-    cpu_seconds,
     create_topics,
     load_average,
     machine,
@@ -396,17 +396,14 @@ def run_one(
                     raise BenchError("not ready in 120 s")
                 time.sleep(0.05)
             time.sleep(0.5)  # the consumer's first fetch is in flight
-            cpu_began = cpu_seconds(contender.pid)
-            broker_began = cpu_seconds(broker.pid)
+            clocks_began = Clocks.of(contender.pid, broker.pid)
             produced_at = produce(broker.address, source, events.records)
-        began, ended, cpu_at_start, broker_at_start = _wait(
-            contender, counter, broker, job, expected, started + timeout
-        )
-        cpu_end, broker_end = cpu_seconds(contender.pid), cpu_seconds(broker.pid)
+        began, ended, clocks = _wait(contender, counter, broker, job, expected, started + timeout)
+        clocks_ended = Clocks.of(contender.pid, broker.pid)
         if live:
-            cpu_at_start, broker_at_start = cpu_began, broker_began
+            clocks = clocks_began
             began = produced_at
-        assert began is not None
+        assert began is not None and clocks is not None
         if job != "window":
             time.sleep(SETTLE_S)
     finally:
@@ -424,11 +421,14 @@ def run_one(
     if job != "window":
         result["expected_results"] = expected
         result["extra_results"] = counter.count - expected
-    if cpu_at_start is not None and cpu_end is not None:
-        result["cpu_seconds"] = round(cpu_end - cpu_at_start, 2)
-        result["cpu_us_per_event"] = round((cpu_end - cpu_at_start) / count * 1e6, 2)
-    if broker_at_start is not None and broker_end is not None:
-        result["broker_cpu_seconds"] = round(broker_end - broker_at_start, 2)
+    cpu = clocks.delta(clocks_ended, "cpu")
+    if cpu is not None:
+        result["cpu_seconds"] = round(cpu, 2)
+        result["cpu_us_per_event"] = round(cpu / count * 1e6, 2)
+    result["run_queue_percent"] = clocks.percent(clocks_ended, "waiting")
+    broker_cpu = clocks.delta(clocks_ended, "broker_cpu")
+    if broker_cpu is not None:
+        result["broker_cpu_seconds"] = round(broker_cpu, 2)
     return result
 
 
@@ -439,10 +439,10 @@ def _wait(
     job: str,
     expected: int,
     deadline: float,
-) -> tuple[float | None, float, float | None, float | None]:
-    """Until the job is done: (first result or first processed, last, CPU of the contender
-    and of the broker when the first result was seen)."""
-    cpu_first = broker_first = None
+) -> tuple[float | None, float, Clocks | None]:
+    """Until the job is done: (first result or first processed, last, the contender's and
+    the broker's clocks when the first result was seen)."""
+    clocks = None
     while True:
         contender.check()
         if counter.error:
@@ -453,12 +453,11 @@ def _wait(
         else:
             first, last = counter.first_at, counter.last_at
             done = counter.count >= expected
-        if first is not None and cpu_first is None:
-            cpu_first = cpu_seconds(contender.pid)
-            broker_first = cpu_seconds(broker.pid)
+        if first is not None and clocks is None:
+            clocks = Clocks.of(contender.pid, broker.pid)
         if done:
             assert last is not None
-            return first, last, cpu_first, broker_first
+            return first, last, clocks
         if time.time() > deadline:
             got = counter.count if job != "window" else "not all"
             raise BenchError(f"only {got} of {expected} results before the deadline")

@@ -137,6 +137,50 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def run_queue_seconds(pid: int | None) -> float | None:
+    """Seconds the process's threads have waited, runnable, for a CPU (Linux schedstat):
+    time a busy machine took from it. None if unknown."""
+    if pid is None:
+        return None
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return None
+    return total / 1e9
+
+
+@dataclass
+class Clocks:
+    """At a moment: CPU seconds of a process, its seconds waiting for a CPU (a busy
+    machine), and the broker's CPU seconds."""
+
+    at: float
+    cpu: float | None
+    waiting: float | None
+    broker_cpu: float | None
+
+    @classmethod
+    def of(cls, pid: int | None, broker_pid: int | None) -> Clocks:
+        return cls(
+            time.monotonic(), cpu_seconds(pid), run_queue_seconds(pid), cpu_seconds(broker_pid)
+        )
+
+    def delta(self, later: Clocks, name: str) -> float | None:
+        before: float | None = getattr(self, name)
+        after: float | None = getattr(later, name)
+        return None if before is None or after is None else after - before
+
+    def percent(self, later: Clocks, name: str) -> float | None:
+        """Of the wall time between the two moments."""
+        spent = self.delta(later, name)
+        if spent is None or later.at <= self.at:
+            return None
+        return round(spent / (later.at - self.at) * 100, 1)
+
+
 def rss_bytes(pid: int | None) -> int | None:
     if pid is None:
         return None
