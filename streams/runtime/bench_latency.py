@@ -67,7 +67,7 @@ sink: {{topic: {sink}}}
 LATENCY_METRIC = "sluice_end_to_end_latency_seconds"
 
 
-def _payload_pool(size: int = 10_000) -> list[tuple[bytes, dict[str, Any]]]:
+def payload_pool(size: int = 10_000) -> list[tuple[bytes, dict[str, Any]]]:
     """Payments to send, (key, record), amounts positive so that every record passes."""
     from streams.demo import payments
 
@@ -248,7 +248,7 @@ async def measure_rate(
 async def bench_broker(
     kind: str, rates: list[str], seconds: float, max_rate: float | None
 ) -> dict[str, Any]:
-    pool = _payload_pool()
+    pool = payload_pool()
     with open_broker(kind) as broker:
         source, sink = unique("latency-in"), unique("latency-out")
         await create_topics(broker.address, [source, sink])
