@@ -267,7 +267,7 @@ async def bench_broker(
                 max_rate = found["max"]["events_per_second"]
                 progress(f"  {max_rate:,} events/s")
             elif max_rate is not None:
-                found["max"] = {"events_per_second": max_rate, "given": True}
+                found["max"] = {"events_per_second": round(max_rate), "given": True}
             runs = []
             for number, name in enumerate(rates, 1):
                 if name == "half":

@@ -366,6 +366,8 @@ def keep_up_checks(
 ) -> dict[str, Any]:
     """The checks of a phase the worker should keep up with (see the module)."""
     after = [s for s in samples if s.t >= warm_up]
+    if len(after) < 2:
+        return {"samples_after_warm_up": {"count": len(after), "ok": False}}
     checks: dict[str, Any] = {}
     rss = [s.rss_mb for s in after if s.rss_mb is not None]
     if rss:
@@ -403,7 +405,7 @@ def overload_checks(
     after = [s for s in samples if s.t >= warm_up]
     checks: dict[str, Any] = {}
     if len(after) < 4:
-        return {"too_few_samples": {"ok": False, "samples": len(after)}}
+        return {"samples_after_warm_up": {"count": len(after), "ok": False}}
     third = len(after) // 3
     first_rate = _rate(after, sources, 0, third)
     last_rate = _rate(after, sources, len(after) - 1 - third, len(after) - 1)
@@ -536,7 +538,7 @@ async def bench_broker(
         max_rate = float(found["max"]["events_per_second"])
         progress(f"  {max_rate:,.0f} payments/s")
     else:
-        found["max"] = {"events_per_second": max_rate, "given": True}
+        found["max"] = {"events_per_second": round(max_rate), "given": True}
     seconds = minutes * 60
     warm_up = warm_up_seconds(seconds)
     batch_max = _batch_max()
