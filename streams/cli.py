@@ -420,23 +420,12 @@ def bench_windows_command(ctx: click.Context) -> None:
 def bench_kafka_command(ctx: click.Context, latency_seconds: float) -> None:
     """End-to-end events/s and latency on the embedded broker, vs raw aiokafka (same run,
     same input). Uses --events (default 50,000 here)."""
-    from streams.runtime.bench_kafka import bench_kafka
+    from streams.runtime.bench_kafka import bench_kafka, describe
 
     events = _option(ctx, "events", 50_000)
     click.echo(f"kafka benchmark: {events:,} events on the embedded broker…", err=True)
     result = bench_kafka(events, latency_seconds, ctx.obj["results"])
-    latency = result["latency_at_half_rate"]
-    click.echo(
-        f"raw aiokafka pass-through {result['reference_events_per_second']:>10,} events/s\n"
-        f"sluice worker             {result['sluice_events_per_second']:>10,} events/s"
-        f"  ({result['ratio_sluice_to_reference']:.3f}x of raw)\n"
-        f"  with telemetry off      {result['sluice_telemetry_off_events_per_second']:>10,}"
-        " events/s"
-        f"  (metrics, logs and tracing cost {result['telemetry_cost']:.1%})\n"
-        f"windowed pipeline worker  {result['windowed_events_per_second']:>10,} events/s"
-        f"  ({result['ratio_windowed_to_reference']:.3f}x of raw)\n"
-        f"latency at {latency['rate']:,}/s: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms"
-    )
+    click.echo(describe(result))
 
 
 broker_option = click.option(

@@ -53,6 +53,7 @@ import orjson
 
 from streams.bench import save_result
 from streams.runtime.bench_contenders import JOBS
+from streams.runtime.bench_latency import take
 from streams.runtime.bench_support import (
     PARTITIONS,
     ROOT,
@@ -186,13 +187,14 @@ class OutputCounter(threading.Thread):
                 "group.id": unique("bench-counter"),
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": FETCH_WAIT_MS,
+                "socket.nagle.disable": True,
                 "log_level": 3,
             }
         )
         try:
             consumer.assign([TopicPartition(self.topic, p, -2) for p in range(PARTITIONS)])
             while not self._halt.is_set():
-                messages = consumer.consume(10_000, 0.1)
+                messages = take(consumer, 10_000)
                 if not messages:
                     continue
                 now = time.time()

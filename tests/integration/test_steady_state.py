@@ -42,14 +42,14 @@ async def _run(broker: Broker) -> dict[str, Any]:
     count = round(RATE * SECONDS)
     try:
         await asyncio.to_thread(worker.wait_ready)
-        await results.start()
+        results.start()
         await send_at_rate(broker.address, source, payload_pool(), 1, count, RATE)
         deadline = asyncio.get_running_loop().time() + 60
         while results.count(1) < count and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.2)
         await asyncio.sleep(3)  # a late second copy would show
     finally:
-        await results.stop()
+        results.stop()
         exit_code = worker.stop()
     return {
         "results": results.count(1),
