@@ -523,6 +523,7 @@ async def run_phase(
             await producer.stop()
         found["worker_exit_code"] = soak.stop()
         found["worker_log_errors"] = soak.worker.log_lines_matching('"ERROR"', '"CRITICAL"')[-20:]
+        found["worker_log_warnings"] = soak.worker.log_lines_matching('"WARNING"')[-20:]
     found["samples"] = [s.as_dict() for s in soak.samples]
     return soak, found
 
@@ -554,7 +555,10 @@ async def bench_broker(
         phase["percent_of_max"] = percent
         phase["warm_up_seconds"] = warm_up
         phase["ok"] = all(c.get("ok", True) for c in phase["checks"].values())
-        soak.discard()
+        if phase["ok"]:
+            soak.discard()
+        else:  # its log and config stay for a look
+            phase["worker_folder"] = str(soak.worker.folder)
         found[f"{percent}%"] = phase
         progress(f"  {describe_phase(phase)}")
     return found
