@@ -510,7 +510,14 @@ def bench_latency_command(
 
 
 @bench.command("soak")
-@broker_option
+@click.option(
+    "--broker",
+    type=click.Choice(["tansu", "apache-kafka", "both"]),
+    default="apache-kafka",
+    show_default=True,
+    help="Apache Kafka 3.9.1 (`make kafka-jars`) by default: tansu's fetches slow down as a "
+    "partition fills with small batches, so a long soak on it measures the broker",
+)
 @click.option("--minutes", default=10.0, show_default=True, help="length of each phase")
 @click.option(
     "--phases",

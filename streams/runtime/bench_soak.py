@@ -12,6 +12,10 @@ worker's RSS (/proc), its CPU and its time waiting for a CPU (schedstat: a busy 
 the broker's CPU, load average, and the processing latency quantiles of the interval (the
 change of `sluice_end_to_end_latency_seconds`).
 
+The broker is Apache Kafka by default: tansu's fetches slow down, then stop, as a partition
+fills with small record batches (bench/tansu_small_batches.py), and a paced producer makes
+small batches — on tansu the worker stalls after a minute or two waiting for the broker.
+
 Phases, each on a fresh broker and worker:
 - `max`: the worker's maximum, catch-up: 100,000 payments pre-filled, rate = records /
   (time every pipeline reading `payments` has read them all - time the first was read).
@@ -582,7 +586,7 @@ def describe_phase(phase: dict[str, Any]) -> str:
 
 
 def bench_soak(
-    broker: str = "tansu",
+    broker: str = "apache-kafka",
     minutes: float = 10.0,
     phases: list[int] | None = None,
     max_rate: float | None = None,
