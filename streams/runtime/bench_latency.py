@@ -53,6 +53,7 @@ from streams.runtime.bench_support import (
     machine,
     open_broker,
     progress,
+    take,
     unique,
 )
 
@@ -142,15 +143,6 @@ class Results(threading.Thread):
         self._halt.set()
         if self.is_alive():
             self.join(10)
-
-
-def take(consumer: Any, most: int = 5_000) -> list[Any]:
-    """The messages a librdkafka consumer has, as soon as there is one (`consume(n, t)`
-    alone waits for n messages or the whole timeout: up to 100 ms late at low rates)."""
-    first = consumer.poll(0.1)
-    if first is None:
-        return []
-    return [first, *consumer.consume(most - 1, 0)]
 
 
 async def send_at_rate(

@@ -53,7 +53,6 @@ import orjson
 
 from streams.bench import save_result
 from streams.runtime.bench_contenders import JOBS
-from streams.runtime.bench_latency import take
 from streams.runtime.bench_support import (
     PARTITIONS,
     ROOT,
@@ -67,6 +66,7 @@ from streams.runtime.bench_support import (
     machine,
     open_broker,
     progress,
+    take,
     unique,
 )
 

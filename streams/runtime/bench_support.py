@@ -319,6 +319,15 @@ class WorkerProcess:
         return process.returncode
 
 
+def take(consumer: Any, most: int = 5_000) -> list[Any]:
+    """The messages a librdkafka consumer has, as soon as there is one (`consume(n, t)`
+    alone waits for n messages or the whole timeout: up to 100 ms late at low rates)."""
+    first = consumer.poll(0.1)
+    if first is None:
+        return []
+    return [first, *consumer.consume(most - 1, 0)]
+
+
 # --- metrics -----------------------------------------------------------------------------
 
 
