@@ -31,6 +31,7 @@ possible, rate = records / (last result - first send); `--max-rate N` takes N in
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -324,6 +325,7 @@ async def bench_broker(
             results.stop()
             found["worker_exit_code"] = worker.stop()
             found["worker_log_warnings"] = worker.log_lines_matching('"WARNING"', '"ERROR"')[-20:]
+            shutil.rmtree(worker.folder, ignore_errors=True)
     return found
 
 

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,8 +215,8 @@ class OutputCounter(threading.Thread):
         self.join(10)
 
 
-class Contender:
-    """One contender process: start, readiness, progress, CPU, stop."""
+class Contender(ABC):
+    """One contender process: start, readiness, progress, CPU, stop (and clean up)."""
 
     name: str
     ready_at: float | None = None
@@ -222,18 +224,18 @@ class Contender:
     processed_all: float | None = None  # … and the last one
 
     @property
-    def pid(self) -> int | None:
-        raise NotImplementedError
+    @abstractmethod
+    def pid(self) -> int | None: ...
 
-    def start(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def start(self) -> None: ...
 
+    @abstractmethod
     def check(self) -> None:
         """Raises BenchError when the contender died."""
-        raise NotImplementedError
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None: ...
 
 
 class PeerProcess(Contender):
@@ -301,14 +303,14 @@ class PeerProcess(Contender):
 
     def stop(self) -> None:
         process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class SluiceContender(Contender):
@@ -359,6 +361,7 @@ class SluiceContender(Contender):
     def stop(self) -> None:
         self._halt.set()
         self.worker.stop()
+        shutil.rmtree(self.worker.folder, ignore_errors=True)
 
 
 def _contender(
@@ -412,6 +415,8 @@ def run_one(
         contender.stop()
         counter.stop()
     seconds = ended - began
+    if seconds <= 0.05:
+        raise BenchError(f"done in {seconds:.3f} s, too fast to time: use more --events")
     result: dict[str, Any] = {
         "events_per_second": round(count / seconds),
         "seconds": round(seconds, 3),
@@ -515,8 +520,8 @@ def bench_broker(
                         progress(f"{kind} {regime} run {run + 1}/{runs}: {job} x {contender}…")
                         try:
                             outcome = run_one(broker, job, contender, regime, events, source)
-                        except (BenchError, OSError, RuntimeError) as exc:
-                            outcome = {"failed": str(exc)[:1000]}
+                        except Exception as exc:  # recorded; the other contenders go on
+                            outcome = {"failed": f"{type(exc).__name__}: {exc}"[:1000]}
                         results[job][contender].append(outcome)
                         progress(f"  {contender}: {_describe(outcome)}")
             summaries = {
