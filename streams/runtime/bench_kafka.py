@@ -30,9 +30,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from streams.bench import save_result
 from streams.demo import payments
+from streams.runtime.bench_support import load_average, progress
 from streams.runtime.broker import EmbeddedBroker, free_port
 
 PARTITIONS = 4
@@ -313,45 +315,80 @@ async def bench_latency(address: str, rate: float, seconds: float) -> dict[str, 
     }
 
 
+async def _attempt(name: str, work: Any) -> Any:
+    """A contender's figure, or `{"failed": reason}`: one failing contender does not end
+    the benchmark."""
+    progress(f"kafka: {name}…")
+    try:
+        found = await work
+    except (RuntimeError, OSError, KafkaError) as exc:
+        progress(f"  {name}: FAILED: {exc}")
+        return {"failed": str(exc)[:1000]}
+    progress(f"  {name}: {found}" if isinstance(found, dict) else f"  {name}: {found:,.0f}/s")
+    return found
+
+
+def _rate(value: Any) -> int | None:
+    return round(value) if isinstance(value, int | float) else None
+
+
 async def bench_kafka_async(events: int, latency_seconds: float) -> dict[str, Any]:
     lines = list(payments(events, seed=11))
     expected = await _expected_results(lines)
+    loads = load_average()
     with EmbeddedBroker() as broker:
         address = broker.address
-        reference = await bench_reference(address, lines)
+        reference = await _attempt("raw aiokafka pass-through", bench_reference(address, lines))
         # telemetry on and off alternately, twice: what metrics, logs and tracing cost
-        runs: dict[bool, list[float]] = {True: [], False: []}
+        runs: dict[bool, list[Any]] = {True: [], False: []}
         for telemetry in (True, False, True, False):
             runs[telemetry].append(
-                await bench_worker(address, lines, expected, telemetry=telemetry)
+                await _attempt(
+                    f"sluice worker, telemetry {'on' if telemetry else 'off'}",
+                    bench_worker(address, lines, expected, telemetry=telemetry),
+                )
             )
-        sluice = statistics.mean(runs[True])
-        bare = statistics.mean(runs[False])
+        measured = {k: [x for x in v if _rate(x) is not None] for k, v in runs.items()}
+        sluice = statistics.mean(measured[True]) if measured[True] else None
+        bare = statistics.mean(measured[False]) if measured[False] else None
         windowed_lines = list(payments(events, seed=13, malformed_ratio=0))
-        windowed = await bench_windowed_worker(address, windowed_lines)
-        latency = await bench_latency(address, sluice / 2, latency_seconds)
+        windowed = await _attempt(
+            "windowed pipeline worker", bench_windowed_worker(address, windowed_lines)
+        )
+        if sluice is not None:
+            latency = await _attempt(
+                "latency at half rate", bench_latency(address, sluice / 2, latency_seconds)
+            )
+        else:
+            latency = {"failed": "no throughput measured to take half of"}
+
+    def ratio(a: Any, b: Any) -> float | None:
+        return round(a / b, 3) if _rate(a) and _rate(b) else None
+
     return {
         "benchmark": "kafka",
         "pipeline": "payments-clean (validate model + filter + map + route), 2% malformed",
         "events": events,
         "partitions": PARTITIONS,
-        "reference_events_per_second": round(reference),
-        "sluice_events_per_second": round(sluice),
-        "sluice_runs_events_per_second": [round(x) for x in runs[True]],
-        "sluice_telemetry_off_events_per_second": round(bare),
-        "sluice_telemetry_off_runs_events_per_second": [round(x) for x in runs[False]],
-        "telemetry_cost": round(1 - sluice / bare, 3),
+        "reference_events_per_second": _rate(reference) or reference,
+        "sluice_events_per_second": _rate(sluice),
+        "sluice_runs_events_per_second": [_rate(x) or x for x in runs[True]],
+        "sluice_telemetry_off_events_per_second": _rate(bare),
+        "sluice_telemetry_off_runs_events_per_second": [_rate(x) or x for x in runs[False]],
+        "telemetry_cost": round(1 - sluice / bare, 3) if sluice and bare else None,
         "windowed_pipeline": "per-user 1-minute tumbling windows: count, sum, avg, max, p95, "
         "count_distinct (as `sluice bench windows`)",
-        "windowed_events_per_second": round(windowed),
-        "ratio_windowed_to_reference": round(windowed / reference, 3),
-        "ratio_sluice_to_reference": round(sluice / reference, 3),
+        "windowed_events_per_second": _rate(windowed) or windowed,
+        "ratio_windowed_to_reference": ratio(windowed, reference),
+        "ratio_sluice_to_reference": ratio(sluice, reference),
         "latency_at_half_rate": latency,
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            "load_average": loads,
         },
+        "load_average_at_end": load_average(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -363,3 +400,40 @@ def bench_kafka(
     if results_dir is not None:
         save_result(results_dir, "kafka", result)
     return result
+
+
+def describe(result: dict[str, Any]) -> str:
+    """The figures as lines; a failed contender says why."""
+
+    def rate(value: Any) -> str:
+        if isinstance(value, int | float):
+            return f"{value:>10,.0f} events/s"
+        if isinstance(value, dict) and "failed" in value:
+            return f"FAILED: {value['failed'][:300]}"
+        return "not measured"
+
+    def times(value: Any) -> str:
+        return f"  ({value:.3f}x of raw)" if isinstance(value, float) else ""
+
+    lines = [
+        f"raw aiokafka pass-through {rate(result['reference_events_per_second'])}",
+        f"sluice worker             {rate(result['sluice_events_per_second'])}"
+        + times(result["ratio_sluice_to_reference"]),
+        f"  with telemetry off      {rate(result['sluice_telemetry_off_events_per_second'])}"
+        + (
+            f"  (metrics, logs and tracing cost {result['telemetry_cost']:.1%})"
+            if isinstance(result["telemetry_cost"], float)
+            else ""
+        ),
+        f"windowed pipeline worker  {rate(result['windowed_events_per_second'])}"
+        + times(result["ratio_windowed_to_reference"]),
+    ]
+    latency = result["latency_at_half_rate"]
+    if "failed" in latency:
+        lines.append(f"latency at half rate: FAILED: {latency['failed'][:300]}")
+    else:
+        lines.append(
+            f"latency at {latency['rate']:,}/s: p50 {latency['p50_ms']} ms, "
+            f"p99 {latency['p99_ms']} ms"
+        )
+    return "\n".join(lines)
