@@ -23,7 +23,7 @@ lint: install
 	$(BIN)/mypy streams models tests/brokers
 
 test: install lint
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 --durations=30 $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

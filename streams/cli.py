@@ -717,7 +717,12 @@ def broker(port: int) -> None:
     "--input", "-i", "source", required=True, metavar="FILE", help="JSON Lines; '-' = stdin"
 )
 @click.option("--key", "key_field", metavar="FIELD", help="message key from this field")
-@click.option("--rate", type=float, metavar="N", help="messages per second (default: all at once)")
+@click.option(
+    "--rate",
+    type=float,
+    metavar="N",
+    help="messages per second, sent in 0.1 s steps (default: all at once)",
+)
 @config_option
 def produce(
     topic: str, source: str, key_field: str | None, rate: float | None, config_dir: Path

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from models.settings import Settings
 from streams.demo import payments, users_table
+from streams.runtime.clients import RATE_STEP_SECONDS
 from streams.runtime.kafka import connection_options, start_client
 
 log = logging.getLogger("sluice.demo")
@@ -33,7 +34,7 @@ async def produce_demo_traffic(settings: Settings, rate: float, topic: str = DEM
         for sent, line in enumerate(lines, 1):
             await producer.send(topic, line)
             ahead = sent / rate - (time.monotonic() - began)
-            if ahead > 0.005:
+            if ahead > RATE_STEP_SECONDS:  # a batch per step, not per record
                 await asyncio.sleep(ahead)
     finally:
         await asyncio.shield(producer.stop())

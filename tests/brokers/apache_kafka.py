@@ -203,8 +203,13 @@ def _stop_all_at_exit() -> None:
 
 
 def _cluster_id() -> str:
-    """A Kafka Uuid in its string form: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka Uuid in its string form: 16 random bytes, URL-safe base64 without padding.
+    Not one starting with '-': kafka-storage's argument parser takes that for an option
+    (one fresh broker in 64 failed to format)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found
 
 
 def _free_ports(host: str, count: int) -> list[int]:

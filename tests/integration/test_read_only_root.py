@@ -69,14 +69,25 @@ def layout() -> Iterator[Path]:
 
 
 def namespace_script(top: Path, data: str) -> str:
+    # a checkout under /tmp (as CI clones it) would vanish under the fresh tmpfs: it is
+    # set aside first and bound back, read-only, as the image's code is
+    keep, restore = "", ""
+    if ROOT.is_relative_to("/tmp"):
+        keep = f"mkdir -p {top}/checkout && mount --bind {ROOT} {top}/checkout"
+        restore = (
+            f"mkdir -p {ROOT} && mount --bind {top}/checkout {ROOT}"
+            f" && mount -o remount,bind,ro {ROOT}"
+        )
     return f"""
 set -e
 mount --make-rprivate /
+{keep}
 mount --bind {top}/app {top}/app && mount -o remount,bind,ro {top}/app
 mount --bind {top}/etc {top}/etc && mount -o remount,bind,ro {top}/etc
 mount --bind {top}/{data} {top}/app/.sluice-data
 mount -o remount,bind,ro /
 mount -t tmpfs -o size=256m tmpfs /tmp
+{restore}
 cd {top}/app
 if touch /sluice-probe 2>/dev/null; then echo 'the root filesystem is writable'; exit 3; fi
 exec {SLUICE} worker --config {top}/etc/config

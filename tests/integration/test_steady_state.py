@@ -5,7 +5,7 @@ allows a second copy after a failure, never in a fault-free run.
 On tansu the run is 60 s (120,000 records): its fetches stop once partitions hold a few
 hundred thousand records in small batches (bench/tansu_small_batches.py; at 2,000/s that
 is after ~100 s), which would be the broker's failure, not the worker's. Apache Kafka takes
-the full 150 s (300,000 records)."""
+two minutes (240,000 records)."""
 
 from __future__ import annotations
 
@@ -26,17 +26,17 @@ RATE = 2_000.0
 
 @pytest.mark.timeout(240)
 def test_a_minute_at_2000_per_second_on_tansu_gives_every_result_exactly_once(
-    broker: EmbeddedBroker,
+    tansu: EmbeddedBroker,
 ) -> None:
-    assert broker.process is not None
-    _check(Broker("tansu", broker.address, broker.process.pid), seconds=60)
+    assert tansu.process is not None
+    _check(Broker("tansu", tansu.address, tansu.process.pid), seconds=60)
 
 
-@pytest.mark.timeout(420)
-def test_150_s_at_2000_per_second_on_apache_kafka_give_every_result_exactly_once(
+@pytest.mark.timeout(360)
+def test_two_minutes_at_2000_per_second_on_apache_kafka_give_every_result_exactly_once(
     apache_kafka: ApacheKafka,
 ) -> None:
-    _check(Broker("apache-kafka", apache_kafka.address, apache_kafka.pid), seconds=150)
+    _check(Broker("apache-kafka", apache_kafka.address, apache_kafka.pid), seconds=120)
 
 
 def _check(broker: Broker, seconds: float) -> None:
