@@ -18,9 +18,9 @@ run: install
 	$(BIN)/sluice run --demo
 
 lint: install
-	$(BIN)/ruff check streams models tests
-	$(BIN)/ruff format --check streams models tests
-	$(BIN)/mypy streams models tests/brokers
+	$(BIN)/ruff check streams models bench tests
+	$(BIN)/ruff format --check streams models bench tests
+	$(BIN)/mypy streams models bench tests/brokers
 
 test: install lint
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90 --durations=30 $(PYTEST_ARGS)

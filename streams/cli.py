@@ -344,7 +344,7 @@ def _option(ctx: click.Context, name: str, default: int) -> int:
 @click.pass_context
 def bench_replay_command(ctx: click.Context) -> None:
     """Replay events/s of validate+filter+map vs a hand-written orjson loop."""
-    from streams.bench import bench_replay
+    from bench.replay import bench_replay
 
     events, runs = _option(ctx, "events", 200_000), _option(ctx, "runs", 3)
     click.echo(f"replay benchmark: {events:,} events, best of {runs}…", err=True)
@@ -395,7 +395,7 @@ config_option = click.option(
 @click.pass_context
 def bench_windows_command(ctx: click.Context) -> None:
     """A windowed pipeline in replay vs DuckDB's GROUP BY over the same file."""
-    from streams.bench_windows import bench_windows
+    from bench.windows import bench_windows
 
     events, runs = _option(ctx, "events", 200_000), _option(ctx, "runs", 3)
     click.echo(f"windows benchmark: {events:,} events, best of {runs}…", err=True)
@@ -420,7 +420,7 @@ def bench_windows_command(ctx: click.Context) -> None:
 def bench_kafka_command(ctx: click.Context, latency_seconds: float) -> None:
     """End-to-end events/s and latency on the embedded broker, vs raw aiokafka (same run,
     same input). Uses --events (default 50,000 here)."""
-    from streams.runtime.bench_kafka import bench_kafka, describe
+    from bench.kafka import bench_kafka, describe
 
     events = _option(ctx, "events", 50_000)
     click.echo(f"kafka benchmark: {events:,} events on the embedded broker…", err=True)
@@ -464,8 +464,8 @@ def bench_peers_command(ctx: click.Context, broker: str, jobs: str, regimes: str
     """sluice vs Quix Streams vs raw aiokafka loops on three jobs (filter, per-key count,
     1-minute tumbling window), same broker, same events. Uses --events (default 200,000)
     and --runs (default 1, interleaved). Needs the `bench` extra (quixstreams)."""
-    from streams.runtime.bench_contenders import JOBS
-    from streams.runtime.bench_peers import REGIMES, bench_peers, describe
+    from bench.contenders import JOBS
+    from bench.peers import REGIMES, bench_peers, describe
 
     events, runs = _option(ctx, "events", 200_000), _option(ctx, "runs", 1)
     click.echo(f"peers benchmark: {events:,} events, {runs} run(s), broker {broker}…", err=True)
@@ -498,7 +498,7 @@ def bench_latency_command(
 ) -> None:
     """Processing latency of a worker with the shipped settings at fixed rates (p50 to
     max, from outside and from its own histogram), results counted exactly once."""
-    from streams.runtime.bench_latency import bench_latency, describe
+    from bench.latency import bench_latency, describe
 
     names = [r.strip() for r in rates.split(",") if r.strip()]
     for name in names:
@@ -540,7 +540,7 @@ def bench_soak_command(
 ) -> None:
     """A worker running the demo pipelines and a benchmark pipeline at fixed rates for
     minutes: rate, lag, RSS and latency sampled; keep-up and no-collapse checks."""
-    from streams.runtime.bench_soak import bench_soak, describe
+    from bench.soak import bench_soak, describe
 
     try:
         percents = [int(p) for p in phases.split(",") if p.strip()]

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from bench import kafka as bench_kafka
+from bench import latency as bench_latency
+from bench import peers as bench_peers
+from bench import soak as bench_soak
 from streams.cli import main
-from streams.runtime import bench_kafka, bench_latency, bench_peers, bench_soak
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ import asyncio
 
 import pytest
 
-from streams.runtime.bench_soak import interval_ratios, keep_up_checks, run_phase
-from streams.runtime.bench_support import open_broker
+from bench.soak import interval_ratios, keep_up_checks, run_phase
+from bench.support import open_broker
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from streams.runtime.bench_latency import PIPELINE, Results, payload_pool, send_at_rate
-from streams.runtime.bench_support import Broker, WorkerProcess, create_topics, unique
+from bench.latency import PIPELINE, Results, payload_pool, send_at_rate
+from bench.support import Broker, WorkerProcess, create_topics, unique
 from streams.runtime.broker import EmbeddedBroker
 from tests.brokers.apache_kafka import ApacheKafka
 

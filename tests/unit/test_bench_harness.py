@@ -8,14 +8,14 @@ import math
 
 import pytest
 
-from streams.runtime.bench_soak import (
+from bench.soak import (
     Sample,
     interval_ratios,
     keep_up_checks,
     linear_fit_r2,
     overload_checks,
 )
-from streams.runtime.bench_support import Histogram, Metrics, exact_quantiles_ms
+from bench.support import Histogram, Metrics, exact_quantiles_ms
 
 SCRAPE = """\
 # TYPE sluice_events_in_total counter
@@ -114,3 +114,20 @@ def test_linear_fit() -> None:
     slope, r2 = linear_fit_r2([0, 1, 2, 3], [1, 3, 5, 7])
     assert slope == pytest.approx(2) and r2 == pytest.approx(1)
     assert linear_fit_r2([0, 1], [0, 1]) == (0.0, 0.0)
+
+
+def test_peers_ratios_include_the_cost_of_exactly_once() -> None:
+    from bench.peers import EXACTLY_ONCE, _ratios
+
+    jobs = {
+        "filter": {
+            "sluice": {"median_events_per_second": 80_000},
+            "quix": {"median_events_per_second": 40_000},
+            EXACTLY_ONCE: {"median_events_per_second": 60_000},
+        },
+        "count": {"sluice": {"failed": "boom"}, "quix": {"median_events_per_second": 1}},
+    }
+    assert _ratios(jobs) == {
+        "filter: sluice/quix": 2.0,
+        "filter: exactly_once/at_least_once": 0.75,
+    }

@@ -1,7 +1,7 @@
 """The contenders of `sluice bench peers` other than sluice, each run in a process of its
 own (as the sluice worker is), and the component sluice runs for the running count.
 
-    python -m streams.runtime.bench_contenders KIND --job JOB --broker HOST:PORT \
+    python -m bench.contenders KIND --job JOB --broker HOST:PORT \
         --source TOPIC --sink TOPIC --group GROUP --events N [--state-dir DIR]
 
 KIND is `raw-send` (aiokafka: orjson decode, filter, encode, one `send` per record),

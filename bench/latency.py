@@ -39,8 +39,8 @@ from typing import Any
 
 import orjson
 
-from streams.bench import save_result
-from streams.runtime.bench_support import (
+from bench.replay import save_result
+from bench.support import (
     PARTITIONS,
     BenchError,
     Broker,

@@ -76,6 +76,11 @@ class Broker:
     def url(self) -> str:
         return f"kafka://{self.address}"
 
+    @property
+    def transactions(self) -> bool:
+        """Whether exactly_once can run here (tansu has no transactions)."""
+        return self.kind != "tansu"
+
 
 @contextlib.contextmanager
 def open_broker(kind: str) -> Iterator[Broker]:

@@ -32,9 +32,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from streams.bench import save_result
+from bench.replay import save_result
+from bench.support import load_average, progress
 from streams.demo import payments
-from streams.runtime.bench_support import load_average, progress
 from streams.runtime.broker import EmbeddedBroker, free_port
 
 PARTITIONS = 4
@@ -257,7 +257,7 @@ async def bench_windowed_worker(address: str, lines: list[bytes]) -> float:
     """The windowed pipeline of `sluice bench windows` on a worker: records/s until the
     worker has processed every record (window results come out as windows close, so
     counting them would time the wall-clock close, not the processing)."""
-    from streams.bench_windows import WINDOW_PIPELINE
+    from bench.windows import WINDOW_PIPELINE
 
     tag = uuid.uuid4().hex[:8]
     source, sink = f"payments-{tag}", f"windows-{tag}"

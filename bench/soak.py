@@ -46,8 +46,8 @@ from typing import Any
 
 import orjson
 
-from streams.bench import save_result
-from streams.runtime.bench_support import (
+from bench.replay import save_result
+from bench.support import (
     ROOT,
     BenchError,
     Broker,
@@ -77,7 +77,7 @@ EVENT_TIME_SPEED = 20
 def soak_pipelines() -> dict[str, str]:
     """The shipped demo pipelines (every file of config/pipelines/) and the benchmark
     pipeline, as file name -> text."""
-    from streams.bench_windows import WINDOW_PIPELINE
+    from bench.windows import WINDOW_PIPELINE
 
     files = {
         path.name: path.read_text()
@@ -569,7 +569,7 @@ async def bench_broker(
 
 
 def _batch_max() -> int:
-    from streams.runtime.bench_support import shipped_settings
+    from bench.support import shipped_settings
 
     processing = shipped_settings().get("processing", {})
     return int(processing.get("batch_max", 1000))

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 import yaml
 
+from bench.replay import save_result
 from models.pipeline import PipelineSpec
-from streams.bench import save_result
 from streams.demo import payments, write_lines
 from streams.replay import replay
 

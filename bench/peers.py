@@ -53,9 +53,9 @@ from typing import Any
 
 import orjson
 
-from streams.bench import save_result
-from streams.runtime.bench_contenders import JOBS
-from streams.runtime.bench_support import (
+from bench.contenders import JOBS
+from bench.replay import save_result
+from bench.support import (
     PARTITIONS,
     ROOT,
     BenchError,
@@ -78,6 +78,9 @@ CONTENDERS = {
     "count": ("quix", "sluice"),
     "window": ("quix", "sluice"),
 }
+# where the broker has transactions: sluice with processing.guarantee exactly_once too,
+# for the cost of exactly-once (its rate over sluice's at-least-once one)
+EXACTLY_ONCE = "sluice-eos"
 REGIMES = ("catch-up", "live")
 # Quix Streams derives its changelog topics' settings from the source topic's retention
 SOURCE_CONFIG = {"retention.ms": str(7 * 24 * 3600 * 1000)}
@@ -96,7 +99,7 @@ sink: {{topic: {sink}}}
 pipeline: peers-count
 source: {{topic: {source}}}
 steps:
-  - component: {{class: "streams.runtime.bench_contenders:RunningCount"}}
+  - component: {{class: "bench.contenders:RunningCount"}}
 sink: {{topic: {sink}}}
 """,
     "window": """
@@ -239,7 +242,7 @@ class Contender(ABC):
 
 
 class PeerProcess(Contender):
-    """raw-send, raw-batch or quix: streams.runtime.bench_contenders in a subprocess."""
+    """raw-send, raw-batch or quix: bench.contenders in a subprocess."""
 
     def __init__(
         self, kind: str, job: str, broker: Broker, source: str, sink: str, events: int
@@ -249,7 +252,7 @@ class PeerProcess(Contender):
         self.command = [
             sys.executable,
             "-m",
-            "streams.runtime.bench_contenders",
+            "bench.contenders",
             kind,
             "--job",
             job,
@@ -316,12 +319,22 @@ class PeerProcess(Contender):
 class SluiceContender(Contender):
     """A `sluice worker` with the shipped settings running the job's pipeline."""
 
-    def __init__(self, job: str, broker: Broker, source: str, sink: str, events: int) -> None:
-        self.name = "sluice"
+    def __init__(
+        self,
+        job: str,
+        broker: Broker,
+        source: str,
+        sink: str,
+        events: int,
+        *,
+        exactly_once: bool = False,
+    ) -> None:
+        self.name = EXACTLY_ONCE if exactly_once else "sluice"
         self.job = job
         self.events = events
         pipeline = SLUICE_PIPELINES[job].format(source=source, sink=sink)
-        self.worker = WorkerProcess(broker, {f"peers-{job}.yaml": pipeline})
+        overrides = {"processing": {"guarantee": "exactly_once"}} if exactly_once else None
+        self.worker = WorkerProcess(broker, {f"peers-{job}.yaml": pipeline}, overrides=overrides)
         self._halt = threading.Event()
 
     @property
@@ -367,8 +380,8 @@ class SluiceContender(Contender):
 def _contender(
     kind: str, job: str, broker: Broker, source: str, sink: str, events: int
 ) -> Contender:
-    if kind == "sluice":
-        return SluiceContender(job, broker, source, sink, events)
+    if kind in ("sluice", EXACTLY_ONCE):
+        return SluiceContender(job, broker, source, sink, events, exactly_once=kind != "sluice")
     return PeerProcess(kind, job, broker, source, sink, events)
 
 
@@ -494,6 +507,9 @@ def _ratios(jobs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             theirs = contenders.get(other, {}).get("median_events_per_second")
             if sluice and theirs:
                 ratios[f"{job}: sluice/{other}"] = round(sluice / theirs, 3)
+        exactly_once = contenders.get(EXACTLY_ONCE, {}).get("median_events_per_second")
+        if sluice and exactly_once:
+            ratios[f"{job}: exactly_once/at_least_once"] = round(exactly_once / sluice, 3)
     return ratios
 
 
@@ -509,12 +525,16 @@ def bench_broker(
                 asyncio.run(create_topics(broker.address, [source], config=SOURCE_CONFIG))
                 progress(f"{kind}: filling {source} with {len(events.records):,} events…")
                 produce(broker.address, source, events.records)
+            contenders_of = {
+                job: [*CONTENDERS[job], *([EXACTLY_ONCE] if broker.transactions else [])]
+                for job in jobs
+            }
             results: dict[str, dict[str, list[dict[str, Any]]]] = {
-                job: {c: [] for c in CONTENDERS[job]} for job in jobs
+                job: {c: [] for c in contenders_of[job]} for job in jobs
             }
             for run in range(runs):
                 for job in jobs:
-                    order = list(CONTENDERS[job])
+                    order = contenders_of[job]
                     shift = run % len(order)
                     for contender in order[shift:] + order[:shift]:
                         progress(f"{kind} {regime} run {run + 1}/{runs}: {job} x {contender}…")
