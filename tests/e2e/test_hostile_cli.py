@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from models.envelopes import ReplayDeadLetter
-from streams.cli import _print_banner, main
+from streams.cli import main
+from streams.cli.serve import _print_banner
 from tests.e2e.test_cli import ROOT, sluice
 
 WINDOWED = """pipeline: w

@@ -254,7 +254,7 @@ def test_json_mode_routes_warnings_and_uncaught_exceptions_through_the_formatter
 def test_a_cli_failure_after_json_logging_started_is_a_json_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from streams import cli
+    from streams.cli import app as cli
 
     stderr = io.StringIO()
     root = logging.getLogger()
@@ -266,7 +266,7 @@ def test_a_cli_failure_after_json_logging_started_is_a_json_line(
     try:
         configure_logging(LogSettings(format="json", level="INFO"))
         with pytest.raises(SystemExit) as exit_:
-            cli._fail("the embedded broker did not start")
+            cli.fail("the embedded broker did not start")
     finally:
         logging.captureWarnings(False)
     assert exit_.value.code == 1
