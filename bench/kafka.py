@@ -38,7 +38,7 @@ from streams.demo import payments
 from streams.runtime.broker import EmbeddedBroker, free_port
 
 PARTITIONS = 4
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
 async def _create(address: str, *topics: str) -> None:

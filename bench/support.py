@@ -30,7 +30,7 @@ import yaml
 
 from streams.runtime.broker import EmbeddedBroker, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 PARTITIONS = 4
 BROKERS = ("tansu", "apache-kafka")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

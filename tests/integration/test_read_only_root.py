@@ -70,14 +70,12 @@ def layout() -> Iterator[Path]:
 
 def namespace_script(top: Path, data: str) -> str:
     # a checkout under /tmp (as CI clones it) would vanish under the fresh tmpfs: it is
-    # set aside first and bound back, read-only, as the image's code is
+    # set aside first and bound back as it was (writable: coverage's data files go there,
+    # as they do when the checkout is a mount of its own)
     keep, restore = "", ""
     if ROOT.is_relative_to("/tmp"):
         keep = f"mkdir -p {top}/checkout && mount --bind {ROOT} {top}/checkout"
-        restore = (
-            f"mkdir -p {ROOT} && mount --bind {top}/checkout {ROOT}"
-            f" && mount -o remount,bind,ro {ROOT}"
-        )
+        restore = f"mkdir -p {ROOT} && mount --bind {top}/checkout {ROOT}"
     return f"""
 set -e
 mount --make-rprivate /
