@@ -5,7 +5,8 @@ allows a second copy after a failure, never in a fault-free run.
 On tansu the run is 60 s (120,000 records): its fetches stop once partitions hold a few
 hundred thousand records in small batches (bench/tansu_small_batches.py; at 2,000/s that
 is after ~100 s), which would be the broker's failure, not the worker's. Apache Kafka takes
-two minutes (240,000 records)."""
+a minute too, so the two make two minutes (240,000 records) of the suite's time; `sluice
+bench soak` runs 10-minute phases on Apache Kafka."""
 
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ def test_a_minute_at_2000_per_second_on_tansu_gives_every_result_exactly_once(
     _check(Broker("tansu", tansu.address, tansu.process.pid), seconds=60)
 
 
-@pytest.mark.timeout(360)
-def test_two_minutes_at_2000_per_second_on_apache_kafka_give_every_result_exactly_once(
+@pytest.mark.timeout(240)
+def test_a_minute_at_2000_per_second_on_apache_kafka_give_every_result_exactly_once(
     apache_kafka: ApacheKafka,
 ) -> None:
-    _check(Broker("apache-kafka", apache_kafka.address, apache_kafka.pid), seconds=120)
+    _check(Broker("apache-kafka", apache_kafka.address, apache_kafka.pid), seconds=60)
 
 
 def _check(broker: Broker, seconds: float) -> None:

@@ -208,7 +208,7 @@ async def test_ready_turns_false_when_the_broker_goes_away(make_worker: Any) -> 
 
 async def test_a_stalled_worker_is_not_ready_and_says_why(broker: Broker, make_worker: Any) -> None:
     """No progress for processing.stall_timeout while records wait (here an async
-    component awaiting for 20 s, under its timeout): /ready turns false naming it, one
+    component awaiting for 10 s, under its timeout): /ready turns false naming it, one
     log line, and ready again once records flow (issue 17)."""
     tag = unique("stall")
     text = f"""
@@ -219,15 +219,15 @@ steps:
 sink: {{topic: out-{tag}}}
 """
     await create_topics(broker, f"in-{tag}", partitions=1)
-    worker = make_worker({"stall": text}, processing=", stall_timeout: 3s")
+    worker = make_worker({"stall": text}, processing=", stall_timeout: 2s")
     worker.wait_ready()
-    await produce_lines(broker, f"in-{tag}", [b'{"sleep": 20}', *([b'{"sleep": 0}'] * 5)])
-    await eventually(lambda: worker.get("/ready")[0] == 503, 15, "/ready turns 503")
+    await produce_lines(broker, f"in-{tag}", [b'{"sleep": 10}', *([b'{"sleep": 0}'] * 5)])
+    await eventually(lambda: worker.get("/ready")[0] == 503, 9, "/ready turns 503")
     _, body = worker.get("/ready")
     assert body["checks"]["making_progress"] is False, body
     assert worker.output().count("stalled: no record processed") == 1
     # the slow record finishes: everything flows and the worker is ready again
-    assert len(await consume_all(broker, f"out-{tag}", 6, timeout=40)) == 6
+    assert len(await consume_all(broker, f"out-{tag}", 6, timeout=30)) == 6
     await eventually(lambda: worker.get("/ready")[0] == 200, 10, "ready again")
     assert worker.stop() == 0
 
