@@ -106,8 +106,9 @@ def load_tables(
     return loaded
 
 
-class _Outputs:
-    """One JSON Lines file per topic, opened (truncated) on first write."""
+class OutputFiles:
+    """One JSON Lines file per topic, opened (truncated) on first write (replay and the
+    SQL graph replay)."""
 
     def __init__(self, directory: Path, stack: ExitStack) -> None:
         self.directory = directory
@@ -318,7 +319,7 @@ async def _replay(
     )
     began = time.perf_counter()
     with ExitStack() as stack:
-        outputs = _Outputs(output_dir, stack)
+        outputs = OutputFiles(output_dir, stack)
         stream = stack.enter_context(open_input(source))
         bar = stack.enter_context(Progress(total_bytes)) if progress else None
         offset = 0

@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from models.pipeline import PipelineSpec
 from streams.errors import SluiceError
@@ -28,9 +27,9 @@ from streams.pipeline import DEFAULT_MAX_EVENT_TIME_SKEW_MS, DEFAULT_MAX_MESSAGE
 from streams.records import BatchResult, Event
 from streams.replay import (
     STDIN,
+    OutputFiles,
     Progress,
     ReplaySummary,
-    dead_letter_line,
     exit_when_stuck,
     load_tables,
     open_input,
@@ -129,31 +128,6 @@ def _order(specs: Sequence[PipelineSpec]) -> tuple[list[int], dict[str, list[int
     return order, readers
 
 
-class _Writer:
-    """One JSON Lines file per topic, opened (truncated) on its first record."""
-
-    def __init__(self, directory: Path, stack: ExitStack) -> None:
-        self.directory = directory
-        self.stack = stack
-        self.files: dict[str, IO[bytes]] = {}
-
-    def handle(self, topic: str) -> IO[bytes]:
-        handle = self.files.get(topic)
-        if handle is None:
-            path = self.directory / f"{topic}.jsonl"
-            handle = self.files[topic] = self.stack.enter_context(path.open("wb"))
-        return handle
-
-    def write(self, result: BatchResult, dead_letter_topic: str) -> None:
-        for topic, events in result.outputs.items():
-            if events:
-                self.handle(topic).write(b"".join([dumps(e.value) + b"\n" for e in events]))
-        if result.dead_letters:
-            self.handle(dead_letter_topic).write(
-                b"".join([dead_letter_line(letter) + b"\n" for letter in result.dead_letters])
-            )
-
-
 class GraphReplay:
     """Pipelines wired by their topics, fed from one input file."""
 
@@ -194,7 +168,7 @@ class GraphReplay:
             )
             self.nodes.append(_Node(spec, pipeline, metrics))
         self.offsets: dict[str, int] = {}
-        self.writer: _Writer | None = None
+        self.writer: OutputFiles | None = None
 
     def roots(self, topic: str) -> list[int]:
         return self.readers.get(topic, [])
@@ -256,7 +230,7 @@ class GraphReplay:
         total = Path(source).stat().st_size if source != STDIN and Path(source).is_file() else None
         began = time.perf_counter()
         with ExitStack() as stack:
-            self.writer = _Writer(output_dir, stack)
+            self.writer = OutputFiles(output_dir, stack)
             lines = stack.enter_context(open_input(source))
             bar = stack.enter_context(Progress(total)) if progress else None
             batch: list[Event] = []
