@@ -41,7 +41,6 @@ import orjson
 
 from bench.replay import save_result
 from bench.support import (
-    PARTITIONS,
     BenchError,
     Broker,
     Clocks,
@@ -54,6 +53,7 @@ from bench.support import (
     machine,
     open_broker,
     progress,
+    reader_from_start,
     take,
     unique,
 )
@@ -104,21 +104,10 @@ class Results(threading.Thread):
         return len(self.external.get(run, ()))
 
     def run(self) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.address,
-                "group.id": unique("bench-latency"),
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": FETCH_WAIT_MS,
-                "socket.nagle.disable": True,  # else small fetches wait for delayed ACKs
-                "log_level": 3,
-            }
-        )
+        consumer = None
         loads, seen = orjson.loads, self.seen
         try:
-            consumer.assign([TopicPartition(self.topic, p, -2) for p in range(PARTITIONS)])
+            consumer = reader_from_start(self.address, self.topic, FETCH_WAIT_MS, "bench-latency")
             while not self._halt.is_set():
                 messages = take(consumer)
                 now = time.time()
@@ -138,7 +127,8 @@ class Results(threading.Thread):
         except Exception as exc:  # reported by the waiting side
             self.error = repr(exc)
         finally:
-            consumer.close()
+            if consumer is not None:
+                consumer.close()
 
     def stop(self) -> None:
         self._halt.set()

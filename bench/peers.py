@@ -68,6 +68,7 @@ from bench.support import (
     machine,
     open_broker,
     progress,
+    reader_from_start,
     take,
     unique,
 )
@@ -184,20 +185,9 @@ class OutputCounter(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.address,
-                "group.id": unique("bench-counter"),
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": FETCH_WAIT_MS,
-                "socket.nagle.disable": True,
-                "log_level": 3,
-            }
-        )
+        consumer = None
         try:
-            consumer.assign([TopicPartition(self.topic, p, -2) for p in range(PARTITIONS)])
+            consumer = reader_from_start(self.address, self.topic, FETCH_WAIT_MS, "bench-counter")
             while not self._halt.is_set():
                 messages = take(consumer, 10_000)
                 if not messages:
@@ -211,7 +201,8 @@ class OutputCounter(threading.Thread):
         except Exception as exc:  # reported with the contender's result
             self.error = repr(exc)
         finally:
-            consumer.close()
+            if consumer is not None:
+                consumer.close()
 
     def stop(self) -> None:
         self._halt.set()

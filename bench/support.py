@@ -324,6 +324,26 @@ class WorkerProcess:
         return process.returncode
 
 
+def reader_from_start(address: str, topic: str, fetch_wait_ms: int, purpose: str) -> Any:
+    """A librdkafka consumer assigned every partition of `topic` from its start, in a group
+    of its own that never commits; small fetches go out at once (no Nagle: else they wait
+    for delayed ACKs)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": address,
+            "group.id": unique(purpose),
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": fetch_wait_ms,
+            "socket.nagle.disable": True,
+            "log_level": 3,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, -2) for p in range(PARTITIONS)])
+    return consumer
+
+
 def take(consumer: Any, most: int = 5_000) -> list[Any]:
     """The messages a librdkafka consumer has, as soon as there is one (`consume(n, t)`
     alone waits for n messages or the whole timeout: up to 100 ms late at low rates)."""
