@@ -32,8 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from bench.replay import save_result
-from bench.support import load_average, progress
+from bench.support import load_average, progress, save_result
 from streams.demo import payments
 from streams.runtime.broker import EmbeddedBroker, free_port
 

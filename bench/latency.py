@@ -39,18 +39,18 @@ from typing import Any
 
 import orjson
 
-from bench.replay import save_result
 from bench.support import (
     BenchError,
     Broker,
     Clocks,
     Histogram,
     WorkerProcess,
-    brokers_for,
+    broker_result,
     create_topics,
     exact_quantiles_ms,
     load_average,
     machine,
+    on_each_broker,
     open_broker,
     progress,
     reader_from_start,
@@ -338,28 +338,18 @@ def bench_latency(
 ) -> dict[str, Any]:
     rates = rates or ["1000", "4000", "half"]
     began = machine()
-    brokers: dict[str, Any] = {}
-    for kind in brokers_for(broker):
-        try:
-            brokers[kind] = asyncio.run(bench_broker(kind, rates, seconds, max_rate))
-        except (BenchError, OSError, RuntimeError) as exc:
-            brokers[kind] = {"failed": str(exc)[:1000]}
-            progress(f"{kind}: FAILED: {exc}")
-    result = {
-        "benchmark": "latency",
+    brokers = on_each_broker(
+        broker, lambda kind: asyncio.run(bench_broker(kind, rates, seconds, max_rate))
+    )
+    details = {
         "pipeline": "filter (amount > 0, every record passes), shipped settings",
         "seconds_per_rate": seconds,
         "harness": {
             "producer_linger_ms": LINGER_MS,
             "consumer_fetch_max_wait_ms": FETCH_WAIT_MS,
         },
-        "brokers": brokers,
-        "machine": began,
-        "load_average_at_end": load_average(),
     }
-    if results_dir is not None:
-        save_result(results_dir, "latency", result)
-    return result
+    return broker_result("latency", details, brokers, began, results_dir)
 
 
 def describe(result: dict[str, Any]) -> str:

@@ -54,7 +54,6 @@ from typing import Any
 import orjson
 
 from bench.contenders import JOBS
-from bench.replay import save_result
 from bench.support import (
     PARTITIONS,
     ROOT,
@@ -62,10 +61,11 @@ from bench.support import (
     Broker,
     Clocks,
     WorkerProcess,
-    brokers_for,
+    broker_result,
     create_topics,
     load_average,
     machine,
+    on_each_broker,
     open_broker,
     progress,
     reader_from_start,
@@ -567,28 +567,18 @@ def bench_peers(
     progress(f"generating {events:,} events…")
     generated = Events.generate(events)
     began = machine()
-    brokers = {}
-    for kind in brokers_for(broker):
-        try:
-            brokers[kind] = bench_broker(kind, generated, runs, jobs, regimes)
-        except (BenchError, OSError, RuntimeError) as exc:
-            brokers[kind] = {"failed": str(exc)[:1000]}
-            progress(f"{kind}: FAILED: {exc}")
-    result = {
-        "benchmark": "peers",
+    brokers = on_each_broker(
+        broker, lambda kind: bench_broker(kind, generated, runs, jobs, regimes)
+    )
+    details = {
         "events": events,
         "event_bytes": round(sum(len(v) for _, v in generated.records) / events),
         "users": USERS,
         "partitions": PARTITIONS,
         "runs": runs,
         "versions": _versions(),
-        "brokers": brokers,
-        "machine": began,
-        "load_average_at_end": load_average(),
     }
-    if results_dir is not None:
-        save_result(results_dir, "peers", result)
-    return result
+    return broker_result("peers", details, brokers, began, results_dir)
 
 
 def _versions() -> dict[str, str]:

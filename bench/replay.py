@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import yaml
 
+from bench.support import save_result
 from models.pipeline import PipelineSpec
 from streams.demo import payments, write_lines
 from streams.replay import replay
@@ -41,15 +42,6 @@ dlq: {topic: bench-dlq}
 
 _SCHEMA = {"payment_id": str, "user_id": str, "merchant": str, "amount": float, "currency": str}
 _KEEP = frozenset({"EUR", "USD", "GBP"})
-
-
-def save_result(results_dir: Path, name: str, result: dict[str, Any]) -> Path:
-    """Write a benchmark's figures to `results_dir/<name>-<UTC time>.json`."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = results_dir / f"{name}-{stamp}.json"
-    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
-    return path
 
 
 def reference_loop(source: Path, output: Path) -> tuple[int, int]:

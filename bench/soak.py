@@ -46,7 +46,6 @@ from typing import Any
 
 import orjson
 
-from bench.replay import save_result
 from bench.support import (
     ROOT,
     BenchError,
@@ -55,10 +54,11 @@ from bench.support import (
     Histogram,
     Metrics,
     WorkerProcess,
-    brokers_for,
+    broker_result,
     create_topics,
     load_average,
     machine,
+    on_each_broker,
     open_broker,
     progress,
     rss_bytes,
@@ -595,25 +595,16 @@ def bench_soak(
 ) -> dict[str, Any]:
     phases = phases or [50, 120]
     began = machine()
-    brokers: dict[str, Any] = {}
-    for kind in brokers_for(broker):
-        try:
-            brokers[kind] = asyncio.run(bench_broker(kind, minutes, phases, max_rate, interval))
-        except (BenchError, OSError, RuntimeError) as exc:
-            brokers[kind] = {"failed": str(exc)[:1000]}
-            progress(f"{kind}: FAILED: {exc}")
-    result = {
-        "benchmark": "soak",
+    brokers = on_each_broker(
+        broker,
+        lambda kind: asyncio.run(bench_broker(kind, minutes, phases, max_rate, interval)),
+    )
+    details = {
         "pipelines": sorted(soak_pipelines()),
         "minutes_per_phase": minutes,
         "sample_interval_seconds": interval,
-        "brokers": brokers,
-        "machine": began,
-        "load_average_at_end": load_average(),
     }
-    if results_dir is not None:
-        save_result(results_dir, "soak", result)
-    return result
+    return broker_result("soak", details, brokers, began, results_dir)
 
 
 def describe(result: dict[str, Any]) -> str:

@@ -20,12 +20,13 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from streams.runtime.broker import EmbeddedBroker, free_port
@@ -64,6 +65,49 @@ def machine() -> dict[str, Any]:
 def brokers_for(choice: str) -> list[str]:
     """`--broker tansu|apache-kafka|both` as a list of broker kinds."""
     return list(BROKERS) if choice == "both" else [choice]
+
+
+def on_each_broker(choice: str, measure: Callable[[str], Any]) -> dict[str, Any]:
+    """`measure(kind)` on each broker `--broker` names. A broker whose run fails (BenchError
+    is a RuntimeError) is recorded as `{"failed": reason}` and the other still runs."""
+    found: dict[str, Any] = {}
+    for kind in brokers_for(choice):
+        try:
+            found[kind] = measure(kind)
+        except (OSError, RuntimeError) as exc:
+            found[kind] = {"failed": str(exc)[:1000]}
+            progress(f"{kind}: FAILED: {exc}")
+    return found
+
+
+def save_result(results_dir: Path, name: str, result: dict[str, Any]) -> Path:
+    """Write a benchmark's figures to `results_dir/<name>-<UTC time>.json`."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = results_dir / f"{name}-{stamp}.json"
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    return path
+
+
+def broker_result(
+    benchmark: str,
+    details: dict[str, Any],
+    brokers: dict[str, Any],
+    began: dict[str, Any],
+    results_dir: Path | None,
+) -> dict[str, Any]:
+    """A per-broker benchmark's figures with the machine before and the load after; saved
+    under `results_dir` when one is given."""
+    result = {
+        "benchmark": benchmark,
+        **details,
+        "brokers": brokers,
+        "machine": began,
+        "load_average_at_end": load_average(),
+    }
+    if results_dir is not None:
+        save_result(results_dir, benchmark, result)
+    return result
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import yaml
 
-from bench.replay import save_result
+from bench.support import save_result
 from models.pipeline import PipelineSpec
 from streams.demo import payments, write_lines
 from streams.replay import replay

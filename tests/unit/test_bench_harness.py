@@ -131,3 +131,17 @@ def test_peers_ratios_include_the_cost_of_exactly_once() -> None:
         "filter: sluice/quix": 2.0,
         "filter: exactly_once/at_least_once": 0.75,
     }
+
+
+def test_a_broker_whose_run_fails_is_recorded_and_the_other_still_runs() -> None:
+    from bench.support import BenchError, on_each_broker
+
+    def measure(kind: str) -> dict[str, str]:
+        if kind == "tansu":
+            raise BenchError("the worker exited 70")
+        return {"ran": kind}
+
+    assert on_each_broker("both", measure) == {
+        "tansu": {"failed": "the worker exited 70"},
+        "apache-kafka": {"ran": "apache-kafka"},
+    }
