@@ -69,10 +69,11 @@ def layout() -> Iterator[Path]:
 
 
 def namespace_script(top: Path, data: str) -> str:
-    # a checkout under /tmp (as CI clones it) would vanish under the fresh tmpfs: it is
-    # set aside first and bound back as it was (writable: coverage's data files go there,
-    # as they do when the checkout is a mount of its own)
-    keep, restore = "", ""
+    # The checkout stays writable (coverage's data files go there): a mount of its own is
+    # untouched by the read-only remount of /; on the root filesystem it is bound onto itself
+    # first; under /tmp (as a CI may clone it) it would vanish under the fresh tmpfs, so it is
+    # set aside and bound back as it was.
+    keep, restore = f"mount --bind {ROOT} {ROOT}", ""
     if ROOT.is_relative_to("/tmp"):
         keep = f"mkdir -p {top}/checkout && mount --bind {ROOT} {top}/checkout"
         restore = f"mkdir -p {ROOT} && mount --bind {top}/checkout {ROOT}"
