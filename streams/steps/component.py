@@ -153,10 +153,25 @@ class ComponentStep(Step):
     def process(
         self, events: list[Event], ctx: BatchContext
     ) -> list[Event] | Awaitable[list[Event]]:
+        run = self._run(events, ctx)
         if self.is_async:
-            return self._process_async(events, ctx)
+            return run
+        # a sync component's loop never suspends: it is done at the first send
+        try:
+            run.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        run.close()
+        raise RuntimeError("the loop of a sync component suspended")
+
+    async def _run(self, events: list[Event], ctx: BatchContext) -> list[Event]:
+        """The one loop for sync and async `process`; they differ only in how a call is
+        timed. One coroutine per batch; for a sync component it is driven by a single
+        `send`, so no event loop and nothing more per record (the sync call stays inline:
+        a helper per call cost 0.13 of 1.3 µs per record)."""
         states: dict[str, _KeyState] = {}
         kept: list[Event] = []
+        is_async = self.is_async
         slot = self.slot
         call = self._process
         component = self.ctx
@@ -166,53 +181,51 @@ class ComponentStep(Step):
         accept = self._accept
         for event in events:
             state = enter(event, states)
-            started = clock()
-            if slot is not None:
-                slot.current = (started, event.partition, event.offset)
-            try:
-                returned = call(event.value, component)
-            except Exception as exc:
+            if is_async:
+                try:
+                    returned = await self._call_async(event)
+                except _Failed as failed:
+                    self._fail(event, ctx, state, failed.error)
+                    continue
+            else:
+                started = clock()
+                if slot is not None:
+                    slot.current = (started, event.partition, event.offset)
+                try:
+                    returned = call(event.value, component)
+                except Exception as exc:
+                    if slot is not None:
+                        slot.current = None
+                    self._fail(event, ctx, state, ComponentError(_describe(exc)))
+                    continue
                 if slot is not None:
                     slot.current = None
-                self._fail(event, ctx, state, ComponentError(_describe(exc)))
-                continue
-            if slot is not None:
-                slot.current = None
-            took = clock() - started
-            if took > timeout_s:  # done at last; its result came too late to trust
-                self._fail(event, ctx, state, self._too_slow(took))
-                continue
+                took = clock() - started
+                if took > timeout_s:  # done at last; its result came too late to trust
+                    self._fail(event, ctx, state, self._too_slow(took))
+                    continue
             accept(event, returned, ctx, kept, state)
         self._save(states)
         return kept
 
-    async def _process_async(self, events: list[Event], ctx: BatchContext) -> list[Event]:
-        states: dict[str, _KeyState] = {}
-        kept: list[Event] = []
+    async def _call_async(self, event: Event) -> Any:
         slot = self.slot
-        for event in events:
-            state = self._enter(event, states)
+        if slot is not None:
+            slot.begin(event.partition, event.offset)
+        deadline = asyncio.timeout(self.timeout_s)
+        try:
+            async with deadline:
+                return await self._process(event.value, self.ctx)
+        except TimeoutError as exc:
+            expired = deadline.expired()
+            raise _Failed(
+                self._too_slow(None) if expired else ComponentError(_describe(exc))
+            ) from None
+        except Exception as exc:
+            raise _Failed(ComponentError(_describe(exc))) from None
+        finally:
             if slot is not None:
-                slot.begin(event.partition, event.offset)
-            deadline = asyncio.timeout(self.timeout_s)
-            try:
-                async with deadline:
-                    returned = await self._process(event.value, self.ctx)
-            except TimeoutError as exc:
-                error: RecordError = (
-                    self._too_slow(None) if deadline.expired() else ComponentError(_describe(exc))
-                )
-                self._fail(event, ctx, state, error)
-                continue
-            except Exception as exc:
-                self._fail(event, ctx, state, ComponentError(_describe(exc)))
-                continue
-            finally:
-                if slot is not None:
-                    slot.end()
-            self._accept(event, returned, ctx, kept, state)
-        self._save(states)
-        return kept
+                slot.end()
 
     def _too_slow(self, took: float | None) -> ComponentTimeout:
         limit = format_duration_ms(self.timeout_ms)
@@ -304,6 +317,14 @@ class ComponentStep(Step):
 
 class _NotJson(Exception):
     pass
+
+
+class _Failed(Exception):
+    """A call of `process` that makes its record a dead letter with `error`."""
+
+    def __init__(self, error: RecordError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from models.pipeline import AlertSpec, DedupeSpec, EnrichSpec, RateLimitSpec
 from streams.errors import RecordError
@@ -66,92 +66,113 @@ def key_or_dead_letter(
     return key
 
 
-class DedupeStep(Step):
+class KeyedStep(Step):
+    """A step that keeps or drops each record by its key's state: the key from `fields`
+    (a record without it is a dead letter), each key's state read once per batch and
+    written back once (`KeyedState`), the dropped records counted under `drop_reason`.
+    A subclass says what happens to one record (`admit`) and, if it must, what happens
+    after the batch (`after_batch`)."""
+
+    drop_reason: ClassVar[str]
+
+    def __init__(self, name: str, fields: Sequence[str], store: StateStore) -> None:
+        super().__init__(name)
+        self.fields = fields
+        self.store = store
+
+    def admit(self, event: Event, key: str, state: KeyedState, ctx: BatchContext) -> bool | None:
+        """True: the record goes on; False: it is dropped (counted); None: it was made a
+        dead letter."""
+        raise NotImplementedError
+
+    def after_batch(self, state: KeyedState) -> None:
+        """Before the batch's state is written back."""
+
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
+        state = KeyedState(self.store)
+        kept = []
+        dropped = 0
+        admit = self.admit
+        for event in events:
+            key = key_or_dead_letter(event, self.fields, self, ctx)
+            if key is None:
+                continue
+            verdict = admit(event, key, state, ctx)
+            if verdict:
+                kept.append(event)
+            elif verdict is False:
+                dropped += 1
+        self.after_batch(state)
+        state.write_back()
+        ctx.drop(self.name, self.drop_reason, dropped)
+        return kept
+
+
+class DedupeStep(KeyedStep):
     """Keeps the first record per key within `within` of event time. A key's entry is
     purged once the partition's watermark is `within` past it, so state stays bounded."""
 
     kind = "dedupe"
+    drop_reason = "duplicate"
 
     def __init__(self, name: str, spec: DedupeSpec, store: StateStore) -> None:
-        super().__init__(name)
-        self.fields = spec.key
+        super().__init__(name, spec.key, store)
         self.within = spec.within
-        self.store = store
         self.reset()
 
     def reset(self) -> None:
         self.watermarks: dict[int, int] = {}
         self.expiry: dict[int, list[tuple[int, str]]] = {}
 
-    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
-        state = KeyedState(self.store)
-        kept = []
-        duplicates = 0
-        for event in events:
-            key = key_or_dead_letter(event, self.fields, self, ctx)
-            if key is None:
-                continue
-            t = event.timestamp_ms
-            partition = event.partition
-            self.watermarks[partition] = max(self.watermarks.get(partition, t), t)
-            first = state.get(key)
-            if first is not None and abs(t - first) < self.within:
-                duplicates += 1
-                continue
-            state.set(key, t, partition)
-            heapq.heappush(self.expiry.setdefault(partition, []), (t + self.within, key))
-            kept.append(event)
+    def admit(self, event: Event, key: str, state: KeyedState, ctx: BatchContext) -> bool:
+        t = event.timestamp_ms
+        partition = event.partition
+        self.watermarks[partition] = max(self.watermarks.get(partition, t), t)
+        first = state.get(key)
+        if first is not None and abs(t - first) < self.within:
+            return False
+        state.set(key, t, partition)
+        heapq.heappush(self.expiry.setdefault(partition, []), (t + self.within, key))
+        return True
+
+    def after_batch(self, state: KeyedState) -> None:
         for partition, heap in self.expiry.items():
             watermark = self.watermarks.get(partition, 0)
             while heap and heap[0][0] <= watermark:
                 expires, key = heapq.heappop(heap)
                 if state.get(key) == expires - self.within:
                     state.set(key, None, partition)
-        state.write_back()
-        ctx.drop(self.name, "duplicate", duplicates)
-        return kept
 
 
-class RateLimitStep(Step):
+class RateLimitStep(KeyedStep):
     """A token bucket per key in event time: `rate` tokens per `per`, up to `burst`."""
 
     kind = "ratelimit"
+    drop_reason = "ratelimit"
 
     def __init__(self, name: str, spec: RateLimitSpec, store: StateStore) -> None:
-        super().__init__(name)
-        self.fields = spec.key
+        super().__init__(name, spec.key, store)
         self.per_ms = spec.rate / spec.per
         self.burst = spec.burst if spec.burst is not None else spec.rate
         self.to_dlq = spec.action == "dlq"
-        self.store = store
 
-    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
-        state = KeyedState(self.store)
-        kept = []
-        limited = 0
-        for event in events:
-            key = key_or_dead_letter(event, self.fields, self, ctx)
-            if key is None:
-                continue
-            t = event.timestamp_ms
-            bucket = state.get(key)
-            tokens, last = (self.burst, t) if bucket is None else bucket
-            tokens = min(self.burst, tokens + max(0, t - last) * self.per_ms)
-            if tokens >= 1:
-                tokens -= 1
-                kept.append(event)
-            elif self.to_dlq:
-                ctx.dead_letter(
-                    event,
-                    self.name,
-                    RecordError(f"rate limit for key {key!r} exceeded", "ratelimit"),
-                )
-            else:
-                limited += 1
-            state.set(key, [tokens, max(t, last)], event.partition)
-        state.write_back()
-        ctx.drop(self.name, "ratelimit", limited)
-        return kept
+    def admit(self, event: Event, key: str, state: KeyedState, ctx: BatchContext) -> bool | None:
+        t = event.timestamp_ms
+        bucket = state.get(key)
+        tokens, last = (self.burst, t) if bucket is None else bucket
+        tokens = min(self.burst, tokens + max(0, t - last) * self.per_ms)
+        verdict: bool | None = True
+        if tokens >= 1:
+            tokens -= 1
+        elif self.to_dlq:
+            ctx.dead_letter(
+                event, self.name, RecordError(f"rate limit for key {key!r} exceeded", "ratelimit")
+            )
+            verdict = None
+        else:
+            verdict = False
+        state.set(key, [tokens, max(t, last)], event.partition)
+        return verdict
 
 
 class AlertStep(Step):

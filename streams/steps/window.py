@@ -128,7 +128,9 @@ class WindowStep(Step):
         self.emit_updates = spec.emit == "updates"
         self.late_to_dlq = spec.late == "dlq"
         self.names = list(spec.aggregates)
-        self.aggregates: list[Aggregate] = [make_aggregate(c) for c in spec.aggregates.values()]
+        self.aggregates: list[Aggregate[Any]] = [
+            make_aggregate(c) for c in spec.aggregates.values()
+        ]
         # each distinct argument is evaluated once per record: sum(x), avg(x), max(x) and
         # percentile(x, q) all read x
         distinct: dict[str, int] = {}
