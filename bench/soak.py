@@ -281,6 +281,8 @@ class Soak:
             now = self._clocks()
             self.samples.append(self._sample(previous, current, clocks, now, producer, began))
             previous, clocks = current, now
+            if len(self.samples) % max(1, round(60 / interval)) == 0:
+                progress(f"  {minute_line(self.samples, self.sources, interval)}")
 
     def _sample(
         self,
@@ -320,6 +322,25 @@ class Soak:
 
 
 # --- analysis ----------------------------------------------------------------------------
+def minute_line(samples: list[Sample], sources: list[str], interval: float) -> str:
+    """The last minute of samples in a line: a long phase says how it goes."""
+    last = samples[-1]
+    span = samples[-max(1, round(60 / interval)) - 1 :]
+    first = span[0] if len(span) > 1 else None
+    seconds = last.t - (first.t if first is not None else 0.0)
+
+    def processed(sample: Sample) -> float:
+        return min(sample.events_in.get(name, 0.0) for name in sources)
+
+    produced = last.produced - (first.produced if first is not None else 0)
+    done = processed(last) - (processed(first) if first is not None else 0.0)
+    rss = "?" if last.rss_mb is None else f"{last.rss_mb:.0f} MB"
+    p99 = last.latency_ms.get("p99")
+    return (
+        f"{last.t / 60:4.1f} min: produced {produced / seconds:,.0f}/s, "
+        f"processed {done / seconds:,.0f}/s, source lag {last.source_lag:,.0f}, RSS {rss}, "
+        f"p99 {'?' if p99 is None else p99} ms"
+    )
 
 
 def warm_up_seconds(phase_seconds: float) -> float:

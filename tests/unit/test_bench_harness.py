@@ -13,6 +13,7 @@ from bench.soak import (
     interval_ratios,
     keep_up_checks,
     linear_fit_r2,
+    minute_line,
     overload_checks,
 )
 from bench.support import Histogram, Metrics, exact_quantiles_ms
@@ -145,3 +146,14 @@ def test_a_broker_whose_run_fails_is_recorded_and_the_other_still_runs() -> None
         "tansu": {"failed": "the worker exited 70"},
         "apache-kafka": {"ran": "apache-kafka"},
     }
+
+
+def test_a_long_phase_reports_each_minute_in_a_line() -> None:
+    samples = [_sample(10 * i, 1000 * i, 900 * i, 100 * i, 150.0) for i in range(1, 13)]
+    line = minute_line(samples, ["a", "b"], 10.0)
+    # the last minute: 60 s, 6,000 produced and 5,400 read by the slower pipeline
+    assert line == (
+        " 2.0 min: produced 100/s, processed 90/s, source lag 1,200, RSS 150 MB, p99 ? ms"
+    )
+    first = minute_line(samples[:6], ["a"], 10.0)
+    assert first.startswith(" 1.0 min: produced 100/s, processed 90/s")
