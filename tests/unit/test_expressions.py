@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.errors import ExpressionError, ExpressionRuntimeError
-from streams.expressions import (
+from streams.sql.expressions import (
     compile_condition,
     compile_expression,
     literal_expression,

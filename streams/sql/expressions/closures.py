@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from streams import sql_functions as fn
 from streams.errors import ExpressionRuntimeError
-from streams.expressions.base import Evaluator, Record
+from streams.sql import functions as fn
+from streams.sql.expressions.base import Evaluator, Record
 
 # --- closures --------------------------------------------------------------------------
 # Each builder returns a closure over already-compiled children. They are written out (not

@@ -1,7 +1,7 @@
 """SQL expressions over records, parsed once with sqlglot and compiled to Python closures.
 
 An expression reads record fields (`amount`, nested `a.b.c`) and calls the whitelisted
-functions in `streams.sql_functions`; it can do nothing else. No string is ever passed to
+functions in `streams.sql.functions`; it can do nothing else. No string is ever passed to
 eval, exec or compile, and no attribute of a Python object is reachable from SQL.
 
 NULL follows SQL's three-valued logic: None in, None out, with AND/OR/NOT/IS as SQL
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from streams import sql_functions as fn
 from streams.errors import ExpressionError, ExpressionRuntimeError
-from streams.expressions.aggregate_calls import AggregateCall, parse_aggregate
-from streams.expressions.base import Evaluator, Expression, Record, describe_failure
-from streams.expressions.batch import _batch_checked, _batch_constant
-from streams.expressions.compiler import _BOOLEAN_NODES, _NOT_CONDITIONS, _Compiler
-from streams.expressions.parsing import (
+from streams.sql import functions as fn
+from streams.sql.expressions.aggregate_calls import AggregateCall, parse_aggregate
+from streams.sql.expressions.base import Evaluator, Expression, Record, describe_failure
+from streams.sql.expressions.batch import _batch_checked, _batch_constant
+from streams.sql.expressions.compiler import _BOOLEAN_NODES, _NOT_CONDITIONS, _Compiler
+from streams.sql.expressions.parsing import (
     MAX_NESTING,
     _nesting_guard,
     _only_field,
