@@ -160,7 +160,8 @@ class ComponentStep(Step):
         try:
             run.send(None)
         except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+            kept: list[Event] = done.value
+            return kept
         run.close()
         raise RuntimeError("the loop of a sync component suspended")
 
