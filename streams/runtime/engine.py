@@ -31,6 +31,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -47,6 +48,7 @@ from aiokafka.structs import TopicPartition
 
 from models.settings import Settings
 from streams.errors import SluiceError
+from streams.runtime.backpressure import Backpressure
 from streams.runtime.changelog import (
     LOCAL_STATE_DIR,
     ChangelogStore,
@@ -95,6 +97,17 @@ class EngineError(SluiceError):
     """The data path cannot go on; the worker exits non-zero and restarts clean."""
 
 
+def _fetchable_end(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """Where the records a read_committed consumer can fetch end, as the last fetch saw it:
+    the last stable offset (records of open transactions — a killed exactly-once worker's,
+    until it times out — are not waiting, they cannot be read yet), else the highwater."""
+    stable = consumer.last_stable_offset(tp)
+    if stable is not None and stable >= 0:
+        return int(stable)
+    end = consumer.highwater(tp)
+    return None if end is None else int(end)
+
+
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -127,6 +140,11 @@ class Engine:
             if runner.repartition_topic is not None:
                 self.rekey_runners.setdefault(runner.source_topic, []).append(runner)
         self.topics = sorted({*self.stage_runners, *self.rekey_runners})
+        written = {topic for runner in self.runners for topic in runner.spec.output_topics()}
+        written |= {r.repartition_topic for r in self.runners if r.repartition_topic is not None}
+        self.backpressure = Backpressure(
+            [topic for topic in self.topics if topic in written], self.batch_max
+        )
         self.store_topic: dict[ChangelogStore, str] = {
             store: runner.stage_topic for runner in self.runners for store in runner.stores
         }
@@ -240,6 +258,7 @@ class Engine:
                 self.idle = not batches
                 if batches:
                     await self._process(batches)
+                self._hold_or_release_sources()
                 now = time.monotonic()
                 if self.uncommitted and (
                     self.idle or now - self.last_commit >= self.commit_interval
@@ -317,6 +336,27 @@ class Engine:
         self.records_processed += count
         self.uncommitted = True
         self.last_progress = time.monotonic()
+
+    def _hold_or_release_sources(self) -> None:
+        """streams.runtime.backpressure: sources held while internal topics are behind."""
+        backpressure = self.backpressure
+        if not backpressure.internal_topics or self.rebalancing:
+            return
+        consumer = self.consumer
+        # what the consumer has assigned now (a rebalance may be under way: aiokafka
+        # refuses the highwater and the pause of a partition it no longer assigns)
+        assigned = consumer.assignment() & self.owned
+        lag = backpressure.internal_lag(assigned, self.next, partial(_fetchable_end, consumer))
+        verdict = backpressure.decide(lag)
+        if verdict is None:
+            return
+        sources = [tp for tp in assigned if tp.topic not in backpressure.internal_topics]
+        if verdict:
+            consumer.pause(*sources)
+            log.debug("%d records wait on internal topics: sources held", lag)
+        else:
+            consumer.resume(*sources)
+            log.debug("internal topics caught up (%d records wait): sources resumed", lag)
 
     async def _undecodable(self, exc: KafkaError) -> EngineError:
         """Which partition and offset the consumer cannot decode, and what to do: the
@@ -506,6 +546,7 @@ class Engine:
             consumer.seek(tp, offset)
         await self._restore(starts, kept)
         self.owned = assigned
+        self.backpressure.reset()  # a new assignment pauses nothing
         self.generation = self._generation()
         self.state_ahead = False
         self.rebalancing = False

@@ -1,0 +1,71 @@
+"""Backpressure between a worker's own topics.
+
+A worker reads topics its own pipelines write: a re-keyed pipeline's repartition topic, a
+derived stream another pipeline reads (`payments_eur` → `merchant_minutes`). Under more
+load than it can take, the consumer keeps handing it source records, and the pipelines
+behind an internal topic fall further behind without bound while the source pipelines
+keep pace. Measured (2026-11-27, `sluice bench soak`, 10 minutes at 120% of the maximum on
+Apache Kafka): the pipelines reading `payments` directly ran at 11,329/s, 0.98 of the
+maximum, the re-keyed payments-risk at 7,773/s and merchant_minutes at 8,422/s; at the end
+1.5M records waited on `payments` and 3.1M on the internal topics — a lag that an
+autoscaler watching the source topic never sees, and results of those pipelines minutes
+late.
+
+So, as Kafka Streams pauses a partition whose buffer is full: when the records waiting
+on the internal partitions this worker owns pass `hold_at`, the worker pauses its other
+(source) partitions and works through the internal ones; below `release_at` it resumes
+them. Every pipeline then moves at the same pace and the backlog waits on the source topic,
+where the lag metric and the autoscaler look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+
+from aiokafka.structs import TopicPartition
+
+HOLD_AT_BATCHES = 20  # internal records waiting, in batches (batch_max), before a hold
+RELEASE_AT_BATCHES = 5
+
+
+class Backpressure:
+    """Whether the source partitions should be held, from the internal partitions' lag."""
+
+    def __init__(self, internal_topics: Collection[str], batch_max: int) -> None:
+        self.internal_topics = frozenset(internal_topics)
+        self.hold_at = HOLD_AT_BATCHES * batch_max
+        self.release_at = RELEASE_AT_BATCHES * batch_max
+        self.held = False
+        self.holds = 0  # how many times the sources were held (for the log and tests)
+
+    def internal_lag(
+        self,
+        owned: Collection[TopicPartition],
+        next_offsets: Mapping[TopicPartition, int],
+        end_offset: Callable[[TopicPartition], int | None],
+    ) -> int:
+        """Records waiting on the internal partitions among `owned`: the end offset the
+        last fetch saw (None: not fetched yet) minus the next offset to process."""
+        lag = 0
+        for tp in owned:
+            if tp.topic in self.internal_topics:
+                end = end_offset(tp)
+                position = next_offsets.get(tp)
+                if end is not None and position is not None and end > position:
+                    lag += end - position
+        return lag
+
+    def decide(self, internal_lag: int) -> bool | None:
+        """True: hold the sources now; False: release them now; None: no change."""
+        if not self.held and internal_lag > self.hold_at:
+            self.held = True
+            self.holds += 1
+            return True
+        if self.held and internal_lag <= self.release_at:
+            self.held = False
+            return False
+        return None
+
+    def reset(self) -> None:
+        """A new assignment: the consumer pauses nothing any more."""
+        self.held = False
