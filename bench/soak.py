@@ -38,7 +38,6 @@ import contextlib
 import itertools
 import shutil
 import statistics
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -122,13 +121,7 @@ class PaymentFeed:
 
 
 class Producer:
-    """Sends the feed at a fixed rate until stopped; counts what it sent and what failed.
-
-    librdkafka (confluent-kafka) in a thread of its own, not aiokafka in the bench's event
-    loop: the load generator shares the 2-core machine with the worker under test, and
-    aiokafka's Python `send` took most of a core at 13,858/s (the 120% phase), which the
-    worker then lacked (bench/README, "120% on the quiet machine"). acks=1 and murmur2 keys,
-    as aiokafka's defaults were."""
+    """Sends the feed at a fixed rate until stopped; counts what it sent."""
 
     def __init__(self, address: str, feed: PaymentFeed, rate: float) -> None:
         self.address = address
@@ -136,59 +129,44 @@ class Producer:
         self.rate = rate
         self.sent = 0
         self.failed = 0
-        self.error: str | None = None
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="soak producer", daemon=True)
+        self._task: asyncio.Task[None] | None = None
+        self._halt = asyncio.Event()
 
     async def start(self) -> None:
-        self._thread.start()
+        from aiokafka import AIOKafkaProducer
 
-    def _delivered(self, error: Any, _message: Any) -> None:
-        if error is not None:
-            self.failed += 1
-
-    def _run(self) -> None:
-        from confluent_kafka import Producer as KafkaProducer
-
-        producer = KafkaProducer(
-            {
-                "bootstrap.servers": self.address,
-                "linger.ms": 5,
-                "batch.size": 262_144,
-                "acks": 1,
-                "partitioner": "murmur2_random",
-                "queue.buffering.max.messages": 1_000_000,
-                "log_level": 3,
-            }
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.address, linger_ms=5, max_batch_size=262_144
         )
-        send, poll, delivered = producer.produce, producer.poll, self._delivered
+        await producer.start()
+        self._task = asyncio.create_task(self._send(producer))
+
+    async def _send(self, producer: Any) -> None:
+        pending: list[asyncio.Future[Any]] = []
         began = time.monotonic()
         try:
             while not self._halt.is_set():
                 key, line = self.feed.next()
-                while True:
-                    try:
-                        send(SOURCE, line, key, on_delivery=delivered)
-                        break
-                    except BufferError:
-                        poll(0.005)
+                pending.append(await producer.send(SOURCE, line, key=key))
                 self.sent += 1
-                if self.sent % 1000 == 0:  # delivery reports
-                    poll(0)
                 ahead = self.sent / self.rate - (time.monotonic() - began)
                 if ahead > 0.001:
-                    time.sleep(ahead)
-        except Exception as exc:  # the phase reports it instead of hanging on a dead thread
-            self.error = f"{type(exc).__name__}: {exc}"
+                    await asyncio.sleep(ahead)
+                if len(pending) >= 2_000:
+                    await self._settle(pending)
+            await self._settle(pending)
         finally:
-            self.failed += producer.flush(60)
+            await producer.stop()
+
+    async def _settle(self, pending: list[asyncio.Future[Any]]) -> None:
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        self.failed += sum(1 for r in results if isinstance(r, BaseException))
+        pending.clear()
 
     async def stop(self) -> None:
         self._halt.set()
-        if self._thread.is_alive():
-            await asyncio.to_thread(self._thread.join)
-        if self.error is not None:
-            raise BenchError(f"the producer failed: {self.error}")
+        if self._task is not None:
+            await self._task
 
 
 async def produce_all(address: str, topic: str, lines: list[tuple[bytes | None, bytes]]) -> None:
