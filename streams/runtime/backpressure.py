@@ -12,10 +12,10 @@ autoscaler watching the source topic never sees, and results of those pipelines 
 late.
 
 So, as Kafka Streams pauses a partition whose buffer is full: when the records waiting
-on the internal partitions this worker owns pass `hold_at`, the worker pauses its other
-(source) partitions and works through the internal ones; below `release_at` it resumes
-them. Every pipeline then moves at the same pace and the backlog waits on the source topic,
-where the lag metric and the autoscaler look.
+on the internal partitions this worker owns pass `hold_at`, the worker polls only those
+(its source partitions' fetched records stay buffered in the consumer) until `release_at`
+or fewer wait. Every pipeline then moves at the same pace and the backlog waits on the
+source topic, where the lag metric and the autoscaler look.
 """
 
 from __future__ import annotations
@@ -67,5 +67,5 @@ class Backpressure:
         return None
 
     def reset(self) -> None:
-        """A new assignment: the consumer pauses nothing any more."""
+        """A new assignment: nothing held."""
         self.held = False

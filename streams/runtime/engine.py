@@ -66,6 +66,7 @@ from streams.runtime.topics import ensure_topics
 from streams.tracing import current_pipeline
 
 log = logging.getLogger("sluice.engine")
+HOLD_LOG_INTERVAL_S = 60.0
 
 # A commit every quarter second bounds what a crash makes the group process again; the
 # checkpoint's pause (two round trips to the broker) stays under 2% of the time.
@@ -145,6 +146,8 @@ class Engine:
         self.backpressure = Backpressure(
             [topic for topic in self.topics if topic in written], self.batch_max
         )
+        self.polled_while_held: list[TopicPartition] = []  # empty: every partition
+        self.last_hold_log = -HOLD_LOG_INTERVAL_S
         self.store_topic: dict[ChangelogStore, str] = {
             store: runner.stage_topic for runner in self.runners for store in runner.stores
         }
@@ -250,7 +253,10 @@ class Engine:
         batch_max = self.batch_max
         while not self.stopping.is_set():
             try:
-                batches = await consumer.getmany(timeout_ms=self.poll_ms, max_records=batch_max)
+                # polled_while_held: the internal partitions (backpressure), else all
+                batches = await consumer.getmany(
+                    *self.polled_while_held, timeout_ms=self.poll_ms, max_records=batch_max
+                )
             except (UnsupportedCodecError, CorruptRecordException) as exc:
                 raise await self._undecodable(exc) from None
             self._raise_failure()
@@ -338,24 +344,32 @@ class Engine:
         self.last_progress = time.monotonic()
 
     def _hold_or_release_sources(self) -> None:
-        """streams.runtime.backpressure: sources held while internal topics are behind."""
+        """streams.runtime.backpressure: while the internal topics are behind, polls take
+        records of the internal partitions only. (Not `consumer.pause`: aiokafka drops a
+        paused partition's fetched records, to be fetched again after the resume; a
+        filtered poll leaves them buffered.)"""
         backpressure = self.backpressure
         if not backpressure.internal_topics or self.rebalancing:
             return
         consumer = self.consumer
-        # what the consumer has assigned now (a rebalance may be under way: aiokafka
-        # refuses the highwater and the pause of a partition it no longer assigns)
+        # what the consumer has assigned now (a rebalance may be under way)
         assigned = consumer.assignment() & self.owned
         lag = backpressure.internal_lag(assigned, self.next, partial(_fetchable_end, consumer))
         verdict = backpressure.decide(lag)
-        if verdict is None:
-            return
-        sources = [tp for tp in assigned if tp.topic not in backpressure.internal_topics]
         if verdict:
-            consumer.pause(*sources)
-            log.debug("%d records wait on internal topics: sources held", lag)
-        else:
-            consumer.resume(*sources)
+            internal = backpressure.internal_topics
+            self.polled_while_held = [tp for tp in assigned if tp.topic in internal]
+            now = time.monotonic()
+            if now - self.last_hold_log >= HOLD_LOG_INTERVAL_S:  # a line a minute at most
+                self.last_hold_log = now
+                log.info(
+                    "%d records wait on internal topics: sources held until they catch up "
+                    "(%d holds so far)",
+                    lag,
+                    backpressure.holds,
+                )
+        elif verdict is False:
+            self.polled_while_held = []
             log.debug("internal topics caught up (%d records wait): sources resumed", lag)
 
     async def _undecodable(self, exc: KafkaError) -> EngineError:
@@ -546,7 +560,8 @@ class Engine:
             consumer.seek(tp, offset)
         await self._restore(starts, kept)
         self.owned = assigned
-        self.backpressure.reset()  # a new assignment pauses nothing
+        self.backpressure.reset()  # a new assignment: nothing held
+        self.polled_while_held = []
         self.generation = self._generation()
         self.state_ahead = False
         self.rebalancing = False
@@ -635,15 +650,6 @@ class Engine:
                 continue
             done = self.committed.get(tp, end)
             if self.idle and not self.uncommitted:
-                done = max(done, await consumer.position(tp))
-            found[(tp.topic, tp.partition)] = max(0, end - done)
-        return found
-        for tp in list(self.owned):
-            end = consumer.last_stable_offset(tp)
-            if end is None:
-                continue
-            done = self.next.get(tp, end)
-            if self.idle:
                 done = max(done, await consumer.position(tp))
             found[(tp.topic, tp.partition)] = max(0, end - done)
         return found
