@@ -814,7 +814,10 @@ class WindowStep(Step):
         grace = self.grace
         updates = self.emit_updates
         pop = heapq.heappop
-        for partition, heap in self.heaps.items():
+        # partitions in order: which one registered a window first depends on the path
+        # (batch or one by one) and on set order, and the results' order must not
+        for partition in sorted(self.heaps):
+            heap = self.heaps[partition]
             watermark = watermarks.get(partition)
             due = self._due[partition]
             while heap and (final or (watermark is not None and heap[0] <= watermark)):
