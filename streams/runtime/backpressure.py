@@ -37,6 +37,24 @@ class Backpressure:
         self.release_at = RELEASE_AT_BATCHES * batch_max
         self.held = False
         self.holds = 0  # how many times the sources were held (for the log and tests)
+        # what a poll takes: the internal partitions while held, else [] (every partition)
+        self.polled: list[TopicPartition] = []
+
+    def update(
+        self,
+        assigned: Collection[TopicPartition],
+        next_offsets: Mapping[TopicPartition, int],
+        end_offset: Callable[[TopicPartition], int | None],
+    ) -> tuple[bool | None, int]:
+        """`decide` on the internal lag of the `assigned` partitions, `polled` following
+        it; returns the verdict and the lag."""
+        lag = self.internal_lag(assigned, next_offsets, end_offset)
+        verdict = self.decide(lag)
+        if verdict:
+            self.polled = [tp for tp in assigned if tp.topic in self.internal_topics]
+        elif verdict is False:
+            self.polled = []
+        return verdict, lag
 
     def internal_lag(
         self,
@@ -69,3 +87,4 @@ class Backpressure:
     def reset(self) -> None:
         """A new assignment: nothing held."""
         self.held = False
+        self.polled = []

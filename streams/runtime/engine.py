@@ -146,7 +146,6 @@ class Engine:
         self.backpressure = Backpressure(
             [topic for topic in self.topics if topic in written], self.batch_max
         )
-        self.polled_while_held: list[TopicPartition] = []  # empty: every partition
         self.last_hold_log = -HOLD_LOG_INTERVAL_S
         self.store_topic: dict[ChangelogStore, str] = {
             store: runner.stage_topic for runner in self.runners for store in runner.stores
@@ -253,9 +252,9 @@ class Engine:
         batch_max = self.batch_max
         while not self.stopping.is_set():
             try:
-                # polled_while_held: the internal partitions (backpressure), else all
+                # backpressure.polled: the internal partitions while held, else [] (all)
                 batches = await consumer.getmany(
-                    *self.polled_while_held, timeout_ms=self.poll_ms, max_records=batch_max
+                    *self.backpressure.polled, timeout_ms=self.poll_ms, max_records=batch_max
                 )
             except (UnsupportedCodecError, CorruptRecordException) as exc:
                 raise await self._undecodable(exc) from None
@@ -354,11 +353,8 @@ class Engine:
         consumer = self.consumer
         # what the consumer has assigned now (a rebalance may be under way)
         assigned = consumer.assignment() & self.owned
-        lag = backpressure.internal_lag(assigned, self.next, partial(_fetchable_end, consumer))
-        verdict = backpressure.decide(lag)
+        verdict, lag = backpressure.update(assigned, self.next, partial(_fetchable_end, consumer))
         if verdict:
-            internal = backpressure.internal_topics
-            self.polled_while_held = [tp for tp in assigned if tp.topic in internal]
             now = time.monotonic()
             if now - self.last_hold_log >= HOLD_LOG_INTERVAL_S:  # a line a minute at most
                 self.last_hold_log = now
@@ -369,7 +365,6 @@ class Engine:
                     backpressure.holds,
                 )
         elif verdict is False:
-            self.polled_while_held = []
             log.debug("internal topics caught up (%d records wait): sources resumed", lag)
 
     async def _undecodable(self, exc: KafkaError) -> EngineError:
@@ -561,7 +556,6 @@ class Engine:
         await self._restore(starts, kept)
         self.owned = assigned
         self.backpressure.reset()  # a new assignment: nothing held
-        self.polled_while_held = []
         self.generation = self._generation()
         self.state_ahead = False
         self.rebalancing = False

@@ -35,3 +35,18 @@ def test_sources_are_held_above_hold_at_and_released_at_release_at_not_between()
     backpressure.reset()  # a new assignment: the consumer holds nothing
     assert not backpressure.held
     assert backpressure.decide(3_000) is True
+
+
+def test_while_held_a_poll_takes_the_internal_partitions_only() -> None:
+    backpressure = Backpressure(["app-risk-repartition"], batch_max=100)
+    assigned = [SOURCE, *INTERNAL]
+    positions = {INTERNAL[0]: 0, INTERNAL[1]: 0}
+    verdict, lag = backpressure.update(assigned, positions, {INTERNAL[0]: 2_500}.get)
+    assert (verdict, lag) == (True, 2_500)
+    assert sorted(backpressure.polled) == sorted(INTERNAL)
+    verdict, lag = backpressure.update(assigned, positions, {INTERNAL[0]: 400}.get)
+    assert (verdict, lag) == (False, 400)
+    assert backpressure.polled == []  # every partition again
+    backpressure.update(assigned, positions, {INTERNAL[0]: 2_500}.get)
+    backpressure.reset()
+    assert backpressure.polled == []
