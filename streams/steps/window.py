@@ -215,12 +215,17 @@ class WindowStep(Step):
         # windows whose int sum is too large for the batch path's bound (see aggregates)
         self._near_limit: set[Window] = set()
 
-    def _load_all(self) -> None:
-        """Rebuild the close-time index from the store (after a restart or rebalance)."""
+    def _load_all(self, now_ms: int) -> None:
+        """Rebuild the close-time index from the store (after a restart or rebalance).
+        A restored partition counts as seen now: without a record after the restore it
+        is idle from now on, and its windows close by wall clock like any idle
+        partition's (issue 22: a quiet topic kept its restored windows open forever)."""
         self._loaded = True
         for key in list(self.store.keys()):
             if key.startswith(_WATERMARK_PREFIX):
-                self.watermarks[int(key.rpartition(":")[2])] = int(self.store.get(key))
+                partition = int(key.rpartition(":")[2])
+                self.watermarks[partition] = int(self.store.get(key))
+                self.last_seen_ms.setdefault(partition, now_ms)
                 continue
             if is_bookkeeping(key):
                 continue
@@ -297,7 +302,7 @@ class WindowStep(Step):
 
     def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         if not self._loaded:
-            self._load_all()
+            self._load_all(ctx.now_ms)
         batch = self._batch_keys(events) if self._batched else None
         if batch is not None:
             if self._tumbling_final and len(set(map(_PARTITION, events))) == 1:
@@ -903,15 +908,16 @@ class WindowStep(Step):
         partitions idle for `grace` (at least a second) of wall-clock time, as if their
         event time had advanced with the clock."""
         if not self._loaded:
-            self._load_all()
+            self._load_all(ctx.now_ms)
         touched: dict[str, set[int]] = {}
         if final:
             results = self._close(ctx, touched, final=True, watermarks=self.watermarks)
         else:
             idle_after = max(self.grace, 1000)
+            now = ctx.now_ms
             advanced = {}
             for partition, watermark in self.watermarks.items():
-                idle = ctx.now_ms - self.last_seen_ms.get(partition, ctx.now_ms)
+                idle = now - self.last_seen_ms.setdefault(partition, now)
                 if idle >= idle_after:
                     advanced[partition] = watermark + idle
             results = (
