@@ -905,8 +905,16 @@ class WindowStep(Step):
 
     def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:
         """End of input (`final`): close every window. Otherwise close the windows of
-        partitions idle for `grace` (at least a second) of wall-clock time, as if their
-        event time had advanced with the clock."""
+        partitions idle for `grace` (at least a second) of wall-clock time: their event
+        time is taken to be at least the wall clock from then on, and to advance with it.
+
+        Why at least the wall clock: advancing the watermark only by the idle time left
+        a window ending `d` after the partition's last event open for `d + grace` of
+        idleness, whatever the event times. Input whose event time runs faster than the
+        clock (a backfill, a replayed day) kept the last windows of a 5-minute hopping
+        window for 5.5 minutes after the input stopped (issue 22: 240 of 2,700 windows
+        still open 100 s after a 12 s feed). Live input (event time near the clock)
+        closes as before: when the clock passes `window_end + grace`."""
         if not self._loaded:
             self._load_all(ctx.now_ms)
         touched: dict[str, set[int]] = {}
@@ -919,7 +927,7 @@ class WindowStep(Step):
             for partition, watermark in self.watermarks.items():
                 idle = now - self.last_seen_ms.setdefault(partition, now)
                 if idle >= idle_after:
-                    advanced[partition] = watermark + idle
+                    advanced[partition] = max(watermark + idle, now)
             results = (
                 self._close(ctx, touched, final=False, watermarks=advanced) if advanced else []
             )

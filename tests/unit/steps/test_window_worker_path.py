@@ -11,6 +11,11 @@ a clock, and compare with what each partition's records give by the contract
 
 from __future__ import annotations
 
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from models.pipeline import WindowSpec
 from streams.event_time import iso_ms
 from streams.records import BatchResult, Event
@@ -46,10 +51,11 @@ class Worker:
     """A window step as the engine drives it: batches of whole per-partition runs
     (as `getmany` returns them), checkpoints, idle flushes on a clock, restarts."""
 
-    def __init__(self, spec: WindowSpec) -> None:
+    def __init__(self, spec: WindowSpec, *, one_by_one: bool = False) -> None:
         self.spec = spec
+        self.one_by_one = one_by_one
         self.store = DictStateStore()
-        self.step = WindowStep("window", spec, self.store)
+        self.step = self._new_step()
         self.now = CLOCK_MS
         self.out: Windows = {}
 
@@ -72,7 +78,13 @@ class Worker:
     def restart(self) -> None:
         """A checkpoint, then a new process restoring the same state."""
         self.step.persist()
-        self.step = WindowStep("window", self.spec, self.store)
+        self.step = self._new_step()
+
+    def _new_step(self) -> WindowStep:
+        step = WindowStep("window", self.spec, self.store)
+        if self.one_by_one:  # the record path (the batch path is the default)
+            step._batched = False
+        return step
 
 
 def feed(worker: Worker, records: list[Record], batches: list[int], persist_every: int) -> None:
@@ -105,6 +117,71 @@ def spec_of(size_s: int, hop_s: int, grace_s: int) -> WindowSpec:
     )
 
 
+@st.composite
+def feeds(draw: st.DrawFn) -> list[Record]:
+    """Keyed records (a key stays in its partition), event time advancing with disorder
+    smaller than the grace used below."""
+    keys = draw(st.integers(1, 12))
+    partitions = draw(st.integers(1, 4))
+    now = BASE
+    records = []
+    steps = st.tuples(st.integers(0, keys - 1), st.integers(0, 4_000), st.integers(0, 2_000))
+    for key, advance, back in draw(st.lists(steps, min_size=1, max_size=200)):
+        now += advance
+        records.append((f"u{key}", key % partitions, now - back, (key * 31 + now) % 997))
+    return records
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    records=feeds(),
+    batches=st.lists(st.integers(1, 80), min_size=1, max_size=5),
+    persist_every=st.integers(1, 5),
+    shape=st.sampled_from([(10, 10), (10, 2), (10, 4), (9, 3)]),
+    restart=st.booleans(),
+)
+def test_an_idle_worker_emits_every_window_of_its_partitions(
+    records: list[Record],
+    batches: list[int],
+    persist_every: int,
+    shape: tuple[int, int],
+    restart: bool,
+) -> None:
+    """Input stops; after `grace` of idleness (and the flush that notices it) every window
+    is out, equal to brute force, each once — with or without a restart in between, on
+    the batch path and on the record path alike."""
+    size_s, hop_s = shape
+    grace_s = 3
+    expected = brute_force(records, size_s * 1000, hop_s * 1000, grace_s * 1000)
+    for one_by_one in (False, True):
+        worker = Worker(spec_of(size_s, hop_s, grace_s), one_by_one=one_by_one)
+        feed(worker, records, batches, persist_every)
+        if restart:
+            worker.restart()
+        worker.idle(grace_s * 1000 + 1000)
+        assert worker.out == expected
+        assert worker.step.open_count == 0
+
+
+def test_the_probe_of_issue_22_without_its_broker() -> None:
+    """Issue 22's scenario (hopping 5m/1m, grace 30s, 60 users, 30,000 events over 40
+    minutes of event time with up to 20 s disorder, 4 partitions at 2,500/s): before the
+    fix, 40 s after the feed stopped, 299 windows were still open (all of the last four
+    hops of every user)."""
+    rng = random.Random(22)
+    span, count = 40 * 60_000, 30_000
+    records = []
+    for i in range(count):
+        user = rng.randrange(60)
+        t = BASE + i * span // count - rng.randint(0, 20_000)
+        records.append((f"u{user}", user % 4, t, rng.randint(1, 500)))
+    worker = Worker(spec_of(300, 60, 30))
+    # 2,500 records/s polled every 20 ms: about 50 a batch
+    feed(worker, records, [50, 37, 64], persist_every=10)
+    worker.idle(40_000)
+    assert worker.out == brute_force(records, 300_000, 60_000, 30_000)
+
+
 def test_restored_windows_close_on_an_idle_partition() -> None:
     """A restart with open windows and no record after it (issue 22, case 4)."""
     records = [("a", 0, BASE + i * 1000, i) for i in range(30)]
@@ -114,6 +191,20 @@ def test_restored_windows_close_on_an_idle_partition() -> None:
     worker.idle(60_000)
     assert worker.out == brute_force(records, 10_000, 10_000, 2_000)
     assert worker.step.open_count == 0
+
+
+def test_a_partition_that_keeps_receiving_is_not_closed_early() -> None:
+    """Live input (event time near the clock): a window closes when the clock passes
+    its end plus grace, not after grace of idleness."""
+    spec = spec_of(60, 60, 5)
+    worker = Worker(spec)
+    start = CLOCK_MS - CLOCK_MS % 60_000
+    worker.now = start + 1_000
+    worker.batch([Event({"user": "a", "v": 1}, timestamp_ms=start + 1_000, partition=0)])
+    worker.idle(30_000)  # idle well past grace, the window's end (and grace) still ahead
+    assert worker.out == {}
+    worker.idle(40_000)
+    assert list(worker.out.values()) == [(1, 1, 1)]
 
 
 def test_brute_force_matches_the_contract_on_a_small_case() -> None:
