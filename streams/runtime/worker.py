@@ -19,13 +19,15 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from models.pipeline import PipelineSpec
 from models.settings import Settings
 from streams.errors import SluiceError
 from streams.runtime.changelog import WorkerState
 from streams.runtime.engine import Engine
-from streams.runtime.kafka import KafkaUnreachable, connection_options, probe
-from streams.runtime.lookups import feed_lookup_table
+from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
+from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
 from streams.runtime.metrics import Registry
 from streams.runtime.pipelines import PipelineRunner
 from streams.runtime.web import Readiness, make_web_app, serve
@@ -122,13 +124,21 @@ class SluiceWorker:
             self._spawn(self._probe_broker(), "broker probe")
             if self.demo_rate:
                 self._spawn(self._demo(self.demo_rate), "demo traffic")
-            engine_task = asyncio.create_task(self.engine.run(), name="engine")
             stop_task = asyncio.create_task(self._stop.wait())
-            await self._until_stopped(engine_task, stop_task)
+            # nothing is processed before the lookup tables are loaded (an enrich would
+            # find "no row" for rows not read yet), as Kafka Streams restores global
+            # tables before its stream threads run
+            tables_task = asyncio.create_task(self.tables_loaded.wait(), name="tables")
+            await self._until_stopped(tables_task, stop_task)
+            tables_task.cancel()
+            if not (self._stop.is_set() or self.exit_code):
+                engine_task = asyncio.create_task(self.engine.run(), name="engine")
+                await self._until_stopped(engine_task, stop_task)
+                self.engine.stopping.set()  # before waiting: the loop ends at its next turn
+                if not engine_task.done():
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await asyncio.wait_for(engine_task, timeout=2)
             self.engine.stopping.set()
-            if not engine_task.done():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(engine_task, timeout=2)
             stop_task.cancel()
         finally:
             for task in self._tasks:
@@ -137,7 +147,7 @@ class SluiceWorker:
             if web is not None:
                 await web.cleanup()
 
-    async def _until_stopped(self, engine: asyncio.Task[None], stop: asyncio.Task[Any]) -> None:
+    async def _until_stopped(self, engine: asyncio.Task[Any], stop: asyncio.Task[Any]) -> None:
         """Until a stop is asked for, the engine ends, or a task fails (a task that just
         finishes, like lookup tables when there are none, is no reason to stop)."""
         pending: set[asyncio.Task[Any]] = {engine, stop, *self._tasks}
@@ -224,25 +234,48 @@ class SluiceWorker:
         return runner
 
     async def _feed_tables(self) -> None:
+        """Every pipeline's lookup tables, kept up to date; `tables_loaded` once each is
+        read to its end offsets at start (the engine waits for it). A table row that
+        cannot be a row is a dead letter of the pipeline, sent by a producer of its own
+        (table rows are no input the engine's checkpoints commit)."""
+        tables = [
+            (runner, name, table)
+            for runner in self.runners
+            for name, table in runner.spec.tables.items()
+        ]
+        if not tables:
+            self.tables_loaded.set()
+            return
+        connection = connection_options(self.settings)
+        producer = AIOKafkaProducer(**connection, acks="all")
+        await start_client(producer, self.settings)
         feeders = []
         loaded_events = []
-        connection = connection_options(self.settings)
-        for runner in self.runners:
-            for name, table in runner.spec.tables.items():
+        try:
+            for runner, name, table in tables:
                 loaded = asyncio.Event()
                 loaded_events.append(loaded)
+                letters = TableDeadLetters(producer, runner, table.topic)
                 feeders.append(
                     feed_lookup_table(
-                        connection, table.topic, table.key, runner.lookups[name], loaded
+                        connection,
+                        name,
+                        table.topic,
+                        table.key,
+                        runner.lookups[name],
+                        loaded,
+                        letters.send,
                     )
                 )
 
-        async def all_loaded() -> None:
-            for loaded in loaded_events:
-                await loaded.wait()
-            self.tables_loaded.set()
+            async def all_loaded() -> None:
+                for loaded in loaded_events:
+                    await loaded.wait()
+                self.tables_loaded.set()
 
-        await asyncio.gather(all_loaded(), *feeders)
+            await asyncio.gather(all_loaded(), *feeders)
+        finally:
+            await producer.stop()
 
     async def _probe_broker(self) -> None:
         """A Kafka connection to a broker, with the configured TLS and SASL, every couple
