@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaProducer
 
 from models.pipeline import PipelineSpec
 from models.settings import Settings
-from streams.errors import SluiceError
-from streams.runtime.changelog import WorkerState
+from streams.errors import SluiceError, StateLayoutError
+from streams.runtime.changelog import WorkerState, changelog_topic
 from streams.runtime.engine import Engine
 from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
 from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
@@ -201,7 +201,11 @@ class SluiceWorker:
         self.readiness.crashed = f"{where}: {type(exc).__name__}: {exc}"
         self.exit_code = EXIT_CRASHED
         if isinstance(exc, SluiceError):  # explained: the message says what to do
-            log.critical("%s: %s; stopping the worker (exit %d)", where, exc, EXIT_CRASHED)
+            said = str(exc)
+            if isinstance(exc, StateLayoutError):  # the topic to delete, by its name here
+                topic = changelog_topic(self.settings.app_id, exc.store)
+                said += f" (the changelog topic is {topic})"
+            log.critical("%s: %s; stopping the worker (exit %d)", where, said, EXIT_CRASHED)
         else:
             log.critical(
                 "%s crashed: %r; stopping the worker (exit %d)",

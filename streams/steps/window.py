@@ -38,9 +38,11 @@ from streams.sql.expressions import Expression, describe_failure
 from streams.state import StateStore, bookkeeping_key, is_bookkeeping
 from streams.steps.aggregates import Aggregate, ValueKinds, make_aggregate
 from streams.steps.base import BatchContext, Step
+from streams.steps.window_layout import LAYOUT, check_count, layout_of, read_order
 
 WATERMARK = "watermark"  # a bookkeeping key per partition, in that partition's changelog
 _WATERMARK_PREFIX = bookkeeping_key(WATERMARK, 0).removesuffix("0")
+_LAYOUT_PREFIX = bookkeeping_key(LAYOUT, 0).removesuffix("0")
 
 
 def _none(_: Any) -> None:
@@ -115,10 +117,14 @@ class KeyWindows:
 class WindowStep(Step):
     kind = "window"
 
-    def __init__(self, name: str, spec: WindowSpec, store: StateStore) -> None:
+    def __init__(
+        self, name: str, spec: WindowSpec, store: StateStore, *, pipeline: str = ""
+    ) -> None:
         super().__init__(name)
         self.spec = spec
         self.store = store
+        self.pipeline = pipeline
+        self.layout = layout_of(spec)  # what the state is built from (window_layout)
         self.type = spec.type
         self.size = spec.size or 0
         self.hop = spec.hop or self.size
@@ -214,14 +220,30 @@ class WindowStep(Step):
         self._pending_count = 0
         # windows whose int sum is too large for the batch path's bound (see aggregates)
         self._near_limit: set[Window] = set()
+        # per partition: where each aggregate's state is in the stored states (None: in
+        # its place); partitions whose stored layout is the current one
+        self._orders: dict[int, list[int] | None] = {}
+        self._layout_written: set[int] = set()
 
     def _load_all(self, now_ms: int) -> None:
         """Rebuild the close-time index from the store (after a restart or rebalance).
         A restored partition counts as seen now: without a record after the restore it
         is idle from now on, and its windows close by wall clock like any idle
-        partition's (issue 22: a quiet topic kept its restored windows open forever)."""
+        partition's (issue 22: a quiet topic kept its restored windows open forever).
+        The stored layout is checked first (streams.steps.window_layout)."""
         self._loaded = True
-        for key in list(self.store.keys()):
+        keys = list(self.store.keys())
+        for key in keys:
+            if key.startswith(_LAYOUT_PREFIX):
+                partition = int(key.rpartition(":")[2])
+                self._orders[partition] = read_order(
+                    self.store.get(key),
+                    self.layout,
+                    pipeline=self.pipeline,
+                    step=self.name,
+                    store=getattr(self.store, "name", self.name),
+                )
+        for key in keys:
             if key.startswith(_WATERMARK_PREFIX):
                 partition = int(key.rpartition(":")[2])
                 self.watermarks[partition] = int(self.store.get(key))
@@ -232,8 +254,18 @@ class WindowStep(Step):
             entry = self._entry(key)
             if entry is None:
                 continue
+            if self._orders.get(entry.partition) is not None:
+                self.dirty.add(key)  # written back in the current order
             for window in entry.windows.values():
                 self._index(entry.partition, key, window)
+        for partition in {*self.watermarks, *self._orders}:
+            if self._orders.get(partition) is not None or partition not in self._orders:
+                self._write_layout(partition)  # reordered, or state from before layouts
+            self._layout_written.add(partition)
+
+    def _write_layout(self, partition: int) -> None:
+        self.store.set(bookkeeping_key(LAYOUT, partition), self.layout, partition)
+        self._layout_written.add(partition)
 
     def _entry(self, key: str) -> KeyWindows | None:
         entry = self.cache.get(key)
@@ -243,8 +275,19 @@ class WindowStep(Step):
         if data is None:
             return None
         windows = {}
+        partition = data["p"]
+        order = self._orders.get(partition)
         for start, end, last, dumped in data["w"]:
-            states = [agg.load(d) for agg, d in zip(self.aggregates, dumped, strict=True)]
+            if partition not in self._orders:  # written before layouts were stored
+                check_count(
+                    dumped,
+                    len(self.aggregates),
+                    pipeline=self.pipeline,
+                    step=self.name,
+                    store=getattr(self.store, "name", self.name),
+                )
+            ordered = dumped if order is None else [dumped[i] for i in order]
+            states = [agg.load(d) for agg, d in zip(self.aggregates, ordered, strict=True)]
             windows[start] = window = Window(start, end, states, last)
             self._check_limits(window)
         entry = KeyWindows(data["k"], data["p"], windows)
@@ -324,6 +367,8 @@ class WindowStep(Step):
         self.dirty.update(touched)
         for partition in {event.partition for event in events} & set(self.watermarks):
             self.store.set(bookkeeping_key(WATERMARK, partition), self.watermarks[partition])
+            if partition not in self._layout_written:
+                self._write_layout(partition)
         ctx.gauges["windows_open"] = self.open_count
         return results
 
@@ -940,6 +985,8 @@ class WindowStep(Step):
         for key in self.dirty:
             self._save(key)
         self.dirty.clear()
+        # every key read in another order was dirty: the store holds the current order now
+        self._orders = dict.fromkeys(self._orders)
         # every window with pending records has a dirty key: all are folded now
         self._pending_windows.clear()
         self._pending_count = 0
