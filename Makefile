@@ -21,6 +21,7 @@ lint: install
 	$(BIN)/ruff check streams models bench tests
 	$(BIN)/ruff format --check streams models bench tests
 	$(BIN)/mypy streams models bench tests/brokers
+	$(BIN)/lint-imports --no-cache   # the layer contracts in pyproject.toml [tool.importlinter]
 
 test: install lint
 # Two processes, each taking whole test files (module fixtures stay in one process; each
