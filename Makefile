@@ -20,7 +20,7 @@ run: install
 lint: install
 	$(BIN)/ruff check streams models bench tests
 	$(BIN)/ruff format --check streams models bench tests
-	$(BIN)/mypy streams models bench tests/brokers
+	$(BIN)/mypy streams models bench tests
 
 test: install lint
 # Two processes, each taking whole test files (module fixtures stay in one process; each

@@ -117,7 +117,7 @@ def _generate(directory: Path, generator: dict[str, Any], resources: list[Resour
 
 def _matches(resource: Resource, target: dict[str, Any]) -> bool:
     group, _, version = resource["apiVersion"].rpartition("/")
-    return (
+    return bool(
         target.get("kind", resource["kind"]) == resource["kind"]
         and target.get("name", resource["metadata"]["name"]) == resource["metadata"]["name"]
         and target.get("group", group) == group

@@ -36,10 +36,15 @@ def check_text(tmp_path: Path, text: str, name: str = "p.yaml") -> list[str]:
 # --- case 4: regular expressions ---------------------------------------------------------
 
 
+# Bounds below are on this process's CPU time (time.process_time), never the wall clock: a
+# busy machine stretched the wall clock past them (issue 23), it does not stretch the work.
+# Each bound is far from the failure it guards (Python's re: 17 s; 10^10 comparisons).
+
+
 def test_regex_matching_is_linear_time() -> None:
     # Python's re took 17 s on this; RE2 answers at once
     condition = compile_condition("regexp_like(s, '^(a+)+$')")
-    began = time.perf_counter()
+    began = time.process_time()
     assert condition.evaluate({"s": "a" * 28 + "!"}) is False
     assert condition.evaluate({"s": "a" * 100_000 + "!"}) is False
     replaced = compile_expression("regexp_replace(s, '(a+)+b', 'x')")
@@ -48,7 +53,7 @@ def test_regex_matching_is_linear_time() -> None:
     assert like.evaluate({"s": "a" * 50_000}) is False
     dynamic = compile_condition("s LIKE p")  # a pattern from the record: RE2 as well
     assert dynamic.evaluate({"s": "a" * 50_000, "p": "%a%a%a%a%a%a%a%a%a%a%b"}) is False
-    assert time.perf_counter() - began < 2
+    assert time.process_time() - began < 2
 
 
 @pytest.mark.parametrize(
@@ -89,10 +94,10 @@ def test_a_record_cannot_make_an_expression_build_huge_values() -> None:
         "x * x",
         "regexp_replace(s, '', repeat('b', 1000))",
     ):
-        began = time.perf_counter()
+        began = time.process_time()
         with pytest.raises(ExpressionRuntimeError):
             compile_expression(source).evaluate(record)
-        assert time.perf_counter() - began < 1, source
+        assert time.process_time() - began < 1, source
 
 
 # --- case 7: YAML aliases -------------------------------------------------------------------
@@ -109,9 +114,9 @@ BOMB = "\n".join(
 
 
 def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
-    began = time.perf_counter()
+    began = time.process_time()
     errors = check_text(tmp_path, BOMB + "\n")
-    assert time.perf_counter() - began < 1
+    assert time.process_time() - began < 1
     assert errors == [f"{tmp_path / 'p.yaml'}:2: YAML aliases (*a) are not supported: "
                       "write the value out"]  # fmt: skip
 
@@ -193,9 +198,9 @@ def test_the_pipeline_cross_checks_are_linear_in_the_steps() -> None:
         sink=SinkSpec(topic="o"),
         dlq=None,
     )
-    began = time.perf_counter()
-    spec._cross_checks()
-    assert time.perf_counter() - began < 2
+    began = time.process_time()
+    PipelineSpec._cross_checks(spec)  # type: ignore[operator]  # the validator itself
+    assert time.process_time() - began < 2
 
 
 def test_check_is_linear_in_the_number_of_steps(tmp_path: Path) -> None:
@@ -205,9 +210,9 @@ def test_check_is_linear_in_the_number_of_steps(tmp_path: Path) -> None:
         file.write_text(
             f"pipeline: big\nsource: {{topic: t}}\nsteps:\n{steps}\nsink: {{topic: o}}\n"
         )
-        began = time.perf_counter()
+        began = time.process_time()
         assert check(file).ok
-        return time.perf_counter() - began
+        return time.process_time() - began
 
     small, large = min(seconds(1000) for _ in range(2)), min(seconds(4000) for _ in range(2))
     assert large < small * 4 * 2, (small, large)  # quadratic would be 16x
