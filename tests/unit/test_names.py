@@ -59,25 +59,49 @@ def _topics(app: str, pipeline: str, kind: tuple[str, str]) -> set[str]:
     return {changelog_topic(app, _store(pipeline, kind)), repartition_topic(app, pipeline)}
 
 
-@settings(max_examples=600, deadline=None)
-@given(one=owners, two=owners)
-def test_distinct_owners_never_share_a_store_or_a_topic(
-    one: tuple[str, str, tuple[str, str]], two: tuple[str, str, tuple[str, str]]
-) -> None:
-    app1, pipeline1, kind1 = one
-    app2, pipeline2, kind2 = two
-    if (pipeline1, kind1) != (pipeline2, kind2):
-        assert _store(pipeline1, kind1) != _store(pipeline2, kind2)
-    if pipeline1 != pipeline2:  # two pipelines' changelog and repartition topics
-        assert _topics(app1, pipeline1, kind1).isdisjoint(_topics(app1, pipeline2, kind2))
-    if app1 != app2:  # two apps on one cluster
-        assert _topics(app1, pipeline1, kind1).isdisjoint(_topics(app2, pipeline2, kind2))
-    elif one != two:
-        assert changelog_topic(app1, _store(pipeline1, kind1)) != changelog_topic(
-            app2, _store(pipeline2, kind2)
-        )
-    # a changelog topic is never a repartition topic
-    assert changelog_topic(app1, _store(pipeline1, kind1)) != repartition_topic(app2, pipeline2)
+def _cuts(text: str, separator: str) -> list[tuple[str, str]]:
+    return [(text[:i], text[i + 1 :]) for i, c in enumerate(text) if c == separator]
+
+
+def _owners_of_store(store: str) -> set[tuple[str, tuple[str, str]]]:
+    """Every (pipeline, kind) that validation admits and whose store is named `store`."""
+    found = set()
+    for pipeline, last in _cuts(store, "."):
+        if not _valid(_PIPELINE, pipeline):
+            continue
+        if _valid(_STEP, last):
+            found.add((pipeline, ("step", last)))
+        if last.startswith("__") and last[2:] in RUNTIME_STORES:
+            found.add((pipeline, ("runtime", last[2:])))
+    return {o for o in found if _store(*o) == store}
+
+
+def _owners_of_topic(topic: str) -> set[tuple[str, ...]]:
+    """Every owner that validation admits and for which a worker makes `topic`: every way
+    to cut the name into an app id, a pipeline and a step."""
+    found: set[tuple[str, ...]] = set()
+    if topic.endswith("-changelog"):
+        for app, store in _cuts(topic.removesuffix("-changelog"), "-"):
+            if _valid(_APP, app):
+                found |= {(app, p, *kind) for p, kind in _owners_of_store(store)}
+    if topic.endswith("-repartition"):
+        for app, pipeline in _cuts(topic.removesuffix("-repartition"), "-"):
+            if _valid(_APP, app) and _valid(_PIPELINE, pipeline):
+                found.add((app, pipeline, "repartition"))
+    return found
+
+
+@settings(max_examples=500, deadline=None)
+@given(owner=owners)
+def test_no_other_owner_makes_the_same_name(owner: tuple[str, str, tuple[str, str]]) -> None:
+    """Not a search for a colliding pair by chance: every other way to read each name back
+    into names that pass validation is tried (before the fix: app `a` + pipeline `b-a` and
+    app `a-b` + pipeline `a` both made `a-b-a-repartition`)."""
+    app, pipeline, kind = owner
+    store = _store(pipeline, kind)
+    assert _owners_of_store(store) == {(pipeline, kind)}
+    assert _owners_of_topic(changelog_topic(app, store)) == {(app, pipeline, *kind)}
+    assert _owners_of_topic(repartition_topic(app, pipeline)) == {(app, pipeline, "repartition")}
 
 
 @settings(max_examples=300, deadline=None)
