@@ -20,7 +20,7 @@ run: install
 lint: install
 	$(BIN)/ruff check streams models bench tests
 	$(BIN)/ruff format --check streams models bench tests
-	$(BIN)/mypy streams models bench tests/brokers
+	$(BIN)/mypy streams models bench tests
 	$(BIN)/lint-imports --no-cache   # the layer contracts in pyproject.toml [tool.importlinter]
 
 test: install lint

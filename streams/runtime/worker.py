@@ -23,7 +23,7 @@ from models.pipeline import PipelineSpec
 from models.settings import Settings
 from streams.errors import SluiceError
 from streams.runtime.changelog import WorkerState
-from streams.runtime.engine import Engine
+from streams.runtime.engine import Engine, EngineError
 from streams.runtime.kafka import KafkaUnreachable, connection_options, probe
 from streams.runtime.lookups import feed_lookup_table
 from streams.runtime.metrics import Registry
@@ -115,7 +115,13 @@ class SluiceWorker:
         web = await self._start_web()
         try:
             log.info("connecting to %s", ", ".join(self.settings.brokers))
-            await self.engine.start()
+            try:
+                await self.engine.start()
+            except KafkaUnreachable:
+                raise
+            except Exception as exc:  # topics that no longer fit the state, …: exit 70
+                self._crashed("starting", exc)
+                return
             self._spawn(self._feed_tables(), "lookup tables")
             self._spawn(self._report(), "reporting")
             self._spawn(self._probe_broker(), "broker probe")
@@ -143,6 +149,10 @@ class SluiceWorker:
         while True:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             finished = stop in done or engine in done
+            unasked = engine in done and stop not in done and not self._stop.is_set()
+            if unasked and not engine.cancelled() and engine.exception() is None:
+                # the loop only ends on a stop: anything else is a crash, never exit 0
+                self._crashed("engine", EngineError("the engine stopped unasked"))
             for task in done:
                 if task is stop or task.cancelled():
                     continue

@@ -18,11 +18,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
-from kubernetes_validate.utils import SchemaNotFoundError, latest_version
+from kubernetes_validate.utils import SchemaNotFoundError, latest_version  # type: ignore[import-untyped]
 
 from models.settings import KafkaSettings, Settings
 from streams.check import check
@@ -75,7 +75,8 @@ def workload(resources: list[Resource]) -> Resource:
 
 def container(resources: list[Resource]) -> dict[str, Any]:
     [found] = workload(resources)["spec"]["template"]["spec"]["containers"]
-    return found
+    container: dict[str, Any] = found
+    return container
 
 
 def _strict(schema: Any) -> Any:
