@@ -62,7 +62,7 @@ from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, s
 from streams.runtime.local_state import LocalState
 from streams.runtime.output import Output
 from streams.runtime.pipelines import PipelineRunner
-from streams.runtime.topics import ensure_topics
+from streams.runtime.topics import ensure_topics, verify_copartitioned
 from streams.tracing import current_pipeline
 
 log = logging.getLogger("sluice.engine")
@@ -243,6 +243,7 @@ class Engine:
         checkpoint may follow it: the batch it interrupted is not done)."""
         try:
             await self._loop()
+            self._raise_failure()  # a rebalance callback failed: not a stop, a crash
         except BaseException as exc:
             self.failure = self.failure or exc
             raise
@@ -553,6 +554,7 @@ class Engine:
             self.next[tp] = offset
             self.committed[tp] = offset
             consumer.seek(tp, offset)
+        await verify_copartitioned(consumer, self._producer, self.runners, self.group)
         await self._restore(starts, kept)
         self.owned = assigned
         self.backpressure.reset()  # a new assignment: nothing held

@@ -25,7 +25,7 @@ from models.pipeline import PipelineSpec
 from models.settings import Settings
 from streams.errors import SluiceError, StateLayoutError
 from streams.runtime.changelog import WorkerState, changelog_topic
-from streams.runtime.engine import Engine
+from streams.runtime.engine import Engine, EngineError
 from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
 from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
 from streams.runtime.metrics import Registry
@@ -42,11 +42,10 @@ REPORT_INTERVAL_S = 2.0
 
 
 def tune_garbage_collection() -> None:
-    """A worker allocates many short-lived objects per record (decoded records, events);
-    with CPython's default thresholds the collector runs every 700 allocations and a full
-    collection walks every live object, the modules included. Measured at 11k records/s:
-    p99 latency 106-126 ms by default, 51-53 ms with start-up objects frozen out of
-    collection and fewer, larger collections."""
+    """Start-up objects frozen out of collection, and fewer, larger collections: a worker
+    allocates many short-lived objects per record, and by default every 700 allocations
+    start a collection. p99 latency at 11k records/s: 106-126 ms by default, 51-53 ms so
+    (docs/decisions/0004-garbage-collection-and-heap.md)."""
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
 
@@ -118,20 +117,20 @@ class SluiceWorker:
         web = await self._start_web()
         try:
             log.info("connecting to %s", ", ".join(self.settings.brokers))
-            await self.engine.start()
+            try:
+                await self.engine.start()
+            except KafkaUnreachable:
+                raise
+            except Exception as exc:  # topics that no longer fit the state, …: exit 70
+                self._crashed("starting", exc)
+                return
             self._spawn(self._feed_tables(), "lookup tables")
             self._spawn(self._report(), "reporting")
             self._spawn(self._probe_broker(), "broker probe")
             if self.demo_rate:
                 self._spawn(self._demo(self.demo_rate), "demo traffic")
             stop_task = asyncio.create_task(self._stop.wait())
-            # nothing is processed before the lookup tables are loaded (an enrich would
-            # find "no row" for rows not read yet), as Kafka Streams restores global
-            # tables before its stream threads run
-            tables_task = asyncio.create_task(self.tables_loaded.wait(), name="tables")
-            await self._until_stopped(tables_task, stop_task)
-            tables_task.cancel()
-            if not (self._stop.is_set() or self.exit_code):
+            if await self._until_tables_loaded(stop_task):
                 engine_task = asyncio.create_task(self.engine.run(), name="engine")
                 await self._until_stopped(engine_task, stop_task)
                 self.engine.stopping.set()  # before waiting: the loop ends at its next turn
@@ -147,13 +146,42 @@ class SluiceWorker:
             if web is not None:
                 await web.cleanup()
 
-    async def _until_stopped(self, engine: asyncio.Task[Any], stop: asyncio.Task[Any]) -> None:
+    async def _until_tables_loaded(self, stop: asyncio.Task[Any]) -> bool:
+        """Nothing is processed before the lookup tables are loaded (an enrich would find
+        "no row" for rows not read yet), as Kafka Streams restores global tables before
+        its stream threads run. False: a stop or a failed task came first (a failed
+        rebalance lets the engine start, to report it as its crash)."""
+        loaded = asyncio.create_task(self.tables_loaded.wait(), name="tables")
+        engine_failed = asyncio.create_task(self.engine.stopping.wait())
+        waits = {loaded, engine_failed, stop}
+        pending: set[asyncio.Task[Any]] = {*waits, *self._tasks}
+        try:
+            while True:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done - waits:
+                    error = None if task.cancelled() else task.exception()
+                    if error is not None:
+                        self._crashed(task.get_name(), error)
+                        return False
+                if stop in done:
+                    return False
+                if loaded in done or engine_failed in done:
+                    return True
+        finally:
+            loaded.cancel()
+            engine_failed.cancel()
+
+    async def _until_stopped(self, engine: asyncio.Task[None], stop: asyncio.Task[Any]) -> None:
         """Until a stop is asked for, the engine ends, or a task fails (a task that just
         finishes, like lookup tables when there are none, is no reason to stop)."""
         pending: set[asyncio.Task[Any]] = {engine, stop, *self._tasks}
         while True:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             finished = stop in done or engine in done
+            unasked = engine in done and stop not in done and not self._stop.is_set()
+            if unasked and not engine.cancelled() and engine.exception() is None:
+                # the loop only ends on a stop: anything else is a crash, never exit 0
+                self._crashed("engine", EngineError("the engine stopped unasked"))
             for task in done:
                 if task is stop or task.cancelled():
                     continue

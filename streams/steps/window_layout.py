@@ -21,7 +21,7 @@ from typing import Any
 
 from models.pipeline import WindowSpec
 from streams.errors import StateLayoutError
-from streams.sql.expressions.aggregate_calls import AggregateCall
+from streams.expressions.aggregate_calls import AggregateCall
 
 LAYOUT = "layout"  # the bookkeeping key's name (streams.state.bookkeeping_key)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams.records import DeadLetter
 from streams.runtime.lookups import TABLE_STEP, _apply
 from streams.state import DictStateStore
 
@@ -18,7 +19,7 @@ class Message:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-def apply(message: Message, store: DictStateStore) -> object:
+def apply(message: Message, store: DictStateStore) -> DeadLetter | None:
     return _apply("users", "users-topic", ("user_id",), store, message)
 
 
