@@ -204,7 +204,8 @@ class ProtobufReader:
             raise ProtobufSchemaError("the .proto schema declares no message")
         self._classes: dict[tuple[int, ...], type[Message]] = {}
 
-    def _class_of(self, indexes: tuple[int, ...]) -> type[Message]:
+    def message_class(self, indexes: tuple[int, ...]) -> type[Message]:
+        """The message class at these message indexes ((0,): the file's first message)."""
         found = self._classes.get(indexes)
         if found is None:
             messages: Sequence[Descriptor] = self.file.message_types_by_name.values()
@@ -231,7 +232,7 @@ class ProtobufReader:
                 index, position = _read_varint(raw, position)
                 found.append(_zigzag(index))
             indexes = tuple(found)
-        message = self._class_of(indexes)()
+        message = self.message_class(indexes)()
         try:
             message.ParseFromString(raw[position:])
         except Exception as exc:  # DecodeError, and others for garbage

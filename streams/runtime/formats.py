@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from google.protobuf import json_format
 
 from models.pipeline import REGISTRY_FORMATS, PipelineSpec
 from models.settings import Settings
@@ -30,6 +31,7 @@ from streams.formats.avro import AvroReader, AvroSchemaError, AvroWriter
 from streams.formats.codec import JsonSchemaReader, Reader, decode_batch, schema_ids
 from streams.formats.derive import DeriveError, derive_schema
 from streams.formats.protobuf import ProtobufReader, ProtobufSchemaError
+from streams.formats.wire import frame
 from streams.records import Event
 from streams.runtime.registry import (
     SCHEMA_TYPES,
@@ -63,9 +65,12 @@ def uses_registry(pipelines: dict[str, PipelineSpec]) -> bool:
     return False
 
 
+ANY_FORMAT = "any"  # `sluice consume --decode`: each schema's own type
+
+
 def reader_for(schema: RegisteredSchema, format_name: str) -> Reader | str:
     """The reader of a registered schema, or why a topic of `format_name` cannot use it."""
-    expected = SCHEMA_TYPES[format_name]
+    expected = SCHEMA_TYPES.get(format_name, schema.schema_type)
     if schema.schema_type != expected:
         return f"is a {schema.schema_type} schema, but the topic is read as {format_name}"
     try:
@@ -240,3 +245,75 @@ class RecordFormats:
         readers = {i: self.readers.get((i, format_name), "") for i in ids}
         value = decode_batch([raw], readers, format_name)[0]
         return value if value.__class__ is dict else None
+
+
+async def line_encoder(
+    settings: Settings, topic: str, format_name: str, schema_file: Path
+) -> tuple[int, Encoder]:
+    """`sluice produce --format F --schema FILE`: the schema registered under
+    `<topic>-value` and an encoder of JSON records into the wire format with its id."""
+    client = RegistryClient(settings.schema_registry)
+    try:
+        text = schema_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SchemaMismatch(f"{schema_file}: cannot read the schema ({exc})") from None
+    try:
+        schema_id = await client.register(f"{topic}-value", text, SCHEMA_TYPES[format_name])
+    except RegistryRefused as exc:
+        raise SchemaMismatch(
+            f"the registry refuses {schema_file} for subject {topic}-value "
+            f"(HTTP {exc.status}): {exc}"
+        ) from None
+    finally:
+        await client.close()
+    if format_name == "avro":
+        try:
+            return schema_id, AvroWriter(text, schema_id).encode
+        except AvroSchemaError as exc:
+            raise SchemaMismatch(f"{schema_file}: {exc}") from None
+    if format_name == "json_schema":
+        return schema_id, lambda record: frame(schema_id, orjson.dumps(record))
+    try:
+        message_class = ProtobufReader(text, schema_id).message_class((0,))
+    except ProtobufSchemaError as exc:
+        raise SchemaMismatch(f"{schema_file}: {exc}") from None
+
+    def encode_protobuf(record: Any) -> bytes:
+        try:
+            message = json_format.ParseDict(record, message_class())
+        except json_format.ParseError as exc:
+            raise ValueError(f"does not fit the Protobuf schema: {exc}") from None
+        return frame(schema_id, b"\x00" + message.SerializeToString())
+
+    return schema_id, encode_protobuf
+
+
+async def registry_problems(settings: Settings, pipelines: dict[str, PipelineSpec]) -> list[str]:
+    """`sluice check --registry`: one line per Avro output whose schema cannot be made or
+    is not compatible with its subject; one line when the registry does not answer."""
+    formats = RecordFormats(settings)
+    problems: list[str] = []
+    try:
+        for spec in pipelines.values():
+            for topic, (format_name, schema_file) in spec.output_formats().items():
+                if format_name != "avro":
+                    continue
+                try:
+                    schema = await formats.output_schema(spec, topic, schema_file)
+                    AvroWriter(schema, 0)
+                    why = await formats.client.incompatibilities(
+                        f"{topic}-value", orjson.dumps(schema).decode()
+                    )
+                except RegistryUnavailable as exc:
+                    return [str(exc)]
+                except (SchemaMismatch, AvroSchemaError) as exc:
+                    problems.append(f"pipeline {spec.pipeline}, topic {topic}: {exc}")
+                    continue
+                if why:
+                    problems.append(
+                        f"pipeline {spec.pipeline}: the Avro schema for topic {topic} is not "
+                        f"compatible with subject {topic}-value: {why}"
+                    )
+    finally:
+        await formats.close()
+    return problems

@@ -4,12 +4,22 @@ written by confluent-kafka's serializers (an independent producer): a worker's r
 confluent-kafka's AvroDeserializer; a producer moving to a BACKWARD-compatible v2 mid-stream
 has both versions processed; bad input is a `schema` dead letter with the original bytes.
 
-One worker per broker runs all four pipelines (a worker and a registry are the cost here)."""
+One worker per broker runs all four pipelines (a worker and a registry are the cost here).
+
+Then, on tansu (sluice's side only): `sluice produce --format … --schema` and
+`sluice consume --decode` round trips checked with confluent-kafka's deserializer; the
+registry down at start (one line, exit 1) and while running (cached ids keep going, a new id
+waits with /ready false, nothing skipped); an incompatible Avro output refused by
+`sluice check --registry` and at start, one line each. All in this one file: one registry
+per test process."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -26,8 +36,17 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from streams.config import load_pipeline
 from streams.replay import replay
+from streams.runtime.broker import EmbeddedBroker, free_port
 from tests.brokers.registry import ApicurioRegistry
-from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
+from tests.integration.conftest import (
+    SLUICE,
+    Broker,
+    consume_all,
+    create_topics,
+    produce_lines,
+    unique,
+)
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +134,10 @@ def set_backward(registry: ApicurioRegistry, subject: str) -> None:
         assert response.status == 200
 
 
+def context(topic: str) -> SerializationContext:
+    return SerializationContext(topic, MessageField.VALUE)
+
+
 def canonical(values: list[Any]) -> Counter[bytes]:
     rounded = [
         {k: round(v, 6) if isinstance(v, float) else v for k, v in x.items()} for x in values
@@ -167,9 +190,6 @@ async def test_registry_formats_match_replay(
 ) -> None:
     tag = unique("f")
     client = SchemaRegistryClient({"url": schema_registry.url})
-
-    def context(topic: str) -> SerializationContext:
-        return SerializationContext(topic, MessageField.VALUE)
 
     # Avro: v1 for the first half, then the producer moves to v2 (BACKWARD compatible)
     avro_topic = f"avro-{tag}"
@@ -253,4 +273,182 @@ async def test_registry_formats_match_replay(
         assert b"schema id 987654" in by_value[bad[1]]["sluice.error.message"]
         assert f"schema id {v1_id}".encode() in by_value[bad[2]]["sluice.error.message"]
     assert worker.metric("sluice_dead_letters_total") == 2 * len(bad)
+    assert worker.stop() == 0
+
+
+PROTO = """syntax = "proto3";
+package shop;
+message Payment { string id = 1; string user = 2; double amount = 3; int64 qty = 4; }
+"""
+
+
+def sluice(config: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(SLUICE), *args, "--config", str(config)],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        env=os.environ.copy(),
+    )
+
+
+def check_registry(config: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(SLUICE), "check", str(config), "--registry"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def config_dir(tmp_path: Path, broker: EmbeddedBroker, registry_url: str, extra: str = "") -> Path:
+    config = tmp_path / "config"
+    (config / "pipelines").mkdir(parents=True, exist_ok=True)
+    (config / "sluice.yaml").write_text(
+        f"brokers: ['{broker.url}']\nschema_registry: {{url: '{registry_url}'}}\n{extra}"
+    )
+    return config
+
+
+async def test_produce_and_consume_in_registry_formats(
+    tansu: EmbeddedBroker, schema_registry: ApicurioRegistry, tmp_path: Path
+) -> None:
+    config = config_dir(tmp_path, tansu, schema_registry.url)
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    (tmp_path / "p.avsc").write_text(json.dumps(PAYMENT_V1))
+    (tmp_path / "p.proto").write_text(PROTO)
+    for format_name, schema in (("avro", "p.avsc"), ("protobuf", "p.proto")):
+        records = payments(12, seed=4)
+        if format_name == "protobuf":
+            records = [{k: v for k, v in r.items() if k != "ts"} for r in records]
+        lines = tmp_path / "in.jsonl"
+        lines.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + b'{"id": 1}\n')
+        topic = unique(format_name)
+        await create_topics(tansu, topic, partitions=1)
+        sent = sluice(
+            config, "produce", topic, "--input", str(lines), "--format", format_name,
+            "--schema", str(tmp_path / schema),
+        )  # fmt: skip
+        # the last line does not fit the schema: reported and skipped, exit 1
+        assert sent.returncode == 1, sent.stderr
+        assert b"line 13: cannot encode it" in sent.stderr
+        printed = sluice(
+            config, "consume", topic, "--from-beginning", "--decode", "--limit", "12",
+            "--idle-timeout", "15",
+        )  # fmt: skip
+        assert printed.returncode == 0, printed.stderr
+        decoded = [orjson.loads(line) for line in printed.stdout.splitlines()]
+        if format_name == "avro":
+            assert decoded == [{**r, "ts": iso(r["ts"])} for r in records]
+            messages = await consume_all(tansu, topic, 12, settle=0)
+            deserialize = AvroDeserializer(client)
+            assert [deserialize(m.value, context(topic)) for m in messages] == [
+                {**r, "ts": dt.datetime.fromtimestamp(r["ts"] / 1000, dt.UTC)} for r in records
+            ]
+        else:
+            assert decoded == records
+
+
+def test_registry_down_at_start_is_one_line(
+    tansu: EmbeddedBroker, make_worker: Any, tmp_path: Path
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"
+    worker = make_worker(
+        {"p": f"pipeline: p\nsource: {{topic: {unique('a')}, format: avro}}\nsink: {{topic: o}}\n"},
+        broker_url=tansu.url,
+        extra=f"schema_registry: {{url: '{closed}'}}\nkafka: {{connect_timeout: 2s}}\n",
+        start=False,
+    )
+    began = time.monotonic()
+    worker.start()
+    assert worker.process.wait(60) == 1
+    assert time.monotonic() - began >= 2
+    lines = [line for line in worker.output().splitlines() if "did not answer" in line]
+    assert len(lines) == 1 and "within kafka.connect_timeout (2s)" in lines[0]
+    assert "Traceback" not in worker.output()
+
+
+async def test_incompatible_output_is_refused_by_check_and_at_start(
+    tansu: EmbeddedBroker, schema_registry: ApicurioRegistry, make_worker: Any, tmp_path: Path
+) -> None:
+    tag = unique("c")
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    source, out = f"src-{tag}", f"out-{tag}"
+    AvroSerializer(client, json.dumps(PAYMENT_V1))(payments(1, 0)[0], context(source))
+    set_backward(schema_registry, f"{out}-value")
+    existing = {  # named as sluice names the records it derives: sluice.<pipeline>_<topic>
+        "type": "record",
+        "name": f"p_{out}".replace("-", "_"),
+        "namespace": "sluice",
+        "fields": [{"name": "gross", "type": "string"}],
+    }
+    AvroSerializer(client, json.dumps(existing))({"gross": "x"}, context(out))
+    pipeline = (
+        f"pipeline: p\nsource: {{topic: {source}, format: avro}}\n"
+        "steps:\n  - map: {id: id, gross: qty}\n"
+        f"sink: {{topic: {out}, format: avro}}\n"
+    )
+    worker = make_worker(
+        {"p": pipeline},
+        broker_url=tansu.url,
+        extra=f"schema_registry: {{url: '{schema_registry.url}'}}\n",
+        start=False,
+    )
+    checked = check_registry(worker.config)
+    assert checked.returncode == 1
+    problems = [line for line in checked.stdout.decode().splitlines() if line]
+    assert len(problems) == 1 and f"not compatible with subject {out}-value" in problems[0]
+    worker.start()
+    assert worker.process.wait(60) == 1
+    refused = [line for line in worker.output().splitlines() if "refuses" in line]
+    assert len(refused) == 1 and f"subject {out}-value" in refused[0]
+    # a compatible one (gross as text, like the registered one) checks fine
+    (worker.config / "pipelines" / "p.yaml").write_text(
+        pipeline.replace("gross: qty", "gross: user")
+    )
+    checked = check_registry(worker.config)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+async def test_registry_down_while_running(
+    tansu: EmbeddedBroker, schema_registry: ApicurioRegistry, make_worker: Any
+) -> None:
+    tag = unique("d")
+    source, out = f"src-{tag}", f"out-{tag}"
+    await create_topics(tansu, source, partitions=1)
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    set_backward(schema_registry, f"{source}-value")
+    v1 = AvroSerializer(client, json.dumps(PAYMENT_V1))
+    v2 = AvroSerializer(client, json.dumps(PAYMENT_V2))
+    records = payments(30, seed=6)
+    first = [v1(r, context(source)) for r in records[:10]]
+    second = [v1(r, context(source)) for r in records[10:20]]
+    third = [v2(r, context(source)) for r in records[20:]]  # a new id, registered now
+    worker = make_worker(
+        {"p": f"pipeline: p\nsource: {{topic: {source}, format: avro}}\nsink: {{topic: {out}}}\n"},
+        broker_url=tansu.url,
+        extra=f"schema_registry: {{url: '{schema_registry.url}'}}\n",
+    )
+    worker.wait_ready()
+    await produce_lines(tansu, source, first)
+    assert len(await consume_all(tansu, out, 10, settle=0)) == 10  # v1's id now cached
+    schema_registry.pause()
+    try:
+        await produce_lines(tansu, source, second)
+        assert len(await consume_all(tansu, out, 20, settle=0)) == 20  # cached: no registry
+        await produce_lines(tansu, source, third)
+        await eventually(
+            lambda: "waiting for the schema registry" in worker.output(None), 30, "a log line"
+        )
+        await eventually(lambda: worker.get("/ready")[0] == 503, 10, "not ready")
+        _, body = worker.get("/ready")
+        assert body["checks"]["schema_registry"] is False
+        assert len(await consume_all(tansu, out, 21, timeout=2, settle=0)) == 20  # it waits
+    finally:
+        schema_registry.resume()
+    got = await consume_all(tansu, out, 30, settle=1)
+    assert sorted(orjson.loads(m.value)["id"] for m in got) == sorted(r["id"] for r in records)
+    await eventually(lambda: worker.get("/ready")[0] == 200, 30, "ready again")
+    assert "the schema registry answers again" in worker.output(None)
+    assert worker.metric("sluice_dead_letters_total") == 0
     assert worker.stop() == 0

@@ -159,7 +159,7 @@ message Inner { bool ok = 1; }
 
 def test_protobuf_from_proto_text() -> None:
     reader = ProtobufReader(PROTO, 3)
-    pay = reader._class_of((0,))
+    pay = reader.message_class((0,))
     message = pay(id="x", amount=5, tags=["a"], kind=1, counts={"k": 3}, b=4, blob=b"\x01")
     message.inner.ok = True
     message.ts.FromMilliseconds(1_764_064_800_005)
@@ -179,10 +179,10 @@ def test_protobuf_from_proto_text() -> None:
     }
     # message indexes [0, 1]: Pay.Nested, after the map's entry type as protoc orders them
     # (zig-zag varints: count 2 -> 0x04, 0 -> 0x00, 1 -> 0x02)
-    nested = reader._class_of((0, 1))(x=1.5)
+    nested = reader.message_class((0, 1))(x=1.5)
     assert reader.decode(frame(3, b"\x04\x00\x02" + nested.SerializeToString())) == {"x": 1.5}
     # [1]: Inner (count 1 -> 0x02, index 1 -> 0x02)
-    inner = reader._class_of((1,))(ok=True)
+    inner = reader.message_class((1,))(ok=True)
     assert reader.decode(frame(3, b"\x02\x02" + inner.SerializeToString())) == {"ok": True}
     values = reader.decode_batch([frame(3, b"\x02\x08"), frame(3, b"\x00\xff\xff"), frame(3, b"")])
     assert all(isinstance(v, ValueError) for v in values)
