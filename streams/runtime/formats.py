@@ -201,6 +201,10 @@ class RecordFormats:
                 else "not found in the schema registry"
             )
 
+    async def fetch_for(self, raws: Sequence[bytes], format_name: str) -> None:
+        """Readers for every schema id `raws` name (before re-keying by their fields)."""
+        await self._fetch(schema_ids(raws), format_name)
+
     async def decode_values(self, raws: Sequence[bytes], format_name: str) -> list[Any]:
         """Each raw value's plain record, or the RecordError (type `schema`) saying why not."""
         ids = schema_ids(raws)

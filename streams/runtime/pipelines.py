@@ -170,6 +170,13 @@ class PipelineRunner:
             ]
             add(topic, key, value, headers)
 
+    async def before_rekey(self, records: Sequence[ConsumerRecordLike]) -> None:
+        """A registry-format source's schemas are fetched before `rekey` reads the key
+        fields (it waits while the registry is down, like decoding does)."""
+        source = self.spec.source
+        if self.formats is not None and source.format != "json":
+            await self.formats.fetch_for([r.value for r in records if r.value], source.format)
+
     def _peek(self, value: bytes) -> Any:
         formats, source = self.formats, self.spec.source
         assert formats is not None
