@@ -34,6 +34,11 @@ LOGICAL = {
         {"name": "blob", "type": "bytes"},
         {"name": "tags", "type": {"type": "array", "items": "string"}},
         {"name": "maybe", "type": ["null", "long"], "default": None},
+        {
+            "name": "micros",
+            "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}],
+            "default": None,
+        },
     ],
 }
 
@@ -60,6 +65,7 @@ def test_avro_logical_types_become_plain_values() -> None:
         "blob": b"\x00\xff",
         "tags": ["a"],
         "maybe": None,
+        "micros": dt.datetime(2026, 11, 25, 10, 0, 0, 123, tzinfo=dt.UTC),
     }
     decoded = AvroReader(orjson.dumps(LOGICAL).decode()).decode(avro_bytes(LOGICAL, value))
     assert decoded == {
@@ -69,6 +75,7 @@ def test_avro_logical_types_become_plain_values() -> None:
         "blob": base64.b64encode(b"\x00\xff").decode(),
         "tags": ["a"],
         "maybe": None,
+        "micros": "2026-11-25T10:00:00.000123Z",  # sub-millisecond digits kept
     }
 
 
@@ -81,6 +88,7 @@ def test_avro_writer_round_trips_plain_values() -> None:
         "blob": "AP8=",
         "tags": [],
         "maybe": 3,
+        "micros": None,
     }
     raw = writer.encode(plain)
     assert schema_id_of(raw) == 9
