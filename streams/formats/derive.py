@@ -174,6 +174,46 @@ def derive_schema(spec: PipelineSpec, topic: str, source: dict[str, Any] | None)
     }
 
 
+def derive_alert_schema(
+    spec: PipelineSpec, topic: str, source: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The Avro schema of an alert topic: `alert`, `status`, `severity`, the alert's key
+    fields, `since`/`until` (ISO text) and `value`, the record as the alert step saw it (a
+    nested record of the fields derived up to that step)."""
+    position = next(
+        n
+        for n, step in enumerate(spec.steps)
+        if isinstance(step, AlertStepSpec) and spec.alert_topic(step.alert) == topic
+    )
+    alert = spec.steps[position]
+    assert isinstance(alert, AlertStepSpec)
+    before = spec.model_copy(update={"steps": spec.steps[:position]})
+    try:
+        fields = result_fields(before, source)
+    except DeriveError as exc:
+        raise DeriveError(
+            f"cannot derive an Avro schema for alert topic {topic!r}: {exc}"
+        ) from None
+    name = _NAME.sub("_", f"{spec.pipeline}_{topic}")
+    columns: Fields = {"alert": "string", "status": "string", "severity": "string"}
+    columns |= {k: fields.get(k, ANY_SCALAR) for k in alert.alert.key or ()}
+    columns |= {"since": "string", "until": "string"}
+    value = {
+        "type": "record",
+        "name": f"{name}_value",
+        "fields": [{"name": k, "type": _nullable(t), "default": None} for k, t in fields.items()],
+    }
+    return {
+        "type": "record",
+        "name": name,
+        "namespace": "sluice",
+        "fields": [
+            *({"name": k, "type": _nullable(t), "default": None} for k, t in columns.items()),
+            {"name": "value", "type": ["null", value], "default": None},
+        ],
+    }
+
+
 def _nullable(kind: Any) -> Any:
     if isinstance(kind, list):
         return ["null", *[k for k in kind if k != "null"]]

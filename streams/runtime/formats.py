@@ -29,7 +29,7 @@ from models.settings import Settings
 from streams.errors import SluiceError
 from streams.formats.avro import AvroReader, AvroSchemaError, AvroWriter
 from streams.formats.codec import JsonSchemaReader, Reader, decode_batch, schema_ids
-from streams.formats.derive import DeriveError, derive_schema
+from streams.formats.derive import DeriveError, derive_alert_schema, derive_schema
 from streams.formats.protobuf import ProtobufReader, ProtobufSchemaError
 from streams.formats.wire import frame
 from streams.records import Event
@@ -149,6 +149,8 @@ class RecordFormats:
             if latest is not None and latest.schema_type == "AVRO":
                 source = orjson.loads(latest.text)
         try:
+            if topic not in spec.sink.topics():
+                return derive_alert_schema(spec, topic, source)
             return derive_schema(spec, topic, source)
         except DeriveError as exc:
             raise SchemaMismatch(f"pipeline {spec.pipeline}: {exc}") from None

@@ -9,7 +9,9 @@ import pytest
 from fastavro import parse_schema
 
 from models.pipeline import PipelineSpec
-from streams.formats.derive import ANY_SCALAR, DeriveError, derive_schema
+from streams.formats.avro import AvroWriter
+from streams.formats.derive import ANY_SCALAR, DeriveError, derive_alert_schema, derive_schema
+from streams.pipeline import Pipeline
 from streams.sql.compiler import load_sql_program
 
 SOURCE = {
@@ -138,3 +140,23 @@ def test_value_format_in_sql(tmp_path: Path) -> None:
     assert specs["big"].sink.format == "avro"
     assert specs["bigger"].source.format == "avro"  # reads what `big` writes
     assert specs["bigger"].sink.format == "json"
+
+
+async def test_alert_records_fit_the_derived_alert_schema() -> None:
+    """The alert step's own records (firing, then resolved) encode with the schema."""
+    alerting = spec(
+        [
+            {"map": {"user": "user", "amount": "amount"}},
+            {"alert": {"name": "big", "when": "amount > 10", "key": "user", "format": "avro"}},
+        ]
+    )
+    schema = derive_alert_schema(alerting, "p-alerts", SOURCE)
+    assert fields_of(schema)["user"] == ["null", "string"]
+    writer = AvroWriter(schema, 1)
+    result = await Pipeline(alerting).process_values(
+        [{"user": "a", "amount": 20.0}, {"user": "a", "amount": 1.0}]
+    )
+    alerts = [e.value for e in result.outputs["p-alerts"]]
+    assert [a["status"] for a in alerts] == ["firing", "resolved"]
+    for alert in alerts:
+        assert writer.encode(alert)[0] == 0
