@@ -306,7 +306,8 @@ class RouteSpec(_OutputFormat):
 class SinkSpec(_OutputFormat):
     topic: Topic | None = None
     route: list[RouteSpec] | None = None
-    key_format: Format = "json"
+    # keys written as text (json), or as Avro strings registered under `<topic>-key`
+    key_format: Literal["json", "avro"] = "json"
 
     @model_validator(mode="after")
     def _one_form(self) -> SinkSpec:

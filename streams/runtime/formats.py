@@ -108,6 +108,7 @@ class RecordFormats:
         self.readers: dict[tuple[int, str], Reader | str] = {}
         self.waiting: str | None = None  # the reason a batch waits for the registry
         self.encoders: dict[str, Encoder] = {}
+        self.key_encoders: dict[str, Encoder] = {}
 
     @property
     def ready(self) -> bool:
@@ -136,6 +137,20 @@ class RecordFormats:
             for topic, (format_name, schema_file) in spec.output_formats().items():
                 if format_name == "avro" and topic not in self.encoders:
                     self.encoders[topic] = await self._writer(spec, topic, schema_file)
+            if spec.sink.key_format == "avro":
+                for topic in spec.sink.topics():
+                    self.key_encoders[topic] = await self._key_writer(spec, topic)
+
+    async def _key_writer(self, spec: PipelineSpec, topic: str) -> Encoder:
+        """Keys (text) as Avro strings, the schema `"string"` under `<topic>-key`."""
+        try:
+            schema_id = await self.client.register(f"{topic}-key", '"string"')
+        except RegistryRefused as exc:
+            raise SchemaMismatch(
+                f"pipeline {spec.pipeline}: the registry refuses an Avro string key for topic "
+                f"{topic} (subject {topic}-key, HTTP {exc.status}): {exc}"
+            ) from None
+        return AvroWriter('"string"', schema_id).encode
 
     async def output_schema(
         self, spec: PipelineSpec, topic: str, schema_file: str | None

@@ -61,6 +61,7 @@ class ResultSender:
         self.max_message_bytes = max_message_bytes
         # topic -> encoder, for outputs not in JSON (Avro: streams.runtime.formats)
         self.encoders: dict[str, Callable[[Any], bytes]] = {}
+        self.key_encoders: dict[str, Callable[[Any], bytes]] = {}  # sink key_format: avro
 
     def send(self, result: BatchResult, output: Output) -> int:
         """Queue everything in `result`; returns how many records. Oversize results are
@@ -68,6 +69,7 @@ class ResultSender:
         add, trace, sent, limit = output.add, self.trace, 0, self.max_message_bytes
         for topic, events in result.outputs.items():
             encode = self.encoders.get(topic, dumps)
+            encode_key = self.key_encoders.get(topic)
             for event in events:
                 try:
                     value = encode(event.value)
@@ -80,7 +82,13 @@ class ResultSender:
                 headers = [h for h in event.headers if h[0] not in _SOURCE_HEADERS]
                 if not headers and trace:  # caused by no single record: a window result
                     headers = [(TRACEPARENT, new_traceparent())]
-                add(topic, key_bytes(event.key), value, headers)
+                key = event.key
+                add(
+                    topic,
+                    key_bytes(key) if encode_key is None or key is None else encode_key(key),
+                    value,
+                    headers,
+                )
                 sent += 1
         for letter in result.dead_letters:
             add(

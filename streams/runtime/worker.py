@@ -199,6 +199,11 @@ class SluiceWorker:
                 for topic in runner.spec.output_formats()
                 if topic in formats.encoders
             }
+            runner.sender.key_encoders = {
+                topic: formats.key_encoders[topic]
+                for topic in runner.spec.sink.topics()
+                if topic in formats.key_encoders
+            }
 
     async def _shutdown(self) -> None:
         if self.formats is not None:
