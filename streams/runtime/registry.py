@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -47,6 +47,9 @@ class RegistryClient:
         if not settings.url:
             raise SluiceError("schema_registry.url is not set (needed by format: avro|...)")
         self.url = settings.url.rstrip("/")
+        # what messages name: the URL without credentials a user may have put in it
+        parts = urlsplit(self.url)
+        self.shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._auth = (
             aiohttp.BasicAuth(
@@ -80,14 +83,14 @@ class RegistryClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
             raise RegistryUnavailable(
-                f"schema registry {self.url} did not answer ({reason[:200]})"
+                f"schema registry {self.shown} did not answer ({reason[:200]})"
             ) from None
         try:
             answer = orjson.loads(payload) if payload else None
         except orjson.JSONDecodeError:
             answer = payload.decode(errors="replace")[:300]
         if status >= 500:
-            raise RegistryUnavailable(f"schema registry {self.url} answered {status}")
+            raise RegistryUnavailable(f"schema registry {self.shown} answered {status}")
         return status, answer
 
     @staticmethod

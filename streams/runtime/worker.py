@@ -191,7 +191,7 @@ class SluiceWorker:
     async def _start_formats(self, formats: RecordFormats) -> None:
         """The registry answers and every Avro output's schema is registered (or one
         line and exit 1: RegistryUnreachable, SchemaMismatch)."""
-        log.info("schema registry %s", self.settings.schema_registry.url)
+        log.info("schema registry %s", formats.client.shown)
         await formats.start(self.pipelines)
         for runner in self.runners:
             runner.sender.encoders = {

@@ -213,3 +213,21 @@ def test_protobuf_schema_errors() -> None:
         ProtobufReader('syntax = "proto3"; message A { Missing a = 1; }')
     with pytest.raises(ProtobufSchemaError, match="no message"):
         ProtobufReader('syntax = "proto3";')
+
+
+async def test_registry_errors_never_show_credentials() -> None:
+    from models.settings import SchemaRegistrySettings
+    from streams.runtime.broker import free_port
+    from streams.runtime.registry import RegistryClient, RegistryUnavailable
+
+    port = free_port()  # nothing listens there
+    client = RegistryClient(
+        SchemaRegistrySettings(url=f"http://me:hunter2@127.0.0.1:{port}/apis/ccompat/v7")
+    )
+    try:
+        with pytest.raises(RegistryUnavailable) as caught:
+            await client.schema(1)
+    finally:
+        await client.close()
+    assert f"127.0.0.1:{port}/apis/ccompat/v7 did not answer" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "me:" not in str(caught.value)
