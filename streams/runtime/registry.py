@@ -24,7 +24,8 @@ SCHEMA_TYPES = {"avro": "AVRO", "protobuf": "PROTOBUF", "json_schema": "JSON"}
 
 
 class RegistryUnavailable(SluiceError):
-    """The registry did not answer (refused, timed out, a 5xx)."""
+    """The registry did not answer (refused, timed out, a 5xx) or refused our credentials
+    (401/403): callers wait for it, as for a registry that is down."""
 
 
 class RegistryRefused(SluiceError):
@@ -91,6 +92,11 @@ class RegistryClient:
             answer = payload.decode(errors="replace")[:300]
         if status >= 500:
             raise RegistryUnavailable(f"schema registry {self.shown} answered {status}")
+        if status in (401, 403):  # waiting beats dead-lettering every record meanwhile
+            raise RegistryUnavailable(
+                f"schema registry {self.shown} refused our credentials (HTTP {status}): "
+                "check schema_registry.username and schema_registry.password"
+            )
         return status, answer
 
     @staticmethod
