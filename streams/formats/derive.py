@@ -29,7 +29,7 @@ from models.pipeline import (
     ValidateStepSpec,
     WindowStepSpec,
 )
-from streams.sql.expressions import Expression
+from streams.expressions import Expression
 
 ANY_SCALAR: list[Any] = ["null", "boolean", "long", "double", "string"]
 _INLINE = {
