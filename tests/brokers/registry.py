@@ -46,13 +46,19 @@ class ApicurioRegistry:
         """The Confluent-compatible API, as `schema_registry.url` takes it."""
         return f"http://127.0.0.1:{self.port}{CCOMPAT}"
 
-    def start(self, timeout: float = 90) -> ApicurioRegistry:
+    def start(self, timeout: float = 180) -> ApicurioRegistry:
+        """Start and wait until it answers (5-13 s on an idle 2-core machine; 45-90 s
+        were seen with a load average of 13-18)."""
         jar = ensure_registry()
         java = registry_java()
         self.port, self.management_port = free_port(), free_port()
         command = [
             str(java),
             "-Xmx512m",
+            # a test registry serves a few requests: C1 only and the serial collector start
+            # it with less CPU on a busy machine
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
             "-Dquarkus.http.host=127.0.0.1",
             f"-Dquarkus.http.port={self.port}",
             "-Dquarkus.management.host=127.0.0.1",
