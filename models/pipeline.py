@@ -10,8 +10,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import json
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -169,6 +171,9 @@ ValueExpression = Annotated[Expression, PlainValidator(_to_expression), PlainSer
 Aggregate = Annotated[AggregateCall, PlainValidator(_to_aggregate), PlainSerializer(_source_of)]
 DurationMs = Annotated[int, PlainValidator(_to_duration)]
 Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
+# a topic's record format: JSON, or the Confluent wire format with a schema registry
+Format = Literal["json", "avro", "protobuf", "json_schema"]
+REGISTRY_FORMATS = ("avro", "protobuf", "json_schema")
 
 
 def _to_step_name(value: Any) -> str:
@@ -242,14 +247,63 @@ class SourceSpec(_Spec):
     topic: Topic
     key: FieldList | None = None
     timestamp: str | None = Field(None, description="field holding the event time")
+    format: Format = "json"
+    key_format: Format = "json"
 
 
 class TableSpec(_Spec):
     topic: Topic
     key: FieldList
+    format: Format = "json"
+    key_format: Format = "json"
 
 
-class RouteSpec(_Spec):
+def _output_schema(value: Any, info: ValidationInfo) -> str | None:
+    """`schema: FILE.avsc` of an Avro output, relative to the pipeline file: made absolute,
+    and checked to hold a JSON object at load time (`sluice check` names the line)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.endswith(".avsc"):
+        raise _invalid(
+            "schema_file", f"expected the path of an Avro schema file (.avsc), got {value!r}"
+        )
+    path = Path(value)
+    base = (info.context or {}).get("base")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _invalid("schema_file", f"cannot read {str(path)!r}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise _invalid("schema_file", f"{str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise _invalid("schema_file", f"{str(path)!r}: expected an Avro record schema")
+    return str(path.resolve())
+
+
+SchemaFile = Annotated[str | None, PlainValidator(_output_schema)]
+
+
+class _OutputFormat(_Spec):
+    """How an output topic's records are written: JSON, or Avro through the registry with
+    a schema derived from the pipeline or given (`schema: FILE.avsc`)."""
+
+    format: Format = "json"
+    schema_file: SchemaFile = Field(None, alias="schema")
+
+    @model_validator(mode="after")
+    def _schema_needs_avro(self) -> _OutputFormat:
+        if self.format in ("protobuf", "json_schema"):
+            raise ValueError(
+                f"outputs are written as 'json' or 'avro' (read-only format {self.format!r})"
+            )
+        if self.schema_file is not None and self.format != "avro":
+            raise ValueError("'schema: FILE.avsc' is for 'format: avro'")
+        return self
+
+
+class RouteSpec(_OutputFormat):
     when: Condition | None = None
     to: Topic | None = None
     else_: Topic | None = Field(None, alias="else")
@@ -268,9 +322,11 @@ class RouteSpec(_Spec):
         return self.to or self.else_ or ""
 
 
-class SinkSpec(_Spec):
+class SinkSpec(_OutputFormat):
     topic: Topic | None = None
     route: list[RouteSpec] | None = None
+    # keys written as text (json), or as Avro strings registered under `<topic>-key`
+    key_format: Literal["json", "avro"] = "json"
 
     @model_validator(mode="after")
     def _one_form(self) -> SinkSpec:
@@ -424,6 +480,7 @@ class AlertSpec(_Spec):
     severity: Literal["info", "warning", "critical"] = "warning"
     to: Topic | None = None
     key: FieldList | None = None
+    format: Literal["json", "avro"] = "json"  # of the alert topic
 
 
 DEFAULT_COMPONENT_TIMEOUT_MS = 30_000
@@ -604,6 +661,22 @@ class PipelineSpec(_Spec):
                 name = step.kind if count == 1 else f"{step.kind}_{count}"
             named.append((name, step))
         return named
+
+    def output_formats(self) -> dict[str, tuple[str, str | None]]:
+        """(format, schema file) of every topic the pipeline writes results to that is
+        not JSON: the sink or each route target, and alert topics."""
+        formats: dict[str, tuple[str, str | None]] = {}
+        sink = self.sink
+        if sink.topic is not None and sink.format != "json":
+            formats[sink.topic] = (sink.format, sink.schema_file)
+        for rule in sink.route or []:
+            chosen = rule if rule.format != "json" else sink
+            if chosen.format != "json":
+                formats.setdefault(rule.topic, (chosen.format, chosen.schema_file))
+        for step in self.steps:
+            if isinstance(step, AlertStepSpec) and step.alert.format != "json":
+                formats.setdefault(self.alert_topic(step.alert), (step.alert.format, None))
+        return formats
 
     def output_topics(self) -> list[str]:
         topics = [*self.sink.topics()]

@@ -110,6 +110,16 @@ class KafkaSettings(_Section):
     )
 
 
+class SchemaRegistrySettings(_Section):
+    """A registry speaking the Confluent Schema Registry API (Confluent, Karapace,
+    Apicurio's `/apis/ccompat/v7`), for topics with `format: avro | protobuf | json_schema`."""
+
+    url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_cafile: str | None = None
+
+
 class Settings(BaseSettings):
     """Everything a sluice process needs to know that is not a pipeline."""
 
@@ -128,6 +138,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     processing: ProcessingSettings = ProcessingSettings()
     kafka: KafkaSettings = KafkaSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     telemetry: bool = Field(
         True,
         description="Prometheus metrics, record trace context and per-record logs; off only "

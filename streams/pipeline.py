@@ -33,7 +33,8 @@ DEFAULT_MAX_EVENT_TIME_SKEW_MS = 7 * 86_400_000  # processing.max_event_time_ske
 class Pipeline:
     """Runs one pipeline spec over batches.
 
-    `process(messages)` takes `Event`s whose `raw` holds the message bytes (value unset),
+    `process(messages)` takes `Event`s whose `raw` holds the message bytes (value unset; or,
+    for a registry format, every value set to its decoded record or a RecordError),
     `timestamp_ms` the broker timestamp and `key` the message key; it decodes them, sets
     event time and key as the spec says, runs the steps and routes the survivors. Every
     record ends in an output, a dead letter, or a drop counted with its reason.
@@ -168,16 +169,23 @@ class Pipeline:
         latest = ctx.now_ms + self.max_event_time_skew_ms
         seconds = self._seconds
         raws = list(map(_RAW, messages))
-        try:  # one test for the whole batch: usually no message needs the exact decoder
-            exact = jsonl.may_need_exact(b"\n".join(raws))
-        except TypeError:
-            exact = True
-        loads = jsonl.loads if exact else orjson.loads
-        # each message's value, or the ValueError decoding it raised (or _TOO_LARGE)
-        if raws and max(map(len, raws)) <= limit:
-            values = _loads_all(loads, raws)
+        if messages and messages[0].value is not None:
+            # decoded before (a registry format, streams.formats): a record, or the
+            # RecordError saying why not
+            values = [_TOO_LARGE if len(m.raw) > limit else m.value for m in messages]
         else:
-            values = [_TOO_LARGE if len(raw) > limit else _loads_one(loads, raw) for raw in raws]
+            try:  # one test for the whole batch: usually no message needs the exact decoder
+                exact = jsonl.may_need_exact(b"\n".join(raws))
+            except TypeError:
+                exact = True
+            loads = jsonl.loads if exact else orjson.loads
+            # each message's value, or the ValueError decoding it raised (or _TOO_LARGE)
+            if raws and max(map(len, raws)) <= limit:
+                values = _loads_all(loads, raws)
+            else:
+                values = [
+                    _TOO_LARGE if len(raw) > limit else _loads_one(loads, raw) for raw in raws
+                ]
         for message, value in zip(messages, values, strict=True):
             if value.__class__ is not dict:
                 if value is _TOO_LARGE:
@@ -186,6 +194,8 @@ class Pipeline:
                         f"({limit})",
                         "oversize",
                     )
+                elif isinstance(value, RecordError):
+                    error = value
                 elif isinstance(value, ValueError):
                     error = RecordError(f"invalid JSON: {value}", "invalid_json")
                 else:

@@ -23,7 +23,12 @@ from streams.errors import ConfigErrors, SluiceError
 
 @main.command()
 @click.argument("path", default="config", type=click.Path(path_type=Path))
-def check(path: Path) -> None:
+@click.option(
+    "--registry",
+    is_flag=True,
+    help="also check each Avro output's schema against the schema registry (compatibility)",
+)
+def check(path: Path, registry: bool) -> None:
     """Validate settings and pipeline files.
 
     PATH is a config directory (sluice.yaml + pipelines/), a folder of pipeline files, one
@@ -41,9 +46,31 @@ def check(path: Path) -> None:
     if not report.ok:
         click.echo(f"{len(report.errors)} error(s) in {path}", err=True)
         sys.exit(1)
+    if registry:
+        _check_registry(path)
     names = ", ".join(report.pipelines) or "no pipelines"
     warned = f"; {len(report.warnings)} warning(s)" if report.warnings else ""
     click.echo(f"ok: {len(report.files)} file(s), {names}{warned}")
+
+
+def _check_registry(path: Path) -> None:
+    """`sluice check --registry`: each Avro output schema may be registered under its
+    subject (compatible with what is there); a registry that does not answer is one line."""
+    from streams.config import load_config
+    from streams.runtime.formats import registry_problems
+
+    if not (path / "sluice.yaml").is_file():
+        fail(f"--registry needs a config directory with sluice.yaml (schema_registry.url): {path}")
+    loaded = load_config(path)
+    assert loaded.settings is not None
+    if not loaded.settings.schema_registry.url:
+        fail("--registry: schema_registry.url is not set in sluice.yaml")
+    problems = asyncio.run(registry_problems(loaded.settings, loaded.pipelines))
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        click.echo(f"{len(problems)} registry error(s) in {path}", err=True)
+        sys.exit(1)
 
 
 def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:

@@ -333,6 +333,7 @@ class Engine:
         await self._begin_transaction()
         output = self.output
         for runner, records in rekeyed.items():
+            await runner.before_rekey(records)  # registry formats: fetch unknown schemas
             runner.rekey(records, output)
         for runner, records in staged.items():
             current_pipeline.set(runner.name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ log = logging.getLogger("sluice.tables")
 TABLE_STEP = "table"  # `sluice.error.step` of a table row's dead letter
 POLL_MS = 200
 PROGRESS_LOG_S = 10.0
+NOT_DECODED: Any = object()  # a table in JSON: the feeder parses the value itself
 
 
 def row_problem(value: bytes | None) -> tuple[Any, DeadLetter | None]:
@@ -45,6 +46,16 @@ def row_problem(value: bytes | None) -> tuple[Any, DeadLetter | None]:
     if row.__class__ is not dict:
         return None, _letter(value, "invalid_json", f"expected a JSON object, got {json_type(row)}")
     return row, None
+
+
+def decoded_row_problem(value: bytes, decoded: Any) -> tuple[Any, DeadLetter | None]:
+    """As `row_problem`, for a value a registry format decoded (a record, or the error
+    that it does not decode: a `schema` dead letter, as on a source)."""
+    if isinstance(decoded, Exception):
+        return None, _letter(value, "schema", str(decoded))
+    if decoded.__class__ is not dict:
+        return None, _letter(value, "schema", f"expected a record, got {json_type(decoded)}")
+    return decoded, None
 
 
 def _letter(raw: bytes, error_type: str, message: str) -> DeadLetter:
@@ -82,11 +93,13 @@ async def feed_lookup_table(
     store: DictStateStore,
     loaded: asyncio.Event,
     dead_letter: Callable[[DeadLetter], Awaitable[None]],
+    decode: Callable[[list[bytes]], Awaitable[list[Any]]] | None = None,
 ) -> None:
     """Keep `store` equal to the latest row per key of `topic` (compacted semantics),
     reading all its partitions: every worker sees the whole table. A row whose value is
     null deletes its key. `loaded` is set once the offsets that were the end at start
-    are read; rows that cannot be rows go to `dead_letter`."""
+    are read; rows that cannot be rows go to `dead_letter`. `decode`: a registry format's
+    batch decoder (records, or the errors of values that do not decode)."""
     consumer = AIOKafkaConsumer(
         topic,
         **connection,
@@ -106,8 +119,12 @@ async def feed_lookup_table(
                 log.info("lookup table %s loaded: %d rows", name, len(store))
             batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=10_000)
             for messages in batches.values():
+                decoded: Iterator[Any] | None = None
+                if decode is not None:  # one value decoded per message that has one
+                    decoded = iter(await decode([m.value for m in messages if m.value]))
                 for message in messages:
-                    letter = _apply(name, topic, key_fields, store, message)
+                    value = next(decoded) if decoded is not None and message.value else NOT_DECODED
+                    letter = _apply(name, topic, key_fields, store, message, value)
                     if letter is not None:
                         await dead_letter(letter)
             if ends:
@@ -126,9 +143,15 @@ def _apply(
     key_fields: tuple[str, ...],
     store: DictStateStore,
     message: Any,
+    decoded: Any = NOT_DECODED,
 ) -> DeadLetter | None:
-    """The message applied to the table, or the dead letter it is."""
-    row, letter = row_problem(message.value)
+    """The message applied to the table, or the dead letter it is (`decoded`: its value
+    as a registry format decoded it, else NOT_DECODED: JSON)."""
+    row, letter = (
+        row_problem(message.value)
+        if decoded is NOT_DECODED
+        else decoded_row_problem(message.value, decoded)
+    )
     key = key_of(row, key_fields) if row is not None else None
     if key is None and message.key is not None:
         key = message.key.decode("utf-8", errors="replace")

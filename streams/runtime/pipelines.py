@@ -24,6 +24,7 @@ from models.settings import Settings
 from streams.pipeline import SOURCE_STEP, Pipeline
 from streams.records import BatchResult, DeadLetter, Event, key_of
 from streams.runtime.changelog import ChangelogStore, WorkerState
+from streams.runtime.formats import RecordFormats
 from streams.runtime.metrics import PrometheusPipelineMetrics
 from streams.runtime.output import Output
 from streams.runtime.sender import (
@@ -135,6 +136,8 @@ class PipelineRunner:
         self.alert_topics = sorted(
             {step.topic for step in self.pipeline.steps if isinstance(step, AlertStep)}
         )
+        # registry formats: decoding sources, encoding Avro outputs (set by the worker)
+        self.formats: RecordFormats | None = None
         self.latencies: deque[float] = deque(maxlen=2000)
         self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=20)
         self.lag = 0
@@ -154,7 +157,7 @@ class PipelineRunner:
             value = record.value
             if value is not None:
                 try:
-                    decoded = loads(value)
+                    decoded = loads(value) if self.formats is None else self._peek(value)
                 except orjson.JSONDecodeError:
                     decoded = None  # the pipeline dead-letters it, with the original bytes
                 if decoded.__class__ is dict:
@@ -166,6 +169,20 @@ class PipelineRunner:
                 (SOURCE_OFFSET, str(record.offset).encode()),
             ]
             add(topic, key, value, headers)
+
+    async def before_rekey(self, records: Sequence[ConsumerRecordLike]) -> None:
+        """A registry-format source's schemas are fetched before `rekey` reads the key
+        fields (it waits while the registry is down, like decoding does)."""
+        source = self.spec.source
+        if self.formats is not None and source.format != "json":
+            await self.formats.fetch_for([r.value for r in records if r.value], source.format)
+
+    def _peek(self, value: bytes) -> Any:
+        formats, source = self.formats, self.spec.source
+        assert formats is not None
+        if source.format == "json":
+            return orjson.loads(value)
+        return formats.peek(value, source.format)
 
     def _tombstones_out(
         self, records: Sequence[ConsumerRecordLike], output: Output
@@ -249,6 +266,8 @@ class PipelineRunner:
         if any(r.value is None for r in records):
             records = self._tombstones_out(records, output)
         events = to_events(records, trace=self.telemetry)
+        if self.formats is not None:  # a registry format (streams.runtime.formats)
+            await self.formats.decode_source(self.spec, [r.key for r in records], events)
         result = await self.pipeline.process(events)
         self._note_event_times(events)
         letters = len(result.dead_letters)
@@ -274,9 +293,8 @@ class PipelineRunner:
     def _count_oversize(self, result: BatchResult, before: int) -> None:
         """Results the sender turned into dead letters (too large to send) are counted
         as such (they were counted as outputs by the pipeline already)."""
-        added = len(result.dead_letters) - before
-        if added:
-            self.metrics.dead_letters(SINK_STEP, "oversize", added)
+        for letter in result.dead_letters[before:]:  # oversize, or schema (an Avro output)
+            self.metrics.dead_letters(SINK_STEP, letter.error_type, 1)
 
     def persist(self) -> None:
         self.pipeline.persist()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -26,6 +27,7 @@ from models.settings import Settings
 from streams.errors import SluiceError, StateLayoutError
 from streams.runtime.changelog import WorkerState, changelog_topic
 from streams.runtime.engine import Engine, EngineError
+from streams.runtime.formats import RecordFormats, uses_registry
 from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
 from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
 from streams.runtime.metrics import Registry
@@ -79,6 +81,11 @@ class SluiceWorker:
             for name, spec in pipelines.items()
         ]
         self.engine = Engine(settings, self.runners)
+        self.pipelines = pipelines
+        # registry formats (Avro, Protobuf, JSON Schema): streams.runtime.formats
+        self.formats = RecordFormats(settings) if uses_registry(pipelines) else None
+        for runner in self.runners:
+            runner.formats = self.formats
         self.demo_rate = demo_rate
         self.exit_code = 0
         self.broker_reachable = True  # until a probe says otherwise
@@ -95,6 +102,9 @@ class SluiceWorker:
             "making_progress": lambda: self.stalled is None,
             "components_responsive": lambda: not self.watchdog.stuck,
         }
+        if self.formats is not None:
+            formats = self.formats
+            readiness.checks["schema_registry"] = lambda: formats.ready
 
     # --- running ------------------------------------------------------------------------
 
@@ -116,6 +126,8 @@ class SluiceWorker:
             loop.add_signal_handler(signum, self._on_signal, signum)
         web = await self._start_web()
         try:
+            if self.formats is not None:
+                await self._start_formats(self.formats)
             log.info("connecting to %s", ", ".join(self.settings.brokers))
             try:
                 await self.engine.start()
@@ -214,7 +226,26 @@ class SluiceWorker:
         finally:
             os._exit(self.exit_code)
 
+    async def _start_formats(self, formats: RecordFormats) -> None:
+        """The registry answers and every Avro output's schema is registered (or one
+        line and exit 1: RegistryUnreachable, SchemaMismatch)."""
+        log.info("schema registry %s", formats.client.shown)
+        await formats.start(self.pipelines)
+        for runner in self.runners:
+            runner.sender.encoders = {
+                topic: formats.encoders[topic]
+                for topic in runner.spec.output_formats()
+                if topic in formats.encoders
+            }
+            runner.sender.key_encoders = {
+                topic: formats.key_encoders[topic]
+                for topic in runner.spec.sink.topics()
+                if topic in formats.key_encoders
+            }
+
     async def _shutdown(self) -> None:
+        if self.formats is not None:
+            await self.formats.close()
         try:
             await self.engine.stop()
         except Exception as exc:
@@ -288,6 +319,9 @@ class SluiceWorker:
                 loaded = asyncio.Event()
                 loaded_events.append(loaded)
                 letters = TableDeadLetters(producer, runner, table.topic)
+                decode = None
+                if self.formats is not None and table.format != "json":
+                    decode = functools.partial(self.formats.decode_values, format_name=table.format)
                 feeders.append(
                     feed_lookup_table(
                         connection,
@@ -297,6 +331,7 @@ class SluiceWorker:
                         runner.lookups[name],
                         loaded,
                         letters.send,
+                        decode,
                     )
                 )
 

@@ -59,6 +59,8 @@ from streams.sql.trees import (
     offset_of,
 )
 
+VALUE_FORMATS = {"JSON": "json", "AVRO": "avro", "PROTOBUF": "protobuf", "JSON_SR": "json_schema"}
+VALUE_FORMATS_OUT = {"JSON": "json", "AVRO": "avro"}
 _TOPIC = re.compile(TOPIC_PATTERN)
 _PIPELINE_NAME = re.compile(r"^[A-Za-z0-9._\-]+$")
 
@@ -230,12 +232,26 @@ class StatementCompiler:
                     + ", ".join(allowed),
                     prop.offset,
                 )
-            if name == "VALUE_FORMAT" and str(prop.value).upper() != "JSON":
-                raise self.error(
-                    f"VALUE_FORMAT '{prop.value}': sluice reads and writes JSON only",
-                    prop.value_offset,
+            if name == "VALUE_FORMAT":
+                self.value_format(
+                    prop, derived=what != "a declared stream" and "lookup" not in what
                 )
         return properties
+
+    def value_format(self, prop: Property | None, derived: bool) -> str:
+        """VALUE_FORMAT as a topic format (ksqlDB's names): JSON, AVRO, PROTOBUF, JSON_SR;
+        what a statement writes is JSON or AVRO."""
+        if prop is None:
+            return "json"
+        allowed = VALUE_FORMATS_OUT if derived else VALUE_FORMATS
+        found = allowed.get(str(prop.value).upper())
+        if found is None:
+            raise self.error(
+                f"VALUE_FORMAT '{prop.value}': use {', '.join(allowed)}"
+                + (" (outputs are written as JSON or AVRO)" if derived else ""),
+                prop.value_offset,
+            )
+        return found
 
     def text_property(self, prop: Property) -> str:
         if not isinstance(prop.value, str) or not prop.value.strip():
@@ -303,6 +319,7 @@ class StatementCompiler:
         relation = Relation(
             statement.name, "lookup" if lookup else "source", topic, columns, statement
         )
+        relation.format = self.value_format(properties.get("VALUE_FORMAT"), derived=False)
         timestamp = properties.get("TIMESTAMP")
         if timestamp is not None:
             relation.timestamp = self.property_column(
@@ -563,6 +580,8 @@ class StatementCompiler:
             source["key"] = list(key) if len(key) > 1 else key[0]
         if relation.timestamp is not None:
             source["timestamp"] = relation.timestamp
+        if relation.format != "json":
+            source["format"] = relation.format
         return source
 
     @staticmethod
@@ -589,6 +608,10 @@ class StatementCompiler:
 
     def finish(self, document: dict[str, Any], output: Relation) -> None:
         """Validate the document into a spec exactly as a YAML file's; record both."""
+        prop = self.statement.properties.get("VALUE_FORMAT")
+        output.format = self.value_format(prop, derived=True)
+        if output.format != "json":
+            document["sink"]["format"] = output.format
         try:
             context = {"tables": sorted(document.get("tables", {}))}
             spec = PipelineSpec.model_validate(document, context=context)

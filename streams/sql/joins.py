@@ -122,6 +122,8 @@ def enrich_document(join: Join) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         enrich["fields"] = list(join.used) or key[:1]
     enrich["missing"] = "keep" if join.keep_missing else "drop"
     tables = {table.name.text: {"topic": table.topic, "key": key if len(key) > 1 else key[0]}}
+    if table.format != "json":  # VALUE_FORMAT (registry formats)
+        tables[table.name.text]["format"] = table.format
     return [{"enrich": enrich}], tables
 
 

@@ -382,10 +382,10 @@ MORE = [
         ["differs from the columns marked KEY"],
     ),
     (
-        "CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 'a', VALUE_FORMAT = 'AVRO');",
+        "CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 'a', VALUE_FORMAT = 'XML');",
         0,
         "a",
-        ["JSON only"],
+        ["VALUE_FORMAT 'XML'", "JSON, AVRO, PROTOBUF, JSON_SR"],
     ),
     ("CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 'a b');", 0, "a", ["not a topic name"]),
     ("CREATE STREAM a (x INT) WITH (KAFKA_TOPIC = 3);", 0, "a", ["takes quoted text"]),
