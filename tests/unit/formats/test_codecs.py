@@ -93,6 +93,7 @@ def test_avro_writer_round_trips_plain_values() -> None:
     raw = writer.encode(plain)
     assert schema_id_of(raw) == 9
     back = schemaless_reader(io.BytesIO(raw[5:]), parse_schema(LOGICAL), None)
+    assert isinstance(back, dict)
     assert back["ts"] == dt.datetime(2026, 11, 25, 10, 0, 0, 5000, tzinfo=dt.UTC)
     assert back["price"] == Decimal("12.34") and back["blob"] == b"\x00\xff"
     assert back["maybe"] == 3
