@@ -53,6 +53,7 @@ STEP_KINDS = (
     "window",
     "alert",
     "component",
+    "aggregate",
 )
 MAX_WINDOWS_PER_EVENT = 1000  # a hopping window's size/hop: each event updates that many
 SCHEMA_TYPES = ("str", "int", "float", "bool", "datetime", "list", "dict")
@@ -398,6 +399,45 @@ class WindowSpec(_Spec):
         return self
 
 
+class EmitEverySpec(_Spec):
+    every: DurationMs
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("'every' must be a positive duration, e.g. 10s")
+        return value
+
+
+class AggregateSpec(_Spec):
+    """Running aggregates per key, no window (see streams.steps.aggregate)."""
+
+    key: FieldList | None = None
+    aggregates: dict[str, Aggregate]
+    emit: Literal["updates"] | EmitEverySpec = "updates"
+    name: StepName | None = None
+
+    @field_validator("aggregates")
+    @classmethod
+    def _named(cls, value: dict[str, AggregateCall]) -> dict[str, AggregateCall]:
+        if not value:
+            raise ValueError("aggregate needs at least one aggregate, e.g. n: count()")
+        return value
+
+    @model_validator(mode="after")
+    def _no_clash(self) -> AggregateSpec:
+        clash = set(self.key or ()) & set(self.aggregates)
+        if clash:
+            raise ValueError(f"aggregate {sorted(clash)[0]!r} has the name of a key field")
+        return self
+
+    @property
+    def every_ms(self) -> int | None:
+        """`emit: {every: d}`: the changed keys once per `d`; None: an update per record."""
+        return self.emit.every if isinstance(self.emit, EmitEverySpec) else None
+
+
 class AlertSpec(_Spec):
     name: StepName
     when: Condition
@@ -497,6 +537,10 @@ class ComponentStepSpec(_Step):
     component: ComponentSpec
 
 
+class AggregateStepSpec(_Step):
+    aggregate: AggregateSpec
+
+
 def _step_tag(value: Any) -> str | None:
     if isinstance(value, _Step):
         return value.kind
@@ -515,7 +559,8 @@ StepSpec = Annotated[
     | Annotated[RateLimitStepSpec, Tag("ratelimit")]
     | Annotated[WindowStepSpec, Tag("window")]
     | Annotated[AlertStepSpec, Tag("alert")]
-    | Annotated[ComponentStepSpec, Tag("component")],
+    | Annotated[ComponentStepSpec, Tag("component")]
+    | Annotated[AggregateStepSpec, Tag("aggregate")],
     Discriminator(
         _step_tag,
         custom_error_type="step_kind",

@@ -12,6 +12,7 @@ from typing import Any
 
 from models import pipeline as spec
 from streams.state import StateBackend, lookup_store_name, step_store_name
+from streams.steps.aggregate import AggregateStep
 from streams.steps.base import Step
 from streams.steps.component import ComponentStep
 from streams.steps.filter import FilterStep
@@ -126,6 +127,13 @@ STEP_KINDS: dict[str, StepKind] = {
             True,
             ("component", "timeout"),
             ("component",),
+        ),
+        StepKind(
+            "aggregate",
+            spec.AggregateStepSpec,
+            lambda s, c: AggregateStep(c.name, s.aggregate, c.store()),
+            True,
+            ("key", "expression"),
         ),
     )
 }
