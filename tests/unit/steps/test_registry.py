@@ -23,6 +23,7 @@ EXAMPLES = {
     "alert": {"alert": {"name": "x", "when": "a > 1"}},
     "component": {"component": {"class": "tests.fixtures.components:CountPerKey"}},
     "aggregate": {"aggregate": {"key": "a", "aggregates": {"n": "count()"}}},
+    "join": {"join": {"stream": "other", "key": "a", "within": "1m"}},
 }
 
 
