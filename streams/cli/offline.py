@@ -153,7 +153,13 @@ def replay(
             raise click.BadParameter(str(exc), param_hint="--max-event-time-skew") from None
     start_logging(settings, log_format, log_level)
     if len(specs) == 1 and (len(sources) > 1 or specs[0].join is not None):
-        _replay_streams(specs[0], sources, tables, output_dir, settings, skew)
+        topics: dict[str, str] = {}
+        if pipeline_file.suffix.lower() == ".sql":  # STREAM= names a declared stream
+            from streams.sql.compiler import load_sql_program
+
+            program = load_sql_program(pipeline_file)
+            topics = {r.name.text.lower(): r.topic for r in program.relations}
+        _replay_streams(specs[0], sources, tables, output_dir, settings, skew, topics)
         return
     if len(sources) > 1:
         fail("several --input: only for a pipeline with a join (one per stream it reads)")
@@ -189,15 +195,18 @@ def _replay_streams(
     output_dir: Path,
     settings: Settings,
     max_event_time_skew_ms: int,
+    topics: dict[str, str],
 ) -> None:
-    """A pipeline that reads two streams (a join): `--input STREAM=FILE` for each; an
-    input without `STREAM=` feeds the pipeline's source."""
+    """A pipeline that reads two streams (a join): `--input STREAM=FILE` for each (a
+    topic, or in a .sql file a declared stream's name: `topics`); an input without
+    `STREAM=` feeds the pipeline's source."""
     from streams.replay import replay_streams
 
     inputs: dict[str, str] = {}
     for source in sources:
         stream, sep, path = source.rpartition("=")
-        inputs[stream if sep and stream else spec.source.topic] = path if sep else source
+        topic = topics.get(stream.lower(), stream) if sep and stream else spec.source.topic
+        inputs[topic] = path if sep else source
     try:
         summary = asyncio.run(
             replay_streams(

@@ -149,26 +149,42 @@ class AggregateStep(Step):
         return KeyTotals(key_values, event.partition, [agg.init() for agg in self.aggregates])
 
     def _count(self, events: list[Event], ctx: BatchContext, results: list[Event] | None) -> None:
-        """count() only: each record adds one to each aggregate's state."""
+        """count() only: each record adds one to its key's count, which cannot fail; the
+        record itself becomes its result (a new Event per record cost ~0.3 µs more)."""
         cache = self.cache
         dirty = self.dirty
-        width = len(self.aggregates)
+        names = self.names
+        key_fields = self.key_fields or ()
+        by_message_key = self.key_fields is None
         for event in events:
-            key = self._key(event, ctx)
-            if key is None:
-                continue
-            entry = cache.get(key) or self._entry(key)
-            if entry is None:
-                try:
-                    entry = cache[key] = self._new_entry(event, key)
-                except RecordError as error:
-                    ctx.dead_letter(event, self.name, error)
+            if by_message_key:
+                key: str | None = event.key if event.key is not None else ""
+            else:
+                key = self._key(event, ctx)
+                if key is None:
                     continue
-            count = entry.states[0] + 1
-            entry.states = [count] * width
+            assert key is not None
+            entry = cache.get(key)
+            if entry is None:
+                entry = self._entry(key)
+                if entry is None:
+                    try:
+                        entry = cache[key] = self._new_entry(event, key)
+                    except RecordError as error:
+                        ctx.dead_letter(event, self.name, error)
+                        continue
+            states = entry.states
+            count = states[0] + 1
+            for index in range(len(states)):
+                states[index] = count
             dirty.add(key)
             if results is not None:
-                results.append(self._result_event(event, key, entry))
+                record = dict(zip(key_fields, entry.key_values, strict=True))
+                for name in names:
+                    record[name] = count
+                event.value = record
+                event.key = key
+                results.append(event)
             elif not entry.unsent:
                 entry.unsent = True
                 self.unsent.add(key)

@@ -284,7 +284,7 @@ CASES = [
         1,
         48,
         "a",
-        ["JOIN b: a stream; a join reads a lookup table"],
+        ["JOIN b: a join of two streams needs WITHIN"],
     ),
     (
         "CREATE TABLE users (id VARCHAR, tier VARCHAR) WITH (KAFKA_TOPIC = 'u');",
