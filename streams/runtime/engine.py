@@ -137,12 +137,13 @@ class Engine:
         self.stage_runners: dict[str, list[PipelineRunner]] = {}
         self.rekey_runners: dict[str, list[PipelineRunner]] = {}
         for runner in self.runners:
-            self.stage_runners.setdefault(runner.stage_topic, []).append(runner)
-            if runner.repartition_topic is not None:
-                self.rekey_runners.setdefault(runner.source_topic, []).append(runner)
+            for stage in runner.stages:  # a join's runner has two
+                self.stage_runners.setdefault(stage, []).append(runner)
+            for rekeyed in runner.rekeyed:
+                self.rekey_runners.setdefault(rekeyed, []).append(runner)
         self.topics = sorted({*self.stage_runners, *self.rekey_runners})
         written = {topic for runner in self.runners for topic in runner.spec.output_topics()}
-        written |= {r.repartition_topic for r in self.runners if r.repartition_topic is not None}
+        written |= {t for r in self.runners for t in r.rekeyed.values()}
         self.backpressure = Backpressure(
             [topic for topic in self.topics if topic in written], self.batch_max
         )
@@ -309,8 +310,8 @@ class Engine:
     # --- batches -----------------------------------------------------------------------
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        staged: dict[PipelineRunner, list[Any]] = {}
-        rekeyed: dict[PipelineRunner, list[Any]] = {}
+        staged: dict[tuple[PipelineRunner, str], list[Any]] = {}
+        rekeyed: dict[tuple[PipelineRunner, str], list[Any]] = {}
         count = 0
         for tp, fetched in batches.items():
             if tp not in self.owned:
@@ -324,18 +325,18 @@ class Engine:
             self.next[tp] = records[-1].offset + 1
             count += len(records)
             for runner in self.stage_runners.get(tp.topic, ()):
-                staged.setdefault(runner, []).extend(records)
+                staged.setdefault((runner, tp.topic), []).extend(records)
             for runner in self.rekey_runners.get(tp.topic, ()):
-                rekeyed.setdefault(runner, []).extend(records)
+                rekeyed.setdefault((runner, tp.topic), []).extend(records)
         if not count:
             return
         await self._begin_transaction()
         output = self.output
-        for runner, records in rekeyed.items():
+        for (runner, _), records in rekeyed.items():
             runner.rekey(records, output)
-        for runner, records in staged.items():
+        for (runner, topic), records in staged.items():
             current_pipeline.set(runner.name)
-            await runner.process(records, output)
+            await runner.process(records, output, runner.stages[topic])
         current_pipeline.set(None)
         await output.send()
         self.records_processed += count
