@@ -88,3 +88,10 @@ def test_latest_totals_equal_duckdb_group_by_having(tmp_path: Path) -> None:
         assert record == {k: v for k, v in expected[usr].items() if k != "total"}
     # HAVING: each update passes only once the key has two records
     assert len(topics["totals"]) == len(rows) - len(expected)
+
+
+def test_an_aggregate_over_a_column_the_stream_lacks_names_the_line() -> None:
+    program = compile_sql(ORDERS + TOTALS.replace("SUM(amount)", "SUM(amout)"), "t.sql")
+    (error,) = program.errors
+    assert error.describe().startswith("t.sql:5:")
+    assert "unknown column 'amout'" in error.describe()

@@ -143,3 +143,22 @@ def test_replay_equals_duckdb_interval_join(tmp_path: Path, kind: str, sql_join:
     # a payment joining no order (FULL OUTER) has no FROM-stream columns: the select list
     # reads o.order_id, null there as in DuckDB
     assert got == Counter(rows)
+
+
+def test_explain_shows_the_join_and_the_running_aggregate(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    sql = tmp_path / "j.sql"
+    sql.write_text(
+        STREAMS
+        + JOIN.format(kind="LEFT JOIN")
+        + "CREATE TABLE paid_per_order AS SELECT order_id, COUNT(*) AS n FROM orders_paid "
+        "GROUP BY order_id EMIT CHANGES;\n"
+    )
+    result = CliRunner().invoke(main, ["explain", str(sql)])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "- join:\n    stream: payments-in\n" in text and "    type: left\n" in text
+    assert "- aggregate:\n    key: order_id\n    emit: updates\n" in text
