@@ -206,6 +206,8 @@ def _replay_streams(
     for source in sources:
         stream, sep, path = source.rpartition("=")
         topic = topics.get(stream.lower(), stream) if sep and stream else spec.source.topic
+        if topic in inputs:
+            fail(f"two --input for stream {topic!r}: one per stream the pipeline reads")
         inputs[topic] = path if sep else source
     try:
         summary = asyncio.run(
