@@ -35,6 +35,8 @@ from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import (
     CommitFailedError,
     CorruptRecordException,
@@ -234,6 +236,7 @@ class Engine:
             rebalance_timeout_ms=SESSION_TIMEOUT_MS * 2,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_partition_fetch_bytes=max(processing.max_message_bytes * 2, 1_048_576),
+            partition_assignment_strategy=assignors(self.runners),
         )
         await start_client(consumer, settings)
         self._consumer = consumer
@@ -648,6 +651,17 @@ class Engine:
                 done = max(done, await consumer.position(tp))
             found[(tp.topic, tp.partition)] = max(0, end - done)
         return found
+
+
+def assignors(runners: Sequence[PipelineRunner]) -> tuple[type[Any], ...]:
+    """A join's two stage topics must be co-partitioned in each member: the range assignor
+    gives a member the same partitions of topics with equal partition counts (round robin,
+    aiokafka's default, only when every count is a multiple of the group's size). Round
+    robin stays second, so a group mid-deploy (members without the join) still agrees on
+    one assignor."""
+    if any(runner.join_topic is not None for runner in runners):
+        return (RangePartitionAssignor, RoundRobinPartitionAssignor)
+    return (RoundRobinPartitionAssignor,)
 
 
 async def _quietly(awaitable: Any) -> None:
