@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from streams.durations import parse_duration_ms
 from streams.errors import ExpressionError
-from streams.sql.expressions import (
+from streams.expressions import (
     AggregateCall,
     Expression,
     compile_condition,

@@ -1,11 +1,11 @@
 """State behind one small interface.
 
 A stateful step owns one `StateStore`: a mapping from a key (the step's key, as text) to a
-JSON-serializable value. In a worker the store is `<pipeline>.<step>`, kept in memory
-(and RocksDB with `store: rocksdb://`) with a changelog topic
-(streams.runtime.changelog); in replay and unit tests it is a dict. Steps
-read a key once per batch and write it back once, so the store sees one write per touched
-key per batch, whatever the number of records.
+JSON-serializable value. In a worker the store is `<pipeline>.<step>`, kept in memory; its
+changelog topic is the durable copy (streams.runtime.changelog), and `store: rocksdb://`
+adds a local copy so that a restart reads only the changelog written since. In replay and
+unit tests it is a dict. Steps read a key once per batch and write it back once, so the
+store sees one write per touched key per batch, whatever the number of records.
 """
 
 from __future__ import annotations

@@ -40,11 +40,10 @@ REPORT_INTERVAL_S = 2.0
 
 
 def tune_garbage_collection() -> None:
-    """A worker allocates many short-lived objects per record (decoded records, events);
-    with CPython's default thresholds the collector runs every 700 allocations and a full
-    collection walks every live object, the modules included. Measured at 11k records/s:
-    p99 latency 106-126 ms by default, 51-53 ms with start-up objects frozen out of
-    collection and fewer, larger collections."""
+    """Start-up objects frozen out of collection, and fewer, larger collections: a worker
+    allocates many short-lived objects per record, and by default every 700 allocations
+    start a collection. p99 latency at 11k records/s: 106-126 ms by default, 51-53 ms so
+    (docs/decisions/0004-garbage-collection-and-heap.md)."""
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
 

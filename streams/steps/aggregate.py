@@ -28,8 +28,8 @@ from typing import Any
 
 from models.pipeline import AggregateSpec
 from streams.errors import ExpressionRuntimeError, RecordError
+from streams.expressions import describe_failure
 from streams.records import Event, key_of
-from streams.sql.expressions import describe_failure
 from streams.state import StateStore, is_bookkeeping
 from streams.steps.aggregates import Aggregate, make_aggregate
 from streams.steps.base import BatchContext, Step

@@ -32,9 +32,9 @@ from typing import Any, cast
 from models.pipeline import WindowSpec
 from streams.errors import ExpressionRuntimeError, RecordError
 from streams.event_time import iso_ms
+from streams.expressions import Expression, describe_failure
 from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
 from streams.records import Event, key_of
-from streams.sql.expressions import Expression, describe_failure
 from streams.state import StateStore, bookkeeping_key, is_bookkeeping
 from streams.steps.aggregates import Aggregate, ValueKinds, make_aggregate
 from streams.steps.base import BatchContext, Step

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.sql.expressions import compile_condition, compile_expression
+from streams.expressions import compile_condition, compile_expression
 
 FIELDS = ("a", "b", "c")
 values = st.one_of(

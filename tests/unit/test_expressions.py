@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.errors import ExpressionError, ExpressionRuntimeError
-from streams.sql.expressions import (
+from streams.expressions import (
     compile_condition,
     compile_expression,
     literal_expression,

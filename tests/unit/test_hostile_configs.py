@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from streams.check import check
 from streams.config import load_settings, pipeline_from_document, unknown_variables
 from streams.errors import ConfigErrors, ExpressionError, ExpressionRuntimeError
-from streams.sql.expressions import MAX_NESTING, compile_condition, compile_expression
+from streams.expressions import MAX_NESTING, compile_condition, compile_expression
 from streams.yaml_lines import YamlDocument, parse_yaml
 
 PIPELINE = """pipeline: p

@@ -86,7 +86,7 @@ def _record(**extra: object) -> logging.LogRecord:
 
 
 def _format_in_pipeline(formatter: logging.Formatter, pipeline: str, **extra: object) -> str:
-    """A line logged while `pipeline` runs (the agent sets current_pipeline)."""
+    """A line logged while `pipeline` runs (the runtime sets current_pipeline)."""
     token = current_pipeline.set(pipeline)
     try:
         return formatter.format(_record(**extra))
