@@ -21,14 +21,17 @@ as usual, with the other stream's record under `other` (`other.amount`; null whe
 unmatched); without `fields` it is the pipeline's record with the other's under `other`.
 It is keyed by the join key, and its event time is the later of the two.
 
-State per key: `{"p": partition, "l": [[t, record, joined], …], "r": […]}`, written once
+State per key: `{"p": partition, "l": [[t, record, joined], …], "r": […]}` (each side in
+event-time order, so a record's partners are found by bisection), written once
 per batch for each key it changed, plus the watermark per partition (a bookkeeping key).
 """
 
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from models.pipeline import JoinSpec, PipelineSpec
@@ -42,6 +45,7 @@ WATERMARK = "watermark"
 _WATERMARK_PREFIX = bookkeeping_key(WATERMARK, 0).removesuffix("0")
 LEFT, RIGHT = "l", "r"
 OTHER = "other"  # the field the other stream's record is read under
+_TIME = itemgetter(0)
 
 
 @dataclass(slots=True, eq=False)
@@ -162,15 +166,17 @@ class JoinStep(Step):
                 (buffers.left, buffers.right) if side == LEFT else (buffers.right, buffers.left)
             )
             kept = [t, value, False]
-            for other in theirs:
-                if abs(t - other[0]) <= within:
-                    left, right = (value, other[1]) if side == LEFT else (other[1], value)
-                    joined = self._joined(event, key, max(t, other[0]), left, right, ctx)
-                    if joined is None:
-                        continue
-                    results.append(joined)
-                    kept[2] = other[2] = True
-            mine.append(kept)
+            # each side's records are kept in event-time order: the partners are a slice
+            first = bisect_left(theirs, t - within, key=_TIME)
+            last = bisect_right(theirs, t + within, key=_TIME)
+            for other in theirs[first:last]:
+                left, right = (value, other[1]) if side == LEFT else (other[1], value)
+                joined = self._joined(event, key, max(t, other[0]), left, right, ctx)
+                if joined is None:
+                    continue
+                results.append(joined)
+                kept[2] = other[2] = True
+            insort(mine, kept, key=_TIME)
             self.buffered += 1
             self._expire_at(partition, t, key)
             changed.add(key)
@@ -197,10 +203,11 @@ class JoinStep(Step):
                 continue
             for side in (LEFT, RIGHT):
                 records = buffers.left if side == LEFT else buffers.right
-                if not records or min(kept[0] for kept in records) >= horizon:
+                cut = bisect_left(records, horizon, key=_TIME)
+                if not cut:
                     continue
-                gone = [kept for kept in records if kept[0] < horizon]
-                records[:] = [kept for kept in records if kept[0] >= horizon]
+                gone = records[:cut]
+                del records[:cut]
                 self.buffered -= len(gone)
                 if side in self.unmatched_sides:
                     results += self._unmatched(key, buffers.partition, side, gone, ctx)
