@@ -98,3 +98,17 @@ def test_lines_merge_by_event_time_keeping_each_file_in_order(tmp_path: Path) ->
         ("a", 2),
         ("a", 3),
     ]
+
+
+def test_check_names_the_line_of_a_join_without_within(tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "bad.yaml").write_text(
+        "pipeline: bad\nsource: {topic: orders, timestamp: ts}\nsteps:\n"
+        '  - filter: "amount > 0"\n'
+        "  - join: {stream: payments, key: order_id, type: left}\n"
+        "sink: {topic: out}\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(folder)])
+    assert result.exit_code == 1
+    assert f"{folder / 'bad.yaml'}:5: steps[1].join: a join needs 'within'" in result.output
