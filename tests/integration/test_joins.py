@@ -171,3 +171,31 @@ async def test_running_aggregates_in_a_worker_equal_replay(
         last[record["user"]] = record
     assert last == expected
     assert worker.stop() == 0
+
+
+async def test_two_workers_share_the_join_and_one_takes_over(
+    broker: Broker, make_worker: Any, tmp_path: Path
+) -> None:
+    """Two members split the partitions of both stage topics (co-partitioned: the range
+    assignor); one killed mid-stream, the survivor's output has every pair replay has and
+    no other (at-least-once: some may come twice)."""
+    tag, text, orders, payments, expected = await scenario(broker, tmp_path, "j2", 800)
+    one = make_worker({"join": text}, app_id="pair")
+    two = make_worker({"join": text}, app_id="pair")
+    one.wait_ready()
+    two.wait_ready()
+    await produce_lines(broker, f"orders-{tag}", orders[:400], key=by_key("k"))
+    await produce_lines(broker, f"pay-{tag}", payments[:400], key=by_key("pk"))
+    deadline = time.monotonic() + 60
+    while (
+        one.metric("sluice_events_in_total") + two.metric("sluice_events_in_total") < 700
+        and time.monotonic() < deadline
+    ):
+        await asyncio.sleep(0.1)
+    assert one.metric("sluice_events_in_total") > 0 < two.metric("sluice_events_in_total")
+    one.stop(signal.SIGKILL)
+    await produce_lines(broker, f"orders-{tag}", orders[400:], key=by_key("k"))
+    await produce_lines(broker, f"pay-{tag}", payments[400:], key=by_key("pk"))
+    got = await pairs_until(broker, f"out-{tag}", sum(expected.values()))
+    assert set(got) == set(expected)
+    assert two.stop() == 0

@@ -35,6 +35,7 @@ def _owners(assignor: Any, members: int) -> dict[str, dict[int, str]]:
 
 def test_a_join_gets_co_partitioned_stage_topics_for_any_group_size() -> None:
     chosen = assignors([_Runner("t-j-join-repartition")])  # type: ignore[list-item]
+    assert len(chosen) == 1
     for members in (1, 2, 3):
         owners = _owners(chosen[0], members)
         assert owners["t-j-join-repartition"] == owners["t-j-repartition"], members
