@@ -55,6 +55,8 @@ STEP_KINDS = (
     "window",
     "alert",
     "component",
+    "aggregate",
+    "join",
 )
 MAX_WINDOWS_PER_EVENT = 1000  # a hopping window's size/hop: each event updates that many
 SCHEMA_TYPES = ("str", "int", "float", "bool", "datetime", "list", "dict")
@@ -473,6 +475,88 @@ class WindowSpec(_Spec):
         return self
 
 
+class EmitEverySpec(_Spec):
+    every: DurationMs
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("'every' must be a positive duration, e.g. 10s")
+        return value
+
+
+class AggregateSpec(_Spec):
+    """Running aggregates per key, no window (see streams.steps.aggregate)."""
+
+    key: FieldList | None = None
+    aggregates: dict[str, Aggregate]
+    emit: Literal["updates"] | EmitEverySpec = "updates"
+    name: StepName | None = None
+
+    @field_validator("aggregates")
+    @classmethod
+    def _named(cls, value: dict[str, AggregateCall]) -> dict[str, AggregateCall]:
+        if not value:
+            raise ValueError("aggregate needs at least one aggregate, e.g. n: count()")
+        return value
+
+    @model_validator(mode="after")
+    def _no_clash(self) -> AggregateSpec:
+        clash = set(self.key or ()) & set(self.aggregates)
+        if clash:
+            raise ValueError(f"aggregate {sorted(clash)[0]!r} has the name of a key field")
+        return self
+
+    @property
+    def every_ms(self) -> int | None:
+        """`emit: {every: d}`: the changed keys once per `d`; None: an update per record."""
+        return self.emit.every if isinstance(self.emit, EmitEverySpec) else None
+
+
+class JoinSpec(_Spec):
+    """Two streams joined within an interval of event time (see streams.steps.join)."""
+
+    stream: Topic
+    key: FieldList
+    other_key: FieldList | None = None  # default: the same field names as `key`
+    within: DurationMs | None = None
+    grace: DurationMs = 0
+    type: Literal["inner", "left", "outer"] = "inner"
+    fields: dict[str, ValueExpression] | None = None
+    late: Literal["drop", "dlq"] = "drop"
+    timestamp: str | None = Field(
+        None, description="the other stream's event-time field (default: source.timestamp)"
+    )
+    name: StepName | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> JoinSpec:
+        if self.within is None:
+            raise ValueError(
+                "a join needs 'within', the interval of event time two records may be apart, "
+                "e.g. within: 10m"
+            )
+        if self.within < 0 or self.grace < 0:
+            raise ValueError("'within' and 'grace' must not be negative")
+        if self.other_key is not None and len(self.other_key) != len(self.key):
+            raise ValueError(
+                f"'key' has {len(self.key)} field(s) and 'other_key' {len(self.other_key)}: "
+                "they must pair up"
+            )
+        if self.fields is not None and not self.fields:
+            raise ValueError("'fields' needs at least one output field (or leave it out)")
+        return self
+
+    @property
+    def within_ms(self) -> int:
+        return self.within or 0
+
+    @property
+    def right_key(self) -> tuple[str, ...]:
+        return self.other_key if self.other_key is not None else self.key
+
+
 class AlertSpec(_Spec):
     name: StepName
     when: Condition
@@ -573,6 +657,14 @@ class ComponentStepSpec(_Step):
     component: ComponentSpec
 
 
+class AggregateStepSpec(_Step):
+    aggregate: AggregateSpec
+
+
+class JoinStepSpec(_Step):
+    join: JoinSpec
+
+
 def _step_tag(value: Any) -> str | None:
     if isinstance(value, _Step):
         return value.kind
@@ -591,7 +683,9 @@ StepSpec = Annotated[
     | Annotated[RateLimitStepSpec, Tag("ratelimit")]
     | Annotated[WindowStepSpec, Tag("window")]
     | Annotated[AlertStepSpec, Tag("alert")]
-    | Annotated[ComponentStepSpec, Tag("component")],
+    | Annotated[ComponentStepSpec, Tag("component")]
+    | Annotated[AggregateStepSpec, Tag("aggregate")]
+    | Annotated[JoinStepSpec, Tag("join")],
     Discriminator(
         _step_tag,
         custom_error_type="step_kind",
@@ -633,6 +727,16 @@ class PipelineSpec(_Spec):
         duplicates = sorted(name for name, count in names.items() if count > 1)
         if duplicates:
             raise ValueError(f"two steps are named {duplicates[0]!r}: step names must be unique")
+        joins = [s.join for s in self.steps if isinstance(s, JoinStepSpec)]
+        if len(joins) > 1:
+            raise ValueError("a pipeline joins at most one other stream (one 'join' step)")
+        if joins and joins[0].stream == self.source.topic:
+            raise ValueError(f"join: 'stream' {joins[0].stream!r} is the pipeline's own source")
+        if joins and self.source.key is not None and self.source.key != joins[0].key:
+            raise ValueError(
+                f"join: 'key' ({', '.join(joins[0].key)}) differs from source.key "
+                f"({', '.join(self.source.key)}): both streams are partitioned by the join key"
+            )
         alert_names = [s.alert.name for s in self.steps if isinstance(s, AlertStepSpec)]
         if len(alert_names) != len(set(alert_names)):
             raise ValueError("two alerts have the same name")
@@ -677,6 +781,11 @@ class PipelineSpec(_Spec):
             if isinstance(step, AlertStepSpec) and step.alert.format != "json":
                 formats.setdefault(self.alert_topic(step.alert), (step.alert.format, None))
         return formats
+
+    @property
+    def join(self) -> JoinSpec | None:
+        """The pipeline's join step, if it has one: its second input stream."""
+        return next((s.join for s in self.steps if isinstance(s, JoinStepSpec)), None)
 
     def output_topics(self) -> list[str]:
         topics = [*self.sink.topics()]

@@ -88,11 +88,13 @@ def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
 @click.option(
     "--input",
     "-i",
-    "source",
+    "sources",
     required=True,
+    multiple=True,
     metavar="[STREAM=]FILE",
     help="JSON Lines input, one message a line; '-' reads stdin. For a .sql file declaring "
-    "several streams, STREAM=FILE names the one it feeds",
+    "several streams, STREAM=FILE names the one it feeds; a pipeline with a join takes one "
+    "--input STREAM=FILE per stream (merged in event-time order)",
 )
 @click.option(
     "--table",
@@ -132,7 +134,7 @@ def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
 @log_options
 def replay(
     pipeline_file: Path,
-    source: str,
+    sources: tuple[str, ...],
     tables: tuple[str, ...],
     output_dir: Path,
     config_dir: Path | None,
@@ -177,6 +179,18 @@ def replay(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--max-event-time-skew") from None
     start_logging(settings, log_format, log_level)
+    if len(specs) == 1 and (len(sources) > 1 or specs[0].join is not None):
+        topics: dict[str, str] = {}
+        if pipeline_file.suffix.lower() == ".sql":  # STREAM= names a declared stream
+            from streams.sql.compiler import load_sql_program
+
+            program = load_sql_program(pipeline_file)
+            topics = {r.name.text.lower(): r.topic for r in program.relations}
+        _replay_streams(specs[0], sources, tables, output_dir, settings, skew, topics)
+        return
+    if len(sources) > 1:
+        fail("several --input: only for a pipeline with a join (one per stream it reads)")
+    source = sources[0]
     if pipeline_file.suffix.lower() == ".sql" or len(specs) > 1:
         _replay_graph(pipeline_file, specs, source, tables, output_dir, settings, skew, progress)
         return
@@ -192,6 +206,46 @@ def replay(
                 max_message_bytes=settings.processing.max_message_bytes,
                 max_event_time_skew_ms=skew,
                 progress=sys.stderr.isatty() if progress is None else progress,
+            )
+        )
+    except SluiceError as exc:
+        fail(str(exc))
+    click.echo(summary.line(), err=True)
+    for file in summary.files:
+        click.echo(str(file))
+
+
+def _replay_streams(
+    spec: PipelineSpec,
+    sources: tuple[str, ...],
+    tables: tuple[str, ...],
+    output_dir: Path,
+    settings: Settings,
+    max_event_time_skew_ms: int,
+    topics: dict[str, str],
+) -> None:
+    """A pipeline that reads two streams (a join): `--input STREAM=FILE` for each (a
+    topic, or in a .sql file a declared stream's name: `topics`); an input without
+    `STREAM=` feeds the pipeline's source."""
+    from streams.replay import replay_streams
+
+    inputs: dict[str, str] = {}
+    for source in sources:
+        stream, sep, path = source.rpartition("=")
+        topic = topics.get(stream.lower(), stream) if sep and stream else spec.source.topic
+        if topic in inputs:
+            fail(f"two --input for stream {topic!r}: one per stream the pipeline reads")
+        inputs[topic] = path if sep else source
+    try:
+        summary = asyncio.run(
+            replay_streams(
+                spec,
+                inputs,
+                output_dir,
+                tables=_parse_tables(tables),
+                batch_size=settings.processing.batch_max,
+                max_message_bytes=settings.processing.max_message_bytes,
+                max_event_time_skew_ms=max_event_time_skew_ms,
             )
         )
     except SluiceError as exc:

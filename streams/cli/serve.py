@@ -134,7 +134,8 @@ def _print_banner(
         f"  dashboard  {web}/    metrics {web}/metrics    ready {web}/ready",
     ]
     for spec in pipelines.values():
-        lines.append(f"  {spec.pipeline}: {spec.source.topic} -> {', '.join(spec.output_topics())}")
+        inputs = spec.source.topic + (f" + {spec.join.stream}" if spec.join is not None else "")
+        lines.append(f"  {spec.pipeline}: {inputs} -> {', '.join(spec.output_topics())}")
     if pipelines:
         first = next(iter(pipelines.values()))
         env = f"SLUICE_BROKERS={brokers} " if embedded else ""
@@ -146,7 +147,9 @@ def _print_banner(
             f"  dead letters:   {env}sluice consume {first.dead_letter_topic} --envelope{config}"
         )
     if demo:
-        lines.append("  demo traffic: sample payments to topic 'payments'")
+        lines.append(
+            "  demo traffic: sample payments to topic 'payments', settlements to 'settlements'"
+        )
     lines.append("  Ctrl-C stops everything")
     if settings.log.format == "json":  # stderr stays one JSON object per line
         banner = logging.getLogger("sluice.cli")

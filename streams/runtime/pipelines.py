@@ -68,6 +68,11 @@ def repartition_topic(app_id: str, pipeline: str) -> str:
     return f"{app_id}-{pipeline}-repartition"
 
 
+def join_repartition_topic(app_id: str, pipeline: str) -> str:
+    """The other stream of a pipeline's join, re-keyed by the join's `other_key`."""
+    return f"{app_id}-{pipeline}-join-repartition"
+
+
 def _text_key(key: bytes | None) -> str | None:
     return None if key is None else key.decode("utf-8", errors="backslashreplace")
 
@@ -127,6 +132,13 @@ class PipelineRunner:
         self.stores: list[ChangelogStore] = state.stores_of(self.name)
         self.lookups = state.lookups_of(self.name, spec.tables)
         self.stage_topic = self.repartition_topic or self.source_topic
+        # a join: its other stream is re-keyed onto a second stage topic, co-partitioned
+        # with the first; both stages feed this runner (see `stages`)
+        join = spec.join
+        self.join_stream = join.stream if join is not None else None
+        self.join_topic = (
+            join_repartition_topic(settings.app_id, self.name) if join is not None else None
+        )
         self.sender = ResultSender(
             spec.dead_letter_topic,
             spec.source.topic,
@@ -145,11 +157,35 @@ class PipelineRunner:
 
     # --- stages ------------------------------------------------------------------------
 
+    @property
+    def stages(self) -> dict[str, str | None]:
+        """The topics this runner processes, each with the stream `Pipeline.process` is
+        told it holds (None: the pipeline's source)."""
+        stages: dict[str, str | None] = {self.stage_topic: None}
+        if self.join_topic is not None:
+            stages[self.join_topic] = self.join_stream
+        return stages
+
+    @property
+    def rekeyed(self) -> dict[str, str]:
+        """The topics this runner re-keys, each to its repartition topic."""
+        rekeyed = {}
+        if self.repartition_topic is not None:
+            rekeyed[self.source_topic] = self.repartition_topic
+        if self.join_stream is not None and self.join_topic is not None:
+            rekeyed[self.join_stream] = self.join_topic
+        return rekeyed
+
     def rekey(self, records: Sequence[ConsumerRecordLike], output: Output) -> None:
         """Source records onto the repartition topic, keyed by `source.key`, with their
-        source position in headers."""
-        fields = self.spec.source.key
-        topic = self.repartition_topic
+        source position in headers (a join's other stream: onto its own, by `other_key`)."""
+        join = self.spec.join
+        if join is not None and records and records[0].topic == self.join_stream:
+            fields: tuple[str, ...] | None = join.right_key
+            topic = self.join_topic
+        else:
+            fields = self.spec.source.key
+            topic = self.repartition_topic
         assert fields is not None and topic is not None
         add, loads = output.add, orjson.loads
         for record in records:
@@ -245,6 +281,8 @@ class PipelineRunner:
                 first.append(record)  # not written by a re-key stage
                 continue
             key = f"{record.partition}:{source_partition.decode()}"
+            if record.topic == self.join_topic:  # the join's stage: its own entries
+                key = f"{record.partition}:{self.join_stream}:{source_partition.decode()}"
             offset = int(source_offset)
             done = highest.get(key)
             if done is None:
@@ -257,8 +295,11 @@ class PipelineRunner:
             store.set(key, offset, int(key.partition(":")[0]))
         return first
 
-    async def process(self, records: Sequence[ConsumerRecordLike], output: Output) -> None:
-        """Stage records through the pipeline; results onto the output."""
+    async def process(
+        self, records: Sequence[ConsumerRecordLike], output: Output, stream: str | None = None
+    ) -> None:
+        """Stage records through the pipeline (`stream`: those of a join's other stream);
+        results onto the output."""
         if self.forwarded is not None:
             records = self._first_deliveries(records)
             if not records:
@@ -266,9 +307,9 @@ class PipelineRunner:
         if any(r.value is None for r in records):
             records = self._tombstones_out(records, output)
         events = to_events(records, trace=self.telemetry)
-        if self.formats is not None:  # a registry format (streams.runtime.formats)
+        if self.formats is not None and stream is None:  # a registry-format source
             await self.formats.decode_source(self.spec, [r.key for r in records], events)
-        result = await self.pipeline.process(events)
+        result = await self.pipeline.process(events, stream)
         self._note_event_times(events)
         letters = len(result.dead_letters)
         self.sender.send(result, output)

@@ -101,6 +101,7 @@ async def ensure_topics(
     await admin.start()
     try:
         plain = {r.source_topic for r in runners}
+        plain |= {r.join_stream for r in runners if r.join_stream is not None}
         for runner in runners:
             plain.update(runner.spec.output_topics())
             plain.update(table.topic for table in runner.spec.tables.values())
@@ -115,6 +116,8 @@ async def ensure_topics(
             partitions = counts.get(runner.source_topic, default)
             if runner.repartition_topic is not None:
                 internal.append(NewTopic(runner.repartition_topic, partitions, 1))
+            if runner.join_topic is not None:  # co-partitioned with the stage topic
+                internal.append(NewTopic(runner.join_topic, partitions, 1))
             stage_counts[runner.stage_topic] = partitions
             internal += [
                 NewTopic(store.topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})

@@ -392,8 +392,11 @@ class SluiceWorker:
             self.stalled = None
 
     async def _demo(self, rate: float) -> None:
-        from streams.runtime.demo_traffic import produce_demo_traffic
+        from streams.runtime.demo_traffic import produce_demo_traffic, produce_settlement_traffic
 
         while not self.readiness.state()["ready"]:
             await asyncio.sleep(0.2)
-        await produce_demo_traffic(self.settings, rate)
+        await asyncio.gather(
+            produce_demo_traffic(self.settings, rate),
+            produce_settlement_traffic(self.settings, rate),  # payments-settled joins them
+        )

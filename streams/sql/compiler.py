@@ -49,6 +49,7 @@ from streams.sql.statements import (
     Statement,
     parse_statements,
 )
+from streams.sql.stream_joins import StreamJoin, join_target, other_column, parse_stream_join
 from streams.sql.tables import TableCompiler
 from streams.sql.trees import (
     build_column,
@@ -58,6 +59,7 @@ from streams.sql.trees import (
     is_star,
     offset_of,
 )
+from streams.steps.join import OTHER
 
 VALUE_FORMATS = {"JSON": "json", "AVRO": "avro", "PROTOBUF": "protobuf", "JSON_SR": "json_schema"}
 VALUE_FORMATS_OUT = {"JSON": "json", "AVRO": "avro"}
@@ -178,6 +180,7 @@ class StatementCompiler:
         self.label = statement.name.text
         self.failed = False
         self.join: Join | None = None
+        self.stream_join: StreamJoin | None = None
 
     def error(self, reason: str, offset: int | None = None) -> SqlError:
         return SqlError(reason, self.statement.offset if offset is None else offset, self.label)
@@ -417,8 +420,20 @@ class StatementCompiler:
                 "one JOIN per query: join further in a derived stream",
                 offset_of(joins[1], self.query_offset),
             )
-        if joins:
+        target = join_target(self, joins[0]) if joins else None
+        if target is not None and target.kind != "lookup":
+            self.stream_join = parse_stream_join(self, joins[0], relation, qualifiers, target)
+        elif joins:
+            if self.statement.within is not None:
+                raise self.error(
+                    "WITHIN is for a join of two streams; a lookup table has no time",
+                    self.statement.within.offset,
+                )
             self.join = parse_join(self, joins[0], relation, qualifiers)
+        elif self.statement.within is not None:
+            raise self.error(
+                "WITHIN belongs to a JOIN of two streams", self.statement.within.offset
+            )
         return relation, qualifiers
 
     def resolve(
@@ -431,11 +446,14 @@ class StatementCompiler:
         """`node` with every column reference checked against `relation` (and a joined
         table) and spelt as the relation spells it, without qualifiers."""
         join = self.join
+        stream_join = self.stream_join
 
         def visit(current: exp.Expr) -> exp.Expr:
             if not isinstance(current, exp.Column) or isinstance(current.this, exp.Star):
                 return current
             original = column_parts(current)
+            if stream_join is not None:
+                return self.stream_joined(stream_join, original, relation, qualifiers, current)
             if (
                 join is not None
                 and len(original) > 1
@@ -464,6 +482,38 @@ class StatementCompiler:
             return build_column([identifier_of(column), *parts[1:]], parts[0])
 
         return node.transform(visit, copy=True)
+
+    def stream_joined(
+        self,
+        join: StreamJoin,
+        original: list[exp.Identifier],
+        relation: Relation,
+        qualifiers: set[str],
+        at: exp.Column,
+    ) -> exp.Expr:
+        """A column in a query joining two streams: the FROM stream's as usual, the other
+        stream's as `other.col`; an unqualified name both streams have must be qualified."""
+        if len(original) > 1 and original[0].name.lower() in join.qualifiers:
+            return other_column(self, join, original[1:], at)
+        parts = self.unqualified(at, qualifiers)
+        column = relation.column(parts[0])
+        in_other = join.other.column(parts[0]) if len(parts) == len(original) else None
+        if column is None and in_other is not None:
+            return other_column(self, join, parts, at)
+        if (
+            column is not None
+            and in_other is not None
+            and relation.columns is not None
+            and join.other.columns is not None
+        ):
+            raise self.error(
+                f"'{parts[0].name}' is a column of both '{relation.name.text}' and "
+                f"'{join.other.name.text}': qualify it",
+                offset_of(at, self.query_offset),
+            )
+        if column is None:
+            raise self.unknown_column(parts[0], relation, "the query", at)
+        return build_column([identifier_of(column), *parts[1:]], parts[0])
 
     def joined(
         self, parts: list[exp.Identifier], relation: Relation, where: str, at: exp.Expr
@@ -499,6 +549,8 @@ class StatementCompiler:
 
     def join_document(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The enrich step and the `tables:` entry of the query's join (none without)."""
+        if self.stream_join is not None:
+            return [self.stream_join.document()], {}
         return enrich_document(self.join) if self.join is not None else ([], {})
 
     @staticmethod
@@ -684,6 +736,8 @@ class StatementCompiler:
         where = self.where_steps(query, relation, qualifiers)
         items = self.attempt(lambda: self.stream_items(query, relation, qualifiers))
         key = relation.key
+        if self.stream_join is not None:  # both streams are partitioned by the join key
+            key = self.stream_join.key
         if statement.partition_by is not None:
             key = self.attempt(lambda: self.partition_key(relation)) or key
         sink = self.attempt(lambda: self.sink(properties))
@@ -796,6 +850,10 @@ class StatementCompiler:
         resolved = self.resolve(value, relation, qualifiers, "the select list")
         parts = column_parts(resolved) if isinstance(resolved, exp.Column) else []
         source = self.known_column(relation, parts[0]) if len(parts) == 1 else None
+        # the other stream's column (other.col) keeps its name
+        of_other = self.stream_join is not None and len(parts) == 2 and parts[0].name == OTHER
+        if of_other and self.stream_join is not None:
+            source = self.stream_join.other.column(parts[1])
         if isinstance(item, exp.Alias):
             alias = item.args["alias"]
             name = Column(alias.name, bool(alias.quoted))
@@ -807,7 +865,7 @@ class StatementCompiler:
                 offset,
             )
         self.check_expression(resolved)
-        if source is not None:
+        if source is not None and not of_other:
             passed.setdefault(source.name, name.name)
             name = Column(name.name, name.quoted, source.schema_type)
         outputs.add(name, resolved, offset)

@@ -60,7 +60,7 @@ def parse_join(
                 )
             pairs[table_column.name] = stream_column.name
     elif condition is not None:
-        for equality in _conjuncts(condition):
+        for equality in conjuncts(condition):
             pair = _on_pair(equality, relation, qualifiers, lookup, joined)
             if pair is None:
                 raise compiler.error(
@@ -136,9 +136,9 @@ def qualifiers_of(relation: Relation, table: exp.Table) -> set[str]:
     return names
 
 
-def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
+def conjuncts(condition: exp.Expr) -> list[exp.Expr]:
     if isinstance(condition, exp.And):
-        return [*_conjuncts(condition.this), *_conjuncts(condition.expression)]
+        return [*conjuncts(condition.this), *conjuncts(condition.expression)]
     if isinstance(condition, exp.Paren):
-        return _conjuncts(condition.this)
+        return conjuncts(condition.this)
     return [condition]
