@@ -17,6 +17,7 @@ from models.settings import Settings
 from streams.config import default_settings, load_pipelines, make_importable, pipeline_files
 from streams.errors import SluiceError
 
+from . import patches
 from .host import Host
 from .web import add_views
 
@@ -33,7 +34,12 @@ def attach(app: Any, *paths: str | Path, settings: Settings | None = None) -> li
     and the pipeline). `settings`: sluice's (processing, kafka security, telemetry);
     default: the defaults with `SLUICE_*` variables, brokers from the app."""
     settings = _settings_for(app, settings)
-    specs = load_specs(paths)
+    return attach_specs(app, load_specs(paths), settings)
+
+
+def attach_specs(app: Any, specs: list[PipelineSpec], settings: Settings) -> list[Any]:
+    """`attach` for pipelines already loaded (`sluice worker --engine faust`)."""
+    patches.apply()
     host = _HOSTS.get(app)
     if host is None:
         # Patch: with stream_wait_empty (Faust's default) a stop or rebalance waits for every

@@ -76,7 +76,10 @@ def shipped_pipelines(folder: Path, tag: str) -> tuple[list[Path], dict[str, str
 
 
 class FaustWorker:
-    """`faust -A app worker` on a test's app module, with its own web port."""
+    """`faust -A app worker` on a test's app module, with its own web port (killed at
+    the end of the test, whatever happened: `running_workers`)."""
+
+    started: list[FaustWorker] = []
 
     def __init__(
         self, folder: Path, broker: Broker, app_id: str, pipelines: list[Path], extra: str = ""
@@ -105,7 +108,16 @@ class FaustWorker:
                 stderr=subprocess.STDOUT,
                 env=self.env,
             )
+        FaustWorker.started.append(self)
         return self
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for worker in cls.started:
+            if worker.process is not None and worker.process.poll() is None:
+                worker.process.kill()
+                worker.process.wait(10)
+        cls.started.clear()
 
     def get(self, path: str) -> tuple[int, Any]:
         return http_get(self.port, path)

@@ -24,6 +24,12 @@ from tests.integration.faust_apps import FaustWorker, shipped_pipelines
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def _no_worker_left() -> Any:
+    yield
+    FaustWorker.kill_all()
+
+
 def canonical(values: list[Any]) -> Counter[bytes]:
     # sums add in arrival order, which the partitions change: compare them rounded
     def rounded(value: Any) -> Any:
