@@ -9,7 +9,6 @@ config and `sluice bench` work unchanged.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from models.pipeline import PipelineSpec
@@ -52,14 +51,16 @@ def run_worker(settings: Settings, pipelines: dict[str, PipelineSpec]) -> int:
     import faust
 
     app = make_app(settings, pipelines)
-    root = logging.getLogger()
-    worker = faust.Worker(
-        app,
-        loglevel=settings.log.level,
-        # sluice's log handlers (JSON lines by default) stay the only ones
-        loghandlers=list(root.handlers),
-        quiet=True,
-    )
+    class Worker(faust.Worker):
+        def _setup_logging(self) -> None:
+            """Patch: mode adds a plain handler of its own to the root logger; sluice's
+            (JSON lines by default, set up by the CLI) stay the only ones."""
+            from streams.runtime.logs import configure_logging
+
+            configure_logging(settings.log)
+
+    # redirect_stdouts off: sluice logs to stderr, which mode would turn into a logger
+    worker = Worker(app, loglevel=settings.log.level, quiet=True, redirect_stdouts=False)
     code = 0
     try:
         worker.execute_from_commandline()
