@@ -51,6 +51,7 @@ def run_worker(settings: Settings, pipelines: dict[str, PipelineSpec]) -> int:
     import faust
 
     app = make_app(settings, pipelines)
+
     class Worker(faust.Worker):
         def _setup_logging(self) -> None:
             """Patch: mode adds a plain handler of its own to the root logger; sluice's

@@ -63,10 +63,10 @@ async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
     tag = unique("fa")
     files, topics = shipped_pipelines(tmp_path / "pipelines", tag)
     source, users = topics["payments"], topics["users"]
-    # 59.7 s of event time in one minute (disorder within the grace: nothing is late however
-    # the partitions interleave): the windows close 10.3 s after the last record, as the
+    # 55.5 s of event time in one minute (disorder within the grace: nothing is late however
+    # the partitions interleave): the windows close 14.5 s after the last record, as the
     # idle partitions' event time advances with the clock, and equal replay's
-    lines = list(payments(1500, seed=5, malformed_ratio=0.03, events_per_second=25.1))
+    lines = list(payments(1500, seed=5, malformed_ratio=0.03, events_per_second=27))
     data = tmp_path / "in.jsonl"
     write_lines(data, iter(lines))
     specs = [spec for path in files for spec in load_pipelines(path)]
@@ -76,12 +76,10 @@ async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
         path = tmp_path / "replay" / f"{topic}.jsonl"
         return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
 
-    began = time.monotonic()
     await create_topics(broker, source, users)
     app_id = f"t{tag.replace('-', '')}"
     first = FaustWorker(tmp_path / "one", broker, app_id, files).start()
     first.wait_ready()
-    print("first ready", time.monotonic() - began)
     await produce_lines(broker, source, lines[:700], key=user_key)
 
     def read(worker: FaustWorker) -> dict[str, int]:
@@ -90,13 +88,11 @@ async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
         return {p["pipeline"]: p["events_in"] for p in body["pipelines"]}
 
     direct = ("payments-clean", "payments_eur", "payments-risk")  # they read the source
-    await until(lambda: all(read(first)[p] == 700 for p in direct), 60, "processing")
-    print("first processed", time.monotonic() - began)
+    await until(lambda: all(read(first)[p] == 700 for p in direct), 180, "processing")
     assert first.stop() == 0, first.output()  # SIGTERM: a clean stop, offsets committed
     await produce_lines(broker, source, lines[700:], key=user_key)
     second = FaustWorker(tmp_path / "two", broker, app_id, files).start()
     second.wait_ready()
-    print("second ready", time.monotonic() - began)
 
     outputs = [t for t in topics.values() if t not in (source, users) and "dlq" not in t]
     for topic in outputs:
@@ -104,7 +100,6 @@ async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
         # windows close once the partitions are idle for the grace (10 s) by wall clock
         got = await consume_all(broker, topic, len(want), timeout=90)
         assert canonical([orjson.loads(m.value) for m in got]) == canonical(want), topic
-        print(topic, len(want), time.monotonic() - began)
     letters_checked = 0
     for topic in (t for t in topics.values() if "dlq" in t):
         want = expected(topic)

@@ -1,7 +1,7 @@
 """Kill rounds for pipelines in a Faust app (docs/faust.md): a windowed pipeline (dedupe,
 then a 10-second tumbling count and sum per user, re-keyed by user) and a pass-through
 filter, attached to one app; each round a worker is SIGKILLed at a random point of a
-3,000-record input, a second one finishes. Counts per round:
+1,500-record input (`--records`), a second one finishes. Counts per round:
 
 - pass-through: results lost (a kept input with no result) and sent twice;
 - windows: lost or wrong (a window unlike replay's: `counted_twice` when it counted more
@@ -63,14 +63,16 @@ def lines(count: int) -> list[bytes]:
     ]
 
 
-async def one_round(broker: Any, number: int, kill_at: int, folder: Path) -> dict[str, Any]:
+async def one_round(
+    broker: Any, number: int, kill_at: int, folder: Path, records: int
+) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     files = []
     for name, text in (("win", WINDOWED), ("pass", PASS)):
         path = folder / f"{name}.yaml"
         path.write_text(text.format(tag=tag))
         files.append(path)
-    data = lines(3000)
+    data = lines(records)
     source = folder / "in.jsonl"
     source.write_bytes(b"".join(x + b"\n" for x in data))
     spec = load_pipeline(files[0])
@@ -131,6 +133,7 @@ async def one_round(broker: Any, number: int, kill_at: int, folder: Path) -> dic
 
 async def main(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
+    records = args.records
     broker: Any
     if args.broker == "apache-kafka":
         from tests.brokers.apache_kafka import ApacheKafka
@@ -143,8 +146,14 @@ async def main(args: argparse.Namespace) -> None:
     try:
         for number in range(args.rounds):
             with tempfile.TemporaryDirectory(prefix="faust-kill-") as folder:
-                # both pipelines count events_in: 6,000 in all
-                outcome = await one_round(broker, number, rng.randrange(600, 5400), Path(folder))
+                # both pipelines count events_in: twice the records in all
+                outcome = await one_round(
+                    broker,
+                    number,
+                    rng.randrange(records // 5, records * 9 // 5),
+                    Path(folder),
+                    records,
+                )
             FaustWorker.kill_all()
             results.append(outcome)
             print(orjson.dumps(outcome).decode(), flush=True)
@@ -161,5 +170,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=24)
+    parser.add_argument("--records", type=int, default=1500)
     parser.add_argument("--broker", default="tansu", choices=["tansu", "apache-kafka"])
     asyncio.run(main(parser.parse_args()))
