@@ -364,6 +364,13 @@ class PipelineAgent:
     async def _process(self, messages: list[Any]) -> None:
         current_pipeline.set(self.name)
         self._catch_up_with_rebalances()
+        if self.offsets is None:
+            # Faust seeks the partitions it keeps back to the committed offsets after a
+            # table recovery or rebalance, and hands over records this process sent
+            # results for already (measured on Apache Kafka: a stateless pipeline's last
+            # records twice); a stateful pipeline's offsets table skips them itself
+            done = self.next_offset
+            messages = [m for m in messages if m.offset >= done.get(m.partition, -1)]
         for message in messages:
             self.next_offset[message.partition] = message.offset + 1
         self.last_batch = time.monotonic()

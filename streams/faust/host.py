@@ -86,8 +86,13 @@ class Host:
         target._crash(exc)
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Every agent checkpoints what it holds, then the acked offsets are committed:
+        without stream_wait_empty Faust does not commit here, and after the assignment it
+        seeks the partitions it keeps back to the committed offsets — a stateless pipeline
+        sent its last records twice after a rebalance on Apache Kafka (measured)."""
         for agent in self.agents.values():
             await agent.on_revoked()
+        await self._commit("rebalance")
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         for agent in self.agents.values():
@@ -98,10 +103,13 @@ class Host:
         own commit at stop came too late or not at all: a clean stop re-read records)."""
         for agent in self.agents.values():
             await agent.idle()
+        await self._commit("stop")
+
+    async def _commit(self, when: str) -> None:
         try:
             await self.app.consumer.commit()
-        except Exception as exc:  # the records are read again at the next start
-            log.warning("commit at stop failed (%r): uncommitted records are read again", exc)
+        except Exception as exc:  # the records are read again by whoever reads them next
+            log.warning("commit at %s failed (%r): uncommitted records are read again", when, exc)
 
     # --- beside the agents ----------------------------------------------------------------
 
