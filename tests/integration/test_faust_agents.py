@@ -107,7 +107,7 @@ async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
         expected_letters = Counter(
             (d["payload"].encode(), d["error"]["step"], d["error"]["type"]) for d in want
         )
-        found = Counter()
+        found: Counter[tuple[bytes, str, str]] = Counter()
         for message in got:
             headers = dict(message.headers)
             found[
