@@ -13,7 +13,9 @@ Three jobs over the same events — JSON payments of ~200 bytes keyed by 1,000 u
 Contenders, each a process of its own: `raw-send` (aiokafka: orjson decode, filter,
 encode, one `send` per record; filter job only), `raw-batch` (the same with record batches
 and `send_batch`), `quix` (Quix Streams, its defaults: RocksDB state with changelog topics,
-commits every 5 s) and `sluice` (a `sluice worker` with the shipped settings).
+commits every 5 s), `sluice` (a `sluice worker` with the shipped settings) and
+`sluice-faust` ("sluice on Faust": the same pipeline as Faust agents with state in Faust
+tables, `sluice worker --engine faust`).
 
 Two regimes:
 - catch-up: the topic is filled first; each contender reads it from the earliest offset.
@@ -75,10 +77,12 @@ from bench.support import (
 )
 
 USERS = 1000
+# "sluice on Faust": the same pipeline as Faust agents (`sluice worker --engine faust`)
+ON_FAUST = "sluice-faust"
 CONTENDERS = {
-    "filter": ("raw-send", "raw-batch", "quix", "sluice"),
-    "count": ("quix", "sluice", "sluice-component"),
-    "window": ("quix", "sluice"),
+    "filter": ("raw-send", "raw-batch", "quix", "sluice", ON_FAUST),
+    "count": ("quix", "sluice", "sluice-component", ON_FAUST),
+    "window": ("quix", "sluice", ON_FAUST),
 }
 # where the broker has transactions: sluice with processing.guarantee exactly_once too,
 # for the cost of exactly-once (its rate over sluice's at-least-once one)
@@ -330,13 +334,26 @@ class SluiceContender(Contender):
         *,
         exactly_once: bool = False,
         component: bool = False,
+        on_faust: bool = False,
     ) -> None:
-        self.name = EXACTLY_ONCE if exactly_once else COMPONENT if component else "sluice"
+        self.name = (
+            EXACTLY_ONCE
+            if exactly_once
+            else COMPONENT
+            if component
+            else ON_FAUST
+            if on_faust
+            else "sluice"
+        )
         self.job = job
         self.events = events
         template = SLUICE_PIPELINES[f"{job}-component" if component else job]
         pipeline = template.format(source=source, sink=sink)
-        overrides = {"processing": {"guarantee": "exactly_once"}} if exactly_once else None
+        overrides: dict[str, Any] = {}
+        if exactly_once:
+            overrides["processing"] = {"guarantee": "exactly_once"}
+        if on_faust:
+            overrides["engine"] = "faust"
         self.worker = WorkerProcess(broker, {f"peers-{job}.yaml": pipeline}, overrides=overrides)
         self._halt = threading.Event()
 
@@ -383,8 +400,16 @@ class SluiceContender(Contender):
 def _contender(
     kind: str, job: str, broker: Broker, source: str, sink: str, events: int
 ) -> Contender:
-    if kind in ("sluice", EXACTLY_ONCE):
-        return SluiceContender(job, broker, source, sink, events, exactly_once=kind != "sluice")
+    if kind in ("sluice", EXACTLY_ONCE, ON_FAUST):
+        return SluiceContender(
+            job,
+            broker,
+            source,
+            sink,
+            events,
+            exactly_once=kind == EXACTLY_ONCE,
+            on_faust=kind == ON_FAUST,
+        )
     if kind == COMPONENT:
         return SluiceContender(job, broker, source, sink, events, component=True)
     return PeerProcess(kind, job, broker, source, sink, events)
@@ -508,10 +533,14 @@ def _ratios(jobs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ratios: dict[str, Any] = {}
     for job, contenders in jobs.items():
         sluice = contenders.get("sluice", {}).get("median_events_per_second")
-        for other in ("quix", "raw-send", "raw-batch"):
+        for other in ("quix", "raw-send", "raw-batch", ON_FAUST):
             theirs = contenders.get(other, {}).get("median_events_per_second")
             if sluice and theirs:
                 ratios[f"{job}: sluice/{other}"] = round(sluice / theirs, 3)
+        on_faust = contenders.get(ON_FAUST, {}).get("median_events_per_second")
+        theirs = contenders.get("quix", {}).get("median_events_per_second")
+        if on_faust and theirs:
+            ratios[f"{job}: {ON_FAUST}/quix"] = round(on_faust / theirs, 3)
         exactly_once = contenders.get(EXACTLY_ONCE, {}).get("median_events_per_second")
         if sluice and exactly_once:
             ratios[f"{job}: exactly_once/at_least_once"] = round(exactly_once / sluice, 3)
@@ -599,7 +628,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for package in ("sluice", "aiokafka", "quixstreams", "confluent-kafka"):
+    for package in ("sluice", "aiokafka", "quixstreams", "confluent-kafka", "faust-streaming"):
         with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
     return found

@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     brokers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     pipelines_dir: str = "pipelines"
     store: Literal["memory://", "rocksdb://"] = "memory://"
+    engine: Literal["native", "faust"] = Field(
+        "native",
+        description="native: sluice's own engine on aiokafka; faust: the pipelines run as Faust "
+        "agents with state in Faust tables (streams.faust, docs/faust.md)",
+    )
     web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
     processing: ProcessingSettings = ProcessingSettings()

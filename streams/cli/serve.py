@@ -23,16 +23,22 @@ from streams.errors import SluiceError
 
 @main.command()
 @config_option
+@click.option(
+    "--engine",
+    type=click.Choice(["native", "faust"]),
+    help="native: sluice's own engine; faust: the pipelines as Faust agents with state in "
+    "Faust tables (docs/faust.md); default: engine in sluice.yaml (native)",
+)
 @log_options
-def worker(config_dir: Path, log_format: str | None, log_level: str | None) -> None:
+def worker(
+    config_dir: Path, engine: str | None, log_format: str | None, log_level: str | None
+) -> None:
     """Run one worker against the configured brokers.
 
     Start as many as you like with the same app_id: they share the partitions of every
     source topic, and take over each other's when one stops. Exits 70 when its data path
     fails, so a supervisor restarts it (state is restored from the changelogs).
     """
-    from streams.runtime.worker import SluiceWorker
-
     settings, pipelines = load_config(config_dir)
     if not settings.brokers:
         fail(
@@ -41,7 +47,14 @@ def worker(config_dir: Path, log_format: str | None, log_level: str | None) -> N
         )
     settings = start_logging(settings, log_format, log_level)
     try:
-        code = SluiceWorker(settings, pipelines).run()
+        if (engine or settings.engine) == "faust":
+            from streams.faust.worker import run_worker  # the only path that imports faust
+
+            code = run_worker(settings, pipelines)
+        else:
+            from streams.runtime.worker import SluiceWorker
+
+            code = SluiceWorker(settings, pipelines).run()
     except SluiceError as exc:
         fail(str(exc))
     sys.exit(code)

@@ -158,3 +158,20 @@ def test_a_long_phase_reports_each_minute_in_a_line() -> None:
     )
     first = minute_line(samples[:6], ["a"], 10.0)
     assert first.startswith(" 1.0 min: produced 100/s, processed 90/s")
+
+
+def test_peers_ratios_put_sluice_on_faust_beside_sluice_and_quix() -> None:
+    from bench.peers import ON_FAUST, _ratios
+
+    jobs = {
+        "filter": {
+            "sluice": {"median_events_per_second": 3_000},
+            "quix": {"median_events_per_second": 2_000},
+            ON_FAUST: {"median_events_per_second": 300},
+        }
+    }
+    assert _ratios(jobs) == {
+        "filter: sluice/quix": 1.5,
+        f"filter: sluice/{ON_FAUST}": 10.0,
+        f"filter: {ON_FAUST}/quix": 0.15,
+    }

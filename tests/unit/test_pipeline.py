@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -331,3 +333,24 @@ def test_the_pure_core_loads_no_kafka_client_or_faust() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_only_streams_faust_imports_faust() -> None:
+    """The native engine and the CLI never load Faust (nor mode); in the source, only the
+    streams.faust package imports it."""
+    code = (
+        "import sys, streams.runtime.worker, streams.runtime.engine, streams.cli, "
+        "streams.cli.serve, streams.cli.bench, bench.peers\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('faust', 'mode'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    root = Path(__file__).resolve().parents[2]
+    importing = re.compile(r"^\s*(import faust\b|from faust\b)", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("streams", "models", "bench")
+        for path in (root / folder).rglob("*.py")
+        if importing.search(path.read_text()) and "streams/faust/" not in path.as_posix()
+    ]
+    assert offenders == []

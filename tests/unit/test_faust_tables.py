@@ -1,0 +1,68 @@
+"""The StateStore over a Faust table (streams.faust.tables), on real Faust objects (no
+broker: nothing here sends)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import pytest
+
+from streams.faust.tables import FaustState, FaustTableStore
+from streams.state import bookkeeping_key
+
+
+@pytest.fixture
+def state() -> FaustState:
+    app = faust.App("unit-faust-tables", broker="kafka://127.0.0.1:1")
+    active = {0, 1}
+    return FaustState(app, 4, lambda: active)
+
+
+def test_faust_refuses_table_writes_in_a_batch_and_the_store_does_not_need_the_event(
+    state: FaustState,
+) -> None:
+    store = state.store("p.window")
+    assert isinstance(store, FaustTableStore)
+    # the trap: outside `async for event in stream` there is no current event to take the
+    # changelog partition from
+    with pytest.raises(TypeError, match="outside of stream iteration"):
+        store.table["k"] = 1
+    store.set("k", {"n": 1}, 1)
+    store.set("k", {"n": 2}, 1)  # one write per key however often it changes
+    store.set(bookkeeping_key("watermark", 0), 5)  # its partition is in its name
+    store.set("gone", 1, 0)
+    store.delete("gone")
+    assert store.get("k") == {"n": 2}
+    assert store.get("gone") is None
+    writes = sorted(store.take_writes(), key=repr)
+    assert writes == sorted(
+        [("k", {"n": 2}, 1), (bookkeeping_key("watermark", 0), 5, 0), ("gone", None, 0)],
+        key=repr,
+    )
+    assert store.take_writes() == []
+
+
+def test_keys_are_those_of_assigned_partitions(state: FaustState) -> None:
+    store = state.store("p.dedupe")
+    assert isinstance(store, FaustTableStore)
+    store.set("mine", 1, 0)
+    store.set("also-mine", 1, 1)
+    store.set("revoked", 1, 3)  # written before a rebalance took partition 3 away
+    # recovered from the changelog as a standby replica of partition 2
+    data: Any = store.table.data
+    data.data["standby"] = 1
+    data._key_partition["standby"] = 2
+    assert sorted(store.keys()) == ["also-mine", "mine"]
+    assert len(store) == 2
+
+
+def test_each_step_gets_a_table_named_for_it(state: FaustState) -> None:
+    first = state.store("pay.window")
+    assert state.store("pay.window") is first
+    assert isinstance(first, FaustTableStore)
+    assert first.table.name == "pay.window"
+    assert first.table.partitions == 4
+    lookup = state.lookup("pay.tables.users")
+    lookup.set("u1", {"tier": "gold"})
+    assert state.lookup("pay.tables.users").get("u1") == {"tier": "gold"}
