@@ -18,7 +18,7 @@ from typing import Any
 
 from models.settings import Settings
 from streams.runtime.kafka import connection_options
-from streams.runtime.lookups import feed_lookup_table
+from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
 from streams.runtime.metrics import Registry
 from streams.state import lookup_store_name
 
@@ -120,6 +120,9 @@ class Host:
             self.tables_loaded.set()
             return
         connection = connection_options(self.settings)
+        # table rows that cannot be rows: dead letters through the aiokafka producer
+        # inside Faust's (private `_ensure_producer`, as the agents' outputs)
+        producer = (await self.app.maybe_start_producer())._ensure_producer()
         loaded = []
         feeders = []
         for agent, name in self._feeders:
@@ -130,7 +133,13 @@ class Host:
             loaded.append(done)
             feeders.append(
                 feed_lookup_table(
-                    connection, table.topic, table.key, agent.state.lookups[store_name], done
+                    connection,
+                    name,
+                    table.topic,
+                    table.key,
+                    agent.state.lookups[store_name],
+                    done,
+                    TableDeadLetters(producer, agent, table.topic).send,
                 )
             )
 

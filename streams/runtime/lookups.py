@@ -14,16 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.jsonl import json_type
 from streams.records import DeadLetter, key_of
-from streams.runtime.pipelines import PipelineRunner
-from streams.runtime.sender import dead_letter_headers, key_bytes
+from streams.runtime.sender import ResultSender, dead_letter_headers, key_bytes
 from streams.state import DictStateStore
 
 log = logging.getLogger("sluice.tables")
@@ -177,12 +177,22 @@ def _apply(
     return None
 
 
+class DeadLetterOwner(Protocol):
+    """What sends a pipeline's dead letters: a worker's PipelineRunner, a Faust host's
+    PipelineAgent."""
+
+    name: str
+    metrics: Any
+    recent_dead_letters: deque[dict[str, Any]]
+    sender: ResultSender
+
+
 class TableDeadLetters:
     """A pipeline's table rows that cannot be rows, onto its dead-letter topic: the
     original bytes, the headers every dead letter has (the source position naming the
     table's topic), counted and logged like the pipeline's own dead letters."""
 
-    def __init__(self, producer: AIOKafkaProducer, runner: PipelineRunner, topic: str) -> None:
+    def __init__(self, producer: AIOKafkaProducer, runner: DeadLetterOwner, topic: str) -> None:
         self.producer = producer
         self.runner = runner
         self.topic = topic
