@@ -27,6 +27,7 @@ from streams.runtime.engine import Engine
 from streams.runtime.kafka import KafkaUnreachable, connection_options, probe
 from streams.runtime.lookups import feed_lookup_table
 from streams.runtime.metrics import Registry
+from streams.runtime.phases import RECOVERED, Phase
 from streams.runtime.pipelines import PipelineRunner
 from streams.runtime.web import Readiness, make_web_app, serve
 from streams.watchdog import Watchdog
@@ -89,8 +90,9 @@ class SluiceWorker:
         engine = self.engine
         readiness.checks = {
             "broker_reachable": lambda: self.broker_reachable,
-            "partitions_assigned": lambda: engine.assigned_once and not engine.rebalancing,
-            "tables_recovered": lambda: engine.restored and self.tables_loaded.is_set(),
+            # the engine's phase (streams.runtime.phases): RUNNING is the only ready one
+            "partitions_assigned": lambda: engine.phase is Phase.RUNNING,
+            "tables_recovered": lambda: engine.phase in RECOVERED and self.tables_loaded.is_set(),
             "making_progress": lambda: self.stalled is None,
             "components_responsive": lambda: not self.watchdog.stuck,
         }
@@ -280,7 +282,7 @@ class SluiceWorker:
     def _check_stall(self, lag: int, timeout: float) -> None:
         engine = self.engine
         idle_for = time.monotonic() - engine.last_progress
-        if lag > 0 and idle_for > timeout and not engine.rebalancing:
+        if lag > 0 and idle_for > timeout and not engine.phases.rebalancing:
             if self.stalled is None:
                 self.stalled = (
                     f"no record processed for {idle_for:.0f}s while {lag} wait "
