@@ -59,6 +59,10 @@ REBALANCE_ERRORS = (
 )
 
 
+def _nowhere(point: str) -> None:
+    return None
+
+
 class Step(enum.Enum):
     """Where a checkpoint is (the last step it finished)."""
 
@@ -129,23 +133,25 @@ class Checkpoint:
         whose partitions it follows; `positions`: the next offset to process per owned
         partition. False: not committed (the member is out of the group)."""
         self.step = Step.PREPARED
+        offsets = {tp: o for tp, o in positions.items() if self.committed.get(tp) != o}
+        # the named points count checkpoints that carry progress (an idle one does not)
+        reached = self.reached if offsets else _nowhere
         await self.begin()
         if not self.member():
             await self._lose("no longer in the group's generation")
             return False
         await self.output.drain()
         self.step = Step.OUTPUTS_ACKNOWLEDGED
-        self.reached("checkpoint.after_outputs")
+        reached("checkpoint.after_outputs")
         persist()
         writes = self.queue_writes(stores, positions)
         await self.output.drain()
         self.step = Step.STATE_WRITTEN
-        self.reached("checkpoint.after_changelog")
-        offsets = {tp: o for tp, o in positions.items() if self.committed.get(tp) != o}
-        if not await self._commit(offsets):
+        reached("checkpoint.after_changelog")
+        if not await self._commit(offsets, reached):
             return False
         self.step = Step.COMMITTED
-        self.reached("checkpoint.after_commit")
+        reached("checkpoint.after_commit")
         self.committed.update(offsets)
         self.keep_locally(writes)
         self.step = Step.COMPLETE
@@ -189,7 +195,9 @@ class Checkpoint:
             queued += writes
         return queued
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
+    async def _commit(
+        self, offsets: dict[TopicPartition, int], reached: Callable[[str], None]
+    ) -> bool:
         if self.exactly_once:
             if not self.member():
                 # the group moved on without this worker: what it did since is another
@@ -197,9 +205,9 @@ class Checkpoint:
                 await self._lose("no longer in the group's generation")
                 return False
             if offsets:
-                self.reached("checkpoint.inside_send_offsets")
+                reached("checkpoint.inside_send_offsets")
                 await self.producer.send_offsets_to_transaction(offsets, self.group)
-            self.reached("checkpoint.before_commit")
+            reached("checkpoint.before_commit")
             self.in_transaction = False
             await self.producer.commit_transaction()
         elif offsets:

@@ -24,7 +24,9 @@ ENV = "TESTS_FAULT"
 POINTS = (
     "checkpoint.after_outputs",  # outputs acknowledged, no state written yet
     "checkpoint.after_changelog",  # state written, offsets not committed
-    "checkpoint.inside_send_offsets",  # exactly_once: offsets added, transaction open
+    # exactly_once: the open transaction holds outputs and state; the offsets are about to
+    # be added (send_offsets_to_transaction is the next call)
+    "checkpoint.inside_send_offsets",
     "checkpoint.before_commit",  # exactly_once: just before commit_transaction
     "checkpoint.after_commit",  # offsets committed, local copies not yet written
 )

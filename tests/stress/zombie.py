@@ -75,11 +75,14 @@ async def zombie_round(
     exactly_once: bool = False,
     seed: int = 11,
     count: int = 12_000,
+    resume_at_takeover: bool = False,
 ) -> Report:
     """One round (see the module docstring); never raises (errors are reported).
     `nth`: the zombie stops the nth time it reaches `point` — the first one or two are
     the checkpoints of the rebalance that lets the survivor in, the rest come every
-    0.25 s while the events (`count` at 2,500/s) stream in."""
+    0.25 s while the events (`count` at 2,500/s) stream in. `resume_at_takeover`: resumed
+    as soon as the survivor holds every partition (with exactly_once: before the broker's
+    transaction timeout aborts the zombie's open transaction), else after the last event."""
     plan = Plan(
         seed=seed,
         keyed=False,
@@ -126,6 +129,8 @@ async def zombie_round(
             60,
             "the survivor took every partition",
         )
+        if resume_at_takeover:
+            os.kill(zombie.process.pid, signal.SIGCONT)
         code = await asyncio.to_thread(producer.wait, 120)
         if code != 0:
             raise RuntimeError(f"sluice produce exited {code}")
