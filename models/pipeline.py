@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from streams.durations import parse_duration_ms
 from streams.errors import ExpressionError
-from streams.sql.expressions import (
+from streams.expressions import (
     AggregateCall,
     Expression,
     compile_condition,
@@ -187,6 +187,25 @@ def _to_step_name(value: Any) -> str:
 
 
 StepName = Annotated[str, PlainValidator(_to_step_name)]
+# A pipeline's name may hold '.', '-' and '_': its state is `<pipeline>.<step>` and step
+# names hold no '.', so the last '.' of a store name always splits pipeline from step
+# (streams.state.store_owner); '-' may join it to the app id because app ids hold none.
+PipelineName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,200}$")]
+
+
+def _to_table_name(value: Any) -> str:
+    """A lookup table's rows are kept as `<pipeline>.tables.<name>`: no '.' in the name, so
+    two pipelines' tables never share one."""
+    if not isinstance(value, str) or not _STEP_NAME.match(value):
+        raise _invalid(
+            "table_name",
+            f"table name {value!r}: use letters, digits, '_' and '-' (it names the table's "
+            "rows in the worker)",
+        )
+    return value
+
+
+TableName = Annotated[str, PlainValidator(_to_table_name)]
 ModelClass = Annotated[
     type[BaseModel],
     PlainValidator(_to_model),
@@ -541,9 +560,9 @@ def describe_bad_step(value: Any) -> str:
 
 
 class PipelineSpec(_Spec):
-    pipeline: str = Field(pattern=r"^[A-Za-z0-9._\-]+$")
+    pipeline: PipelineName
     source: SourceSpec
-    tables: dict[str, TableSpec] = Field(default_factory=dict)
+    tables: dict[TableName, TableSpec] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(default_factory=list)
     sink: SinkSpec
     dlq: DeadLetterSpec | None = None

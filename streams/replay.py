@@ -186,19 +186,13 @@ def exit_when_stuck(record: StuckRecord) -> None:
 def batch_tuning() -> Iterator[None]:
     """Process settings for a batch job, restored afterwards.
 
-    The collector: replay allocates a few objects per record and keeps open windows'
-    rows until they close; by default the collector runs every 700 allocations and each
-    full collection walks every live object. As the worker does
-    (runtime.worker.tune_garbage_collection): start-up objects frozen, fewer and larger
-    collections. Measured on `sluice bench windows`: the collector took ~0.45 s of 1.7 s.
-
-    The C heap (glibc): orjson.dumps allocates a buffer per call, and with the default
-    128 KiB top pad the heap is trimmed and grown again every few dozen calls; each
-    regrowth faults its pages in anew. On the 2-core VM the benchmarks run on that made
-    ~0.7 page faults a written record, and a dumps of a four-field record cost 0.9 µs
-    instead of 0.09 µs. A 64 MiB top pad keeps the heap grown while replay runs; then the
-    default pad is back and the kept memory returned (malloc_trim). glibc stops adapting
-    its mmap threshold once mallopt was called: the one setting that cannot be restored."""
+    The collector as the worker tunes it (start-up objects frozen, fewer and larger
+    collections): it took ~0.45 s of 1.7 s on `sluice bench windows` by default. The C
+    heap: a 64 MiB glibc top pad while replay runs, since orjson.dumps' buffers otherwise
+    trim and regrow the heap every few dozen calls (a four-field dumps: 0.9 µs instead of
+    0.09 µs); then the default pad is back and the kept memory returned (malloc_trim).
+    glibc's mmap threshold stops adapting once mallopt was called: the one setting that
+    cannot be restored (docs/decisions/0004-garbage-collection-and-heap.md)."""
     previous = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)

@@ -114,7 +114,7 @@ def replay(
     log_format: str | None,
     log_level: str | None,
 ) -> None:
-    """Run one pipeline offline over a JSON Lines file.
+    """Run a pipeline, or a .sql file's pipelines as one graph, offline over JSON Lines.
 
     Writes OUTPUT/<topic>.jsonl for every topic the pipeline emits to: the sink or routes,
     alerts, and dead letters as {"error": {step, type, message}, "payload": original line}

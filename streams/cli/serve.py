@@ -28,8 +28,8 @@ def worker(config_dir: Path, log_format: str | None, log_level: str | None) -> N
     """Run one worker against the configured brokers.
 
     Start as many as you like with the same app_id: they share the partitions of every
-    source topic, and take over each other's when one stops. Exits 70 when an agent
-    crashes, so a supervisor restarts it.
+    source topic, and take over each other's when one stops. Exits 70 when its data path
+    fails, so a supervisor restarts it (state is restored from the changelogs).
     """
     from streams.runtime.worker import SluiceWorker
 

@@ -58,7 +58,7 @@ from streams.runtime.phases import Phase, PhaseMachine
 from streams.runtime.pipelines import PipelineRunner, Routes
 from streams.runtime.recovery import Recovery, aiokafka_reader
 from streams.runtime.seams import GroupConsumer, ProducerLike, group_generation
-from streams.runtime.topics import ensure_topics
+from streams.runtime.topics import ensure_topics, verify_copartitioned
 from streams.tracing import current_pipeline
 
 log = logging.getLogger("sluice.engine")
@@ -66,8 +66,7 @@ log = logging.getLogger("sluice.engine")
 # A commit every quarter second bounds what a crash makes the group process again; the
 # checkpoint's pause (two round trips to the broker) stays under 2% of the time.
 COMMIT_INTERVAL_S = 0.25
-# exactly_once: results become visible to read_committed consumers at a commit
-COMMIT_INTERVAL_EXACTLY_ONCE_S = 0.1
+COMMIT_INTERVAL_EXACTLY_ONCE_S = 0.1  # exactly_once: results become visible at a commit
 IDLE_FLUSH_INTERVAL_S = 1.0
 
 
@@ -166,6 +165,8 @@ class Engine:
         checkpoint may follow it: the batch it interrupted is not done)."""
         try:
             await self._loop()
+            if self.failure is not None:  # a rebalance callback failed: not a stop, a crash
+                raise self.failure
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -353,6 +354,7 @@ class Engine:
         for tp, offset in starts.items():
             self.next[tp] = checkpoints.committed[tp] = offset
             consumer.seek(tp, offset)
+        await verify_copartitioned(consumer, self._producer, self.runners, self.group)
         self.phases.move(Phase.RESTORING)
         await self._restore(starts, dropped)
         self.owned = assigned

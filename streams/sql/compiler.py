@@ -27,6 +27,7 @@ from sqlglot import exp
 
 from models.pipeline import TOPIC_PATTERN, PipelineSpec
 from streams.errors import ConfigError, ConfigErrors, ExpressionError
+from streams.expressions import compile_condition, compile_expression
 from streams.sql.catalog import (
     DERIVED_PROPERTIES,
     LOOKUP_PROPERTIES,
@@ -38,7 +39,6 @@ from streams.sql.catalog import (
     find_relation,
     identifier_of,
 )
-from streams.sql.expressions import compile_condition, compile_expression
 from streams.sql.joins import enrich_document, parse_join, qualifiers_of
 from streams.sql.statements import (
     Name,

@@ -10,6 +10,7 @@ from sqlglot import exp
 
 from streams.durations import format_duration_ms
 from streams.errors import ExpressionError
+from streams.expressions import parse_aggregate
 from streams.sql.catalog import (
     DERIVED_PROPERTIES,
     Column,
@@ -17,7 +18,6 @@ from streams.sql.catalog import (
     identifier_of,
     needs_quotes,
 )
-from streams.sql.expressions import parse_aggregate
 from streams.sql.statements import Quiet, SqlError
 from streams.sql.trees import (
     aggregate_name,

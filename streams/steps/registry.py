@@ -113,7 +113,7 @@ STEP_KINDS: dict[str, StepKind] = {
         StepKind(
             "window",
             spec.WindowStepSpec,
-            lambda s, c: WindowStep(c.name, s.window, c.store()),
+            lambda s, c: WindowStep(c.name, s.window, c.store(), pipeline=c.pipeline_spec.pipeline),
             True,
             ("key", "expression", "late"),
             ("late",),

@@ -45,9 +45,10 @@ def test_an_engine_runs_through_its_phases() -> None:
         broker = FakeBroker()
         produce(broker, [("a", 1, 1000), ("b", 2, 2000)])
         member = Member(broker, exactly_once=False)
-        assert member.engine.phase is Phase.STARTING
+        phases = [member.engine.phase]
         await member.join()
-        assert member.engine.phase is Phase.RUNNING
+        phases.append(member.engine.phase)
+        assert phases == [Phase.STARTING, Phase.RUNNING]
         await member.run_to_end()
         await member.join()  # a rebalance: revoked, assigned again
         await member.engine.stop()
@@ -79,7 +80,7 @@ def test_a_failure_while_restoring_fails_the_engine() -> None:
         async def broken(*args: object) -> object:
             raise Boom("changelog unreadable")
 
-        member.engine.recovery.restore = broken  # type: ignore[method-assign]
+        member.engine.recovery.restore = broken  # type: ignore[method-assign,assignment]
         await member.join()
         return member
 
@@ -102,7 +103,7 @@ def test_a_failed_checkpoint_before_a_rebalance_restores_everything() -> None:
         async def refused(offsets: object) -> None:
             raise KafkaError("broker gone")
 
-        member.consumer.commit = refused  # type: ignore[assignment,method-assign]
+        member.consumer.commit = refused  # type: ignore[method-assign]
         await member.consumer.listener.on_partitions_revoked(all_partitions(broker))
         return member
 
