@@ -109,7 +109,7 @@ async def zombie_round(
             await admin.create_topics([NewTopic(f"events-{tag}", PARTITIONS, 1)])
         finally:
             await admin.close()
-        app_id = f"zombie-{tag}"
+        app_id = f"zombie_{tag}"
         fault = {ENV: f"{point}:stop:{nth}"}
         zombie = _Worker(workdir, broker_url, app_id, text, "zombie", guarantee, env=fault)
         await _ready(zombie)

@@ -239,6 +239,9 @@ class FakeConsumer(FakeReader):
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
 
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.broker.partitions))
+
     async def committed(self, partition: TopicPartition) -> int | None:
         return self.broker.group_offsets.get(partition)
 
