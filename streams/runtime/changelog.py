@@ -51,6 +51,7 @@ from streams.state import (
     bookkeeping_key,
     bookkeeping_partition,
     lookup_store_name,
+    store_owner,
 )
 
 log = logging.getLogger("sluice.state")
@@ -268,7 +269,7 @@ class WorkerState:
         self.app_id = app_id
         self.stores: dict[str, ChangelogStore] = {}
         self.lookups: dict[str, DictStateStore] = {}
-        self.owned: dict[str, list[ChangelogStore]] = {}
+        self.claimed: dict[str, str] = {}  # store name -> the pipeline whose view made it
 
     def store(self, name: str) -> StateStore:
         return self._store(name)
@@ -286,14 +287,17 @@ class WorkerState:
 
     def owned_store(self, pipeline: str, name: str) -> ChangelogStore:
         store = self._store(name)
-        owned = self.owned.setdefault(pipeline, [])
-        if store not in owned:
-            owned.append(store)
+        self.claimed.setdefault(name, pipeline)
         return store
 
     def stores_of(self, pipeline: str) -> list[ChangelogStore]:
-        """The stores made through `pipeline`'s view, in the order they were made."""
-        return list(self.owned.get(pipeline, ()))
+        """The stores `pipeline`'s view made, and those made without a view whose name
+        says `pipeline` (streams.state.store_owner), in the order they were made."""
+        return [
+            store
+            for name, store in self.stores.items()
+            if self.claimed.get(name, store_owner(name)) == pipeline
+        ]
 
     def lookups_of(self, pipeline: str, tables: Iterable[str]) -> dict[str, DictStateStore]:
         """The lookup stores of `pipeline`'s tables, by table name."""
