@@ -17,10 +17,14 @@ source topic, where the lag metric and the autoscaler look.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Collection, Mapping
 
 from aiokafka.structs import TopicPartition
 
+log = logging.getLogger("sluice.engine")
+HOLD_LOG_INTERVAL_S = 60.0
 HOLD_AT_BATCHES = 20  # internal records waiting, in batches (batch_max), before a hold
 RELEASE_AT_BATCHES = 5
 
@@ -36,6 +40,31 @@ class Backpressure:
         self.holds = 0  # how many times the sources were held (for the log and tests)
         # what a poll takes: the internal partitions while held, else [] (every partition)
         self.polled: list[TopicPartition] = []
+        self.last_hold_log = -HOLD_LOG_INTERVAL_S
+
+    def steer(
+        self,
+        assigned: Collection[TopicPartition],
+        next_offsets: Mapping[TopicPartition, int],
+        end_offset: Callable[[TopicPartition], int | None],
+    ) -> None:
+        """`update`, and a log line when the sources are held (a minute apart at most)
+        or released."""
+        if not self.internal_topics:
+            return
+        verdict, lag = self.update(assigned, next_offsets, end_offset)
+        if verdict:
+            now = time.monotonic()
+            if now - self.last_hold_log >= HOLD_LOG_INTERVAL_S:
+                self.last_hold_log = now
+                log.info(
+                    "%d records wait on internal topics: sources held until they catch up "
+                    "(%d holds so far)",
+                    lag,
+                    self.holds,
+                )
+        elif verdict is False:
+            log.debug("internal topics caught up (%d records wait): sources resumed", lag)
 
     def update(
         self,

@@ -19,26 +19,36 @@ restore, with C the group's committed offset of the partition:
 writes count once a later commit passed their offset: records applied twice to a window,
 issue 19.) With exactly-once the changelog is written in the same transaction as the
 offsets; a `read_committed` restore never sees an aborted write, and the same rule holds.
+
+Zombies (issue 22). Every record also carries its writer's owner epoch
+(`sluice.generation`): at an assignment the new owner of a store partition takes
+max(group generation, the largest epoch its restore applied + 1) and writes an owner mark
+(`owner_key`) with it before it processes anything. A partition has one owner per
+generation, so epochs only grow along a changelog partition — also when the group was
+deleted and its generations start again — and a record whose epoch is below one already
+applied in its changelog partition was written by a member that had lost the partition
+(a paused worker waking up): it is skipped and compensated like a stale record. Such a
+zombie write can land after its successor's commits, where the offset rule alone would
+apply it (a resurrected window).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.errors import SluiceError
 from streams.state import (
     DictStateStore,
+    StateBackend,
     StateStore,
+    bookkeeping_key,
     bookkeeping_partition,
     lookup_store_name,
     store_owner,
@@ -47,6 +57,8 @@ from streams.state import (
 log = logging.getLogger("sluice.state")
 
 OFFSET_HEADER = "sluice.offset"
+GENERATION_HEADER = "sluice.generation"
+OWNER = "owner"
 # store: rocksdb:// keeps each store's partitions here, under the working directory
 LOCAL_STATE_DIR = Path(".sluice-data")
 RESTORE_IDLE_S = 30.0
@@ -69,90 +81,136 @@ class Write:
     key: str
     value: Any
     partition: int
+    epoch: int = -1  # -1: the writer's group generation
+
+
+class StorePartition:
+    """One partition of a store: its keys' values and the changes not yet written to the
+    changelog. Dropping or restoring a partition touches only its own keys."""
+
+    __slots__ = ("data", "epoch", "number", "pending")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.data: dict[str, Any] = {}
+        self.pending: dict[str, Any] = {}  # key -> value, or _DELETED
+        # the owner epoch its writes carry (set by a restore; -1: the group generation)
+        self.epoch = -1
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.pending[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+        self.pending[key] = _DELETED
+
+    def load(self, key: str, value: Any) -> None:
+        """A restored value (not a change: nothing to write back); None deletes."""
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+
+    def compensate(self, key: str) -> None:
+        """Write the key's current (restored) value again: it supersedes a stale record."""
+        self.pending[key] = self.data.get(key, _DELETED)
+
+    def take_writes(self) -> list[tuple[str, Any]]:
+        """(key, value or None) per key changed since the last call."""
+        writes = [(k, None if v is _DELETED else v) for k, v in self.pending.items()]
+        self.pending.clear()
+        return writes
 
 
 class ChangelogStore:
-    """A StateStore for one step in a worker (see the module docstring)."""
+    """A StateStore for one step in a worker (see the module docstring): a `StorePartition`
+    per partition, and an index of which partition holds a key (steps read by key)."""
 
-    __slots__ = ("_data", "_partition_of", "_pending", "name", "topic")
+    __slots__ = ("_where", "name", "partitions", "topic")
 
     def __init__(self, name: str, topic: str) -> None:
         self.name = name
         self.topic = topic
-        self._data: dict[str, Any] = {}
-        self._partition_of: dict[str, int] = {}
-        self._pending: dict[str, Any] = {}
+        self.partitions: dict[int, StorePartition] = {}
+        self._where: dict[str, StorePartition] = {}
+
+    def partition(self, number: int) -> StorePartition:
+        found = self.partitions.get(number)
+        if found is None:
+            found = self.partitions[number] = StorePartition(number)
+        return found
+
+    def _home(self, key: str, partition: int | None) -> StorePartition:
+        """The partition a change of `key` belongs to: the one given, else where the key
+        is, else the one its name says (bookkeeping keys), else 0."""
+        if partition is not None:
+            home = self.partition(partition)
+            before = self._where.get(key)
+            if before is not None and before is not home:
+                before.data.pop(key, None)  # a key lives in one partition
+            return home
+        found = self._where.get(key)
+        return found if found is not None else self.partition(_partition_in_name(key))
 
     # --- StateStore ----------------------------------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._data.get(key, default)
+        home = self._where.get(key)
+        return default if home is None else home.data.get(key, default)
 
     def set(self, key: str, value: Any, partition: int | None = None) -> None:
-        self._data[key] = value
-        self._pending[key] = value
-        if partition is not None:
-            self._partition_of[key] = partition
-        elif key not in self._partition_of:
-            self._partition_of[key] = _partition_in_name(key)
+        home = self._home(key, partition)
+        home.set(key, value)
+        self._where[key] = home
 
     def delete(self, key: str, partition: int | None = None) -> None:
-        self._data.pop(key, None)
-        self._pending[key] = _DELETED
-        if partition is not None:
-            self._partition_of[key] = partition
-        elif key not in self._partition_of:
-            self._partition_of[key] = _partition_in_name(key)
+        home = self._home(key, partition)
+        home.delete(key)
+        self._where.pop(key, None)
 
     def keys(self) -> Iterator[str]:
-        return iter(list(self._data))
+        return iter(list(self._where))
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._where)
 
     # --- the worker's side ------------------------------------------------------------
 
     def take_writes(self) -> list[Write]:
         """The changes since the last call, one per key, to send to the changelog."""
-        writes = [
-            Write(self, key, None if value is _DELETED else value, self._partition_of[key])
-            for key, value in self._pending.items()
+        return [
+            Write(self, key, value, part.number, part.epoch)
+            for part in self.partitions.values()
+            for key, value in part.take_writes()
         ]
-        self._pending.clear()
-        for write in writes:
-            if write.value is None:
-                self._partition_of.pop(write.key, None)
-        return writes
 
     def has_writes(self) -> bool:
-        return bool(self._pending)
+        return any(part.pending for part in self.partitions.values())
 
     def drop_partitions(self, partitions: AbstractSet[int]) -> None:
-        """Forget the keys of partitions this worker no longer owns."""
-        if not partitions:
-            return
-        gone = [k for k, p in self._partition_of.items() if p in partitions]
-        for key in gone:
-            self._data.pop(key, None)
-            self._partition_of.pop(key, None)
-            self._pending.pop(key, None)
+        """Forget the partitions this worker no longer owns (or must restore)."""
+        for number in partitions:
+            part = self.partitions.pop(number, None)
+            if part is not None:
+                for key in part.data:
+                    self._where.pop(key, None)
 
     def load(self, key: str, value: Any, partition: int) -> None:
         """A restored value (not a change: nothing to write back)."""
+        home = self.partition(partition)
+        home.load(key, value)
         if value is None:
-            self._data.pop(key, None)
-            self._partition_of.pop(key, None)
+            self._where.pop(key, None)
         else:
-            self._data[key] = value
-            self._partition_of[key] = partition
+            self._where[key] = home
 
     def compensate(self, key: str, partition: int) -> None:
         """Write the key's current (restored) value again: it supersedes a stale record."""
-        self._partition_of.setdefault(key, partition)
-        self._pending[key] = self._data.get(key, _DELETED)
+        self.partition(partition).compensate(key)
 
     def __repr__(self) -> str:
-        return f"ChangelogStore({self.name!r}, {len(self._data)} keys)"
+        return f"ChangelogStore({self.name!r}, {len(self)} keys)"
 
 
 def _partition_in_name(key: str) -> int:
@@ -169,136 +227,54 @@ def encode_value(value: Any) -> bytes | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
-def offset_header(offset: int) -> list[tuple[str, bytes]]:
-    return [(OFFSET_HEADER, str(offset).encode())]
+def changelog_headers(offset: int, epoch: int) -> list[tuple[str, bytes]]:
+    """The input offset the state includes, and the writer's owner epoch."""
+    return [(OFFSET_HEADER, str(offset).encode()), (GENERATION_HEADER, str(epoch).encode())]
 
 
-def _offset_in(headers: Iterable[tuple[str, bytes]]) -> int | None:
+def marks_in(headers: Iterable[tuple[str, bytes]]) -> tuple[int | None, int]:
+    """(offset header or None, epoch header or -1: written before epochs were)."""
+    offset: int | None = None
+    generation = -1
     for name, value in headers:
         if name == OFFSET_HEADER:
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+            offset = _int_or(value, None)
+        elif name == GENERATION_HEADER:
+            generation = _int_or(value, -1)
+    return offset, generation
 
 
-@dataclass(slots=True)
-class Restored:
-    """What a restore read: records, where each changelog partition now ends (the next
-    offset), and the keys it applied or corrected per store partition."""
-
-    records: int = 0
-    ends: dict[tuple[str, int], int] = field(default_factory=dict)
-    touched: dict[tuple[ChangelogStore, int], set[str]] = field(default_factory=dict)
-
-
-async def restore(
-    connection: dict[str, Any],
-    stores: list[ChangelogStore],
-    committed: dict[int, int],
-    *,
-    read_committed: bool,
-    start_at: dict[tuple[str, int], int] | None = None,
-) -> Restored:
-    """Read the changelog partitions of `committed` (partition -> the group's committed
-    input offset) of every store to their end into the stores — from `start_at` (topic,
-    partition) -> offset where a local copy already holds what comes before; stale
-    records (see the module docstring) are skipped and their keys queued for
-    compensating writes."""
-    result = Restored()
-    if not stores or not committed:
-        return result
-    began = time.monotonic()
-    by_topic = {store.topic: store for store in stores}
-    partitions = [TopicPartition(topic, p) for topic in by_topic for p in sorted(committed)]
-    consumer = AIOKafkaConsumer(
-        **connection,
-        enable_auto_commit=False,
-        group_id=None,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed" if read_committed else "read_uncommitted",
-        fetch_max_wait_ms=50,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    stale: dict[tuple[ChangelogStore, str], int] = {}
+def _int_or(value: bytes, default: int | None) -> Any:
     try:
-        consumer.assign(partitions)
-        # tansu reports an end offset at or below the true log end (the base offset of the
-        # last batch + 1); zero does mean empty. Each fetch's high watermark is right:
-        # read until the position reaches it.
-        ends = await consumer.end_offsets(partitions)
-        firsts = await consumer.beginning_offsets(partitions)
-        remaining = set()
-        for tp in partitions:
-            begin = max(firsts[tp], (start_at or {}).get((tp.topic, tp.partition), 0))
-            result.ends[(tp.topic, tp.partition)] = begin
-            if ends[tp] > begin:
-                consumer.seek(tp, begin)
-                remaining.add(tp)
-        idle_since = time.monotonic()
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=200, max_records=20_000)
-            for tp, records in batches.items():
-                store = by_topic[tp.topic]
-                limit = committed[tp.partition]
-                touched = result.touched.setdefault((store, tp.partition), set())
-                for record in records:
-                    if record.key is None:
-                        continue
-                    key = orjson.loads(record.key)
-                    touched.add(key)
-                    mark = _offset_in(record.headers)
-                    if mark is not None and mark >= limit:
-                        stale[(store, key)] = tp.partition
-                        continue
-                    value = None if record.value is None else orjson.loads(record.value)
-                    store.load(key, value, tp.partition)
-                result.records += len(records)
-            for tp in list(remaining):
-                end = consumer.last_stable_offset(tp) if read_committed else None
-                end = end if end is not None else consumer.highwater(tp)
-                position = await consumer.position(tp)
-                result.ends[(tp.topic, tp.partition)] = position
-                if end is not None and position >= end:
-                    remaining.discard(tp)
-            if batches:
-                idle_since = time.monotonic()
-            elif remaining and time.monotonic() - idle_since > RESTORE_IDLE_S:
-                # processing on a partial state would lose records: fail, be restarted
-                names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(remaining))
-                raise StateRecoveryError(
-                    f"changelogs {names} returned nothing for {RESTORE_IDLE_S:.0f}s before "
-                    "reaching their end; is the broker overloaded or down?"
-                )
-    finally:
-        await asyncio.shield(consumer.stop())
-    for (store, key), partition in stale.items():
-        store.compensate(key, partition)
-    log.info(
-        "state restored: %d changelog records of %d store(s), partitions %s, in %.2fs%s",
-        result.records,
-        len(stores),
-        sorted(committed),
-        time.monotonic() - began,
-        f" ({len(stale)} keys written by a worker that stopped before its commit: corrected)"
-        if stale
-        else "",
-    )
-    return result
+        return int(value)
+    except ValueError:
+        return default
+
+
+def owner_key(partition: int) -> str:
+    """A bookkeeping key each restored store partition gets, valued and written with the
+    new owner's epoch: whatever an older epoch writes after it is a zombie's."""
+    return bookkeeping_key(OWNER, partition)
 
 
 class WorkerState:
     """The StateBackend of a worker's pipelines: a changelog store per stateful step, a
-    plain dict per lookup table (every worker holds all of a lookup table's rows)."""
+    plain dict per lookup table (every worker holds all of a lookup table's rows).
+
+    A store belongs to the pipeline whose `for_pipeline` view created it: ownership is
+    recorded when the store is made, never guessed from its name (pipeline names may hold
+    dots, so pipeline `a` must not take the stores of `a.b` by prefix)."""
 
     def __init__(self, app_id: str) -> None:
         self.app_id = app_id
         self.stores: dict[str, ChangelogStore] = {}
         self.lookups: dict[str, DictStateStore] = {}
+        self.claimed: dict[str, str] = {}  # store name -> the pipeline whose view made it
 
     def store(self, name: str) -> StateStore:
+        return self._store(name)
+
+    def _store(self, name: str) -> ChangelogStore:
         if name not in self.stores:
             self.stores[name] = ChangelogStore(name, changelog_topic(self.app_id, name))
         return self.stores[name]
@@ -306,8 +282,22 @@ class WorkerState:
     def lookup(self, name: str) -> StateStore:
         return self.lookups.setdefault(name, DictStateStore(name))
 
+    def for_pipeline(self, pipeline: str) -> PipelineState:
+        return PipelineState(self, pipeline)
+
+    def owned_store(self, pipeline: str, name: str) -> ChangelogStore:
+        store = self._store(name)
+        self.claimed.setdefault(name, pipeline)
+        return store
+
     def stores_of(self, pipeline: str) -> list[ChangelogStore]:
-        return [s for n, s in self.stores.items() if store_owner(n) == pipeline]
+        """The stores `pipeline`'s view made, and those made without a view whose name
+        says `pipeline` (streams.state.store_owner), in the order they were made."""
+        return [
+            store
+            for name, store in self.stores.items()
+            if self.claimed.get(name, store_owner(name)) == pipeline
+        ]
 
     def lookups_of(self, pipeline: str, tables: Iterable[str]) -> dict[str, DictStateStore]:
         """The lookup stores of `pipeline`'s tables, by table name."""
@@ -317,3 +307,17 @@ class WorkerState:
             assert isinstance(store, DictStateStore)
             found[table] = store
         return found
+
+
+class PipelineState(StateBackend):
+    """One pipeline's view of the WorkerState: the stores it makes are its own."""
+
+    def __init__(self, state: WorkerState, pipeline: str) -> None:
+        self.state = state
+        self.pipeline = pipeline
+
+    def store(self, name: str) -> ChangelogStore:
+        return self.state.owned_store(self.pipeline, name)
+
+    def lookup(self, name: str) -> StateStore:
+        return self.state.lookup(name)

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -27,6 +27,8 @@ from streams.runtime.changelog import ChangelogStore, WorkerState
 from streams.runtime.formats import RecordFormats
 from streams.runtime.metrics import PrometheusPipelineMetrics
 from streams.runtime.output import Output
+from streams.runtime.recovery import first_deliveries
+from streams.runtime.seams import RecordLike
 from streams.runtime.sender import (
     SOURCE_OFFSET,
     SOURCE_PARTITION,
@@ -48,16 +50,8 @@ FORWARDED_STORE = "forwarded"  # per repartition partition: the last source offs
 LOGGED_DEAD_LETTERS_PER_BATCH = 10  # a flood of bad records must not become a flood of logs
 
 
-class ConsumerRecordLike(Protocol):
-    """What the runtime reads of an aiokafka ConsumerRecord."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+# what the runtime reads of an aiokafka ConsumerRecord
+ConsumerRecordLike = RecordLike
 
 
 def needs_repartition(spec: PipelineSpec) -> bool:
@@ -112,9 +106,10 @@ class PipelineRunner:
         self.name = spec.pipeline
         self.metrics = metrics
         self.telemetry = settings.telemetry
+        owned = state.for_pipeline(self.name)  # the stores it makes are this pipeline's
         self.pipeline = Pipeline(
             spec,
-            state=state,
+            state=owned,
             metrics=metrics,
             max_message_bytes=settings.processing.max_message_bytes,
             max_event_time_skew_ms=settings.processing.max_event_time_skew,
@@ -126,9 +121,7 @@ class PipelineRunner:
         )
         self.forwarded: ChangelogStore | None = None
         if self.repartition_topic is not None:
-            store = state.store(runtime_store_name(self.name, FORWARDED_STORE))
-            assert isinstance(store, ChangelogStore)
-            self.forwarded = store
+            self.forwarded = owned.store(runtime_store_name(self.name, FORWARDED_STORE))
         self.stores: list[ChangelogStore] = state.stores_of(self.name)
         self.lookups = state.lookups_of(self.name, spec.tables)
         self.stage_topic = self.repartition_topic or self.source_topic
@@ -254,54 +247,13 @@ class PipelineRunner:
         self._note(BatchResult(dead_letters=letters))
         return kept
 
-    def _first_deliveries(
-        self, records: Sequence[ConsumerRecordLike]
-    ) -> Sequence[ConsumerRecordLike]:
-        """Repartition records minus those forwarded twice.
-
-        A worker that dies after forwarding source records but before committing their
-        source offsets leaves them on the repartition topic; whoever takes the source
-        partition over forwards them again. Each source partition's records reach a
-        repartition partition in source order, so a record whose source offset is not
-        above the highest applied one (per repartition partition and source partition,
-        kept in state like the steps' state) is such a second copy: skipped, or a window
-        would count it twice (issue 19)."""
-        store = self.forwarded
-        assert store is not None
-        first = []
-        highest: dict[str, int] = {}
-        for record in records:
-            source_partition = source_offset = None
-            for name, value in record.headers or ():
-                if name == SOURCE_PARTITION:
-                    source_partition = value
-                elif name == SOURCE_OFFSET:
-                    source_offset = value
-            if source_partition is None or source_offset is None:
-                first.append(record)  # not written by a re-key stage
-                continue
-            key = f"{record.partition}:{source_partition.decode()}"
-            if record.topic == self.join_topic:  # the join's stage: its own entries
-                key = f"{record.partition}:{self.join_stream}:{source_partition.decode()}"
-            offset = int(source_offset)
-            done = highest.get(key)
-            if done is None:
-                done = store.get(key, -1)
-            if offset <= done:
-                continue
-            highest[key] = offset
-            first.append(record)
-        for key, offset in highest.items():
-            store.set(key, offset, int(key.partition(":")[0]))
-        return first
-
     async def process(
         self, records: Sequence[ConsumerRecordLike], output: Output, stream: str | None = None
     ) -> None:
         """Stage records through the pipeline (`stream`: those of a join's other stream);
         results onto the output."""
         if self.forwarded is not None:
-            records = self._first_deliveries(records)
+            records = first_deliveries(self.forwarded, records, self.join_topic, self.join_stream)
             if not records:
                 return
         if any(r.value is None for r in records):
@@ -443,3 +395,22 @@ class PipelineRunner:
             if store.name == name:
                 return store.get(key)
         raise KeyError(step)
+
+
+class Routes:
+    """Which runners a topic's records go to: the stage topic's runners process them,
+    the source topic of a re-keyed pipeline's runners forward them; the internal topics
+    are those the worker both reads and writes (streams.runtime.backpressure)."""
+
+    def __init__(self, runners: Sequence[PipelineRunner]) -> None:
+        self.stage: dict[str, list[PipelineRunner]] = {}
+        self.rekey: dict[str, list[PipelineRunner]] = {}
+        for runner in runners:
+            for stage in runner.stages:  # a join's runner has two
+                self.stage.setdefault(stage, []).append(runner)
+            for rekeyed in runner.rekeyed:
+                self.rekey.setdefault(rekeyed, []).append(runner)
+        self.topics = sorted({*self.stage, *self.rekey})
+        written = {topic for runner in runners for topic in runner.spec.output_topics()}
+        written |= {t for r in runners for t in r.rekeyed.values()}
+        self.internal = [topic for topic in self.topics if topic in written]

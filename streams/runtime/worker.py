@@ -26,11 +26,13 @@ from models.pipeline import PipelineSpec
 from models.settings import Settings
 from streams.errors import SluiceError, StateLayoutError
 from streams.runtime.changelog import WorkerState, changelog_topic
-from streams.runtime.engine import Engine, EngineError
+from streams.runtime.engine import Engine
+from streams.runtime.engine_clients import EngineError
 from streams.runtime.formats import RecordFormats, uses_registry
 from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
 from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
 from streams.runtime.metrics import Registry
+from streams.runtime.phases import RECOVERED, Phase
 from streams.runtime.pipelines import PipelineRunner
 from streams.runtime.web import Readiness, make_web_app, serve
 from streams.watchdog import Watchdog
@@ -97,8 +99,9 @@ class SluiceWorker:
         engine = self.engine
         readiness.checks = {
             "broker_reachable": lambda: self.broker_reachable,
-            "partitions_assigned": lambda: engine.assigned_once and not engine.rebalancing,
-            "tables_recovered": lambda: engine.restored and self.tables_loaded.is_set(),
+            # the engine's phase (streams.runtime.phases): RUNNING is the only ready one
+            "partitions_assigned": lambda: engine.phase is Phase.RUNNING,
+            "tables_recovered": lambda: engine.phase in RECOVERED and self.tables_loaded.is_set(),
             "making_progress": lambda: self.stalled is None,
             "components_responsive": lambda: not self.watchdog.stuck,
         }
@@ -380,7 +383,7 @@ class SluiceWorker:
     def _check_stall(self, lag: int, timeout: float) -> None:
         engine = self.engine
         idle_for = time.monotonic() - engine.last_progress
-        if lag > 0 and idle_for > timeout and not engine.rebalancing:
+        if lag > 0 and idle_for > timeout and not engine.phases.rebalancing:
             if self.stalled is None:
                 self.stalled = (
                     f"no record processed for {idle_for:.0f}s while {lag} wait "

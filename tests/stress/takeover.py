@@ -213,7 +213,14 @@ async def expected_results(text: str, lines: list[bytes], folder: Path) -> dict[
 
 class _Worker:
     def __init__(
-        self, folder: Path, broker_url: str, app_id: str, text: str, name: str, guarantee: str
+        self,
+        folder: Path,
+        broker_url: str,
+        app_id: str,
+        text: str,
+        name: str,
+        guarantee: str,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.folder = folder / name
         (self.folder / "pipelines").mkdir(parents=True)
@@ -228,7 +235,7 @@ class _Worker:
             [str(SLUICE), "worker", "--config", str(self.folder)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             start_new_session=True,
         )
 

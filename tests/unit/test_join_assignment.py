@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
-from streams.runtime.engine import assignors
+from streams.runtime.engine_clients import assignors
 
 TOPICS = ["orders", "pay", "t-j-join-repartition", "t-j-repartition"]
 

@@ -1,0 +1,250 @@
+"""The checkpoint: when what a worker did becomes what the group has done.
+
+    prepare ─► outputs acknowledged ─► state written ─► offsets committed ─► complete
+    (begin the transaction;   (results and      (each changed key    (exactly_once: the
+     the member still in       re-keyed records  once, to its         offsets and the
+     its generation?)          on the broker)    changelog, acked)    transaction commit)
+
+Why this order (at-least-once): a crash before the offsets are committed leaves them
+where they were, and the next owner processes those records again — so every output
+must be on the broker before its input counts as done (else it is lost), and the state
+they produced must be in the changelog before the offsets (else a restore lacks it).
+State written by a checkpoint whose commit never came is *stale*: each changelog record
+carries the last input offset it includes, and a restore skips records at or above the
+committed offset and writes the key's restored value again (a compensation,
+streams.runtime.changelog); records of a member that had lost its partitions are skipped
+by their owner epoch (streams.runtime.recovery). With exactly_once all of it is one
+transaction: nothing is visible to read_committed readers until the commit.
+
+A member that is out of the group (its generation reset: a long pause, a missed
+heartbeat) writes nothing: no state, no offsets; its state is restored at its next
+assignment (`lost`). Every transaction call of the worker is here; the engine asks.
+`faults.reached` marks the named points where tests pause or kill a worker.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+from aiokafka.structs import TopicPartition
+
+from streams.runtime import faults
+from streams.runtime.changelog import (
+    ChangelogStore,
+    Write,
+    changelog_headers,
+    encode_key,
+    encode_value,
+)
+from streams.runtime.local_state import LocalState
+from streams.runtime.output import Output
+from streams.runtime.seams import GroupConsumer, ProducerLike
+
+log = logging.getLogger("sluice.engine")
+
+REBALANCE_ERRORS = (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
+
+def _nowhere(point: str) -> None:
+    return None
+
+
+class Step(enum.Enum):
+    """Where a checkpoint is (the last step it finished)."""
+
+    PREPARED = "prepared"
+    OUTPUTS_ACKNOWLEDGED = "outputs acknowledged"
+    STATE_WRITTEN = "state written"
+    COMMITTED = "offsets committed"
+    COMPLETE = "complete"
+
+
+class Checkpoint:
+    """Commits a worker's progress (see the module docstring)."""
+
+    def __init__(
+        self,
+        consumer: GroupConsumer,
+        producer: ProducerLike,
+        output: Output,
+        *,
+        group: str,
+        exactly_once: bool,
+        generation: Callable[[], int],
+        local: LocalState | None = None,
+        reached: Callable[[str], None] | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.output = output
+        self.group = group
+        self.exactly_once = exactly_once
+        self.current_generation = generation
+        self.local = local
+        self.reached = reached or faults.reached
+        self.generation = -1  # the generation of the assignment being worked on
+        self.in_transaction = False
+        self.lost = False  # out of the group: memory holds more than the commit
+        self.committed: dict[TopicPartition, int] = {}
+        self.step = Step.COMPLETE
+
+    # --- transactions ---------------------------------------------------------------
+
+    async def begin(self) -> None:
+        """Work that writes (a batch, an idle flush) starts here: with exactly_once,
+        inside a transaction."""
+        if self.exactly_once and not self.in_transaction:
+            await self.producer.begin_transaction()
+            self.in_transaction = True
+
+    async def abort(self) -> None:
+        if self.in_transaction:
+            self.in_transaction = False
+            await self.producer.abort_transaction()
+
+    def member(self) -> bool:
+        """Still in the generation of the assignment (as far as the client knows)."""
+        return self.current_generation() == self.generation
+
+    # --- the checkpoint ---------------------------------------------------------------
+
+    async def run(
+        self,
+        stores: Mapping[ChangelogStore, str],
+        positions: Mapping[TopicPartition, int],
+        *,
+        persist: Callable[[], None] = lambda: None,
+    ) -> bool:
+        """Outputs, then state changes, then offsets. `stores`: each store and the topic
+        whose partitions it follows; `positions`: the next offset to process per owned
+        partition. False: not committed (the member is out of the group)."""
+        self.step = Step.PREPARED
+        offsets = {tp: o for tp, o in positions.items() if self.committed.get(tp) != o}
+        # the named points count checkpoints that carry progress (an idle one does not)
+        reached = self.reached if offsets else _nowhere
+        await self.begin()
+        if not self.member():
+            await self._lose("no longer in the group's generation")
+            return False
+        await self.output.drain()
+        self.step = Step.OUTPUTS_ACKNOWLEDGED
+        reached("checkpoint.after_outputs")
+        persist()
+        writes = self.queue_writes(stores, positions)
+        await self.output.drain()
+        self.step = Step.STATE_WRITTEN
+        reached("checkpoint.after_changelog")
+        if not await self._commit(offsets, reached):
+            return False
+        self.step = Step.COMMITTED
+        reached("checkpoint.after_commit")
+        self.committed.update(offsets)
+        self.keep_locally(writes)
+        self.step = Step.COMPLETE
+        return True
+
+    async def write_restored(
+        self, stores: Mapping[ChangelogStore, str], positions: Mapping[TopicPartition, int]
+    ) -> None:
+        """After a restore, before any record: compensations and owner marks written (and
+        committed, with exactly_once; the offsets are where they were)."""
+        if not any(store.has_writes() for store in stores):
+            return
+        await self.begin()
+        writes = self.queue_writes(stores, positions)
+        await self.output.drain()
+        if self.exactly_once:
+            self.in_transaction = False
+            await self.producer.commit_transaction()
+        self.keep_locally(writes)
+
+    def queue_writes(
+        self, stores: Mapping[ChangelogStore, str], positions: Mapping[TopicPartition, int]
+    ) -> list[Write]:
+        """Every store's changes since the last checkpoint, each key once, with the last
+        input offset of its partition that the state includes and the owner epoch."""
+        add = self.output.add
+        generation = self.generation
+        queued: list[Write] = []
+        for store, topic in stores.items():
+            writes = store.take_writes()
+            for write in writes:
+                processed = positions.get(TopicPartition(topic, write.partition), 0) - 1
+                epoch = write.epoch if write.epoch >= 0 else generation
+                add(
+                    store.topic,
+                    encode_key(write.key),
+                    encode_value(write.value),
+                    changelog_headers(processed, epoch),
+                    write.partition,
+                )
+            queued += writes
+        return queued
+
+    async def _commit(
+        self, offsets: dict[TopicPartition, int], reached: Callable[[str], None]
+    ) -> bool:
+        if self.exactly_once:
+            if not self.member():
+                # the group moved on without this worker: what it did since is another
+                # member's to do again — abort, restore everything later
+                await self._lose("no longer in the group's generation")
+                return False
+            if offsets:
+                reached("checkpoint.inside_send_offsets")
+                await self.producer.send_offsets_to_transaction(offsets, self.group)
+            reached("checkpoint.before_commit")
+            self.in_transaction = False
+            await self.producer.commit_transaction()
+        elif offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except REBALANCE_ERRORS as exc:
+                await self._lose(f"offset commit refused ({exc})")
+                return False
+        return True
+
+    async def _lose(self, why: str) -> None:
+        """Out of the group: nothing more is written; every partition is restored at the
+        next assignment (the next owner processes again what this one did)."""
+        self.lost = True
+        await self.abort()
+        for_partitions = "transaction aborted, " if self.exactly_once else ""
+        log.warning("%s: %sstate will be restored", why, for_partitions)
+
+    def keep_locally(self, writes: Iterable[Write]) -> None:
+        """rocksdb://: a committed checkpoint's changes into the local copies, with the
+        changelog offset they reach (see streams.runtime.local_state)."""
+        if self.local is None:
+            return
+        by_partition: dict[tuple[ChangelogStore, int], list[tuple[str, Any]]] = {}
+        for write in writes:
+            by_partition.setdefault((write.store, write.partition), []).append(
+                (write.key, write.value)
+            )
+        acked = self.output.acked
+        for (store, partition), changes in by_partition.items():
+            end = acked.get((store.topic, partition))
+            if end is not None:
+                self.local.partition(store.name, partition).write(changes, end)
+
+    def assigned(self, generation: int, dropped: Iterable[TopicPartition]) -> None:
+        """A new assignment: its generation; the partitions gone forgotten."""
+        self.generation = generation
+        self.lost = False
+        for tp in dropped:
+            self.committed.pop(tp, None)

@@ -1,0 +1,74 @@
+"""Fault injection for integration tests: named points inside the checkpoint where a
+worker stops itself (SIGSTOP: a GC pause, a frozen VM) or kills itself (SIGKILL) when a
+test asks, so a pause or a crash happens at the exact step, not at whatever moment the
+scheduler gives.
+
+    TESTS_FAULT="checkpoint.after_changelog:stop:3"   # the 3rd time there: SIGSTOP self
+    TESTS_FAULT="checkpoint.before_commit:kill"       # the 1st time: SIGKILL self
+
+Points: see `POINTS`. A test resumes a stopped worker with SIGCONT. The variable is not a
+setting (settings refuse unknown SLUICE_* variables) and is read once at import; unset,
+`reached` is a function that returns at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+log = logging.getLogger("sluice.faults")
+
+ENV = "TESTS_FAULT"
+POINTS = (
+    "checkpoint.after_outputs",  # outputs acknowledged, no state written yet
+    "checkpoint.after_changelog",  # state written, offsets not committed
+    # exactly_once: the open transaction holds outputs and state; the offsets are about to
+    # be added (send_offsets_to_transaction is the next call)
+    "checkpoint.inside_send_offsets",
+    "checkpoint.before_commit",  # exactly_once: just before commit_transaction
+    "checkpoint.after_commit",  # offsets committed, local copies not yet written
+)
+_ACTIONS = {"stop": signal.SIGSTOP, "kill": signal.SIGKILL}
+
+
+class FaultSpecError(ValueError):
+    """TESTS_FAULT names no point or action sluice knows."""
+
+
+def parse(spec: str) -> tuple[str, signal.Signals, int]:
+    """`point:action[:nth]` -> (point, signal, nth)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in POINTS or parts[1] not in _ACTIONS:
+        raise FaultSpecError(
+            f"{ENV}={spec!r}: expected point:stop|kill[:nth] with a point of {', '.join(POINTS)}"
+        )
+    nth = int(parts[2]) if len(parts) == 3 else 1
+    return parts[0], _ACTIONS[parts[1]], max(nth, 1)
+
+
+def _never(point: str) -> None:
+    return None
+
+
+def injector(spec: str | None) -> Callable[[str], None]:
+    """The `reached(point)` function for `spec` (None: one that does nothing)."""
+    if not spec:
+        return _never
+    target, signum, nth = parse(spec)
+    seen = 0
+
+    def reached(point: str) -> None:
+        nonlocal seen
+        if point != target:
+            return
+        seen += 1
+        if seen == nth:
+            log.warning("fault injected at %s: %s", point, signum.name)
+            os.kill(os.getpid(), signum)
+
+    return reached
+
+
+reached = injector(os.environ.get(ENV))

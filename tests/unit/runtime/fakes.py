@@ -1,0 +1,261 @@
+"""An in-memory broker with a group member consumer, a reader and a (transactional)
+producer: the client surface of streams.runtime.seams, enough to run the engine, its
+checkpoint and its recovery without Kafka. Offsets are indexes into a partition's log;
+read_committed readers stop at the first record of an open transaction (the last stable
+offset) and skip aborted ones, as Kafka's do."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka.errors import CommitFailedError
+from aiokafka.structs import TopicPartition
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    txn: int | None = None
+
+
+@dataclass
+class FakeBroker:
+    partitions: int = 4
+    logs: dict[tuple[str, int], list[Record]] = field(default_factory=dict)
+    group_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    generation: int = 0
+    open_txns: set[int] = field(default_factory=set)
+    aborted: set[int] = field(default_factory=set)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    round_trips: int = 0  # requests that would reach a broker (a cost measure)
+
+    def log(self, topic: str, partition: int) -> list[Record]:
+        return self.logs.setdefault((topic, partition), [])
+
+    def append(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        txn: int | None = None,
+        timestamp: int = 0,
+    ) -> int:
+        log = self.log(topic, partition)
+        log.append(Record(topic, partition, len(log), timestamp, key, value, headers, txn))
+        return len(log) - 1
+
+    def readable(self, tp: TopicPartition, committed: bool) -> tuple[list[Record], int]:
+        """The records a reader sees and where they end (the LSO for read_committed)."""
+        log = self.log(tp.topic, tp.partition)
+        if not committed:
+            return log, len(log)
+        seen: list[Record] = []
+        for record in log:
+            if record.txn in self.open_txns:
+                return seen, record.offset
+            if record.txn not in self.aborted:
+                seen.append(record)
+        return seen, len(log)
+
+    def next_txn(self) -> int:
+        return next(self._ids)
+
+    def records(self, topic: str, *, committed: bool = True) -> list[Record]:
+        return [
+            r
+            for (t, p) in sorted(self.logs)
+            if t == topic
+            for r in self.readable(TopicPartition(t, p), committed)[0]
+        ]
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes | None, bytes | None, Headers]] = []
+
+    def append(
+        self, *, key: bytes | None, value: bytes | None, timestamp: Any, headers: Headers
+    ) -> object:
+        self.items.append((key, value, list(headers)))
+        return object()
+
+
+class FakeProducer:
+    def __init__(self, broker: FakeBroker, *, transactional: bool = False) -> None:
+        self.broker = broker
+        self.transactional = transactional
+        self.txn: int | None = None
+        self.pending_offsets: dict[TopicPartition, int] = {}
+        self.calls: list[str] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
+        first = -1
+        for key, value, headers in batch.items:
+            offset = self.broker.append(topic, partition, key, value, headers, self.txn)
+            first = offset if first < 0 else first
+        self.broker.round_trips += 1
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(SimpleNamespace(offset=first))
+        return done
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.broker.partitions))
+
+    async def begin_transaction(self) -> None:
+        assert self.transactional and self.txn is None, "a transaction is open"
+        self.calls.append("begin")
+        self.txn = self.broker.next_txn()
+        self.broker.open_txns.add(self.txn)
+
+    async def commit_transaction(self) -> None:
+        assert self.txn is not None, "no transaction"
+        self.calls.append("commit")
+        self.broker.open_txns.discard(self.txn)
+        self.broker.group_offsets.update(self.pending_offsets)
+        self.pending_offsets = {}
+        self.txn = None
+        self.broker.round_trips += 1
+
+    async def abort_transaction(self) -> None:
+        assert self.txn is not None, "no transaction"
+        self.calls.append("abort")
+        self.broker.open_txns.discard(self.txn)
+        self.broker.aborted.add(self.txn)
+        self.pending_offsets = {}
+        self.txn = None
+
+    async def send_offsets_to_transaction(
+        self, offsets: dict[TopicPartition, int], group_id: str
+    ) -> None:
+        assert self.txn is not None, "no transaction"
+        self.calls.append("send_offsets")
+        self.pending_offsets.update(offsets)
+        self.broker.round_trips += 1
+
+    def crashed(self) -> None:
+        """The process died: its open transaction is aborted (its timeout, or a fence)."""
+        if self.txn is not None:
+            self.broker.open_txns.discard(self.txn)
+            self.broker.aborted.add(self.txn)
+            self.txn = None
+
+
+class FakeReader:
+    """A consumer of assigned partitions (a changelog restore)."""
+
+    def __init__(self, broker: FakeBroker, read_committed: bool) -> None:
+        self.broker = broker
+        self.read_committed = read_committed
+        self.positions: dict[TopicPartition, int] = {}
+        self.assigned: set[TopicPartition] = set()
+        self.stopped = False
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    def assign(self, partitions: Any) -> None:
+        self.assigned = set(partitions)
+        for tp in self.assigned:
+            self.positions.setdefault(tp, 0)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.positions[partition] = offset
+
+    async def position(self, partition: TopicPartition) -> int:
+        return self.positions.get(partition, 0)
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]:
+        left = max_records or 1_000_000
+        found: dict[TopicPartition, list[Any]] = {}
+        for tp in sorted(partitions or self.assigned):
+            records, end = self.broker.readable(tp, self.read_committed)
+            start = self.positions.get(tp, 0)
+            taken = [r for r in records if r.offset >= start][:left]
+            if taken:
+                found[tp] = taken
+                left -= len(taken)
+                self.positions[tp] = taken[-1].offset + 1
+            elif end > start:  # past aborted records and markers
+                self.positions[tp] = end
+            if left <= 0:
+                break
+        return found
+
+    async def beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 0)
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.broker.log(tp.topic, tp.partition)) for tp in partitions}
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return len(self.broker.log(partition.topic, partition.partition))
+
+    def last_stable_offset(self, partition: TopicPartition) -> int | None:
+        return self.broker.readable(partition, True)[1]
+
+
+class FakeConsumer(FakeReader):
+    """A group member: committed offsets, commits refused once its generation is old."""
+
+    def __init__(self, broker: FakeBroker) -> None:
+        super().__init__(broker, read_committed=True)
+        self._coordinator = SimpleNamespace(generation=broker.generation)
+        self.listener: Any = None
+        self.topics: list[str] = []
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.topics, self.listener = topics, listener
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.broker.partitions))
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        return self.broker.group_offsets.get(partition)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.broker.round_trips += 1
+        if self._coordinator.generation != self.broker.generation:
+            raise CommitFailedError("the group has rebalanced")
+        self.broker.group_offsets.update(offsets)
+
+    async def join(self, partitions: set[TopicPartition]) -> None:
+        """A rebalance (eager: everything revoked first), then a new generation of the
+        group in which this member owns `partitions`."""
+        await self.listener.on_partitions_revoked(set(self.assigned))
+        self.broker.generation += 1
+        self._coordinator.generation = self.broker.generation
+        self.assign(partitions)
+        await self.listener.on_partitions_assigned(partitions)
