@@ -4,6 +4,7 @@ steady rate, with a producer of its own."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from datetime import UTC, datetime
@@ -12,29 +13,56 @@ from aiokafka import AIOKafkaProducer
 
 from models.settings import Settings
 from streams.demo import payments, users_table
-from streams.runtime.clients import RATE_STEP_SECONDS
 from streams.runtime.kafka import connection_options, start_client
 
 log = logging.getLogger("sluice.demo")
 DEMO_TOPIC = "payments"
 USERS_TOPIC = "users"
 
+# The demo sends a step's payments together, all to one partition, the next step to the
+# next partition (Kafka's sticky partitioner for keyless records): one record batch a
+# second in all. The embedded broker (tansu 0.6.0, memory storage) never deletes a batch
+# and lists every batch of a partition on each fetch and ListOffsets, so a fetch costs
+# time in proportion to the batches the partition holds. In 0.1 s steps spread over the
+# 4 partitions (10 batches/s per partition, and as many again on every topic the worker
+# writes from them) `make run` stalled after 26 minutes (issue 22, case 9): ~15,600
+# batches in each partition of payments, payments-eur and both repartition topics.
+DEMO_STEP_SECONDS = 1.0
+# a step's records for one partition must fit in one batch: 200 records/s of ~200 B are
+# ~40 KB a step, aiokafka's default (16 KB) would split them
+MAX_BATCH_BYTES = 1_048_576
 
-async def produce_demo_traffic(settings: Settings, rate: float, topic: str = DEMO_TOPIC) -> None:
-    """Send the users table, then generated payments to `topic` at `rate` per second,
-    until cancelled."""
-    producer = AIOKafkaProducer(**connection_options(settings), linger_ms=5)
+
+async def produce_demo_traffic(
+    settings: Settings,
+    rate: float,
+    topic: str = DEMO_TOPIC,
+    step: float = DEMO_STEP_SECONDS,
+) -> None:
+    """Send the users table, then generated payments to `topic` at `rate` per second in
+    steps of `step` seconds, until cancelled."""
+    producer = AIOKafkaProducer(
+        **connection_options(settings), linger_ms=5, max_batch_size=MAX_BATCH_BYTES
+    )
     await start_client(producer, settings)
     try:
         for row in users_table():  # the lookup table the risk pipeline enriches from
             await producer.send(USERS_TOPIC, row)
+        partitions = itertools.cycle(sorted(await producer.partitions_for(topic)))
         began = time.monotonic()
         log.info("demo traffic: %.0f payments/s to %r", rate, topic)
         lines = payments(10**12, start=datetime.now(UTC), events_per_second=rate)
-        for sent, line in enumerate(lines, 1):
-            await producer.send(topic, line)
-            ahead = sent / rate - (time.monotonic() - began)
-            if ahead > RATE_STEP_SECONDS:  # a batch per step, not per record
+        sent = 0
+        for number in itertools.count(1):
+            due = int(number * step * rate) - sent  # the step's share, rounding carried over
+            partition = next(partitions)
+            # no await that yields between these sends: the sender task cannot split the
+            # step into several requests, so the step is one batch
+            for line in itertools.islice(lines, due):
+                await producer.send(topic, line, partition=partition)
+            sent += due
+            ahead = number * step - (time.monotonic() - began)
+            if ahead > 0:
                 await asyncio.sleep(ahead)
     finally:
         await asyncio.shield(producer.stop())

@@ -56,6 +56,7 @@ class SluiceWorker:
         pipelines: dict[str, PipelineSpec],
         *,
         demo_rate: float | None = None,
+        demo_step: float | None = None,
         before_hard_exit: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -79,6 +80,7 @@ class SluiceWorker:
         ]
         self.engine = Engine(settings, self.runners)
         self.demo_rate = demo_rate
+        self.demo_step = demo_step
         self.exit_code = 0
         self.broker_reachable = True  # until a probe says otherwise
         self.tables_loaded = asyncio.Event()
@@ -292,8 +294,8 @@ class SluiceWorker:
             self.stalled = None
 
     async def _demo(self, rate: float) -> None:
-        from streams.runtime.demo_traffic import produce_demo_traffic
+        from streams.runtime.demo_traffic import DEMO_STEP_SECONDS, produce_demo_traffic
 
         while not self.readiness.state()["ready"]:
             await asyncio.sleep(0.2)
-        await produce_demo_traffic(self.settings, rate)
+        await produce_demo_traffic(self.settings, rate, step=self.demo_step or DEMO_STEP_SECONDS)
