@@ -16,6 +16,7 @@ Each sample is one JSON line; the log starts with a line describing the run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import shutil
@@ -32,6 +33,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.fetch import FetchRequest
 
 from bench.support import ROOT, cpu_seconds, load_average, machine, rss_bytes
 from streams.runtime.broker import free_port
@@ -119,22 +123,9 @@ class DemoRun:
         raise RuntimeError(f"sluice run was not ready in {timeout:.0f}s: {self.log_tail()}")
 
     def produced(self) -> int | None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        probe = Consumer(
-            {"bootstrap.servers": f"127.0.0.1:{self.broker_port}", "group.id": "demo-probe"}
-        )
-        try:
-            metadata = probe.list_topics(DEMO_TOPIC, timeout=10)
-            partitions = metadata.topics[DEMO_TOPIC].partitions
-            return sum(
-                int(probe.get_watermark_offsets(TopicPartition(DEMO_TOPIC, p), timeout=10)[1])
-                for p in partitions
-            )
-        except Exception:  # a sample without it says so (None)
-            return None
-        finally:
-            probe.close()
+        """Records on `payments`: the sum of its partitions' high watermarks, from a fetch
+        (tansu 0.6.0 answers ListOffsets(latest) with the last batch's base offset + 1)."""
+        return asyncio.run(high_watermarks(f"127.0.0.1:{self.broker_port}", DEMO_TOPIC))
 
     def sample(self) -> Sample:
         ready: dict[str, Any] = {}
@@ -205,12 +196,36 @@ def samples(run: DemoRun, seconds: float, every: float) -> Iterator[Sample]:
         yield run.sample()
 
 
+async def high_watermarks(address: str, topic: str) -> int | None:
+    """The sum of `topic`'s partitions' high watermarks, from one fetch of a byte at 0."""
+    client = AIOKafkaClient(bootstrap_servers=address, request_timeout_ms=10_000)
+    try:
+        await client.bootstrap()
+        await client.force_metadata_update()
+        partitions = sorted(client.cluster.partitions_for_topic(topic) or [])
+        node = next(iter(client.cluster.brokers())).nodeId
+        # max_wait 0 gets tansu 0.6.0 to answer with no partitions at all
+        request = FetchRequest(10, 1, 1, 0, [(topic, [(p, 0, 1) for p in partitions])])
+        response = await client.send(node, request)
+        # (partition, error_code, high_watermark, ...) in every fetch version aiokafka sends
+        return sum(int(part[2]) for _, parts in response.topics for part in parts)
+    except (KafkaError, OSError, StopIteration):
+        return None  # a sample without it says so
+    finally:
+        await client.close()
+
+
 def write(out: TextIO, line: dict[str, Any]) -> None:
     out.write(orjson.dumps(line).decode() + "\n")
     out.flush()
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM too stops the demo the way Ctrl-C does
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
