@@ -36,6 +36,7 @@ import orjson
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.record.memory_records import MemoryRecords
 
 from bench.support import ROOT, cpu_seconds, load_average, machine, rss_bytes
 from streams.runtime.broker import free_port
@@ -213,6 +214,43 @@ async def high_watermarks(address: str, topic: str) -> int | None:
         return None  # a sample without it says so
     finally:
         await client.close()
+
+
+async def batches_per_partition(address: str, topics: list[str]) -> dict[str, list[int]]:
+    """Record batches in each partition of `topics`, read from offset 0 to the high
+    watermark: what each of the broker's fetches lists. RuntimeError if a partition
+    cannot be read to its end."""
+    client = AIOKafkaClient(bootstrap_servers=address, request_timeout_ms=60_000)
+    found: dict[str, list[int]] = {}
+    try:
+        await client.bootstrap()
+        await client.force_metadata_update()
+        node = next(iter(client.cluster.brokers())).nodeId
+        for topic in topics:
+            counts = []
+            for partition in sorted(client.cluster.partitions_for_topic(topic) or []):
+                batches, offset, end, empty = 0, 0, 1, 0
+                while offset < end:
+                    wanted = [(topic, [(partition, offset, 8 << 20)])]
+                    response = await client.send(node, FetchRequest(10, 1, 8 << 20, 0, wanted))
+                    part = response.topics[0][1][0] if response.topics else None
+                    if part is not None:
+                        end = int(part[2])
+                    if part is None or (offset < end and not part[-1]):
+                        empty += 1  # a busy broker may answer empty: ask again
+                        if empty > 20:
+                            raise RuntimeError(f"{topic}[{partition}] not read past {offset}")
+                        await asyncio.sleep(0.2)
+                        continue
+                    records = MemoryRecords(part[-1]) if part[-1] else None
+                    while records is not None and (batch := records.next_batch()) is not None:
+                        batches += 1
+                        offset = batch.next_offset
+                counts.append(batches)
+            found[topic] = counts
+    finally:
+        await client.close()
+    return found
 
 
 def write(out: TextIO, line: dict[str, Any]) -> None:
