@@ -21,13 +21,13 @@ USERS_TOPIC = "users"
 
 # The demo sends a step's payments together, all to one partition, the next step to the
 # next partition (Kafka's sticky partitioner for keyless records): one record batch a
-# second in all. The embedded broker (tansu 0.6.0, memory storage) never deletes a batch
-# and lists every batch of a partition on each fetch, so a fetch costs time in proportion
-# to the batches the partitions hold (4 partitions at the tail: 35 ms with 2,500 batches
-# each, 164 ms with 15,000). In 0.1 s steps spread over the 4 partitions the demo made ~38
-# batches/s on payments, and the worker ~10/s in each partition of the topics it writes
-# and reads back (payments-eur, both repartitions): `make run` stalled after 26 minutes
-# (issue 22, case 9). Now: 1/s on payments, ~1.0-1.2/s a partition on the others.
+# second in all. The embedded broker (tansu, memory storage) never deletes a batch, lists
+# every batch of a partition on each fetch and stops listing at the fetch's max wait: past
+# some thousands of batches a fetch at the tail comes back empty (engine.FETCH_MAX_WAIT_MS).
+# In 0.1 s steps spread over the 4 partitions the demo made ~38 batches/s on payments, and
+# the worker ~10/s in each partition of the topics it writes and reads back (payments-eur,
+# both repartitions): `make run` stopped after 26 minutes (issue 22, case 9). Now: 1/s on
+# payments, ~1.0-1.2/s a partition on the others.
 DEMO_STEP_SECONDS = 1.0
 # a step's records for one partition must fit in one batch: 200 records/s of ~200 B are
 # ~40 KB a step, aiokafka's default (16 KB) would split them

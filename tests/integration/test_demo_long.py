@@ -1,19 +1,20 @@
 """`make run` left running keeps running (issue 22, case 9).
 
-`sluice run --demo` stopped after ~26 minutes on the embedded broker: tansu 0.6.0 lists
-every record batch of a partition on each fetch (and deletes none), and the demo sent its
+`sluice run --demo` stopped after ~26 minutes on the embedded broker: tansu lists every
+record batch of a partition on each fetch, stops listing at the fetch's max wait and then
+answers with no records; the worker fetched with a 10 ms wait, and the demo sent its
 payments in 0.1 s steps spread over the 4 partitions of `payments`: ~10 batches a second
-in each, and the worker wrote as many into each topic it writes from them. Now the demo
-sends one batch a second, to one partition at a time (streams/runtime/demo_traffic.py).
+in each, and the worker wrote as many into each topic it writes and reads back. Now the
+demo sends one batch a second, to one partition at a time (streams/runtime/
+demo_traffic.py), and the worker waits up to 100 ms (engine.FETCH_MAX_WAIT_MS).
 
-The first test checks that at the demo's own pace: the record batches per second in the
-partitions the worker reads (about 40 on `payments` and 10-14 a partition on the others
-before the fix). The second runs the demo 25 times faster (`--demo-step 0.04`): 100 s make
-the record batches of 42 minutes of `make run` (2,500 steps, each one batch on `payments`,
-26 minutes were 1,560), with the broker fetching 25 times as often; the records per second
-stay `make run`'s 200, so a batch carries 8 instead of 200 — the broker's cost is per batch,
-and the worker keeps up on a shared CI machine. A real hour, memory included:
-bench/results/demo-hour-20261206.log.
+The first test checks the demo's batches at its own pace (before: ~38 a second on
+`payments`, ~10 a partition on the others). The second runs the demo 25 times faster
+(`--demo-step 0.04`): 100 s make the record batches of 42 minutes of `make run` (2,500
+steps, each one batch on `payments`; 26 minutes were 1,560), with the broker fetching 25
+times as often; the records per second stay `make run`'s 200, so a batch carries 8 instead
+of 200 — the broker's cost is per batch, and the worker keeps up on a shared CI machine.
+A real hour, memory included: bench/results/demo-hour-20261206*.log.
 """
 
 from __future__ import annotations
