@@ -65,6 +65,12 @@ def worker(
 @click.option("--demo", is_flag=True, help="also produce sample payments to the 'payments' topic")
 @click.option("--rate", default=200.0, show_default=True, help="demo payments per second")
 @click.option(
+    "--demo-step",
+    type=click.FloatRange(min=0.001),
+    hidden=True,  # for tests: --rate 2000 --demo-step 0.1 is the demo at 10x its speed
+    help="seconds between the demo's record batches (default 1)",
+)
+@click.option(
     "--broker-port",
     type=click.IntRange(1, 65535),
     metavar="N",
@@ -75,6 +81,7 @@ def run(
     config_dir: Path,
     demo: bool,
     rate: float,
+    demo_step: float | None,
     broker_port: int | None,
     log_format: str | None,
     log_level: str | None,
@@ -109,6 +116,7 @@ def run(
             settings,
             pipelines,
             demo_rate=rate if demo else None,
+            demo_step=demo_step,
             before_hard_exit=broker.kill if broker is not None else None,
         )
         code = worker.run()

@@ -9,8 +9,10 @@ from typing import Any
 # embedded broker) holds a fetch for its whole wait even when records arrive, and returns
 # a batch or so per partition each time: 700 records took 50 s to pass a pipeline
 # (measured). Apache Kafka answers as soon as data arrives, so a short wait only costs idle
-# fetch requests there. sluice's own engine waits 10 ms for the same reason.
-FETCH_MAX_WAIT_MS = 10
+# fetch requests there. sluice's own engine waits 100 ms: tansu stops listing a partition's
+# batches at the wait, so at 10 ms a long-running topic's tail came back empty (issue 22,
+# case 9; streams.runtime.engine_clients.FETCH_MAX_WAIT_MS) — the same bound here.
+FETCH_MAX_WAIT_MS = 100
 
 
 def apply() -> None:

@@ -61,6 +61,7 @@ class SluiceWorker:
         pipelines: dict[str, PipelineSpec],
         *,
         demo_rate: float | None = None,
+        demo_step: float | None = None,
         before_hard_exit: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -89,6 +90,7 @@ class SluiceWorker:
         for runner in self.runners:
             runner.formats = self.formats
         self.demo_rate = demo_rate
+        self.demo_step = demo_step
         self.exit_code = 0
         self.broker_reachable = True  # until a probe says otherwise
         self.tables_loaded = asyncio.Event()
@@ -395,11 +397,16 @@ class SluiceWorker:
             self.stalled = None
 
     async def _demo(self, rate: float) -> None:
-        from streams.runtime.demo_traffic import produce_demo_traffic, produce_settlement_traffic
+        from streams.runtime.demo_traffic import (
+            DEMO_STEP_SECONDS,
+            produce_demo_traffic,
+            produce_settlement_traffic,
+        )
 
         while not self.readiness.state()["ready"]:
             await asyncio.sleep(0.2)
+        step = self.demo_step or DEMO_STEP_SECONDS
         await asyncio.gather(
-            produce_demo_traffic(self.settings, rate),
-            produce_settlement_traffic(self.settings, rate),  # payments-settled joins them
+            produce_demo_traffic(self.settings, rate, step=step),
+            produce_settlement_traffic(self.settings, rate, step),  # payments-settled joins them
         )
