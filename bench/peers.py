@@ -4,7 +4,8 @@ Three jobs over the same events — JSON payments of ~200 bytes keyed by 1,000 u
 (streams.demo, no malformed ones) in a 4-partition topic:
 
     filter   pass-through with a filter (`amount > 0`)
-    count    per-key running count (sluice: a component with `ctx.state`;
+    count    per-key running count (sluice: the declarative `aggregate` step, before it a
+             component with `ctx.state`;
              Quix: `State` in `sdf.apply(..., stateful=True)`)
     window   tumbling 1-minute count + sum per key on the event time, final results
              (sluice: a window step; Quix: `tumbling_window(...).agg(...).final()`)
@@ -76,12 +77,14 @@ from bench.support import (
 USERS = 1000
 CONTENDERS = {
     "filter": ("raw-send", "raw-batch", "quix", "sluice"),
-    "count": ("quix", "sluice"),
+    "count": ("quix", "sluice", "sluice-component"),
     "window": ("quix", "sluice"),
 }
 # where the broker has transactions: sluice with processing.guarantee exactly_once too,
 # for the cost of exactly-once (its rate over sluice's at-least-once one)
 EXACTLY_ONCE = "sluice-eos"
+# the per-key count as the component a user wrote before the `aggregate` step existed
+COMPONENT = "sluice-component"
 REGIMES = ("catch-up", "live")
 # Quix Streams derives its changelog topics' settings from the source topic's retention
 SOURCE_CONFIG = {"retention.ms": str(7 * 24 * 3600 * 1000)}
@@ -97,6 +100,13 @@ steps:
 sink: {{topic: {sink}}}
 """,
     "count": """
+pipeline: peers-count
+source: {{topic: {source}}}
+steps:
+  - aggregate: {{aggregates: {{n: count()}}}}
+sink: {{topic: {sink}}}
+""",
+    "count-component": """
 pipeline: peers-count
 source: {{topic: {source}}}
 steps:
@@ -319,11 +329,13 @@ class SluiceContender(Contender):
         events: int,
         *,
         exactly_once: bool = False,
+        component: bool = False,
     ) -> None:
-        self.name = EXACTLY_ONCE if exactly_once else "sluice"
+        self.name = EXACTLY_ONCE if exactly_once else COMPONENT if component else "sluice"
         self.job = job
         self.events = events
-        pipeline = SLUICE_PIPELINES[job].format(source=source, sink=sink)
+        template = SLUICE_PIPELINES[f"{job}-component" if component else job]
+        pipeline = template.format(source=source, sink=sink)
         overrides = {"processing": {"guarantee": "exactly_once"}} if exactly_once else None
         self.worker = WorkerProcess(broker, {f"peers-{job}.yaml": pipeline}, overrides=overrides)
         self._halt = threading.Event()
@@ -373,6 +385,8 @@ def _contender(
 ) -> Contender:
     if kind in ("sluice", EXACTLY_ONCE):
         return SluiceContender(job, broker, source, sink, events, exactly_once=kind != "sluice")
+    if kind == COMPONENT:
+        return SluiceContender(job, broker, source, sink, events, component=True)
     return PeerProcess(kind, job, broker, source, sink, events)
 
 

@@ -267,7 +267,7 @@ class WorkerProcess:
         self.folder = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
         (self.folder / "pipelines").mkdir()
         self.port = free_port()
-        self.app_id = app_id or unique("bench")
+        self.app_id = app_id or f"bench_{uuid.uuid4().hex[:8]}"  # app ids hold no "-"
         settings = shipped_settings()
         settings.update(
             {

@@ -10,8 +10,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import json
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -30,7 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from streams.durations import parse_duration_ms
 from streams.errors import ExpressionError
-from streams.sql.expressions import (
+from streams.expressions import (
     AggregateCall,
     Expression,
     compile_condition,
@@ -53,6 +55,8 @@ STEP_KINDS = (
     "window",
     "alert",
     "component",
+    "aggregate",
+    "join",
 )
 MAX_WINDOWS_PER_EVENT = 1000  # a hopping window's size/hop: each event updates that many
 SCHEMA_TYPES = ("str", "int", "float", "bool", "datetime", "list", "dict")
@@ -169,6 +173,9 @@ ValueExpression = Annotated[Expression, PlainValidator(_to_expression), PlainSer
 Aggregate = Annotated[AggregateCall, PlainValidator(_to_aggregate), PlainSerializer(_source_of)]
 DurationMs = Annotated[int, PlainValidator(_to_duration)]
 Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
+# a topic's record format: JSON, or the Confluent wire format with a schema registry
+Format = Literal["json", "avro", "protobuf", "json_schema"]
+REGISTRY_FORMATS = ("avro", "protobuf", "json_schema")
 
 
 def _to_step_name(value: Any) -> str:
@@ -187,6 +194,25 @@ def _to_step_name(value: Any) -> str:
 
 
 StepName = Annotated[str, PlainValidator(_to_step_name)]
+# A pipeline's name may hold '.', '-' and '_': its state is `<pipeline>.<step>` and step
+# names hold no '.', so the last '.' of a store name always splits pipeline from step
+# (streams.state.store_owner); '-' may join it to the app id because app ids hold none.
+PipelineName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,200}$")]
+
+
+def _to_table_name(value: Any) -> str:
+    """A lookup table's rows are kept as `<pipeline>.tables.<name>`: no '.' in the name, so
+    two pipelines' tables never share one."""
+    if not isinstance(value, str) or not _STEP_NAME.match(value):
+        raise _invalid(
+            "table_name",
+            f"table name {value!r}: use letters, digits, '_' and '-' (it names the table's "
+            "rows in the worker)",
+        )
+    return value
+
+
+TableName = Annotated[str, PlainValidator(_to_table_name)]
 ModelClass = Annotated[
     type[BaseModel],
     PlainValidator(_to_model),
@@ -223,14 +249,63 @@ class SourceSpec(_Spec):
     topic: Topic
     key: FieldList | None = None
     timestamp: str | None = Field(None, description="field holding the event time")
+    format: Format = "json"
+    key_format: Format = "json"
 
 
 class TableSpec(_Spec):
     topic: Topic
     key: FieldList
+    format: Format = "json"
+    key_format: Format = "json"
 
 
-class RouteSpec(_Spec):
+def _output_schema(value: Any, info: ValidationInfo) -> str | None:
+    """`schema: FILE.avsc` of an Avro output, relative to the pipeline file: made absolute,
+    and checked to hold a JSON object at load time (`sluice check` names the line)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.endswith(".avsc"):
+        raise _invalid(
+            "schema_file", f"expected the path of an Avro schema file (.avsc), got {value!r}"
+        )
+    path = Path(value)
+    base = (info.context or {}).get("base")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _invalid("schema_file", f"cannot read {str(path)!r}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise _invalid("schema_file", f"{str(path)!r} is not JSON: {exc}") from None
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise _invalid("schema_file", f"{str(path)!r}: expected an Avro record schema")
+    return str(path.resolve())
+
+
+SchemaFile = Annotated[str | None, PlainValidator(_output_schema)]
+
+
+class _OutputFormat(_Spec):
+    """How an output topic's records are written: JSON, or Avro through the registry with
+    a schema derived from the pipeline or given (`schema: FILE.avsc`)."""
+
+    format: Format = "json"
+    schema_file: SchemaFile = Field(None, alias="schema")
+
+    @model_validator(mode="after")
+    def _schema_needs_avro(self) -> _OutputFormat:
+        if self.format in ("protobuf", "json_schema"):
+            raise ValueError(
+                f"outputs are written as 'json' or 'avro' (read-only format {self.format!r})"
+            )
+        if self.schema_file is not None and self.format != "avro":
+            raise ValueError("'schema: FILE.avsc' is for 'format: avro'")
+        return self
+
+
+class RouteSpec(_OutputFormat):
     when: Condition | None = None
     to: Topic | None = None
     else_: Topic | None = Field(None, alias="else")
@@ -249,9 +324,11 @@ class RouteSpec(_Spec):
         return self.to or self.else_ or ""
 
 
-class SinkSpec(_Spec):
+class SinkSpec(_OutputFormat):
     topic: Topic | None = None
     route: list[RouteSpec] | None = None
+    # keys written as text (json), or as Avro strings registered under `<topic>-key`
+    key_format: Literal["json", "avro"] = "json"
 
     @model_validator(mode="after")
     def _one_form(self) -> SinkSpec:
@@ -398,6 +475,88 @@ class WindowSpec(_Spec):
         return self
 
 
+class EmitEverySpec(_Spec):
+    every: DurationMs
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("'every' must be a positive duration, e.g. 10s")
+        return value
+
+
+class AggregateSpec(_Spec):
+    """Running aggregates per key, no window (see streams.steps.aggregate)."""
+
+    key: FieldList | None = None
+    aggregates: dict[str, Aggregate]
+    emit: Literal["updates"] | EmitEverySpec = "updates"
+    name: StepName | None = None
+
+    @field_validator("aggregates")
+    @classmethod
+    def _named(cls, value: dict[str, AggregateCall]) -> dict[str, AggregateCall]:
+        if not value:
+            raise ValueError("aggregate needs at least one aggregate, e.g. n: count()")
+        return value
+
+    @model_validator(mode="after")
+    def _no_clash(self) -> AggregateSpec:
+        clash = set(self.key or ()) & set(self.aggregates)
+        if clash:
+            raise ValueError(f"aggregate {sorted(clash)[0]!r} has the name of a key field")
+        return self
+
+    @property
+    def every_ms(self) -> int | None:
+        """`emit: {every: d}`: the changed keys once per `d`; None: an update per record."""
+        return self.emit.every if isinstance(self.emit, EmitEverySpec) else None
+
+
+class JoinSpec(_Spec):
+    """Two streams joined within an interval of event time (see streams.steps.join)."""
+
+    stream: Topic
+    key: FieldList
+    other_key: FieldList | None = None  # default: the same field names as `key`
+    within: DurationMs | None = None
+    grace: DurationMs = 0
+    type: Literal["inner", "left", "outer"] = "inner"
+    fields: dict[str, ValueExpression] | None = None
+    late: Literal["drop", "dlq"] = "drop"
+    timestamp: str | None = Field(
+        None, description="the other stream's event-time field (default: source.timestamp)"
+    )
+    name: StepName | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> JoinSpec:
+        if self.within is None:
+            raise ValueError(
+                "a join needs 'within', the interval of event time two records may be apart, "
+                "e.g. within: 10m"
+            )
+        if self.within < 0 or self.grace < 0:
+            raise ValueError("'within' and 'grace' must not be negative")
+        if self.other_key is not None and len(self.other_key) != len(self.key):
+            raise ValueError(
+                f"'key' has {len(self.key)} field(s) and 'other_key' {len(self.other_key)}: "
+                "they must pair up"
+            )
+        if self.fields is not None and not self.fields:
+            raise ValueError("'fields' needs at least one output field (or leave it out)")
+        return self
+
+    @property
+    def within_ms(self) -> int:
+        return self.within or 0
+
+    @property
+    def right_key(self) -> tuple[str, ...]:
+        return self.other_key if self.other_key is not None else self.key
+
+
 class AlertSpec(_Spec):
     name: StepName
     when: Condition
@@ -405,6 +564,7 @@ class AlertSpec(_Spec):
     severity: Literal["info", "warning", "critical"] = "warning"
     to: Topic | None = None
     key: FieldList | None = None
+    format: Literal["json", "avro"] = "json"  # of the alert topic
 
 
 DEFAULT_COMPONENT_TIMEOUT_MS = 30_000
@@ -497,6 +657,14 @@ class ComponentStepSpec(_Step):
     component: ComponentSpec
 
 
+class AggregateStepSpec(_Step):
+    aggregate: AggregateSpec
+
+
+class JoinStepSpec(_Step):
+    join: JoinSpec
+
+
 def _step_tag(value: Any) -> str | None:
     if isinstance(value, _Step):
         return value.kind
@@ -515,7 +683,9 @@ StepSpec = Annotated[
     | Annotated[RateLimitStepSpec, Tag("ratelimit")]
     | Annotated[WindowStepSpec, Tag("window")]
     | Annotated[AlertStepSpec, Tag("alert")]
-    | Annotated[ComponentStepSpec, Tag("component")],
+    | Annotated[ComponentStepSpec, Tag("component")]
+    | Annotated[AggregateStepSpec, Tag("aggregate")]
+    | Annotated[JoinStepSpec, Tag("join")],
     Discriminator(
         _step_tag,
         custom_error_type="step_kind",
@@ -541,9 +711,9 @@ def describe_bad_step(value: Any) -> str:
 
 
 class PipelineSpec(_Spec):
-    pipeline: str = Field(pattern=r"^[A-Za-z0-9._\-]+$")
+    pipeline: PipelineName
     source: SourceSpec
-    tables: dict[str, TableSpec] = Field(default_factory=dict)
+    tables: dict[TableName, TableSpec] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(default_factory=list)
     sink: SinkSpec
     dlq: DeadLetterSpec | None = None
@@ -557,6 +727,16 @@ class PipelineSpec(_Spec):
         duplicates = sorted(name for name, count in names.items() if count > 1)
         if duplicates:
             raise ValueError(f"two steps are named {duplicates[0]!r}: step names must be unique")
+        joins = [s.join for s in self.steps if isinstance(s, JoinStepSpec)]
+        if len(joins) > 1:
+            raise ValueError("a pipeline joins at most one other stream (one 'join' step)")
+        if joins and joins[0].stream == self.source.topic:
+            raise ValueError(f"join: 'stream' {joins[0].stream!r} is the pipeline's own source")
+        if joins and self.source.key is not None and self.source.key != joins[0].key:
+            raise ValueError(
+                f"join: 'key' ({', '.join(joins[0].key)}) differs from source.key "
+                f"({', '.join(self.source.key)}): both streams are partitioned by the join key"
+            )
         alert_names = [s.alert.name for s in self.steps if isinstance(s, AlertStepSpec)]
         if len(alert_names) != len(set(alert_names)):
             raise ValueError("two alerts have the same name")
@@ -585,6 +765,27 @@ class PipelineSpec(_Spec):
                 name = step.kind if count == 1 else f"{step.kind}_{count}"
             named.append((name, step))
         return named
+
+    def output_formats(self) -> dict[str, tuple[str, str | None]]:
+        """(format, schema file) of every topic the pipeline writes results to that is
+        not JSON: the sink or each route target, and alert topics."""
+        formats: dict[str, tuple[str, str | None]] = {}
+        sink = self.sink
+        if sink.topic is not None and sink.format != "json":
+            formats[sink.topic] = (sink.format, sink.schema_file)
+        for rule in sink.route or []:
+            chosen = rule if rule.format != "json" else sink
+            if chosen.format != "json":
+                formats.setdefault(rule.topic, (chosen.format, chosen.schema_file))
+        for step in self.steps:
+            if isinstance(step, AlertStepSpec) and step.alert.format != "json":
+                formats.setdefault(self.alert_topic(step.alert), (step.alert.format, None))
+        return formats
+
+    @property
+    def join(self) -> JoinSpec | None:
+        """The pipeline's join step, if it has one: its second input stream."""
+        return next((s.join for s in self.steps if isinstance(s, JoinStepSpec)), None)
 
     def output_topics(self) -> list[str]:
         topics = [*self.sink.topics()]

@@ -31,6 +31,26 @@ DurationMs = Annotated[int, PlainValidator(_duration_ms)]
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
 _BROKER_URL = re.compile(r"^(kafka://)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+_APP_ID = re.compile(r"^[A-Za-z0-9._]{1,200}$")
+
+
+def _to_app_id(value: Any) -> str:
+    """The app id names the consumer group and prefixes every internal topic, joined to a
+    pipeline name with '-' as Kafka Streams joins `application.id` (`<app_id>-<pipeline>-
+    repartition`, `<app_id>-<pipeline>.<step>-changelog`). Pipeline names may hold '-', so
+    an app id may not: else app `x` with pipeline `y-z` and app `x-y` with pipeline `z`
+    would share topics and state. Names without '-' keep the topics they always had."""
+    if not isinstance(value, str) or not _APP_ID.match(value):
+        shown = repr(value) if isinstance(value, str) else type(value).__name__
+        raise ValueError(
+            f"app_id {shown}: use letters, digits, '_' and '.' (no '-': it joins the app id "
+            "to pipeline names in internal topic names, so 'x' + pipeline 'y-z' and 'x-y' + "
+            "pipeline 'z' would share '<app_id>-<pipeline>-repartition' and changelog topics)"
+        )
+    return value
+
+
+AppId = Annotated[str, PlainValidator(_to_app_id)]
 
 
 class _Section(BaseModel):
@@ -90,6 +110,16 @@ class KafkaSettings(_Section):
     )
 
 
+class SchemaRegistrySettings(_Section):
+    """A registry speaking the Confluent Schema Registry API (Confluent, Karapace,
+    Apicurio's `/apis/ccompat/v7`), for topics with `format: avro | protobuf | json_schema`."""
+
+    url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_cafile: str | None = None
+
+
 class Settings(BaseSettings):
     """Everything a sluice process needs to know that is not a pipeline."""
 
@@ -100,7 +130,7 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    app_id: str = Field("sluice", pattern=r"^[A-Za-z0-9._\-]+$")
+    app_id: AppId = "sluice"
     brokers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     pipelines_dir: str = "pipelines"
     store: Literal["memory://", "rocksdb://"] = "memory://"
@@ -108,6 +138,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     processing: ProcessingSettings = ProcessingSettings()
     kafka: KafkaSettings = KafkaSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     telemetry: bool = Field(
         True,
         description="Prometheus metrics, record trace context and per-record logs; off only "

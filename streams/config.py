@@ -113,7 +113,9 @@ def pipeline_from_document(document: YamlDocument) -> PipelineSpec:
             ]
         )
     tables = data.get("tables")
-    context = {"tables": sorted(tables) if isinstance(tables, dict) else []}
+    context: dict[str, Any] = {"tables": sorted(tables) if isinstance(tables, dict) else []}
+    if document.file:  # `schema: FILE.avsc` is relative to the pipeline file
+        context["base"] = str(Path(document.file).parent)
     try:
         return PipelineSpec.model_validate(data, context=context)
     except ValidationError as exc:

@@ -7,6 +7,7 @@ JSON, missing fields, amounts as words, unknown currencies, a card number sent a
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -103,6 +104,47 @@ def payments(
             yield _malformed(rng, record)
         else:
             yield orjson.dumps(record)
+
+
+SETTLEMENT_STATUSES = ("settled", "declined")
+
+
+def settlements(
+    count: int,
+    *,
+    seed: int = 7,
+    users: int = 500,
+    start: datetime = DEMO_START,
+    events_per_second: float = 50.0,
+) -> Iterator[bytes]:
+    """The demo's second stream: the bank's answer to each of `payments(count, …)` (same
+    arguments, same payment ids), 0.5 to 30 s after the payment, in event-time order: 94%
+    settled, 3% declined, 3% never answered (a left join shows them unsettled)."""
+    rng = random.Random(seed + 2)
+    pending: list[tuple[datetime, int, bytes]] = []
+    for sequence, line in enumerate(
+        payments(count, seed=seed, users=users, start=start, events_per_second=events_per_second)
+    ):
+        try:
+            record = orjson.loads(line)
+            moment = datetime.fromisoformat(record["ts"])
+            payment_id = record["payment_id"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a malformed demo payment: no answer
+        while pending and pending[0][0] <= moment:
+            yield heapq.heappop(pending)[2]
+        draw = rng.random()
+        if draw < 0.03:
+            continue
+        answered = moment + timedelta(seconds=rng.uniform(0.5, 30))
+        answer = {
+            "payment_id": payment_id,
+            "status": SETTLEMENT_STATUSES[draw < 0.06],
+            "ts": answered.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        heapq.heappush(pending, (answered, sequence, orjson.dumps(answer)))
+    while pending:
+        yield heapq.heappop(pending)[2]
 
 
 def users_table(users: int = 500, *, seed: int = 7) -> Iterator[bytes]:

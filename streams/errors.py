@@ -88,3 +88,13 @@ class SchemaError(RecordError):
     """A record does not match its schema or model."""
 
     error_type = "schema"
+
+
+class StateLayoutError(SluiceError):
+    """A step's stored state was built from another definition of the step than the
+    pipeline's now (an aggregate added, removed or changed; a window's size or key
+    changed): reading it would give wrong results. `store` names the step's store."""
+
+    def __init__(self, message: str, store: str) -> None:
+        self.store = store
+        super().__init__(message)

@@ -29,6 +29,22 @@ def pipeline_warnings(
 ) -> list[ConfigError]:
     """What may go wrong with a valid pipeline, each tied to the field to look at."""
     warnings: list[ConfigError] = []
+    read = pipeline.source
+    if read.format != "json" and not any(
+        isinstance(step, spec.ValidateStepSpec) for step in pipeline.steps
+    ):
+        warnings.append(
+            ConfigError(
+                f"{WARNING}pipeline {pipeline.pipeline}: source topic {read.topic!r} is read as "
+                f"{read.format}: its fields "
+                "come from the schema registry at run time, so `sluice check` cannot check "
+                "the field names the steps use (declare them to have them checked: a validate "
+                "schema, or the columns of the SQL stream)",
+                file=document.file if document is not None else None,
+                line=document.line_of(("source", "format")) if document is not None else None,
+                field="source.format",
+            )
+        )
     # field -> (index of the enrich step that may leave it null, table)
     maybe_missing: dict[str, tuple[int, str]] = {}
     for index, step in enumerate(pipeline.steps):

@@ -23,6 +23,7 @@ from streams.metrics import CountingMetrics, PipelineMetrics
 from streams.records import BatchResult, Event, key_of
 from streams.state import MemoryStateBackend, StateBackend
 from streams.steps import BatchContext, Router, Step, build_router, build_step
+from streams.steps.join import JoinStep
 from streams.watchdog import Watchdog
 
 SOURCE_STEP = "source"
@@ -33,7 +34,8 @@ DEFAULT_MAX_EVENT_TIME_SKEW_MS = 7 * 86_400_000  # processing.max_event_time_ske
 class Pipeline:
     """Runs one pipeline spec over batches.
 
-    `process(messages)` takes `Event`s whose `raw` holds the message bytes (value unset),
+    `process(messages)` takes `Event`s whose `raw` holds the message bytes (value unset; or,
+    for a registry format, every value set to its decoded record or a RecordError),
     `timestamp_ms` the broker timestamp and `key` the message key; it decodes them, sets
     event time and key as the spec says, runs the steps and routes the survivors. Every
     record ends in an output, a dead letter, or a drop counted with its reason.
@@ -72,22 +74,44 @@ class Pipeline:
         self.dead_letter_topic = spec.dead_letter_topic
         self._key_fields = spec.source.key
         self._timestamp_field = spec.source.timestamp
+        # a join's other stream: its records are decoded with its own time and key fields
+        # and enter the steps at the join (see `process(..., stream=)`)
+        self._join_index, self._join_step = _join_of(self.steps)
         # epoch ms of the seconds (YYYY-MM-DDTHH:MM:SS, UTC) event times were read in
         self._seconds: dict[str, int] = {}
 
-    async def process(self, messages: list[Event]) -> BatchResult:
-        """Process one batch of raw messages."""
+    @property
+    def streams(self) -> list[str]:
+        """The topics this pipeline reads: its source, and a join's other stream."""
+        join = self._join_step
+        return [self.spec.source.topic] + ([join.stream] if join is not None else [])
+
+    async def process(self, messages: list[Event], stream: str | None = None) -> BatchResult:
+        """Process one batch of raw messages of the source, or (`stream`: a join's other
+        stream) of the stream a join step reads: those enter the steps at the join."""
         ctx = self._context()
         self.metrics.events_in(len(messages))
-        events = self._decode(messages, ctx)
-        events = await self._run(0, events, ctx)
+        join = self._join_step
+        if stream is None or stream == self.spec.source.topic:
+            events = self._decode(messages, ctx, self._timestamp_field, self._key_fields)
+            events = await self._run(0, events, ctx)
+        elif join is not None and stream == join.stream:
+            events = self._decode(messages, ctx, join.timestamp_field, join.keys["r"])
+            began = time.perf_counter()
+            events = join.process_other(events, ctx)
+            self.metrics.step_seconds(join.name, time.perf_counter() - began)
+            events = await self._run(self._join_index + 1, events, ctx)
+        else:
+            raise ValueError(f"pipeline {self.name!r} does not read {stream!r}")
         self.router.send(events, ctx)
         return self._finish(ctx)
 
-    async def process_values(self, values: list[dict[str, Any]]) -> BatchResult:
+    async def process_values(
+        self, values: list[dict[str, Any]], stream: str | None = None
+    ) -> BatchResult:
         """Process already-decoded records (tests, and callers that hold dicts)."""
         messages = [Event(None, raw=jsonl.dumps(value)) for value in values]
-        return await self.process(messages)
+        return await self.process(messages, stream)
 
     async def flush(self, *, final: bool = False) -> BatchResult:
         """What steps release without input: windows closed by wall clock, or everything
@@ -159,25 +183,36 @@ class Pipeline:
 
     # --- decoding ------------------------------------------------------------------
 
-    def _decode(self, messages: list[Event], ctx: BatchContext) -> list[Event]:
+    def _decode(
+        self,
+        messages: list[Event],
+        ctx: BatchContext,
+        timestamp_field: str | None,
+        key_fields: tuple[str, ...] | None,
+    ) -> list[Event]:
         decoded: list[Event] = []
         limit = self.max_message_bytes
-        key_fields = self._key_fields
         key_field = key_fields[0] if key_fields is not None and len(key_fields) == 1 else None
-        timestamp_field = self._timestamp_field
         latest = ctx.now_ms + self.max_event_time_skew_ms
         seconds = self._seconds
         raws = list(map(_RAW, messages))
-        try:  # one test for the whole batch: usually no message needs the exact decoder
-            exact = jsonl.may_need_exact(b"\n".join(raws))
-        except TypeError:
-            exact = True
-        loads = jsonl.loads if exact else orjson.loads
-        # each message's value, or the ValueError decoding it raised (or _TOO_LARGE)
-        if raws and max(map(len, raws)) <= limit:
-            values = _loads_all(loads, raws)
+        if messages and messages[0].value is not None:
+            # decoded before (a registry format, streams.formats): a record, or the
+            # RecordError saying why not
+            values = [_TOO_LARGE if len(m.raw) > limit else m.value for m in messages]
         else:
-            values = [_TOO_LARGE if len(raw) > limit else _loads_one(loads, raw) for raw in raws]
+            try:  # one test for the whole batch: usually no message needs the exact decoder
+                exact = jsonl.may_need_exact(b"\n".join(raws))
+            except TypeError:
+                exact = True
+            loads = jsonl.loads if exact else orjson.loads
+            # each message's value, or the ValueError decoding it raised (or _TOO_LARGE)
+            if raws and max(map(len, raws)) <= limit:
+                values = _loads_all(loads, raws)
+            else:
+                values = [
+                    _TOO_LARGE if len(raw) > limit else _loads_one(loads, raw) for raw in raws
+                ]
         for message, value in zip(messages, values, strict=True):
             if value.__class__ is not dict:
                 if value is _TOO_LARGE:
@@ -186,6 +221,8 @@ class Pipeline:
                         f"({limit})",
                         "oversize",
                     )
+                elif isinstance(value, RecordError):
+                    error = value
                 elif isinstance(value, ValueError):
                     error = RecordError(f"invalid JSON: {value}", "invalid_json")
                 else:
@@ -226,6 +263,13 @@ class Pipeline:
             message.value = value
             decoded.append(message)
         return decoded
+
+
+def _join_of(steps: list[Step]) -> tuple[int, JoinStep | None]:
+    for index, step in enumerate(steps):
+        if isinstance(step, JoinStep):
+            return index, step
+    return -1, None
 
 
 _TOO_LARGE = object()

@@ -13,6 +13,7 @@ import base64
 import ctypes
 import ctypes.util
 import gc
+import heapq
 import os
 import sys
 import time
@@ -30,6 +31,7 @@ from models.envelopes import DeadLetterError, ReplayDeadLetter
 from models.pipeline import PipelineSpec
 from streams import jsonl
 from streams.errors import SluiceError
+from streams.event_time import event_time_ms
 from streams.metrics import CountingMetrics
 from streams.pipeline import DEFAULT_MAX_EVENT_TIME_SKEW_MS, DEFAULT_MAX_MESSAGE_BYTES, Pipeline
 from streams.records import BatchResult, DeadLetter, Event, key_of
@@ -186,19 +188,13 @@ def exit_when_stuck(record: StuckRecord) -> None:
 def batch_tuning() -> Iterator[None]:
     """Process settings for a batch job, restored afterwards.
 
-    The collector: replay allocates a few objects per record and keeps open windows'
-    rows until they close; by default the collector runs every 700 allocations and each
-    full collection walks every live object. As the worker does
-    (runtime.worker.tune_garbage_collection): start-up objects frozen, fewer and larger
-    collections. Measured on `sluice bench windows`: the collector took ~0.45 s of 1.7 s.
-
-    The C heap (glibc): orjson.dumps allocates a buffer per call, and with the default
-    128 KiB top pad the heap is trimmed and grown again every few dozen calls; each
-    regrowth faults its pages in anew. On the 2-core VM the benchmarks run on that made
-    ~0.7 page faults a written record, and a dumps of a four-field record cost 0.9 µs
-    instead of 0.09 µs. A 64 MiB top pad keeps the heap grown while replay runs; then the
-    default pad is back and the kept memory returned (malloc_trim). glibc stops adapting
-    its mmap threshold once mallopt was called: the one setting that cannot be restored."""
+    The collector as the worker tunes it (start-up objects frozen, fewer and larger
+    collections): it took ~0.45 s of 1.7 s on `sluice bench windows` by default. The C
+    heap: a 64 MiB glibc top pad while replay runs, since orjson.dumps' buffers otherwise
+    trim and regrow the heap every few dozen calls (a four-field dumps: 0.9 µs instead of
+    0.09 µs); then the default pad is back and the kept memory returned (malloc_trim).
+    glibc's mmap threshold stops adapting once mallopt was called: the one setting that
+    cannot be restored (docs/decisions/0004-garbage-collection-and-heap.md)."""
     previous = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
@@ -384,6 +380,127 @@ async def _replay(
         seconds=time.perf_counter() - began,
         files=files,
     )
+
+
+async def replay_streams(
+    spec: PipelineSpec,
+    inputs: Mapping[str, str],
+    output_dir: Path,
+    *,
+    tables: Mapping[str, Path] | None = None,
+    batch_size: int = 1000,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_event_time_skew_ms: int = DEFAULT_MAX_EVENT_TIME_SKEW_MS,
+) -> ReplaySummary:
+    """Replay a pipeline that reads two streams (a join): `inputs` maps each stream (the
+    source topic, the join's `stream`) to its file. The files are merged as records would
+    arrive live: each file in its own order, the next record always the one with the
+    smaller event time of the files' next records (streams.replay_merge); consecutive
+    records of one stream form a batch. Each file is one partition."""
+    state = MemoryStateBackend()
+    if tables:
+        load_tables(spec, tables, state)
+    metrics = CountingMetrics()
+    with Watchdog(exit_when_stuck, interval_s=0.25) as watchdog, batch_tuning():
+        pipeline = Pipeline(
+            spec,
+            state=state,
+            metrics=metrics,
+            max_message_bytes=max_message_bytes,
+            max_event_time_skew_ms=max_event_time_skew_ms,
+            watchdog=watchdog,
+        )
+        missing = [stream for stream in pipeline.streams if stream not in inputs]
+        unknown = [stream for stream in inputs if stream not in pipeline.streams]
+        if missing or unknown:
+            raise SluiceError(
+                f"pipeline {spec.pipeline!r} reads {' and '.join(pipeline.streams)}: give "
+                "--input STREAM=FILE for each"
+                + (f" (missing: {', '.join(missing)})" if missing else "")
+                + (f" (not read: {', '.join(unknown)})" if unknown else "")
+            )
+        times = {stream: _time_field(spec, stream) for stream in inputs}
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for topic in spec.output_topics():
+            (output_dir / f"{topic}.jsonl").unlink(missing_ok=True)
+        began = time.perf_counter()
+        with ExitStack() as stack:
+            outputs = OutputFiles(output_dir, stack)
+            files = {
+                stream: stack.enter_context(open_input(path)) for stream, path in inputs.items()
+            }
+            now_ms = int(time.time() * 1000)
+            batch: list[Event] = []
+            batch_stream = ""
+            for stream, raw, offset in merge_lines(files, times, now_ms):
+                if batch and (stream != batch_stream or len(batch) >= batch_size):
+                    result = await pipeline.process(batch, batch_stream)
+                    outputs.write(result, pipeline.dead_letter_topic)
+                    batch = []
+                batch_stream = stream
+                batch.append(Event(None, None, now_ms, None, raw, 0, offset))
+            if batch:
+                result = await pipeline.process(batch, batch_stream)
+                outputs.write(result, pipeline.dead_letter_topic)
+            outputs.write(await pipeline.flush(final=True), pipeline.dead_letter_topic)
+            pipeline.persist()
+            written = [output_dir / f"{topic}.jsonl" for topic in outputs.files]
+    return ReplaySummary(
+        pipeline=spec.pipeline,
+        events_in=metrics.events_in_total,
+        outputs=dict(metrics.sent),
+        dead_letters=metrics.dead_letters_total,
+        dead_letter_topic=pipeline.dead_letter_topic,
+        dropped=metrics.dropped_total,
+        seconds=time.perf_counter() - began,
+        files=written,
+    )
+
+
+def _time_field(spec: PipelineSpec, stream: str) -> str | None:
+    join = spec.join
+    if join is not None and stream == join.stream:
+        return join.timestamp or spec.source.timestamp
+    return spec.source.timestamp
+
+
+def merge_lines(
+    files: Mapping[str, BinaryIO], time_fields: Mapping[str, str | None], now_ms: int
+) -> Iterator[tuple[str, bytes, int]]:
+    """(stream, line, line number from 0) of every non-blank line of `files`, each file in
+    its own order, interleaved by event time: the next line is the one whose event time is
+    the smallest among the files' next lines (ties: the order of `files`). A line whose
+    time cannot be read (bad JSON, no time field) keeps its file's previous time, so the
+    pipeline sees it where it stands and dead-letters it there."""
+
+    def lines(stream: str, handle: BinaryIO) -> Iterator[tuple[int, int, str, bytes, int]]:
+        field = time_fields.get(stream)
+        rank = list(files).index(stream)
+        last = 0
+        offset = 0
+        for chunk, _ in line_chunks(handle):
+            for line in chunk:
+                raw = line.rstrip(b"\r")
+                if raw and not raw.isspace():
+                    last = _line_time(raw, field, last, now_ms)
+                    yield last, rank, stream, raw, offset
+                offset += 1
+
+    for _, _, stream, raw, offset in heapq.merge(
+        *(lines(stream, handle) for stream, handle in files.items()),
+        key=lambda item: (item[0], item[1]),
+    ):
+        yield stream, raw, offset
+
+
+def _line_time(raw: bytes, field: str | None, previous: int, now_ms: int) -> int:
+    if field is None:
+        return now_ms
+    try:
+        value = jsonl.loads(raw)
+        return event_time_ms(value[field], field) if isinstance(value, dict) else previous
+    except (ValueError, KeyError, SluiceError):
+        return previous
 
 
 class Progress:

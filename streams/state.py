@@ -1,11 +1,11 @@
 """State behind one small interface.
 
 A stateful step owns one `StateStore`: a mapping from a key (the step's key, as text) to a
-JSON-serializable value. In a worker the store is `<pipeline>.<step>`, kept in memory
-(and RocksDB with `store: rocksdb://`) with a changelog topic
-(streams.runtime.changelog); in replay and unit tests it is a dict. Steps
-read a key once per batch and write it back once, so the store sees one write per touched
-key per batch, whatever the number of records.
+JSON-serializable value. In a worker the store is `<pipeline>.<step>`, kept in memory; its
+changelog topic is the durable copy (streams.runtime.changelog), and `store: rocksdb://`
+adds a local copy so that a restart reads only the changelog written since. In replay and
+unit tests it is a dict. Steps read a key once per batch and write it back once, so the
+store sees one write per touched key per batch, whatever the number of records.
 """
 
 from __future__ import annotations
@@ -16,25 +16,37 @@ from typing import Any, Protocol, runtime_checkable
 # The names state lives under, and the keys a step keeps for itself. The core (building
 # steps, replay) and the runtime (stores, changelog topics, restores) both use these:
 # one definition, not matching strings.
+#
+# Every name maps back to exactly one owner. A pipeline name may hold '.', '-' and '_'; a
+# step name and a runtime store's `what` hold no '.', and only the runtime's start with
+# `__`. So the last '.' of a store name splits it into (pipeline, step) — pipeline `a`
+# never owns `a.b.window`, the store of step `window` of pipeline `a.b` (store_owner).
+# A worker's topics join the app id (no '-' allowed in it, models.settings) to these
+# names with '-': `<app_id>-<store>-changelog`, `<app_id>-<pipeline>-repartition`.
 
 BOOKKEEPING = "\x00"  # a key starting with it is a step's own (a watermark), no record's
 
 
 def step_store_name(pipeline: str, step: str) -> str:
-    """A stateful step's store; a worker's changelog topic is `<app_id>-<this>-changelog`.
-    Step names hold no '.', so two pipelines' stores never share a name."""
+    """A stateful step's store; a worker's changelog topic is `<app_id>-<this>-changelog`."""
     return f"{pipeline}.{step}"
 
 
 def lookup_store_name(pipeline: str, table: str) -> str:
-    """A lookup table's rows (for enrich), kept by `StateBackend.lookup`."""
+    """A lookup table's rows (for enrich), kept by `StateBackend.lookup` (never a topic;
+    table names hold no '.')."""
     return f"{pipeline}.tables.{table}"
 
 
 def runtime_store_name(pipeline: str, what: str) -> str:
     """State the runtime keeps for a pipeline besides its steps' (step names cannot start
-    with `__`)."""
+    with `__`; `what` holds no '.')."""
     return f"{pipeline}.__{what}"
+
+
+def store_owner(store: str) -> str:
+    """The pipeline a store (`step_store_name`, `runtime_store_name`) belongs to."""
+    return store.rpartition(".")[0]
 
 
 def bookkeeping_key(what: str, partition: int) -> str:

@@ -8,7 +8,11 @@ if str(ROOT) not in sys.path:  # models.events and tests.fixtures import from th
     sys.path.insert(0, str(ROOT))
 
 # Apache Kafka test brokers: the `apache_kafka` and `fresh_apache_kafka` fixtures
-from tests.brokers.plugin import apache_kafka, fresh_apache_kafka  # noqa: E402, F401
+from tests.brokers.plugin import (  # noqa: E402, F401
+    apache_kafka,
+    fresh_apache_kafka,
+    schema_registry,
+)
 
 
 def pytest_configure(config: object) -> None:

@@ -30,19 +30,53 @@ from streams.errors import SluiceError
     metavar="N",
     help="messages per second, sent in 0.1 s steps (default: all at once)",
 )
+@click.option(
+    "--format",
+    "format_name",
+    type=click.Choice(["json", "avro", "protobuf", "json_schema"]),
+    default="json",
+    show_default=True,
+    help="avro|protobuf|json_schema: encode each line in the schema registry's wire format",
+)
+@click.option(
+    "--schema",
+    "schema_file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="the schema (.avsc, .proto, JSON Schema), registered under TOPIC-value",
+)
 @config_option
 def produce(
-    topic: str, source: str, key_field: str | None, rate: float | None, config_dir: Path
+    topic: str,
+    source: str,
+    key_field: str | None,
+    rate: float | None,
+    format_name: str,
+    schema_file: Path | None,
+    config_dir: Path,
 ) -> None:
     """Send a JSON Lines file to TOPIC, one message a line, with a progress bar.
 
     A line longer than processing.max_message_bytes (or refused by the broker) is reported
     with its number and skipped; the rest is sent. Exit status 1 when any line was skipped.
+    With --format avro|protobuf|json_schema and --schema FILE each line is encoded through
+    the schema registry (schema_registry.url); a line that does not fit is skipped.
     """
     from streams.replay import Progress, open_input
     from streams.runtime.clients import produce as run_produce
 
     settings = settings_only(config_dir)
+    encode = None
+    if format_name != "json":
+        if schema_file is None:
+            fail(f"--format {format_name} needs --schema FILE")
+        assert schema_file is not None
+        from streams.runtime.formats import line_encoder
+
+        try:
+            _, encode = asyncio.run(line_encoder(settings, topic, format_name, schema_file))
+        except SluiceError as exc:
+            fail(str(exc))
     total = Path(source).stat().st_size if source != "-" and Path(source).is_file() else None
     bar: Progress | None = None
 
@@ -66,6 +100,7 @@ def produce(
                     rate=rate,
                     on_sent=bar.advance if bar is not None else None,
                     on_skipped=report,
+                    encode=encode,
                 )
             )
     except SluiceError as exc:
@@ -93,6 +128,11 @@ def produce(
     help="read_committed hides records of unfinished or aborted transactions; default: "
     "read_committed when processing.guarantee is exactly_once, else read_uncommitted",
 )
+@click.option(
+    "--decode",
+    is_flag=True,
+    help="decode values in the schema registry's wire format (Avro, Protobuf, JSON Schema)",
+)
 @config_option
 def consume(
     topic: str,
@@ -101,12 +141,18 @@ def consume(
     envelope: bool,
     idle_timeout: float | None,
     isolation: str | None,
+    decode: bool,
     config_dir: Path,
 ) -> None:
-    """Print TOPIC's messages as JSON Lines: each value (non-JSON as a JSON string)."""
+    """Print TOPIC's messages as JSON Lines: each value (non-JSON as a JSON string).
+
+    --decode prints registry-encoded values as their decoded records (schema_registry.url);
+    a value that does not decode is printed as without --decode."""
     from streams.runtime.clients import consume as run_consume
 
     settings = settings_only(config_dir)
+    if decode and not settings.schema_registry.url:
+        fail("--decode needs schema_registry.url in sluice.yaml (or SLUICE_SCHEMA_REGISTRY__URL)")
     try:
         asyncio.run(
             run_consume(
@@ -118,6 +164,7 @@ def consume(
                 envelope=envelope,
                 idle_timeout=idle_timeout,
                 isolation=isolation,
+                decode=decode,
             )
         )
     except KeyboardInterrupt:

@@ -23,7 +23,12 @@ from streams.errors import ConfigErrors, SluiceError
 
 @main.command()
 @click.argument("path", default="config", type=click.Path(path_type=Path))
-def check(path: Path) -> None:
+@click.option(
+    "--registry",
+    is_flag=True,
+    help="also check each Avro output's schema against the schema registry (compatibility)",
+)
+def check(path: Path, registry: bool) -> None:
     """Validate settings and pipeline files.
 
     PATH is a config directory (sluice.yaml + pipelines/), a folder of pipeline files, one
@@ -41,9 +46,31 @@ def check(path: Path) -> None:
     if not report.ok:
         click.echo(f"{len(report.errors)} error(s) in {path}", err=True)
         sys.exit(1)
+    if registry:
+        _check_registry(path)
     names = ", ".join(report.pipelines) or "no pipelines"
     warned = f"; {len(report.warnings)} warning(s)" if report.warnings else ""
     click.echo(f"ok: {len(report.files)} file(s), {names}{warned}")
+
+
+def _check_registry(path: Path) -> None:
+    """`sluice check --registry`: each Avro output schema may be registered under its
+    subject (compatible with what is there); a registry that does not answer is one line."""
+    from streams.config import load_config
+    from streams.runtime.formats import registry_problems
+
+    if not (path / "sluice.yaml").is_file():
+        fail(f"--registry needs a config directory with sluice.yaml (schema_registry.url): {path}")
+    loaded = load_config(path)
+    assert loaded.settings is not None
+    if not loaded.settings.schema_registry.url:
+        fail("--registry: schema_registry.url is not set in sluice.yaml")
+    problems = asyncio.run(registry_problems(loaded.settings, loaded.pipelines))
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        click.echo(f"{len(problems)} registry error(s) in {path}", err=True)
+        sys.exit(1)
 
 
 def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
@@ -61,11 +88,13 @@ def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
 @click.option(
     "--input",
     "-i",
-    "source",
+    "sources",
     required=True,
+    multiple=True,
     metavar="[STREAM=]FILE",
     help="JSON Lines input, one message a line; '-' reads stdin. For a .sql file declaring "
-    "several streams, STREAM=FILE names the one it feeds",
+    "several streams, STREAM=FILE names the one it feeds; a pipeline with a join takes one "
+    "--input STREAM=FILE per stream (merged in event-time order)",
 )
 @click.option(
     "--table",
@@ -105,7 +134,7 @@ def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
 @log_options
 def replay(
     pipeline_file: Path,
-    source: str,
+    sources: tuple[str, ...],
     tables: tuple[str, ...],
     output_dir: Path,
     config_dir: Path | None,
@@ -114,7 +143,7 @@ def replay(
     log_format: str | None,
     log_level: str | None,
 ) -> None:
-    """Run one pipeline offline over a JSON Lines file.
+    """Run a pipeline, or a .sql file's pipelines as one graph, offline over JSON Lines.
 
     Writes OUTPUT/<topic>.jsonl for every topic the pipeline emits to: the sink or routes,
     alerts, and dead letters as {"error": {step, type, message}, "payload": original line}
@@ -150,6 +179,18 @@ def replay(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--max-event-time-skew") from None
     start_logging(settings, log_format, log_level)
+    if len(specs) == 1 and (len(sources) > 1 or specs[0].join is not None):
+        topics: dict[str, str] = {}
+        if pipeline_file.suffix.lower() == ".sql":  # STREAM= names a declared stream
+            from streams.sql.compiler import load_sql_program
+
+            program = load_sql_program(pipeline_file)
+            topics = {r.name.text.lower(): r.topic for r in program.relations}
+        _replay_streams(specs[0], sources, tables, output_dir, settings, skew, topics)
+        return
+    if len(sources) > 1:
+        fail("several --input: only for a pipeline with a join (one per stream it reads)")
+    source = sources[0]
     if pipeline_file.suffix.lower() == ".sql" or len(specs) > 1:
         _replay_graph(pipeline_file, specs, source, tables, output_dir, settings, skew, progress)
         return
@@ -165,6 +206,46 @@ def replay(
                 max_message_bytes=settings.processing.max_message_bytes,
                 max_event_time_skew_ms=skew,
                 progress=sys.stderr.isatty() if progress is None else progress,
+            )
+        )
+    except SluiceError as exc:
+        fail(str(exc))
+    click.echo(summary.line(), err=True)
+    for file in summary.files:
+        click.echo(str(file))
+
+
+def _replay_streams(
+    spec: PipelineSpec,
+    sources: tuple[str, ...],
+    tables: tuple[str, ...],
+    output_dir: Path,
+    settings: Settings,
+    max_event_time_skew_ms: int,
+    topics: dict[str, str],
+) -> None:
+    """A pipeline that reads two streams (a join): `--input STREAM=FILE` for each (a
+    topic, or in a .sql file a declared stream's name: `topics`); an input without
+    `STREAM=` feeds the pipeline's source."""
+    from streams.replay import replay_streams
+
+    inputs: dict[str, str] = {}
+    for source in sources:
+        stream, sep, path = source.rpartition("=")
+        topic = topics.get(stream.lower(), stream) if sep and stream else spec.source.topic
+        if topic in inputs:
+            fail(f"two --input for stream {topic!r}: one per stream the pipeline reads")
+        inputs[topic] = path if sep else source
+    try:
+        summary = asyncio.run(
+            replay_streams(
+                spec,
+                inputs,
+                output_dir,
+                tables=_parse_tables(tables),
+                batch_size=settings.processing.batch_max,
+                max_message_bytes=settings.processing.max_message_bytes,
+                max_event_time_skew_ms=max_event_time_skew_ms,
             )
         )
     except SluiceError as exc:

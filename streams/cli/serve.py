@@ -28,8 +28,8 @@ def worker(config_dir: Path, log_format: str | None, log_level: str | None) -> N
     """Run one worker against the configured brokers.
 
     Start as many as you like with the same app_id: they share the partitions of every
-    source topic, and take over each other's when one stops. Exits 70 when an agent
-    crashes, so a supervisor restarts it.
+    source topic, and take over each other's when one stops. Exits 70 when its data path
+    fails, so a supervisor restarts it (state is restored from the changelogs).
     """
     from streams.runtime.worker import SluiceWorker
 
@@ -142,7 +142,8 @@ def _print_banner(
         f"  dashboard  {web}/    metrics {web}/metrics    ready {web}/ready",
     ]
     for spec in pipelines.values():
-        lines.append(f"  {spec.pipeline}: {spec.source.topic} -> {', '.join(spec.output_topics())}")
+        inputs = spec.source.topic + (f" + {spec.join.stream}" if spec.join is not None else "")
+        lines.append(f"  {spec.pipeline}: {inputs} -> {', '.join(spec.output_topics())}")
     if pipelines:
         first = next(iter(pipelines.values()))
         env = f"SLUICE_BROKERS={brokers} " if embedded else ""
@@ -154,7 +155,9 @@ def _print_banner(
             f"  dead letters:   {env}sluice consume {first.dead_letter_topic} --envelope{config}"
         )
     if demo:
-        lines.append("  demo traffic: sample payments to topic 'payments'")
+        lines.append(
+            "  demo traffic: sample payments to topic 'payments', settlements to 'settlements'"
+        )
     lines.append("  Ctrl-C stops everything")
     if settings.log.format == "json":  # stderr stays one JSON object per line
         banner = logging.getLogger("sluice.cli")

@@ -4,12 +4,9 @@ A worker reads topics its own pipelines write: a re-keyed pipeline's repartition
 derived stream another pipeline reads (`payments_eur` → `merchant_minutes`). Under more
 load than it can take, the consumer keeps handing it source records, and the pipelines
 behind an internal topic fall further behind without bound while the source pipelines
-keep pace. Measured (2026-11-27, `sluice bench soak`, 10 minutes at 120% of the maximum on
-Apache Kafka): the pipelines reading `payments` directly ran at 11,329/s, 0.98 of the
-maximum, the re-keyed payments-risk at 7,773/s and merchant_minutes at 8,422/s; at the end
-1.5M records waited on `payments` and 3.1M on the internal topics — a lag that an
-autoscaler watching the source topic never sees, and results of those pipelines minutes
-late.
+keep pace: in a 10-minute soak at 120% of the maximum, 3.1M records waited on the internal
+topics and 1.5M on the source — a lag an autoscaler watching the source never sees
+(docs/decisions/0003-backpressure.md).
 
 So, as Kafka Streams pauses a partition whose buffer is full: when the records waiting
 on the internal partitions this worker owns pass `hold_at`, the worker polls only those

@@ -36,7 +36,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.errors import SluiceError
-from streams.state import DictStateStore, StateStore, bookkeeping_partition, lookup_store_name
+from streams.state import (
+    DictStateStore,
+    StateStore,
+    bookkeeping_partition,
+    lookup_store_name,
+    store_owner,
+)
 
 log = logging.getLogger("sluice.state")
 
@@ -301,8 +307,7 @@ class WorkerState:
         return self.lookups.setdefault(name, DictStateStore(name))
 
     def stores_of(self, pipeline: str) -> list[ChangelogStore]:
-        prefix = f"{pipeline}."
-        return [s for n, s in self.stores.items() if n.startswith(prefix)]
+        return [s for n, s in self.stores.items() if store_owner(n) == pipeline]
 
     def lookups_of(self, pipeline: str, tables: Iterable[str]) -> dict[str, DictStateStore]:
         """The lookup stores of `pipeline`'s tables, by table name."""

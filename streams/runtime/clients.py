@@ -15,7 +15,9 @@ from aiokafka.errors import KafkaError
 
 from models.envelopes import EventEnvelope
 from models.settings import Settings
+from streams.jsonl import dumps
 from streams.records import key_of
+from streams.runtime.formats import ANY_FORMAT, RecordFormats
 from streams.runtime.kafka import connection_options, start_client
 
 
@@ -50,6 +52,7 @@ async def produce(
     rate: float | None = None,
     on_sent: Any = None,
     on_skipped: SkippedCallback | None = None,
+    encode: Callable[[Any], bytes] | None = None,
 ) -> ProduceSummary:
     """Send each non-empty line as a message. A line that cannot be sent — longer than
     processing.max_message_bytes, or refused by the broker — is reported through
@@ -87,6 +90,12 @@ async def produce(
                 on_sent(len(line))
             if not value.strip():
                 continue
+            if encode is not None:  # a registry format (sluice produce --format)
+                try:
+                    value = encode(orjson.loads(value))
+                except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+                    skip(number, f"cannot encode it: {str(exc)[:300]}")
+                    continue
             if len(value) > limit:
                 skip(
                     number,
@@ -96,7 +105,7 @@ async def produce(
             key = None
             if key_field is not None:
                 try:
-                    record = orjson.loads(value)
+                    record = orjson.loads(line)
                     found = key_of(record, (key_field,)) if isinstance(record, dict) else None
                     key = found.encode() if found is not None else None
                 except orjson.JSONDecodeError:
@@ -119,16 +128,22 @@ async def produce(
     return summary
 
 
-def render(message: Any, envelope: bool) -> bytes:
-    """A consumed message as one JSON line: its value (non-JSON as a JSON string), or the
-    whole envelope."""
+_UNDECODED = object()
+
+
+def render(message: Any, envelope: bool, decoded: Any = _UNDECODED) -> bytes:
+    """A consumed message as one JSON line: its value (non-JSON as a JSON string; `decoded`
+    instead when given: a registry-encoded value's record), or the whole envelope."""
     raw = message.value if message.value is not None else b"null"
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        value = raw.decode("utf-8", errors="backslashreplace")
+    if decoded is not _UNDECODED:
+        value = decoded
+    else:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = raw.decode("utf-8", errors="backslashreplace")
     if not envelope:
-        return orjson.dumps(value)
+        return orjson.dumps(value) if decoded is _UNDECODED else dumps(value)
     return (
         EventEnvelope(
             topic=message.topic,
@@ -158,6 +173,7 @@ async def consume(
     envelope: bool = False,
     idle_timeout: float | None = None,
     isolation: str | None = None,
+    decode: bool = False,
 ) -> int:
     """Print messages of `topic` as JSON Lines until `limit` (or Ctrl-C, or `idle_timeout`
     seconds without a message). `isolation` defaults to read_committed when the settings
@@ -175,6 +191,7 @@ async def consume(
         request_timeout_ms=15_000,
     )
     await start_or_explain(consumer, settings)
+    formats = RecordFormats(settings) if decode else None
     printed = 0
     last = time.monotonic()
     try:
@@ -186,8 +203,11 @@ async def consume(
                 continue
             last = time.monotonic()
             for messages in batches.values():
-                for message in messages:
-                    out.write(render(message, envelope) + b"\n")
+                values: list[Any] = [_UNDECODED] * len(messages)
+                if formats is not None:
+                    values = await _decoded(formats, messages)
+                for message, value in zip(messages, values, strict=True):
+                    out.write(render(message, envelope, value) + b"\n")
                     printed += 1
                     if limit is not None and printed >= limit:
                         break
@@ -196,7 +216,17 @@ async def consume(
             out.flush()
     finally:
         await consumer.stop()
+        if formats is not None:
+            await formats.close()
     return printed
+
+
+async def _decoded(formats: RecordFormats, messages: list[Any]) -> list[Any]:
+    """Each message's decoded record, or _UNDECODED (printed as it is) for a value that is
+    not in the wire format or does not decode."""
+    raws = [m.value or b"" for m in messages]
+    records = await formats.decode_values(raws, ANY_FORMAT)
+    return [_UNDECODED if isinstance(r, Exception) else r for r in records]
 
 
 def stdout_bytes() -> IO[bytes]:

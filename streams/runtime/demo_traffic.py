@@ -9,15 +9,17 @@ import logging
 import time
 from datetime import UTC, datetime
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from models.settings import Settings
-from streams.demo import payments, users_table
+from streams.demo import payments, settlements, users_table
 from streams.runtime.kafka import connection_options, start_client
 
 log = logging.getLogger("sluice.demo")
 DEMO_TOPIC = "payments"
 USERS_TOPIC = "users"
+SETTLEMENTS_TOPIC = "settlements"
 
 # The demo sends a step's payments together, all to one partition, the next step to the
 # next partition (Kafka's sticky partitioner for keyless records): one record batch a
@@ -68,5 +70,36 @@ async def produce_demo_traffic(
             ahead = number * step - (time.monotonic() - began)
             if ahead > 0:
                 await asyncio.sleep(ahead)
+    finally:
+        await asyncio.shield(producer.stop())
+
+
+async def produce_settlement_traffic(
+    settings: Settings, rate: float, step: float = DEMO_STEP_SECONDS
+) -> None:
+    """The demo's second stream (for the payments-settled join): each demo payment's
+    settlement, sent when its event time comes, until cancelled. It regenerates the
+    payments `produce_demo_traffic` sends (same seed and rate, from now) to answer them.
+    Like the payments, in steps of `step` seconds, each step's records in one batch to one
+    partition: the settlements due within a step leave at its start."""
+    producer = AIOKafkaProducer(
+        **connection_options(settings), linger_ms=5, max_batch_size=MAX_BATCH_BYTES
+    )
+    await start_client(producer, settings)
+    try:
+        partitions = itertools.cycle(sorted(await producer.partitions_for(SETTLEMENTS_TOPIC)))
+        partition = next(partitions)
+        start = datetime.now(UTC)
+        began = time.monotonic()
+        step_ends = step
+        for line in settlements(10**12, start=start, events_per_second=rate):
+            due = (datetime.fromisoformat(orjson.loads(line)["ts"]) - start).total_seconds()
+            if due >= step_ends:  # the next step: wait for its start, then another partition
+                step_ends = (due // step + 1) * step
+                ahead = step_ends - step - (time.monotonic() - began)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                partition = next(partitions)
+            await producer.send(SETTLEMENTS_TOPIC, line, partition=partition)
     finally:
         await asyncio.shield(producer.stop())

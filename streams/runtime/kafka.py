@@ -36,6 +36,15 @@ _AUTHENTICATION_ERRORS = (
 )
 
 
+# How old a client's view of the cluster may get. aiokafka's default (Kafka's) is 5 minutes:
+# partitions added to a source topic went unread, without lag, for that long (issue 22
+# case 5). The group consumer compares each refresh with its subscription and rejoins when a
+# partition count changed, so this bounds how soon new partitions are read (and a stateful
+# pipeline's input that outgrew its changelogs stops the worker). A refresh is one small
+# metadata request per client; every 5 s is noise beside a fetch every 10 ms.
+METADATA_MAX_AGE_MS = 5_000
+
+
 class KafkaUnreachable(SluiceError):
     """No broker could be reached, or none accepted our credentials."""
 
@@ -67,6 +76,7 @@ def connection_options(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": settings.broker_addresses(),
         "security_protocol": kafka.security_protocol,
         "client_id": f"sluice-{settings.app_id}",
+        "metadata_max_age_ms": METADATA_MAX_AGE_MS,
     }
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         try:

@@ -5,7 +5,7 @@ A JSON line has exactly six keys, on every line the process writes, sluice's own
 libraries' (aiokafka, asyncio, aiohttp, …) alike:
 
     {"timestamp": "2026-11-27T09:25:12.502Z", "level": "WARNING",
-     "component": "sluice.agents", "trace_id": "4bf9…", "message": "dead letter at …",
+     "component": "sluice.pipeline", "trace_id": "4bf9…", "message": "dead letter at …",
      "metadata": {"pipeline": "payments-clean", "step": "validate", …}}
 
 `component` is the logger's name; `trace_id` comes from the call's `extra` (lines about
@@ -119,7 +119,7 @@ def _encodable(value: Any) -> Any:
 
 
 class ConsoleFormatter(logging.Formatter):
-    """`12:00:01.234 WARNING sluice.agents [payments-clean trace=4bf9…] message k=v`"""
+    """`12:00:01.234 WARNING sluice.pipeline [payments-clean trace=4bf9…] message k=v`"""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s%(context)s %(message)s")

@@ -24,6 +24,7 @@ from models.settings import Settings
 from streams.pipeline import SOURCE_STEP, Pipeline
 from streams.records import BatchResult, DeadLetter, Event, key_of
 from streams.runtime.changelog import ChangelogStore, WorkerState
+from streams.runtime.formats import RecordFormats
 from streams.runtime.metrics import PrometheusPipelineMetrics
 from streams.runtime.output import Output
 from streams.runtime.sender import (
@@ -65,6 +66,11 @@ def needs_repartition(spec: PipelineSpec) -> bool:
 
 def repartition_topic(app_id: str, pipeline: str) -> str:
     return f"{app_id}-{pipeline}-repartition"
+
+
+def join_repartition_topic(app_id: str, pipeline: str) -> str:
+    """The other stream of a pipeline's join, re-keyed by the join's `other_key`."""
+    return f"{app_id}-{pipeline}-join-repartition"
 
 
 def _text_key(key: bytes | None) -> str | None:
@@ -126,6 +132,13 @@ class PipelineRunner:
         self.stores: list[ChangelogStore] = state.stores_of(self.name)
         self.lookups = state.lookups_of(self.name, spec.tables)
         self.stage_topic = self.repartition_topic or self.source_topic
+        # a join: its other stream is re-keyed onto a second stage topic, co-partitioned
+        # with the first; both stages feed this runner (see `stages`)
+        join = spec.join
+        self.join_stream = join.stream if join is not None else None
+        self.join_topic = (
+            join_repartition_topic(settings.app_id, self.name) if join is not None else None
+        )
         self.sender = ResultSender(
             spec.dead_letter_topic,
             spec.source.topic,
@@ -135,6 +148,8 @@ class PipelineRunner:
         self.alert_topics = sorted(
             {step.topic for step in self.pipeline.steps if isinstance(step, AlertStep)}
         )
+        # registry formats: decoding sources, encoding Avro outputs (set by the worker)
+        self.formats: RecordFormats | None = None
         self.latencies: deque[float] = deque(maxlen=2000)
         self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=20)
         self.lag = 0
@@ -142,11 +157,35 @@ class PipelineRunner:
 
     # --- stages ------------------------------------------------------------------------
 
+    @property
+    def stages(self) -> dict[str, str | None]:
+        """The topics this runner processes, each with the stream `Pipeline.process` is
+        told it holds (None: the pipeline's source)."""
+        stages: dict[str, str | None] = {self.stage_topic: None}
+        if self.join_topic is not None:
+            stages[self.join_topic] = self.join_stream
+        return stages
+
+    @property
+    def rekeyed(self) -> dict[str, str]:
+        """The topics this runner re-keys, each to its repartition topic."""
+        rekeyed = {}
+        if self.repartition_topic is not None:
+            rekeyed[self.source_topic] = self.repartition_topic
+        if self.join_stream is not None and self.join_topic is not None:
+            rekeyed[self.join_stream] = self.join_topic
+        return rekeyed
+
     def rekey(self, records: Sequence[ConsumerRecordLike], output: Output) -> None:
         """Source records onto the repartition topic, keyed by `source.key`, with their
-        source position in headers."""
-        fields = self.spec.source.key
-        topic = self.repartition_topic
+        source position in headers (a join's other stream: onto its own, by `other_key`)."""
+        join = self.spec.join
+        if join is not None and records and records[0].topic == self.join_stream:
+            fields: tuple[str, ...] | None = join.right_key
+            topic = self.join_topic
+        else:
+            fields = self.spec.source.key
+            topic = self.repartition_topic
         assert fields is not None and topic is not None
         add, loads = output.add, orjson.loads
         for record in records:
@@ -154,7 +193,7 @@ class PipelineRunner:
             value = record.value
             if value is not None:
                 try:
-                    decoded = loads(value)
+                    decoded = loads(value) if self.formats is None else self._peek(value)
                 except orjson.JSONDecodeError:
                     decoded = None  # the pipeline dead-letters it, with the original bytes
                 if decoded.__class__ is dict:
@@ -166,6 +205,20 @@ class PipelineRunner:
                 (SOURCE_OFFSET, str(record.offset).encode()),
             ]
             add(topic, key, value, headers)
+
+    async def before_rekey(self, records: Sequence[ConsumerRecordLike]) -> None:
+        """A registry-format source's schemas are fetched before `rekey` reads the key
+        fields (it waits while the registry is down, like decoding does)."""
+        source = self.spec.source
+        if self.formats is not None and source.format != "json":
+            await self.formats.fetch_for([r.value for r in records if r.value], source.format)
+
+    def _peek(self, value: bytes) -> Any:
+        formats, source = self.formats, self.spec.source
+        assert formats is not None
+        if source.format == "json":
+            return orjson.loads(value)
+        return formats.peek(value, source.format)
 
     def _tombstones_out(
         self, records: Sequence[ConsumerRecordLike], output: Output
@@ -228,6 +281,8 @@ class PipelineRunner:
                 first.append(record)  # not written by a re-key stage
                 continue
             key = f"{record.partition}:{source_partition.decode()}"
+            if record.topic == self.join_topic:  # the join's stage: its own entries
+                key = f"{record.partition}:{self.join_stream}:{source_partition.decode()}"
             offset = int(source_offset)
             done = highest.get(key)
             if done is None:
@@ -240,8 +295,11 @@ class PipelineRunner:
             store.set(key, offset, int(key.partition(":")[0]))
         return first
 
-    async def process(self, records: Sequence[ConsumerRecordLike], output: Output) -> None:
-        """Stage records through the pipeline; results onto the output."""
+    async def process(
+        self, records: Sequence[ConsumerRecordLike], output: Output, stream: str | None = None
+    ) -> None:
+        """Stage records through the pipeline (`stream`: those of a join's other stream);
+        results onto the output."""
         if self.forwarded is not None:
             records = self._first_deliveries(records)
             if not records:
@@ -249,7 +307,9 @@ class PipelineRunner:
         if any(r.value is None for r in records):
             records = self._tombstones_out(records, output)
         events = to_events(records, trace=self.telemetry)
-        result = await self.pipeline.process(events)
+        if self.formats is not None and stream is None:  # a registry-format source
+            await self.formats.decode_source(self.spec, [r.key for r in records], events)
+        result = await self.pipeline.process(events, stream)
         self._note_event_times(events)
         letters = len(result.dead_letters)
         self.sender.send(result, output)
@@ -274,9 +334,8 @@ class PipelineRunner:
     def _count_oversize(self, result: BatchResult, before: int) -> None:
         """Results the sender turned into dead letters (too large to send) are counted
         as such (they were counted as outputs by the pipeline already)."""
-        added = len(result.dead_letters) - before
-        if added:
-            self.metrics.dead_letters(SINK_STEP, "oversize", added)
+        for letter in result.dead_letters[before:]:  # oversize, or schema (an Avro output)
+            self.metrics.dead_letters(SINK_STEP, letter.error_type, 1)
 
     def persist(self) -> None:
         self.pipeline.persist()

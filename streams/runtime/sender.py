@@ -3,6 +3,9 @@ error headers and their original bytes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from streams.jsonl import dumps
 from streams.records import BatchResult, DeadLetter, Event, Headers
 from streams.runtime.output import Output
@@ -56,21 +59,36 @@ class ResultSender:
         self.dead_letter_topic = dead_letter_topic
         self.source_topic = source_topic
         self.max_message_bytes = max_message_bytes
+        # topic -> encoder, for outputs not in JSON (Avro: streams.runtime.formats)
+        self.encoders: dict[str, Callable[[Any], bytes]] = {}
+        self.key_encoders: dict[str, Callable[[Any], bytes]] = {}  # sink key_format: avro
 
     def send(self, result: BatchResult, output: Output) -> int:
         """Queue everything in `result`; returns how many records. Oversize results are
         added to `result.dead_letters` (the caller counts them)."""
         add, trace, sent, limit = output.add, self.trace, 0, self.max_message_bytes
         for topic, events in result.outputs.items():
+            encode = self.encoders.get(topic, dumps)
+            encode_key = self.key_encoders.get(topic)
             for event in events:
-                value = dumps(event.value)
+                try:
+                    value = encode(event.value)
+                except ValueError as exc:  # a result that does not fit the topic's schema
+                    result.dead_letters.append(_unencodable(event, topic, exc))
+                    continue
                 if len(value) > limit:
                     result.dead_letters.append(_oversize(event, topic, len(value), limit))
                     continue
                 headers = [h for h in event.headers if h[0] not in _SOURCE_HEADERS]
                 if not headers and trace:  # caused by no single record: a window result
                     headers = [(TRACEPARENT, new_traceparent())]
-                add(topic, key_bytes(event.key), value, headers)
+                key = event.key
+                add(
+                    topic,
+                    key_bytes(key) if encode_key is None or key is None else encode_key(key),
+                    value,
+                    headers,
+                )
                 sent += 1
         for letter in result.dead_letters:
             add(
@@ -80,6 +98,19 @@ class ResultSender:
                 dead_letter_headers(letter, self.source_topic),
             )
         return sent + len(result.dead_letters)
+
+
+def _unencodable(event: Event, topic: str, exc: ValueError) -> DeadLetter:
+    return DeadLetter(
+        raw=event.raw,
+        step=SINK_STEP,
+        error_type="schema",
+        message=f"the result for {topic} {str(exc)[:500]}",
+        partition=event.partition,
+        offset=event.offset,
+        key=event.key,
+        headers=event.headers,
+    )
 
 
 def _oversize(event: Event, topic: str, size: int, limit: int) -> DeadLetter:

@@ -6,6 +6,14 @@ repartition topic gets its source's partition count; a changelog its stage topic
 `cleanup.policy=compact` (the latest value per key is all a restore needs). A broker that
 refuses (no permission, no auto-creation) is logged, not fatal: the topics may be made
 by someone else.
+
+State stays co-partitioned only while the stage topic keeps the partition count its
+changelogs were made with. When partitions are added to it (at start, or under a running
+worker: the consumer sees them within `METADATA_MAX_AGE_MS`), keys move to other
+partitions, away from their state: `NotCoPartitioned`, one error naming the topics, their
+counts and what to do, and the worker exits 70 — as Kafka Streams stops ("Existing internal
+topic … has invalid partitions") rather than compute windows from the wrong state. A
+stateless pipeline simply reads the new partitions.
 """
 
 from __future__ import annotations
@@ -14,13 +22,50 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from models.settings import Settings
+from streams.errors import SluiceError
 from streams.runtime.pipelines import PipelineRunner
 
 log = logging.getLogger("sluice.topics")
+
+
+class NotCoPartitioned(SluiceError):
+    """A stateful pipeline's input has a partition count its state was not made with."""
+
+
+def copartitioning_error(
+    runners: Sequence[PipelineRunner], counts: dict[str, int], app_id: str
+) -> NotCoPartitioned | None:
+    """The error for the first stateful pipeline whose changelog topics do not have its
+    stage topic's partition count (`counts`: partitions by topic; unknown ones are skipped),
+    else None."""
+    for runner in runners:
+        have = counts.get(runner.stage_topic)
+        if have is None:
+            continue
+        wrong = [
+            f"{s.topic} has {counts[s.topic]}"
+            for s in runner.stores
+            if s.topic in counts and counts[s.topic] != have
+        ]
+        if not wrong:
+            continue
+        source = runner.stage_topic
+        return NotCoPartitioned(
+            f"pipeline {runner.name!r}: its input {source} has {have} partitions, but its "
+            f"state's changelog {', '.join(wrong)}: state and input are no longer "
+            "co-partitioned (were partitions added to the input?) and keys would meet other "
+            "keys' state. Either give "
+            f"{source} its old partition count back (recreate it), or start this "
+            f"pipeline's state afresh: stop every worker of app {app_id!r}, delete "
+            f"{', '.join(s.topic for s in runner.stores)}, reset the group's offsets "
+            f"(kafka-consumer-groups --group {app_id} --reset-offsets), or use a new app_id"
+        )
+    return None
 
 
 async def partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:
@@ -56,6 +101,7 @@ async def ensure_topics(
     await admin.start()
     try:
         plain = {r.source_topic for r in runners}
+        plain |= {r.join_stream for r in runners if r.join_stream is not None}
         for runner in runners:
             plain.update(runner.spec.output_topics())
             plain.update(table.topic for table in runner.spec.tables.values())
@@ -70,6 +116,8 @@ async def ensure_topics(
             partitions = counts.get(runner.source_topic, default)
             if runner.repartition_topic is not None:
                 internal.append(NewTopic(runner.repartition_topic, partitions, 1))
+            if runner.join_topic is not None:  # co-partitioned with the stage topic
+                internal.append(NewTopic(runner.join_topic, partitions, 1))
             stage_counts[runner.stage_topic] = partitions
             internal += [
                 NewTopic(store.topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})
@@ -77,16 +125,36 @@ async def ensure_topics(
             ]
         existing = await partition_counts(admin)
         await _create(admin, [t for t in internal if t.name not in existing])
-        for topic in internal:
-            have = existing.get(topic.name)
-            if have is not None and have != topic.num_partitions:
-                log.warning(
-                    "%s has %d partitions, its input %d: state and input are no longer "
-                    "co-partitioned",
-                    topic.name,
-                    have,
-                    topic.num_partitions,
-                )
+        for runner in runners:  # a repartition topic made earlier keeps its count
+            if runner.repartition_topic in existing:
+                stage_counts[runner.stage_topic] = existing[runner.repartition_topic]
+        error = copartitioning_error(runners, {**existing, **stage_counts}, settings.app_id)
+        if error is not None:
+            raise error
         return stage_counts
     finally:
         await admin.close()
+
+
+async def verify_copartitioned(
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer | None,
+    runners: Sequence[PipelineRunner],
+    app_id: str,
+) -> None:
+    """At an assignment, before any restore: the stage topics' partition counts as the
+    group consumer now sees them against their changelog topics' (the producer's metadata:
+    changelogs are not subscribed). Raises `NotCoPartitioned`."""
+    assert producer is not None, "engine not started"
+    counts: dict[str, int] = {}
+    for runner in runners:
+        if not runner.stores:
+            continue
+        stage = consumer.partitions_for_topic(runner.stage_topic)
+        if stage:
+            counts[runner.stage_topic] = len(stage)
+        for store in runner.stores:
+            counts[store.topic] = len(await producer.partitions_for(store.topic))
+    error = copartitioning_error(runners, counts, app_id)
+    if error is not None:
+        raise error

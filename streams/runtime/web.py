@@ -1,4 +1,5 @@
-"""HTTP endpoints of a worker: /health, /ready, /metrics (and, later, /api and /)."""
+"""HTTP endpoints of a worker: / (the dashboard), /health, /ready, /metrics, /api/pipelines and
+/api/state/<pipeline>/<step>/<key>; with `web.token` set, /api/* needs the bearer token."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Readiness:
-    """What /ready reports: broker reachable, partitions assigned, tables recovered, and
-    no agent crashed."""
+    """What /ready reports: every check the worker registers (broker reachable, partitions
+    assigned, state and tables recovered, making progress, components responsive), started,
+    and no task of the worker crashed."""
 
     def __init__(self) -> None:
         self.started = False

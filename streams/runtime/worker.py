@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -19,13 +20,16 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from models.pipeline import PipelineSpec
 from models.settings import Settings
-from streams.errors import SluiceError
-from streams.runtime.changelog import WorkerState
-from streams.runtime.engine import Engine
-from streams.runtime.kafka import KafkaUnreachable, connection_options, probe
-from streams.runtime.lookups import feed_lookup_table
+from streams.errors import SluiceError, StateLayoutError
+from streams.runtime.changelog import WorkerState, changelog_topic
+from streams.runtime.engine import Engine, EngineError
+from streams.runtime.formats import RecordFormats, uses_registry
+from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
+from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
 from streams.runtime.metrics import Registry
 from streams.runtime.pipelines import PipelineRunner
 from streams.runtime.web import Readiness, make_web_app, serve
@@ -40,11 +44,10 @@ REPORT_INTERVAL_S = 2.0
 
 
 def tune_garbage_collection() -> None:
-    """A worker allocates many short-lived objects per record (decoded records, events);
-    with CPython's default thresholds the collector runs every 700 allocations and a full
-    collection walks every live object, the modules included. Measured at 11k records/s:
-    p99 latency 106-126 ms by default, 51-53 ms with start-up objects frozen out of
-    collection and fewer, larger collections."""
+    """Start-up objects frozen out of collection, and fewer, larger collections: a worker
+    allocates many short-lived objects per record, and by default every 700 allocations
+    start a collection. p99 latency at 11k records/s: 106-126 ms by default, 51-53 ms so
+    (docs/decisions/0004-garbage-collection-and-heap.md)."""
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
 
@@ -79,6 +82,11 @@ class SluiceWorker:
             for name, spec in pipelines.items()
         ]
         self.engine = Engine(settings, self.runners)
+        self.pipelines = pipelines
+        # registry formats (Avro, Protobuf, JSON Schema): streams.runtime.formats
+        self.formats = RecordFormats(settings) if uses_registry(pipelines) else None
+        for runner in self.runners:
+            runner.formats = self.formats
         self.demo_rate = demo_rate
         self.demo_step = demo_step
         self.exit_code = 0
@@ -96,6 +104,9 @@ class SluiceWorker:
             "making_progress": lambda: self.stalled is None,
             "components_responsive": lambda: not self.watchdog.stuck,
         }
+        if self.formats is not None:
+            formats = self.formats
+            readiness.checks["schema_registry"] = lambda: formats.ready
 
     # --- running ------------------------------------------------------------------------
 
@@ -117,20 +128,30 @@ class SluiceWorker:
             loop.add_signal_handler(signum, self._on_signal, signum)
         web = await self._start_web()
         try:
+            if self.formats is not None:
+                await self._start_formats(self.formats)
             log.info("connecting to %s", ", ".join(self.settings.brokers))
-            await self.engine.start()
+            try:
+                await self.engine.start()
+            except KafkaUnreachable:
+                raise
+            except Exception as exc:  # topics that no longer fit the state, …: exit 70
+                self._crashed("starting", exc)
+                return
             self._spawn(self._feed_tables(), "lookup tables")
             self._spawn(self._report(), "reporting")
             self._spawn(self._probe_broker(), "broker probe")
             if self.demo_rate:
                 self._spawn(self._demo(self.demo_rate), "demo traffic")
-            engine_task = asyncio.create_task(self.engine.run(), name="engine")
             stop_task = asyncio.create_task(self._stop.wait())
-            await self._until_stopped(engine_task, stop_task)
+            if await self._until_tables_loaded(stop_task):
+                engine_task = asyncio.create_task(self.engine.run(), name="engine")
+                await self._until_stopped(engine_task, stop_task)
+                self.engine.stopping.set()  # before waiting: the loop ends at its next turn
+                if not engine_task.done():
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await asyncio.wait_for(engine_task, timeout=2)
             self.engine.stopping.set()
-            if not engine_task.done():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(engine_task, timeout=2)
             stop_task.cancel()
         finally:
             for task in self._tasks:
@@ -139,6 +160,31 @@ class SluiceWorker:
             if web is not None:
                 await web.cleanup()
 
+    async def _until_tables_loaded(self, stop: asyncio.Task[Any]) -> bool:
+        """Nothing is processed before the lookup tables are loaded (an enrich would find
+        "no row" for rows not read yet), as Kafka Streams restores global tables before
+        its stream threads run. False: a stop or a failed task came first (a failed
+        rebalance lets the engine start, to report it as its crash)."""
+        loaded = asyncio.create_task(self.tables_loaded.wait(), name="tables")
+        engine_failed = asyncio.create_task(self.engine.stopping.wait())
+        waits = {loaded, engine_failed, stop}
+        pending: set[asyncio.Task[Any]] = {*waits, *self._tasks}
+        try:
+            while True:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done - waits:
+                    error = None if task.cancelled() else task.exception()
+                    if error is not None:
+                        self._crashed(task.get_name(), error)
+                        return False
+                if stop in done:
+                    return False
+                if loaded in done or engine_failed in done:
+                    return True
+        finally:
+            loaded.cancel()
+            engine_failed.cancel()
+
     async def _until_stopped(self, engine: asyncio.Task[None], stop: asyncio.Task[Any]) -> None:
         """Until a stop is asked for, the engine ends, or a task fails (a task that just
         finishes, like lookup tables when there are none, is no reason to stop)."""
@@ -146,6 +192,10 @@ class SluiceWorker:
         while True:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             finished = stop in done or engine in done
+            unasked = engine in done and stop not in done and not self._stop.is_set()
+            if unasked and not engine.cancelled() and engine.exception() is None:
+                # the loop only ends on a stop: anything else is a crash, never exit 0
+                self._crashed("engine", EngineError("the engine stopped unasked"))
             for task in done:
                 if task is stop or task.cancelled():
                     continue
@@ -178,7 +228,26 @@ class SluiceWorker:
         finally:
             os._exit(self.exit_code)
 
+    async def _start_formats(self, formats: RecordFormats) -> None:
+        """The registry answers and every Avro output's schema is registered (or one
+        line and exit 1: RegistryUnreachable, SchemaMismatch)."""
+        log.info("schema registry %s", formats.client.shown)
+        await formats.start(self.pipelines)
+        for runner in self.runners:
+            runner.sender.encoders = {
+                topic: formats.encoders[topic]
+                for topic in runner.spec.output_formats()
+                if topic in formats.encoders
+            }
+            runner.sender.key_encoders = {
+                topic: formats.key_encoders[topic]
+                for topic in runner.spec.sink.topics()
+                if topic in formats.key_encoders
+            }
+
     async def _shutdown(self) -> None:
+        if self.formats is not None:
+            await self.formats.close()
         try:
             await self.engine.stop()
         except Exception as exc:
@@ -193,7 +262,11 @@ class SluiceWorker:
         self.readiness.crashed = f"{where}: {type(exc).__name__}: {exc}"
         self.exit_code = EXIT_CRASHED
         if isinstance(exc, SluiceError):  # explained: the message says what to do
-            log.critical("%s: %s; stopping the worker (exit %d)", where, exc, EXIT_CRASHED)
+            said = str(exc)
+            if isinstance(exc, StateLayoutError):  # the topic to delete, by its name here
+                topic = changelog_topic(self.settings.app_id, exc.store)
+                said += f" (the changelog topic is {topic})"
+            log.critical("%s: %s; stopping the worker (exit %d)", where, said, EXIT_CRASHED)
         else:
             log.critical(
                 "%s crashed: %r; stopping the worker (exit %d)",
@@ -226,25 +299,52 @@ class SluiceWorker:
         return runner
 
     async def _feed_tables(self) -> None:
+        """Every pipeline's lookup tables, kept up to date; `tables_loaded` once each is
+        read to its end offsets at start (the engine waits for it). A table row that
+        cannot be a row is a dead letter of the pipeline, sent by a producer of its own
+        (table rows are no input the engine's checkpoints commit)."""
+        tables = [
+            (runner, name, table)
+            for runner in self.runners
+            for name, table in runner.spec.tables.items()
+        ]
+        if not tables:
+            self.tables_loaded.set()
+            return
+        connection = connection_options(self.settings)
+        producer = AIOKafkaProducer(**connection, acks="all")
+        await start_client(producer, self.settings)
         feeders = []
         loaded_events = []
-        connection = connection_options(self.settings)
-        for runner in self.runners:
-            for name, table in runner.spec.tables.items():
+        try:
+            for runner, name, table in tables:
                 loaded = asyncio.Event()
                 loaded_events.append(loaded)
+                letters = TableDeadLetters(producer, runner, table.topic)
+                decode = None
+                if self.formats is not None and table.format != "json":
+                    decode = functools.partial(self.formats.decode_values, format_name=table.format)
                 feeders.append(
                     feed_lookup_table(
-                        connection, table.topic, table.key, runner.lookups[name], loaded
+                        connection,
+                        name,
+                        table.topic,
+                        table.key,
+                        runner.lookups[name],
+                        loaded,
+                        letters.send,
+                        decode,
                     )
                 )
 
-        async def all_loaded() -> None:
-            for loaded in loaded_events:
-                await loaded.wait()
-            self.tables_loaded.set()
+            async def all_loaded() -> None:
+                for loaded in loaded_events:
+                    await loaded.wait()
+                self.tables_loaded.set()
 
-        await asyncio.gather(all_loaded(), *feeders)
+            await asyncio.gather(all_loaded(), *feeders)
+        finally:
+            await producer.stop()
 
     async def _probe_broker(self) -> None:
         """A Kafka connection to a broker, with the configured TLS and SASL, every couple
@@ -294,8 +394,16 @@ class SluiceWorker:
             self.stalled = None
 
     async def _demo(self, rate: float) -> None:
-        from streams.runtime.demo_traffic import DEMO_STEP_SECONDS, produce_demo_traffic
+        from streams.runtime.demo_traffic import (
+            DEMO_STEP_SECONDS,
+            produce_demo_traffic,
+            produce_settlement_traffic,
+        )
 
+        step = self.demo_step or DEMO_STEP_SECONDS
         while not self.readiness.state()["ready"]:
             await asyncio.sleep(0.2)
-        await produce_demo_traffic(self.settings, rate, step=self.demo_step or DEMO_STEP_SECONDS)
+        await asyncio.gather(
+            produce_demo_traffic(self.settings, rate, step=step),
+            produce_settlement_traffic(self.settings, rate, step=step),  # payments-settled
+        )

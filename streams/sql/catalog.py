@@ -41,6 +41,7 @@ class Relation:
     statement: Statement
     timestamp: str | None = None
     key: tuple[str, ...] | None = None
+    format: str = "json"  # VALUE_FORMAT: json | avro | protobuf | json_schema
 
     def column(self, name: exp.Identifier) -> Column | None:
         """The column an identifier names: exactly when quoted, else ignoring case

@@ -27,6 +27,7 @@ from sqlglot import exp
 
 from models.pipeline import TOPIC_PATTERN, PipelineSpec
 from streams.errors import ConfigError, ConfigErrors, ExpressionError
+from streams.expressions import compile_condition, compile_expression
 from streams.sql.catalog import (
     DERIVED_PROPERTIES,
     LOOKUP_PROPERTIES,
@@ -38,7 +39,6 @@ from streams.sql.catalog import (
     find_relation,
     identifier_of,
 )
-from streams.sql.expressions import compile_condition, compile_expression
 from streams.sql.joins import enrich_document, parse_join, qualifiers_of
 from streams.sql.statements import (
     Name,
@@ -49,6 +49,7 @@ from streams.sql.statements import (
     Statement,
     parse_statements,
 )
+from streams.sql.stream_joins import StreamJoin, join_target, other_column, parse_stream_join
 from streams.sql.tables import TableCompiler
 from streams.sql.trees import (
     build_column,
@@ -58,7 +59,10 @@ from streams.sql.trees import (
     is_star,
     offset_of,
 )
+from streams.steps.join import OTHER
 
+VALUE_FORMATS = {"JSON": "json", "AVRO": "avro", "PROTOBUF": "protobuf", "JSON_SR": "json_schema"}
+VALUE_FORMATS_OUT = {"JSON": "json", "AVRO": "avro"}
 _TOPIC = re.compile(TOPIC_PATTERN)
 _PIPELINE_NAME = re.compile(r"^[A-Za-z0-9._\-]+$")
 
@@ -176,6 +180,7 @@ class StatementCompiler:
         self.label = statement.name.text
         self.failed = False
         self.join: Join | None = None
+        self.stream_join: StreamJoin | None = None
 
     def error(self, reason: str, offset: int | None = None) -> SqlError:
         return SqlError(reason, self.statement.offset if offset is None else offset, self.label)
@@ -230,12 +235,26 @@ class StatementCompiler:
                     + ", ".join(allowed),
                     prop.offset,
                 )
-            if name == "VALUE_FORMAT" and str(prop.value).upper() != "JSON":
-                raise self.error(
-                    f"VALUE_FORMAT '{prop.value}': sluice reads and writes JSON only",
-                    prop.value_offset,
+            if name == "VALUE_FORMAT":
+                self.value_format(
+                    prop, derived=what != "a declared stream" and "lookup" not in what
                 )
         return properties
+
+    def value_format(self, prop: Property | None, derived: bool) -> str:
+        """VALUE_FORMAT as a topic format (ksqlDB's names): JSON, AVRO, PROTOBUF, JSON_SR;
+        what a statement writes is JSON or AVRO."""
+        if prop is None:
+            return "json"
+        allowed = VALUE_FORMATS_OUT if derived else VALUE_FORMATS
+        found = allowed.get(str(prop.value).upper())
+        if found is None:
+            raise self.error(
+                f"VALUE_FORMAT '{prop.value}': use {', '.join(allowed)}"
+                + (" (outputs are written as JSON or AVRO)" if derived else ""),
+                prop.value_offset,
+            )
+        return found
 
     def text_property(self, prop: Property) -> str:
         if not isinstance(prop.value, str) or not prop.value.strip():
@@ -303,6 +322,7 @@ class StatementCompiler:
         relation = Relation(
             statement.name, "lookup" if lookup else "source", topic, columns, statement
         )
+        relation.format = self.value_format(properties.get("VALUE_FORMAT"), derived=False)
         timestamp = properties.get("TIMESTAMP")
         if timestamp is not None:
             relation.timestamp = self.property_column(
@@ -400,8 +420,20 @@ class StatementCompiler:
                 "one JOIN per query: join further in a derived stream",
                 offset_of(joins[1], self.query_offset),
             )
-        if joins:
+        target = join_target(self, joins[0]) if joins else None
+        if target is not None and target.kind != "lookup":
+            self.stream_join = parse_stream_join(self, joins[0], relation, qualifiers, target)
+        elif joins:
+            if self.statement.within is not None:
+                raise self.error(
+                    "WITHIN is for a join of two streams; a lookup table has no time",
+                    self.statement.within.offset,
+                )
             self.join = parse_join(self, joins[0], relation, qualifiers)
+        elif self.statement.within is not None:
+            raise self.error(
+                "WITHIN belongs to a JOIN of two streams", self.statement.within.offset
+            )
         return relation, qualifiers
 
     def resolve(
@@ -414,11 +446,14 @@ class StatementCompiler:
         """`node` with every column reference checked against `relation` (and a joined
         table) and spelt as the relation spells it, without qualifiers."""
         join = self.join
+        stream_join = self.stream_join
 
         def visit(current: exp.Expr) -> exp.Expr:
             if not isinstance(current, exp.Column) or isinstance(current.this, exp.Star):
                 return current
             original = column_parts(current)
+            if stream_join is not None:
+                return self.stream_joined(stream_join, original, relation, qualifiers, current)
             if (
                 join is not None
                 and len(original) > 1
@@ -447,6 +482,38 @@ class StatementCompiler:
             return build_column([identifier_of(column), *parts[1:]], parts[0])
 
         return node.transform(visit, copy=True)
+
+    def stream_joined(
+        self,
+        join: StreamJoin,
+        original: list[exp.Identifier],
+        relation: Relation,
+        qualifiers: set[str],
+        at: exp.Column,
+    ) -> exp.Expr:
+        """A column in a query joining two streams: the FROM stream's as usual, the other
+        stream's as `other.col`; an unqualified name both streams have must be qualified."""
+        if len(original) > 1 and original[0].name.lower() in join.qualifiers:
+            return other_column(self, join, original[1:], at)
+        parts = self.unqualified(at, qualifiers)
+        column = relation.column(parts[0])
+        in_other = join.other.column(parts[0]) if len(parts) == len(original) else None
+        if column is None and in_other is not None:
+            return other_column(self, join, parts, at)
+        if (
+            column is not None
+            and in_other is not None
+            and relation.columns is not None
+            and join.other.columns is not None
+        ):
+            raise self.error(
+                f"'{parts[0].name}' is a column of both '{relation.name.text}' and "
+                f"'{join.other.name.text}': qualify it",
+                offset_of(at, self.query_offset),
+            )
+        if column is None:
+            raise self.unknown_column(parts[0], relation, "the query", at)
+        return build_column([identifier_of(column), *parts[1:]], parts[0])
 
     def joined(
         self, parts: list[exp.Identifier], relation: Relation, where: str, at: exp.Expr
@@ -482,6 +549,8 @@ class StatementCompiler:
 
     def join_document(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The enrich step and the `tables:` entry of the query's join (none without)."""
+        if self.stream_join is not None:
+            return [self.stream_join.document()], {}
         return enrich_document(self.join) if self.join is not None else ([], {})
 
     @staticmethod
@@ -563,6 +632,8 @@ class StatementCompiler:
             source["key"] = list(key) if len(key) > 1 else key[0]
         if relation.timestamp is not None:
             source["timestamp"] = relation.timestamp
+        if relation.format != "json":
+            source["format"] = relation.format
         return source
 
     @staticmethod
@@ -589,6 +660,10 @@ class StatementCompiler:
 
     def finish(self, document: dict[str, Any], output: Relation) -> None:
         """Validate the document into a spec exactly as a YAML file's; record both."""
+        prop = self.statement.properties.get("VALUE_FORMAT")
+        output.format = self.value_format(prop, derived=True)
+        if output.format != "json":
+            document["sink"]["format"] = output.format
         try:
             context = {"tables": sorted(document.get("tables", {}))}
             spec = PipelineSpec.model_validate(document, context=context)
@@ -661,6 +736,8 @@ class StatementCompiler:
         where = self.where_steps(query, relation, qualifiers)
         items = self.attempt(lambda: self.stream_items(query, relation, qualifiers))
         key = relation.key
+        if self.stream_join is not None:  # both streams are partitioned by the join key
+            key = self.stream_join.key
         if statement.partition_by is not None:
             key = self.attempt(lambda: self.partition_key(relation)) or key
         sink = self.attempt(lambda: self.sink(properties))
@@ -773,6 +850,10 @@ class StatementCompiler:
         resolved = self.resolve(value, relation, qualifiers, "the select list")
         parts = column_parts(resolved) if isinstance(resolved, exp.Column) else []
         source = self.known_column(relation, parts[0]) if len(parts) == 1 else None
+        # the other stream's column (other.col) keeps its name
+        of_other = self.stream_join is not None and len(parts) == 2 and parts[0].name == OTHER
+        if of_other and self.stream_join is not None:
+            source = self.stream_join.other.column(parts[1])
         if isinstance(item, exp.Alias):
             alias = item.args["alias"]
             name = Column(alias.name, bool(alias.quoted))
@@ -784,7 +865,7 @@ class StatementCompiler:
                 offset,
             )
         self.check_expression(resolved)
-        if source is not None:
+        if source is not None and not of_other:
             passed.setdefault(source.name, name.name)
             name = Column(name.name, name.quoted, source.schema_type)
         outputs.add(name, resolved, offset)

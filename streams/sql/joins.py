@@ -60,7 +60,7 @@ def parse_join(
                 )
             pairs[table_column.name] = stream_column.name
     elif condition is not None:
-        for equality in _conjuncts(condition):
+        for equality in conjuncts(condition):
             pair = _on_pair(equality, relation, qualifiers, lookup, joined)
             if pair is None:
                 raise compiler.error(
@@ -122,6 +122,8 @@ def enrich_document(join: Join) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         enrich["fields"] = list(join.used) or key[:1]
     enrich["missing"] = "keep" if join.keep_missing else "drop"
     tables = {table.name.text: {"topic": table.topic, "key": key if len(key) > 1 else key[0]}}
+    if table.format != "json":  # VALUE_FORMAT (registry formats)
+        tables[table.name.text]["format"] = table.format
     return [{"enrich": enrich}], tables
 
 
@@ -134,9 +136,9 @@ def qualifiers_of(relation: Relation, table: exp.Table) -> set[str]:
     return names
 
 
-def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
+def conjuncts(condition: exp.Expr) -> list[exp.Expr]:
     if isinstance(condition, exp.And):
-        return [*_conjuncts(condition.this), *_conjuncts(condition.expression)]
+        return [*conjuncts(condition.this), *conjuncts(condition.expression)]
     if isinstance(condition, exp.Paren):
-        return _conjuncts(condition.this)
+        return conjuncts(condition.this)
     return [condition]

@@ -172,6 +172,15 @@ class WindowClause:
     grace: Duration | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WithinClause:
+    """`JOIN … WITHIN d [GRACE PERIOD d]`: a join of two streams (ksqlDB's syntax)."""
+
+    within: Duration
+    grace: Duration | None
+    offset: int
+
+
 @dataclass(slots=True)
 class Statement:
     """One `CREATE STREAM|TABLE` statement."""
@@ -185,6 +194,7 @@ class Statement:
     query: exp.Select | None = None
     query_offset: int = 0
     window: WindowClause | None = None
+    within: WithinClause | None = None
     emit: tuple[str, int] | None = None  # ("FINAL" | "CHANGES", offset)
     partition_by: list[Name] | None = None
     partition_offset: int = 0
@@ -563,6 +573,14 @@ class _StatementParser:
                 blanked.append((token.start, self.tokens[self.index - 1].end))
                 position = self.index
                 continue
+            if depth == 0 and kind == TokenType.VAR and token.text.upper() == "WITHIN":
+                if statement.within is not None:
+                    raise self.error("a query has one WITHIN clause", token)
+                self.index = position
+                statement.within = self.parse_within()
+                blanked.append((token.start, self.tokens[self.index - 1].end))
+                position = self.index
+                continue
             if depth == 0 and kind == TokenType.VAR and token.text.upper() == "EMIT":
                 self.index = position + 1
                 mode = self.word()
@@ -633,6 +651,21 @@ class _StatementParser:
                 self.name,
             )
         return tree
+
+    def parse_within(self) -> WithinClause:
+        """`WITHIN n UNIT [GRACE PERIOD n UNIT]` (the interval is symmetric)."""
+        opening = self.take()
+        taken: list[Token] = []
+        while self.peek() is not None and len(taken) < 2:
+            taken.append(self.take())
+        within = self.parse_duration(taken, opening)
+        grace = None
+        if self.word() == "GRACE" and self.word(1) == "PERIOD":
+            anchor = self.take()
+            self.take()
+            tokens = [self.take() for _ in range(2) if self.peek() is not None]
+            grace = self.parse_duration(tokens, anchor)
+        return WithinClause(within, grace, opening.start)
 
     def parse_window(self) -> WindowClause:
         window_token = self.take()

@@ -10,6 +10,7 @@ from sqlglot import exp
 
 from streams.durations import format_duration_ms
 from streams.errors import ExpressionError
+from streams.expressions import parse_aggregate
 from streams.sql.catalog import (
     DERIVED_PROPERTIES,
     Column,
@@ -17,7 +18,6 @@ from streams.sql.catalog import (
     identifier_of,
     needs_quotes,
 )
-from streams.sql.expressions import parse_aggregate
 from streams.sql.statements import Quiet, SqlError
 from streams.sql.trees import (
     aggregate_name,
@@ -90,12 +90,13 @@ class TableCompiler:
         if not group:
             self.without_group_by(having)
             return
-        if statement.window is None:
+        if statement.window is None and owner.emit_mode() == "FINAL":
+            assert statement.emit is not None
             owner.fail(
                 self.error(
-                    "CREATE TABLE … AS SELECT needs a WINDOW before GROUP BY, e.g. "
-                    "WINDOW TUMBLING (SIZE 1 MINUTE) (sluice aggregates over windows)",
-                    statement.name.offset,
+                    "EMIT FINAL needs a WINDOW (a running aggregate without one emits its "
+                    "changes: EMIT CHANGES)",
+                    statement.emit[1],
                 )
             )
         keys = owner.attempt(lambda: self.group_keys(group))
@@ -113,7 +114,10 @@ class TableCompiler:
             )
         enrich, tables = owner.join_document()
         steps = owner.validate_steps(self.relation) + enrich + where
-        steps.append({"window": self.window_document()})
+        if statement.window is None:  # running aggregates per key (no window)
+            steps.append({"aggregate": self.aggregate_document()})
+        else:
+            steps.append({"window": self.window_document()})
         if condition is not None:
             steps.append({"filter": condition})
         projection = self.projection(outputs)
@@ -395,7 +399,7 @@ class TableCompiler:
         for key in self.keys:
             if key.name not in shown:
                 projection.setdefault(key.name, build_column([identifier_of(key)]).sql())
-        for bound in WINDOW_BOUNDS:
+        for bound in self.bounds():
             projection.setdefault(bound, bound)
         for output in outputs:
             if output.kind != "key":
@@ -407,8 +411,21 @@ class TableCompiler:
         columns = [o.column for o in outputs if o.kind == "key"]
         shown = {o.key.name for o in outputs if o.key is not None}
         columns += [k for k in self.keys if k.name not in shown]
-        columns += [Column(bound, False) for bound in WINDOW_BOUNDS]
+        columns += [Column(bound, False) for bound in self.bounds()]
         return columns + [o.column for o in outputs if o.kind != "key"]
+
+    def bounds(self) -> tuple[str, ...]:
+        """The window bounds a result carries (none without a window)."""
+        return WINDOW_BOUNDS if self.statement.window is not None else ()
+
+    def aggregate_document(self) -> dict[str, Any]:
+        """`GROUP BY` without `WINDOW`: the `aggregate` step, an update per record."""
+        names = [k.name for k in self.keys]
+        return {
+            "key": names if len(names) > 1 else names[0],
+            "emit": "updates",
+            "aggregates": dict(self.aggregates),
+        }
 
     def window_document(self) -> dict[str, Any]:
         window = self.statement.window

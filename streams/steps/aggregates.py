@@ -33,8 +33,8 @@ import datasketches
 from ddsketch import DDSketch
 
 from streams.errors import ExpressionRuntimeError
+from streams.expressions import AggregateCall
 from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
-from streams.sql.expressions import AggregateCall
 
 PERCENTILE_ACCURACY = 0.01  # DDSketch: every quantile within 1% relative error
 DISTINCT_EXACT_LIMIT = 1000

@@ -14,11 +14,9 @@ is a dead letter (`component`, or `timeout`), its `ctx.emit`s are not sent, and 
 state is as it was before it.
 
 The check behind that: the key's state is encoded with orjson after every record (the
-encoding is also the snapshot a failure rolls back to), and every output once: ~0.09 µs
-for a one-key state and ~0.3 µs for an 8-field record. With the rest of the per-record
-bookkeeping (snapshot, timeout clock, deferred emits) the step went from 0.7 to 2.5 µs per
-record around a trivial sync `process` (100,000 records, 500 keys; a whole replay of it
-from 2.8 to 4.2 µs). The state check grows with the state: keep per-key state small.
+encoding is also the snapshot a failure rolls back to), and every output once — about
+1.8 µs a record around a trivial `process`, growing with the state
+(docs/decisions/0005-component-all-or-nothing.md).
 """
 
 from __future__ import annotations

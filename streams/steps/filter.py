@@ -10,8 +10,8 @@ from itertools import compress
 from operator import attrgetter
 
 from streams.errors import RecordError
+from streams.expressions import Expression
 from streams.records import Event
-from streams.sql.expressions import Expression
 from streams.steps.base import BatchContext, Step
 
 _VALUE = attrgetter("value")

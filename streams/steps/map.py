@@ -13,8 +13,8 @@ from operator import attrgetter
 from typing import Any
 
 from streams.errors import RecordError
+from streams.expressions import Expression
 from streams.records import Event
-from streams.sql.expressions import Expression
 from streams.steps.base import BatchContext, Step
 
 _VALUE = attrgetter("value")

@@ -12,9 +12,11 @@ from typing import Any
 
 from models import pipeline as spec
 from streams.state import StateBackend, lookup_store_name, step_store_name
+from streams.steps.aggregate import AggregateStep
 from streams.steps.base import Step
 from streams.steps.component import ComponentStep
 from streams.steps.filter import FilterStep
+from streams.steps.join import JoinStep
 from streams.steps.keyed import AlertStep, DedupeStep, EnrichStep, RateLimitStep
 from streams.steps.map import MapStep
 from streams.steps.validate import ModelValidator, SchemaValidator, ValidateStep
@@ -113,7 +115,7 @@ STEP_KINDS: dict[str, StepKind] = {
         StepKind(
             "window",
             spec.WindowStepSpec,
-            lambda s, c: WindowStep(c.name, s.window, c.store()),
+            lambda s, c: WindowStep(c.name, s.window, c.store(), pipeline=c.pipeline_spec.pipeline),
             True,
             ("key", "expression", "late"),
             ("late",),
@@ -126,6 +128,21 @@ STEP_KINDS: dict[str, StepKind] = {
             True,
             ("component", "timeout"),
             ("component",),
+        ),
+        StepKind(
+            "aggregate",
+            spec.AggregateStepSpec,
+            lambda s, c: AggregateStep(c.name, s.aggregate, c.store()),
+            True,
+            ("key", "expression"),
+        ),
+        StepKind(
+            "join",
+            spec.JoinStepSpec,
+            lambda s, c: JoinStep(c.name, s.join, c.store(), c.pipeline_spec),
+            True,
+            ("key", "expression", "late"),
+            ("late",),
         ),
     )
 }

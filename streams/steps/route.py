@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from streams.errors import RecordError
+from streams.expressions import Expression
 from streams.records import Event
-from streams.sql.expressions import Expression
 from streams.steps.base import BatchContext
 
 SINK_STEP = "sink"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.brokers.apache_kafka import ApacheKafka, MissingPrerequisite
+from tests.brokers.registry import ApicurioRegistry
 
 REQUIRE_VARIABLE = "TESTS_REQUIRE_APACHE_KAFKA"
 
@@ -50,3 +51,25 @@ def fresh_apache_kafka() -> Iterator[ApacheKafka]:
         yield kafka
     finally:
         kafka.close()
+
+
+REQUIRE_REGISTRY_VARIABLE = "TESTS_REQUIRE_REGISTRY"
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[ApicurioRegistry]:
+    """Apicurio Registry 3.3.3 for the whole session (in memory: empty at start; tests use
+    subjects of their own). Skips without Java 21+ or Maven, fails instead with
+    TESTS_REQUIRE_REGISTRY=1 (as .ci/run sets)."""
+    registry = ApicurioRegistry()
+    try:
+        registry.start()
+    except MissingPrerequisite as exc:
+        message = f"the schema registry is not available: {exc}"
+        if os.environ.get(REQUIRE_REGISTRY_VARIABLE, "").strip().lower() in ("1", "true"):
+            pytest.fail(f"{message} ({REQUIRE_REGISTRY_VARIABLE} is set)", pytrace=False)
+        pytest.skip(f"{message} (set {REQUIRE_REGISTRY_VARIABLE}=1 to fail instead)")
+    try:
+        yield registry
+    finally:
+        registry.stop()

@@ -53,23 +53,23 @@ def test_latency_and_soak_pass_their_options(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(
-        bench_latency,
-        "bench_latency",
-        lambda *args: calls.append(("latency", *args)) or {"brokers": {"tansu": {"failed": "no"}}},
-    )
-    monkeypatch.setattr(
-        bench_soak,
-        "bench_soak",
-        lambda *args: calls.append(("soak", *args)) or {"brokers": {"tansu": {"failed": "no"}}},
-    )
+
+    def fake(kind: str) -> Any:
+        def bench(*args: Any) -> dict[str, Any]:
+            calls.append((kind, *args))
+            return {"brokers": {"tansu": {"failed": "no"}}}
+
+        return bench
+
+    monkeypatch.setattr(bench_latency, "bench_latency", fake("latency"))
+    monkeypatch.setattr(bench_soak, "bench_soak", fake("soak"))
     result = _invoke("--results", str(tmp_path), "latency", "--rates", "500,half", "--seconds", "3")
     assert result.exit_code == 0 and "tansu: FAILED: no" in result.output
     assert calls[-1] == ("latency", "tansu", ["500", "half"], 3.0, None, tmp_path)
     assert _invoke("latency", "--rates", "fast").exit_code == 2
     result = _invoke("soak", "--minutes", "2", "--phases", "50", "--max-rate", "900")
     assert result.exit_code == 0, result.output
-    assert calls[-1] == ("soak", "apache-kafka", 2.0, [50], 900.0, 10.0, Path("bench/results"))
+    assert calls[-1:] == [("soak", "apache-kafka", 2.0, [50], 900.0, 10.0, Path("bench/results"))]
     assert _invoke("soak", "--phases", "half").exit_code == 2
 
 

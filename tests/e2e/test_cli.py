@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -87,7 +88,9 @@ def test_replay_writes_sink_routes_and_dead_letters(tmp_path: Path) -> None:
     assert set(kinds) == {("source", "invalid_json"), ("validate", "schema"), ("map", "expression")}
     assert all(d.error.message for d in dead)
     # independent brute force over the input
-    expected_clean, expected_large, expected_dead = [], [], 0
+    expected_clean: list[Any] = []
+    expected_large: list[Any] = []
+    expected_dead = 0
     rates = {"USD": 0.92, "GBP": 1.17, "EUR": 1.0}
     for line in lines:
         try:

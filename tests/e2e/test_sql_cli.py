@@ -65,7 +65,7 @@ def test_a_folder_check_includes_sql_files(tmp_path: Path) -> None:
 def test_the_repo_config_runs_the_sql_demo_beside_the_yaml_pipelines() -> None:
     code, out, _ = run("check", str(ROOT / "config"))
     assert code == 0, out
-    assert "payments-clean, payments-risk, payments_eur, merchant_minutes" in out
+    assert "payments-clean, payments-risk, payments-settled, payments_eur, merchant_minutes" in out
 
 
 def test_explain_prints_yaml_that_check_accepts_and_that_replays_the_same(

@@ -160,7 +160,8 @@ async def test_a_compacted_source_and_an_upstream_transactional_producer(
     are in the log. Each committed record is processed once, aborted ones never."""
     kafka = fresh_apache_kafka
     tag = unique("tx")
-    await create(kafka, f"in-{tag}", **{"cleanup.policy": "compact", "segment.ms": "100"})
+    compacted = {"cleanup.policy": "compact", "segment.ms": "100"}
+    await create(kafka, f"in-{tag}", 4, **compacted)
     producer = AIOKafkaProducer(bootstrap_servers=kafka.address, transactional_id=f"up-{tag}")
     await producer.start()
     committed: list[int] = []

@@ -47,13 +47,15 @@ def describe(history: list[Sample]) -> str:
 
 
 def batch_counts(port: int) -> dict[str, list[int]]:
-    topics = ["payments", *WRITTEN_BY_THE_WORKER]
+    topics = ["payments", "settlements", *WRITTEN_BY_THE_WORKER]
     return asyncio.run(batches_per_partition(f"127.0.0.1:{port}", topics))
 
 
 def assert_batches_per_step(batches: dict[str, list[int]], steps: float) -> None:
-    # what each fetch of these partitions lists on the embedded broker
-    assert sum(batches["payments"]) <= steps + 2, (steps, batches)  # one a step, in all
+    # what each fetch of these partitions lists on the embedded broker: one a step, in all,
+    # on each of the demo's two streams
+    assert sum(batches["payments"]) <= steps + 2, (steps, batches)
+    assert sum(batches["settlements"]) <= steps + 2, (steps, batches)
     for topic in WRITTEN_BY_THE_WORKER:
         assert max(batches[topic]) <= steps * BATCHES_PER_STEP + 2, (topic, steps, batches)
 

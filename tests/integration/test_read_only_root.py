@@ -26,7 +26,7 @@ import pytest
 from streams.demo import payments
 from streams.runtime.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import ROOT, SLUICE, http_get, produce_lines
-from tests.kustomize_lite import KUBERNETES, render
+from tests.kustomize import KUBERNETES, render
 
 pytestmark = [
     pytest.mark.integration,

@@ -103,9 +103,9 @@ async def test_librdkafka_in_and_out_with_each_codec(
     tombstones = [m for m in letters if m.value() is None]
     assert sorted(m.key() for m in tombstones) == [b"gone", b"gone-too"]
     for message in tombstones:
-        headers = dict(message.headers())
-        assert headers["sluice.error.type"] == b"invalid_json"
-        assert b"tombstone" in headers["sluice.error.message"]
+        letter_headers = dict(message.headers())
+        assert letter_headers["sluice.error.type"] == b"invalid_json"
+        assert b"tombstone" in letter_headers["sluice.error.message"]
     assert {m.value() for m in letters} >= {b'{"n": ', b"\xff\xfe", b"[1, 2]"}
     assert worker.metric("sluice_events_in_total") == len(records)
     status, body = worker.get("/ready")
@@ -124,7 +124,7 @@ async def test_keyed_outputs_land_where_the_java_partitioner_puts_them(
     partitions = librdkafka_produce(
         broker.address, topic, [(k, b"{}", []) for k in keys], partitioner="murmur2_random"
     )
-    output = Output(producer=None)  # type: ignore[arg-type]
+    output = Output(producer=None)
     ours = [output._partition_of_key(key, 6) for key in keys]
     assert ours == partitions
 
@@ -161,7 +161,9 @@ async def test_a_batch_it_cannot_decode_stops_the_worker_with_one_clear_line(
     worker.extra_path = str(blocker)
     worker.start()
     worker.wait_ready()
-    compressible = [(b"k", orjson.dumps({"n": i, "note": "z" * 2000}), []) for i in range(20)]
+    compressible: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = [
+        (b"k", orjson.dumps({"n": i, "note": "z" * 2000}), []) for i in range(20)
+    ]
     librdkafka_produce(broker.address, f"in-{tag}", compressible, **{"compression.type": "zstd"})
     assert await batch_codecs(broker.address, f"in-{tag}", 1) == {"zstd"}
     assert worker.process is not None

@@ -46,7 +46,8 @@ async def produce(broker: Broker, topic: str, records: list[tuple[bytes, Any]]) 
 
 
 def header(message: Any, name: str) -> bytes:
-    return dict(message.headers)[name]
+    found: bytes = dict(message.headers)[name]
+    return found
 
 
 def log_lines(text: str) -> list[dict[str, Any]]:

@@ -166,7 +166,7 @@ async def test_two_workers_share_partitions_and_take_over(broker: Broker, make_w
     assert two.stop() == 0
 
 
-async def test_agent_crash_makes_worker_not_ready_and_exit_nonzero(
+async def test_a_data_path_crash_makes_worker_not_ready_and_exit_nonzero(
     broker: Broker, make_worker: Any
 ) -> None:
     tag = unique("cr")

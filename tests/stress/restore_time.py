@@ -128,7 +128,7 @@ def restore_of(folder: Path) -> dict[str, Any]:
 def run(url: str, keys: int) -> dict[str, Any]:
     asyncio.run(fill(url.removeprefix("kafka://"), keys))
     work = Path(tempfile.mkdtemp(prefix="sluice-restore-"))
-    app_id = f"restore-{os.getpid()}"
+    app_id = f"restore_{os.getpid()}"
     try:
         first, port = start(work / "rocks", url, "rocksdb://", app_id)
         wait(port, lambda p: events_in(p) >= keys, 1200)

@@ -335,7 +335,7 @@ async def run_round(broker_url: str, plan: Plan, folder: Path | None = None) -> 
             await admin.create_topics([NewTopic(f"events-{tag}", PARTITIONS, 1)])
         finally:
             await admin.close()
-        app_id = f"stress-{tag}"
+        app_id = f"stress_{tag}"
         workers = [_Worker(workdir, broker_url, app_id, text, f"w{i}", guarantee) for i in range(2)]
         for worker in workers:
             await _ready(worker)

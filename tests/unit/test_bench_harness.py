@@ -5,6 +5,7 @@ test_steady_state.py.)"""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -120,7 +121,7 @@ def test_linear_fit() -> None:
 def test_peers_ratios_include_the_cost_of_exactly_once() -> None:
     from bench.peers import EXACTLY_ONCE, _ratios
 
-    jobs = {
+    jobs: dict[str, dict[str, Any]] = {
         "filter": {
             "sluice": {"median_events_per_second": 80_000},
             "quix": {"median_events_per_second": 40_000},

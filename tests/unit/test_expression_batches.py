@@ -4,12 +4,14 @@ record): when the batch evaluator returns, every record's closure returns the sa
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.sql.expressions import compile_condition, compile_expression
+from streams.errors import ExpressionError
+from streams.expressions import compile_condition, compile_expression
 
 FIELDS = ("a", "b", "c")
 values = st.one_of(
@@ -81,13 +83,21 @@ expressions = st.one_of(
 
 
 RAISED = object()
+# What one comparison found. A batch evaluator may give up on a batch (any exception: the
+# step then evaluates record by record), so "fell back" is allowed — but a test where most
+# examples fell back, or did not compile, would pass without comparing anything: each test
+# counts its outcomes and requires most examples to have compared values.
+EQUAL = "batch equal to record by record"
+BOTH_RAISED = "a record raised, and the batch"
+FELL_BACK = "batch gave up, records did not raise"
+NOT_COMPILED = "a constant part always fails: a config error at compile time"
 
 
 def _typed(items: list[Any]) -> list[tuple[type, Any]]:
     return [(type(v), v) for v in items]
 
 
-def _check(expression: Any, batch: list[dict[str, Any]]) -> None:
+def _check(expression: Any, batch: list[dict[str, Any]]) -> str:
     try:
         got: Any = expression.evaluate_batch(batch)
     except Exception:
@@ -101,28 +111,42 @@ def _check(expression: Any, batch: list[dict[str, Any]]) -> None:
             failed = True
     if failed:
         assert got is RAISED, (expression.source, batch)
-    elif got is not RAISED:
-        assert _typed(got) == _typed(expected), (expression.source, batch)
+        return BOTH_RAISED
+    if got is RAISED:
+        return FELL_BACK
+    assert _typed(got) == _typed(expected), (expression.source, batch)
+    return EQUAL
 
 
-@settings(max_examples=500, deadline=None)
-@given(source=expressions, batch=batches)
-def test_expression_batches_equal_record_by_record(source: str, batch: list[Any]) -> None:
-    try:
-        expression = compile_expression(source)
-    except Exception:  # a constant expression that always fails: a config error
-        return
-    _check(expression, batch)
+def _compare_all(sources: st.SearchStrategy[str], compile_: Any) -> Counter[str]:
+    outcomes: Counter[str] = Counter()
+
+    @settings(max_examples=500, deadline=None, database=None)
+    @given(source=sources, batch=batches)
+    def compare(source: str, batch: list[Any]) -> None:
+        try:
+            expression = compile_(source)
+        except ExpressionError:
+            outcomes[NOT_COMPILED] += 1
+            return
+        outcomes[_check(expression, batch)] += 1
+
+    compare()
+    return outcomes
 
 
-@settings(max_examples=500, deadline=None)
-@given(source=conditions, batch=batches)
-def test_condition_batches_equal_record_by_record(source: str, batch: list[Any]) -> None:
-    try:
-        condition = compile_condition(source)
-    except Exception:
-        return
-    _check(condition, batch)
+def test_expression_batches_equal_record_by_record() -> None:
+    outcomes = _compare_all(expressions, compile_expression)
+    # measured over 500 examples: 36% equal, 38% both raised, 24% not compiled, 2% fell back
+    assert outcomes[EQUAL] >= 0.25 * sum(outcomes.values()), outcomes
+    assert outcomes[EQUAL] + outcomes[BOTH_RAISED] >= 0.6 * sum(outcomes.values()), outcomes
+
+
+def test_condition_batches_equal_record_by_record() -> None:
+    outcomes = _compare_all(conditions, compile_condition)
+    # measured: 43% equal, 45% both raised, 11% not compiled, 2% fell back
+    assert outcomes[EQUAL] >= 0.3 * sum(outcomes.values()), outcomes
+    assert outcomes[EQUAL] + outcomes[BOTH_RAISED] >= 0.7 * sum(outcomes.values()), outcomes
 
 
 def test_plain_batches_need_no_closure_calls() -> None:

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from streams.durations import format_duration_ms, parse_duration_ms
 from streams.errors import ExpressionRuntimeError
+from streams.expressions import compile_expression
 from streams.jsonl import dumps, text_of
 from streams.records import Event, key_of
-from streams.sql.expressions import compile_expression
 from streams.state import DictStateStore, MemoryStateBackend
 
 

@@ -51,7 +51,8 @@ def test_dedupe_keeps_first_per_key_within(records: list[Any], size: int) -> Non
     within = 5_000
     step = DedupeStep("dedupe", DedupeSpec(key=("k",), within="5s"), DictStateStore())
     kept, ctx = batches(step, records, size)
-    expected, last_kept = [], {}
+    expected: list[int] = []
+    last_kept: dict[str, int] = {}
     for index, (key, t, _) in enumerate(records):
         if key in last_kept and t - last_kept[key] < within:
             continue
@@ -78,7 +79,8 @@ def test_ratelimit_is_a_token_bucket_in_event_time(
     spec = RateLimitSpec(key=("k",), rate=rate, per="1s", burst=burst)
     step = RateLimitStep("ratelimit", spec, DictStateStore())
     kept, ctx = batches(step, records, size)
-    expected, buckets = [], {}
+    expected: list[int] = []
+    buckets: dict[Any, Any] = {}
     for index, (key, t, _) in enumerate(records):
         tokens, last = buckets.get(key, (float(burst), t))
         tokens = min(burst, tokens + (t - last) * rate / 1_000)

@@ -22,6 +22,8 @@ EXAMPLES = {
     "window": {"window": {"type": "tumbling", "size": "1m", "aggregates": {"n": "count()"}}},
     "alert": {"alert": {"name": "x", "when": "a > 1"}},
     "component": {"component": {"class": "tests.fixtures.components:CountPerKey"}},
+    "aggregate": {"aggregate": {"key": "a", "aggregates": {"n": "count()"}}},
+    "join": {"join": {"stream": "other", "key": "a", "within": "1m"}},
 }
 
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.errors import RecordError, SchemaError
+from streams.expressions import compile_condition, compile_expression
 from streams.records import BatchResult, Event
-from streams.sql.expressions import compile_condition, compile_expression
 from streams.steps.base import BatchContext
 from streams.steps.filter import FilterStep
 from streams.steps.map import MapStep

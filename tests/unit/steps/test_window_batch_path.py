@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.pipeline import WindowSpec
+from streams.expressions import parse_aggregate
 from streams.records import BatchResult, Event
-from streams.sql.expressions import parse_aggregate
 from streams.state import DictStateStore
 from streams.steps.aggregates import ValueKinds, make_aggregate
 from streams.steps.base import BatchContext

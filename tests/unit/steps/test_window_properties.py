@@ -223,7 +223,9 @@ def test_session_windows_with_disorder_within_grace(records: list[Any], batch: i
 def test_closed_windows_leave_the_store_and_the_watermark_is_kept() -> None:
     step = make_step(type="tumbling", size="10s", grace="0s")
     store = step.store
-    records = [("a", 1_795_600_000_000 + i * 1_000, i) for i in range(100)]
+    records: list[tuple[str, int, int | None]] = [
+        ("a", 1_795_600_000_000 + i * 1_000, i) for i in range(100)
+    ]
     results, _ = run(step, records[:95], 10)
     step.persist()  # what a worker does before each changelog commit
     keys = [k for k in store.keys() if not is_bookkeeping(k)]
@@ -233,7 +235,9 @@ def test_closed_windows_leave_the_store_and_the_watermark_is_kept() -> None:
 
 def test_emit_updates_sends_each_touched_window_per_batch() -> None:
     step = make_step(type="tumbling", size="10s", emit="updates")
-    records = [("a", 1_795_600_000_000 + i * 1_000, 1) for i in range(20)]
+    records: list[tuple[str, int, int | None]] = [
+        ("a", 1_795_600_000_000 + i * 1_000, 1) for i in range(20)
+    ]
     results, _ = run(step, records, 5)
     assert [r["n"] for r in results] == [5, 10, 5, 10]
 
@@ -270,11 +274,11 @@ def test_percentile_and_distinct_switch_to_sketches_within_bounds() -> None:
     truth = sorted(values + values[:100])[math.ceil(0.95 * 5_100) - 1]
     assert abs(p95.result(merged) - truth) <= 0.01 * truth
     distinct = CountDistinct()
-    state = distinct.init()
+    seen = distinct.init()
     for i in range(20_000):
-        state = distinct.add(state, f"m{i % 12_000}", 0)
-    estimate = distinct.result(distinct.load(distinct.dump(state)))
+        seen = distinct.add(seen, f"m{i % 12_000}", 0)
+    estimate = distinct.result(distinct.load(distinct.dump(seen)))
     assert abs(estimate - 12_000) <= 0.02 * 12_000
     small = distinct.merge(distinct.load(["a", "b"]), {"b", "c"})
     assert distinct.result(small) == 3
-    assert distinct.result(distinct.merge(state, {"zz"})) >= estimate
+    assert distinct.result(distinct.merge(seen, {"zz"})) >= estimate

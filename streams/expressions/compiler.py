@@ -12,9 +12,9 @@ from typing import Any, Final, cast
 from sqlglot import exp
 
 from streams.errors import ExpressionError, ExpressionRuntimeError
-from streams.sql import functions as fn
-from streams.sql.expressions.base import BatchEvaluator, Evaluator, Record, describe_failure
-from streams.sql.expressions.batch import (
+from streams.expressions import functions as fn
+from streams.expressions.base import BatchEvaluator, Evaluator, Record, describe_failure
+from streams.expressions.batch import (
     _batch_arithmetic,
     _batch_case,
     _batch_compare_constant,
@@ -25,7 +25,7 @@ from streams.sql.expressions.batch import (
     _batch_not,
     _per_record,
 )
-from streams.sql.expressions.closures import (
+from streams.expressions.closures import (
     _and,
     _arithmetic,
     _call,
@@ -43,7 +43,7 @@ from streams.sql.expressions.closures import (
     _not,
     _or,
 )
-from streams.sql.expressions.parsing import _column_path, _position
+from streams.expressions.parsing import _column_path, _position
 
 # --- compilation -----------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
-"""SQL expressions over records, parsed once with sqlglot and compiled to Python closures.
+"""SQL expressions over records, parsed once with sqlglot and compiled to Python closures
+(per record) and batch evaluators (per column).
 
 An expression reads record fields (`amount`, nested `a.b.c`) and calls the whitelisted
-functions in `streams.sql.functions`; it can do nothing else. No string is ever passed to
-eval, exec or compile, and no attribute of a Python object is reachable from SQL.
+functions in `functions`, the SQL function library; it can do nothing else. No string is
+ever passed to eval, exec or compile, and no attribute of a Python object is reachable
+from SQL. A leaf package: it imports nothing of sluice but `streams.errors`, so the
+pipeline models, the steps and the SQL front end can all build on it.
 
 NULL follows SQL's three-valued logic: None in, None out, with AND/OR/NOT/IS as SQL
 defines them. A type error at run time (text compared with a number, `upper(3)`) raises
@@ -14,12 +17,12 @@ from __future__ import annotations
 from sqlglot import exp
 
 from streams.errors import ExpressionError, ExpressionRuntimeError
-from streams.sql import functions as fn
-from streams.sql.expressions.aggregate_calls import AggregateCall, parse_aggregate
-from streams.sql.expressions.base import Evaluator, Expression, Record, describe_failure
-from streams.sql.expressions.batch import _batch_checked, _batch_constant
-from streams.sql.expressions.compiler import _BOOLEAN_NODES, _NOT_CONDITIONS, _Compiler
-from streams.sql.expressions.parsing import (
+from streams.expressions import functions as fn
+from streams.expressions.aggregate_calls import AggregateCall, parse_aggregate
+from streams.expressions.base import Evaluator, Expression, Record, describe_failure
+from streams.expressions.batch import _batch_checked, _batch_constant
+from streams.expressions.compiler import _BOOLEAN_NODES, _NOT_CONDITIONS, _Compiler
+from streams.expressions.parsing import (
     MAX_NESTING,
     _nesting_guard,
     _only_field,

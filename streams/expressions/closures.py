@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from streams.errors import ExpressionRuntimeError
-from streams.sql import functions as fn
-from streams.sql.expressions.base import Evaluator, Record
+from streams.expressions import functions as fn
+from streams.expressions.base import Evaluator, Record
 
 # --- closures --------------------------------------------------------------------------
 # Each builder returns a closure over already-compiled children. They are written out (not

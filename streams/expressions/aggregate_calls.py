@@ -8,9 +8,9 @@ from typing import Final, cast
 
 from sqlglot import exp
 
-from streams.sql.expressions.base import Expression
-from streams.sql.expressions.compiler import _AGGREGATE_NODES, _Compiler
-from streams.sql.expressions.parsing import _nesting_guard, _only_field, _parse, _top_level_fields
+from streams.expressions.base import Expression
+from streams.expressions.compiler import _AGGREGATE_NODES, _Compiler
+from streams.expressions.parsing import _nesting_guard, _only_field, _parse, _top_level_fields
 
 # --- window aggregates -----------------------------------------------------------------
 

@@ -1,0 +1,140 @@
+"""A real schema registry for tests: Apicurio Registry 3.3.3 on 127.0.0.1 and free ports.
+
+    with ApicurioRegistry() as registry:
+        registry.url   # http://127.0.0.1:PORT/apis/ccompat/v7 (the Confluent API)
+
+In-memory storage: every start is empty. Ready when `GET /apis/ccompat/v7/subjects` answers
+200 (5-13 s on this machine class). `stop()` ends the JVM; no JVM outlives the Python
+process that started it (the same watchdog as the Apache Kafka fixture). Run by hand:
+`python -m tests.brokers.registry`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from streams.runtime.broker import free_port
+from tests.brokers.apache_kafka import _Watchdog
+from tests.brokers.registry_jar import ensure_registry, registry_java
+
+CCOMPAT = "/apis/ccompat/v7"
+
+
+class RegistryStartError(RuntimeError):
+    """The registry did not answer in time; the message holds its log's tail."""
+
+
+class ApicurioRegistry:
+    def __init__(self) -> None:
+        self.port = 0
+        self.management_port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._watchdog: _Watchdog | None = None
+        self._log_dir = Path(tempfile.mkdtemp(prefix="sluice-registry-"))
+        self.log_path = self._log_dir / "registry.log"
+
+    @property
+    def url(self) -> str:
+        """The Confluent-compatible API, as `schema_registry.url` takes it."""
+        return f"http://127.0.0.1:{self.port}{CCOMPAT}"
+
+    def start(self, timeout: float = 180) -> ApicurioRegistry:
+        """Start and wait until it answers (5-13 s on an idle 2-core machine; 45-90 s
+        were seen with a load average of 13-18)."""
+        jar = ensure_registry()
+        java = registry_java()
+        self.port, self.management_port = free_port(), free_port()
+        command = [
+            str(java),
+            "-Xmx512m",
+            # a test registry serves a few requests: C1 only and the serial collector start
+            # it with less CPU on a busy machine
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
+            "-Dquarkus.http.host=127.0.0.1",
+            f"-Dquarkus.http.port={self.port}",
+            "-Dquarkus.management.host=127.0.0.1",
+            f"-Dquarkus.management.port={self.management_port}",
+            "-jar",
+            str(jar),
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=str(self._log_dir)
+            )
+        self._watchdog = _Watchdog(self.process.pid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RegistryStartError(f"the registry exited:\n{self.log_tail()}")
+            if self.answers():
+                return self
+            time.sleep(0.3)
+        self.stop()
+        raise RegistryStartError(f"the registry did not answer in {timeout}s:\n{self.log_tail()}")
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/subjects", timeout=2) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def stop(self, timeout: float = 20) -> None:
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if self._watchdog is not None:
+            self._watchdog.dismiss()
+            self._watchdog = None
+        self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: a registry that hangs (requests time out) instead of refusing."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def log_tail(self, limit: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ApicurioRegistry:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main() -> None:
+    with ApicurioRegistry() as registry:
+        print(registry.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()
