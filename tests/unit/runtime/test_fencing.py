@@ -125,3 +125,39 @@ def test_partitions_moving_between_live_workers_fence_nobody_live() -> None:
     got, want, broker = asyncio.run(run())
     assert got == want
     assert broker.fenced  # the moves did fence (the retired ids of the previous owners)
+
+
+def test_a_zombie_fenced_while_sending_a_batch_drops_it() -> None:
+    async def run() -> tuple[FakeBroker, int]:
+        _, broker, zombie, heir = await _zombie_round()
+        zombie.engine.checkpoints.lost = False  # as if woken before its checkpoint
+        produce(broker, _events(5, 20, start=2000))
+        await zombie.engine.step()  # its batch's records refused by the broker
+        assert zombie.engine.checkpoints.lost
+        await heir.run_to_end()
+        return broker, len(results(broker, committed=True))
+
+    broker, seen = asyncio.run(run())
+    assert not broker.open_txns
+    assert seen == len({_key(r) for r in results(broker, committed=True)})  # none twice
+
+
+def test_an_owner_mark_refused_leaves_the_member_lost_and_writing_nothing() -> None:
+    async def run() -> tuple[Member, dict[Any, int], dict[Any, int]]:
+        broker = FakeBroker()
+        produce(broker, _events(5, 40))
+        member = Member(broker, exactly_once=True)
+        await member.join()
+        await member.run_to_end()
+        before = {key: len(log) for key, log in broker.logs.items()}
+        # a rebalance in which the group moves on again before the member's mark
+        await member.consumer.listener.on_partitions_revoked(set(member.consumer.assigned))
+        broker.generation += 2
+        member.consumer._coordinator.generation = broker.generation - 1
+        await member.consumer.listener.on_partitions_assigned(all_partitions(broker))
+        await member.engine.step()
+        return member, before, {key: len(log) for key, log in broker.logs.items()}
+
+    member, before, after = asyncio.run(run())
+    assert member.engine.checkpoints.lost
+    assert after == before
