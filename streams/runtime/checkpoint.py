@@ -44,6 +44,7 @@ import contextlib
 import enum
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -209,12 +210,16 @@ class Checkpoint:
         committed, with exactly_once; the offsets are where they were)."""
         if self.lost or not any(store.has_writes() for store in stores):
             return
-        await self.begin()
-        writes = self.queue_writes(stores, positions)
-        await self.output.drain()
-        if self.exactly_once:
-            self.in_transaction = False
-            await self.producer.commit_transaction()
+        try:
+            await self.begin()
+            writes = self.queue_writes(stores, positions)
+            await self.output.drain()
+            if self.exactly_once:
+                self.in_transaction = False
+                await self.producer.commit_transaction()
+        except FENCED as exc:  # the partitions moved on again meanwhile
+            self.fenced(exc)
+            return
         self.keep_locally(writes)
 
     def queue_writes(
@@ -299,9 +304,11 @@ class Checkpoint:
         owners = await committed_owners(self.consumer, partitions)
         mine = self.retired | {self.transactional_id}
         for owner in sorted({o for _, o in owners.values() if o and o not in mine}):
+            began = time.monotonic()
             fence = await self.new_producer(owner)  # InitProducerId: the epoch bumped
             await fence.stop()
-            log.info("fenced transactional id %s (the previous owner's)", owner)
+            took = (time.monotonic() - began) * 1000
+            log.info("fenced transactional id %s (a previous owner's) in %.0f ms", owner, took)
         await self.abort_quietly()
         old = self.producer
         with contextlib.suppress(Exception):  # a fenced producer may fail to stop cleanly
