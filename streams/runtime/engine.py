@@ -284,7 +284,7 @@ class Engine:
         is processed to its end (a partition without new records may be behind, not
         idle)."""
         self.last_flush = time.monotonic()
-        if not self.phases.running or not self.owned:
+        if not self.phases.running or not self.owned or self.checkpoints.lost:
             return
         for runner in self.runners:
             if not runner.stores or not await caught_up(

@@ -161,3 +161,30 @@ def test_an_owner_mark_refused_leaves_the_member_lost_and_writing_nothing() -> N
     member, before, after = asyncio.run(run())
     assert member.engine.checkpoints.lost
     assert after == before
+
+
+def test_a_zombie_fenced_in_a_step_flushes_no_idle_windows_after() -> None:
+    # on Apache Kafka the zombie's checkpoint ran from an idle poll, and the same step's
+    # idle flush then began a transaction on the fenced producer: a crash (exit 70)
+    async def run() -> Member:
+        first = _events(5, 40)
+        broker = FakeBroker()
+        produce(broker, first)
+        zombie = Member(broker, exactly_once=True)
+        await zombie.join()
+        await zombie.run_to_end()
+        produce(broker, _events(5, 20, start=400))
+        zombie.engine.batch_max = 8
+        await zombie.engine.step()
+        heir = Member(broker, exactly_once=True)
+        await heir.join()
+        await heir.run_to_end()
+        for tp in all_partitions(broker):  # its next poll finds nothing: idle
+            zombie.consumer.seek(tp, len(broker.log(SOURCE, tp.partition)))
+        zombie.engine.commit_interval = 0.0
+        zombie.engine.last_flush = float("-inf")  # an idle flush due in the same step
+        await zombie.engine.step()
+        return zombie
+
+    zombie = asyncio.run(run())
+    assert zombie.engine.checkpoints.lost
