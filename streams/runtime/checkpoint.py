@@ -68,7 +68,12 @@ from streams.runtime.changelog import (
 )
 from streams.runtime.local_state import LocalState
 from streams.runtime.output import Output
-from streams.runtime.seams import GroupConsumer, ProducerLike, committed_owners
+from streams.runtime.seams import (
+    GroupConsumer,
+    ProducerLike,
+    committed_owners,
+    read_fatal_error,
+)
 
 log = logging.getLogger("sluice.engine")
 
@@ -286,6 +291,7 @@ class Checkpoint:
         self.lost = True
         self.in_transaction = False
         self.output.discard()
+        read_fatal_error(self.producer)
         log.warning(
             "fenced (%r): another worker owns this worker's partitions and aborted its "
             "transaction (transactional id %s); state will be restored at the next "
@@ -311,6 +317,7 @@ class Checkpoint:
             log.info("fenced transactional id %s (a previous owner's) in %.0f ms", owner, took)
         await self.abort_quietly()
         old = self.producer
+        read_fatal_error(old)
         with contextlib.suppress(Exception):  # a fenced producer may fail to stop cleanly
             await old.stop()
         self.retired.add(self.transactional_id)

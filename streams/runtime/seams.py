@@ -4,6 +4,7 @@ Protocols: aiokafka's clients satisfy them, and the unit tests' in-memory fakes 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -99,3 +100,14 @@ async def committed_owners(
     coordinator: Any = getattr(consumer, "_coordinator")  # noqa: B009 - see above
     found = await coordinator.fetch_committed_offsets(list(partitions))
     return {tp: (int(o.offset), str(o.metadata or "")) for tp, o in found.items()}
+
+
+def read_fatal_error(producer: object) -> None:
+    """Read (and drop) a fenced aiokafka producer's fatal error. aiokafka 0.14 sets it on
+    its transaction manager's `_transaction_waiter` future, which only a commit or an abort
+    awaits; unread, asyncio logs "Future exception was never retrieved" (an ERROR line)
+    when the dead producer is collected, seconds after the fence was handled."""
+    manager = getattr(producer, "_txn_manager", None)
+    waiter = getattr(manager, "_transaction_waiter", None)
+    if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
+        waiter.exception()
