@@ -309,7 +309,8 @@ class Checkpoint:
         assert self.new_producer is not None, "exactly_once needs a producer factory"
         owners = await committed_owners(self.consumer, partitions)
         mine = self.retired | {self.transactional_id}
-        for owner in sorted({o for _, o in owners.values() if o and o not in mine}):
+        ours = f"{self.group}-"  # metadata written by other tools names no producer of ours
+        for owner in sorted({o for _, o in owners.values() if o.startswith(ours)} - mine):
             began = time.monotonic()
             fence = await self.new_producer(owner)  # InitProducerId: the epoch bumped
             await fence.stop()
