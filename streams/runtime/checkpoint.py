@@ -19,19 +19,40 @@ transaction: nothing is visible to read_committed readers until the commit.
 A member that is out of the group (its generation reset: a long pause, a missed
 heartbeat) writes nothing: no state, no offsets; its state is restored at its next
 assignment (`lost`). Every transaction call of the worker is here; the engine asks.
+
+Fencing (exactly_once). A check of the generation before the commit is check-then-act: a
+worker paused between it and `commit_transaction` (a GC pause, a frozen VM) wakes after
+another member took its partitions and commits its transaction anyway — its results a
+second time, the group's offsets set back. aiokafka 0.14 sends TxnOffsetCommit v0 (no
+generation, no member id: KIP-447 is out of reach), so the broker is made to refuse it by
+transactional id: each assignment gets a transactional id never used before (`take_over`
+retires the old producer and starts a new one), every offset this worker commits carries
+that id as its metadata (`mark_owner` right after the assignment, a plain OffsetCommit that
+only the generation's owner can write; then each transaction's offsets), and a new owner,
+before it reads where to start, starts a producer with every other id found on its
+partitions' offsets: its InitProducerId bumps that id's epoch, which aborts the open
+transaction of a zombie (or waits for a commit already under way, whose offsets are then
+read). The zombie's next transactional call is refused (ProducerFenced): it has lost its
+partitions (`fenced`) and restores at its next assignment with a fresh id. Retired ids
+are never used again, so a fence never hurts a live worker.
 `faults.reached` marks the named points where tests pause or kill a worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import itertools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
+    InvalidProducerEpoch,
+    ProducerFenced,
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
@@ -47,16 +68,26 @@ from streams.runtime.changelog import (
 )
 from streams.runtime.local_state import LocalState
 from streams.runtime.output import Output
-from streams.runtime.seams import GroupConsumer, ProducerLike
+from streams.runtime.seams import (
+    GroupConsumer,
+    ProducerLike,
+    committed_owners,
+    read_fatal_error,
+)
 
 log = logging.getLogger("sluice.engine")
 
 REBALANCE_ERRORS = (
     CommitFailedError,
     IllegalGenerationError,
+    InvalidProducerEpoch,
+    ProducerFenced,
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
+# a newer producer of the transactional id exists: another member fenced this one
+FENCED = (ProducerFenced, InvalidProducerEpoch)
+NewProducer = Callable[[str], Awaitable[ProducerLike]]
 
 
 def _nowhere(point: str) -> None:
@@ -87,6 +118,8 @@ class Checkpoint:
         generation: Callable[[], int],
         local: LocalState | None = None,
         reached: Callable[[str], None] | None = None,
+        new_producer: NewProducer | None = None,
+        transactional_id: str = "",
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -101,6 +134,12 @@ class Checkpoint:
         self.lost = False  # out of the group: memory holds more than the commit
         self.committed: dict[TopicPartition, int] = {}
         self.step = Step.COMPLETE
+        self.new_producer = new_producer  # exactly_once: a started producer of an id
+        # `<app_id>-<uuid>-<n>`: n counts this worker's assignments (0: before the first)
+        self.transactional_base = transactional_id.rpartition("-")[0]
+        self.transactional_id = transactional_id  # the current one (the offsets' metadata)
+        self.retired: set[str] = set()  # this worker's earlier ids: never fenced by it
+        self._ids = itertools.count(1)
 
     # --- transactions ---------------------------------------------------------------
 
@@ -131,7 +170,19 @@ class Checkpoint:
     ) -> bool:
         """Outputs, then state changes, then offsets. `stores`: each store and the topic
         whose partitions it follows; `positions`: the next offset to process per owned
-        partition. False: not committed (the member is out of the group)."""
+        partition. False: not committed (the member is out of the group, or fenced)."""
+        try:
+            return await self._run(stores, positions, persist)
+        except FENCED as exc:
+            self.fenced(exc)
+            return False
+
+    async def _run(
+        self,
+        stores: Mapping[ChangelogStore, str],
+        positions: Mapping[TopicPartition, int],
+        persist: Callable[[], None],
+    ) -> bool:
         self.step = Step.PREPARED
         offsets = {tp: o for tp, o in positions.items() if self.committed.get(tp) != o}
         # the named points count checkpoints that carry progress (an idle one does not)
@@ -162,14 +213,18 @@ class Checkpoint:
     ) -> None:
         """After a restore, before any record: compensations and owner marks written (and
         committed, with exactly_once; the offsets are where they were)."""
-        if not any(store.has_writes() for store in stores):
+        if self.lost or not any(store.has_writes() for store in stores):
             return
-        await self.begin()
-        writes = self.queue_writes(stores, positions)
-        await self.output.drain()
-        if self.exactly_once:
-            self.in_transaction = False
-            await self.producer.commit_transaction()
+        try:
+            await self.begin()
+            writes = self.queue_writes(stores, positions)
+            await self.output.drain()
+            if self.exactly_once:
+                self.in_transaction = False
+                await self.producer.commit_transaction()
+        except FENCED as exc:  # the partitions moved on again meanwhile
+            self.fenced(exc)
+            return
         self.keep_locally(writes)
 
     def queue_writes(
@@ -206,7 +261,9 @@ class Checkpoint:
                 return False
             if offsets:
                 reached("checkpoint.inside_send_offsets")
-                await self.producer.send_offsets_to_transaction(offsets, self.group)
+                owner = self.transactional_id  # the offsets name their owner (fencing)
+                marked = {tp: (offset, owner) for tp, offset in offsets.items()}
+                await self.producer.send_offsets_to_transaction(marked, self.group)
             reached("checkpoint.before_commit")
             self.in_transaction = False
             await self.producer.commit_transaction()
@@ -225,6 +282,70 @@ class Checkpoint:
         await self.abort()
         for_partitions = "transaction aborted, " if self.exactly_once else ""
         log.warning("%s: %sstate will be restored", why, for_partitions)
+
+    def fenced(self, exc: BaseException) -> None:
+        """exactly_once: another member started a producer of this worker's transactional
+        id (it took the partitions while this one was paused): its transaction is aborted
+        by the broker, nothing of it counts. The producer is dead; the next assignment
+        starts a new one, and restores every partition."""
+        self.lost = True
+        self.in_transaction = False
+        self.output.discard()
+        read_fatal_error(self.producer)
+        log.warning(
+            "fenced (%r): another worker owns this worker's partitions and aborted its "
+            "transaction (transactional id %s); state will be restored at the next "
+            "assignment",
+            exc,
+            self.transactional_id,
+        )
+
+    # --- fencing (exactly_once; see the module docstring) ------------------------------
+
+    async def take_over(self, partitions: Iterable[TopicPartition]) -> None:
+        """At an assignment, before the committed offsets are read: every other worker's
+        transactional id found on `partitions`' offsets fenced, then this worker's producer
+        replaced by one with a new id."""
+        assert self.new_producer is not None, "exactly_once needs a producer factory"
+        owners = await committed_owners(self.consumer, partitions)
+        mine = self.retired | {self.transactional_id}
+        ours = f"{self.group}-"  # metadata written by other tools names no producer of ours
+        for owner in sorted({o for _, o in owners.values() if o.startswith(ours)} - mine):
+            began = time.monotonic()
+            fence = await self.new_producer(owner)  # InitProducerId: the epoch bumped
+            await fence.stop()
+            took = (time.monotonic() - began) * 1000
+            log.info("fenced transactional id %s (a previous owner's) in %.0f ms", owner, took)
+        await self.abort_quietly()
+        old = self.producer
+        read_fatal_error(old)
+        with contextlib.suppress(Exception):  # a fenced producer may fail to stop cleanly
+            await old.stop()
+        self.retired.add(self.transactional_id)
+        self.transactional_id = f"{self.transactional_base}-{next(self._ids)}"
+        self.replace_producer(await self.new_producer(self.transactional_id))
+
+    def replace_producer(self, producer: ProducerLike) -> None:
+        """Work with `producer` from now on (what the output held is dropped: the revoke
+        checkpoint committed or aborted it)."""
+        self.producer = producer
+        self.output.discard()
+        self.output.producer = producer
+
+    async def abort_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # lost or fenced: nothing of it counts
+            await self.abort()
+        self.in_transaction = False
+
+    async def mark_owner(self, starts: Mapping[TopicPartition, int]) -> None:
+        """Right after an assignment: the partitions' start offsets committed with this
+        worker's transactional id as metadata (an OffsetCommit carries the generation, so
+        only this generation's owner can write it). Refused: the member is out again."""
+        owner = self.transactional_id
+        try:
+            await self.consumer.commit({tp: (o, owner) for tp, o in starts.items()})
+        except REBALANCE_ERRORS as exc:
+            await self._lose(f"owner mark refused ({exc})")
 
     def keep_locally(self, writes: Iterable[Write]) -> None:
         """rocksdb://: a committed checkpoint's changes into the local copies, with the

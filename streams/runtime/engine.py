@@ -7,10 +7,9 @@ re-keyed records and changelog writes go out through one producer; a checkpoint 
     checkpoint = outputs acknowledged → state changes to the changelogs (acknowledged)
                  → consumer offsets committed      (exactly_once: one transaction)
 
-The parts: `Checkpoint` (streams.runtime.checkpoint) commits, in that order, and holds
-every transaction call; `Recovery` (streams.runtime.recovery) restores assigned store
-partitions; the engine's `Phase` (streams.runtime.phases) says where it is, and /ready
-reads it. The engine decides when: batches, checkpoints, rebalances.
+The parts: `Checkpoint` (streams.runtime.checkpoint) commits, holds every transaction
+call and fences zombies; `Recovery` (streams.runtime.recovery) restores store partitions;
+`Phase` (streams.runtime.phases) says where the engine is. The engine decides when.
 
 Why sluice owns this loop instead of Faust's agents: Faust's per-record path cost ~60 µs a
 record, and its buffered stream dropped records on rebalances (issue 17). aiokafka's group
@@ -31,25 +30,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Sequence
 from functools import partial
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 from aiokafka.structs import TopicPartition
 
 from models.settings import Settings
 from streams.runtime.backpressure import Backpressure
 from streams.runtime.changelog import LOCAL_STATE_DIR, ChangelogStore
-from streams.runtime.checkpoint import Checkpoint
+from streams.runtime.checkpoint import FENCED, Checkpoint, NewProducer
 from streams.runtime.engine_clients import (
+    Rebalances,
     assignors,
     caught_up,
     fetchable_end,
     lags,
     start_consumer,
+    start_offsets,
     start_producer,
+    transactional_base,
     undecodable,
 )
 from streams.runtime.kafka import connection_options
@@ -69,17 +70,6 @@ log = logging.getLogger("sluice.engine")
 COMMIT_INTERVAL_S = 0.25
 COMMIT_INTERVAL_EXACTLY_ONCE_S = 0.1  # exactly_once: results become visible at a commit
 IDLE_FLUSH_INTERVAL_S = 1.0
-
-
-class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self.engine.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self.engine.on_assigned(set(assigned))
 
 
 class Engine:
@@ -114,7 +104,6 @@ class Engine:
         self.failure: BaseException | None = None
         self.records_processed = 0
         self._consumer: GroupConsumer | None = None
-        self._producer: ProducerLike | None = None
         self._checkpoint: Checkpoint | None = None
         rocksdb = settings.store == "rocksdb://"
         self.local = LocalState(LOCAL_STATE_DIR / settings.app_id) if rocksdb else None
@@ -143,13 +132,22 @@ class Engine:
 
     async def start(self) -> None:
         """Clients started, topics created, the group joined (asynchronously)."""
-        self._producer = await start_producer(self.settings, self.exactly_once)
+        txn_id = f"{transactional_base(self.settings)}-0"  # a new one at each assignment
+        producer = await start_producer(self.settings, self.exactly_once, txn_id)
         await ensure_topics(connection_options(self.settings), self.settings, self.runners)
-        self.attach(await start_consumer(self.settings, assignors(self.runners)), self._producer)
+        consumer = await start_consumer(self.settings, assignors(self.runners))
+        self.attach(consumer, producer, partial(start_producer, self.settings, True), txn_id)
 
-    def attach(self, consumer: GroupConsumer, producer: ProducerLike) -> None:
-        """Work with these clients (the unit tests' fakes attach here directly)."""
-        self._consumer, self._producer = consumer, producer
+    def attach(
+        self,
+        consumer: GroupConsumer,
+        producer: ProducerLike,
+        new_producer: NewProducer | None = None,
+        transactional_id: str = "",
+    ) -> None:
+        """Work with these clients (the unit tests' fakes attach here directly);
+        exactly_once: `new_producer` starts the producer of each assignment."""
+        self._consumer = consumer
         self._checkpoint = Checkpoint(
             consumer,
             producer,
@@ -158,8 +156,10 @@ class Engine:
             exactly_once=self.exactly_once,
             generation=partial(group_generation, consumer),
             local=self.local,
+            new_producer=new_producer,
+            transactional_id=transactional_id,
         )
-        consumer.subscribe(self.topics, listener=_Rebalances(self))
+        consumer.subscribe(self.topics, listener=Rebalances(self))
 
     async def run(self) -> None:
         """Process until `stop()`; an error that escapes is the worker's crash (and no
@@ -190,9 +190,15 @@ class Engine:
         if self.failure is not None:
             raise self.failure
         async with self.lock:
+            if self.checkpoints.lost:  # out of the group or fenced: all is done again
+                self.uncommitted = False  # after the next assignment's restore
+                return
             self.idle = not batches
             if batches:
-                await self._process(batches)
+                try:
+                    await self._process(batches)
+                except FENCED as exc:
+                    return self.checkpoints.fenced(exc)
             self._hold_or_release_sources()
             now = time.monotonic()
             if self.uncommitted and (self.idle or now - self.last_commit >= self.commit_interval):
@@ -215,14 +221,12 @@ class Engine:
                 await self._consumer.stop()
             if self._checkpoint is not None:
                 await _quietly(self._checkpoint.abort())
-            if self._producer is not None:
-                await self._producer.stop()
+                await _quietly(self._checkpoint.producer.stop())
             if self.local is not None:
                 self.local.close_all()
 
     def _fail(self, exc: BaseException) -> None:
-        """The data path ends (an error inside a rebalance callback, which aiokafka
-        would only log, or in the loop)."""
+        """The data path ends (an error in the loop, or in a callback aiokafka only logs)."""
         if self.failure is None:
             self.failure = exc
         self.phases.move(Phase.FAILED)
@@ -280,7 +284,7 @@ class Engine:
         is processed to its end (a partition without new records may be behind, not
         idle)."""
         self.last_flush = time.monotonic()
-        if not self.phases.running or not self.owned:
+        if not self.phases.running or not self.owned or self.checkpoints.lost:
             return
         for runner in self.runners:
             if not runner.stores or not await caught_up(
@@ -294,16 +298,16 @@ class Engine:
             self.uncommitted = True
         await self.output.send()
 
+    def _persist(self) -> None:
+        for runner in self.runners:
+            runner.persist()
+
     async def checkpoint(self) -> None:
         """streams.runtime.checkpoint: outputs, then state changes, then offsets."""
         self.last_commit = time.monotonic()
         self.uncommitted = False
         owned = {tp: o for tp, o in self.next.items() if tp in self.owned}
         await self.checkpoints.run(self.store_topic, owned, persist=self._persist)
-
-    def _persist(self) -> None:
-        for runner in self.runners:
-            runner.persist()
 
     # --- rebalances --------------------------------------------------------------------
 
@@ -342,21 +346,16 @@ class Engine:
         for tp in dropped:
             self.next.pop(tp, None)
         checkpoints.assigned(group_generation(consumer), dropped)
+        if self.exactly_once:  # before the offsets are read: nobody else can commit now
+            await checkpoints.take_over(assigned)
         self.output.forget_partition_counts()
-        starts: dict[TopicPartition, int] = {}
-        unknown = []
-        for tp in assigned - kept:
-            committed = await consumer.committed(tp)
-            if committed is None or committed < 0:
-                unknown.append(tp)
-            else:
-                starts[tp] = committed
-        if unknown:
-            starts.update(await consumer.beginning_offsets(unknown))
+        starts = await start_offsets(consumer, assigned - kept)
         for tp, offset in starts.items():
             self.next[tp] = checkpoints.committed[tp] = offset
             consumer.seek(tp, offset)
-        await verify_copartitioned(consumer, self._producer, self.runners, self.group)
+        if self.exactly_once:
+            await checkpoints.mark_owner({tp: checkpoints.committed[tp] for tp in assigned})
+        await verify_copartitioned(consumer, checkpoints.producer, self.runners, self.group)
         self.phases.move(Phase.RESTORING)
         await self._restore(starts, dropped)
         self.owned = assigned

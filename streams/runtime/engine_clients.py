@@ -4,10 +4,10 @@ says when its consumer cannot decode what it fetched."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaError, UnsupportedCodecError
@@ -40,7 +40,30 @@ class EngineError(SluiceError):
     """The data path cannot go on; the worker exits non-zero and restarts clean."""
 
 
-async def start_producer(settings: Settings, exactly_once: bool) -> ProducerLike:
+class Rebalancing(Protocol):
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None: ...
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None: ...
+
+
+class Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The consumer's rebalance callbacks, handed to the engine."""
+
+    def __init__(self, engine: Rebalancing) -> None:
+        self.engine = engine
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.engine.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.engine.on_assigned(set(assigned))
+
+
+async def start_producer(
+    settings: Settings, exactly_once: bool, transactional_id: str | None = None
+) -> ProducerLike:
+    """The engine's producer, started; with exactly_once transactional, its id
+    `transactional_id` (a new one per assignment, streams.runtime.checkpoint). Starting it
+    runs InitProducerId, which fences every earlier producer of that id."""
     processing = settings.processing
     options: dict[str, Any] = {
         "acks": "all",
@@ -50,7 +73,7 @@ async def start_producer(settings: Settings, exactly_once: bool) -> ProducerLike
         "compression_type": None if processing.compression == "none" else processing.compression,
     }
     if exactly_once:
-        options["transactional_id"] = f"{settings.app_id}-{uuid.uuid4().hex}"
+        options["transactional_id"] = transactional_id or transactional_base(settings)
         options["transaction_timeout_ms"] = TRANSACTION_TIMEOUT_MS
     producer = AIOKafkaProducer(**connection_options(settings), **options)
     try:
@@ -66,6 +89,12 @@ async def start_producer(settings: Settings, exactly_once: bool) -> ProducerLike
         raise
     started: ProducerLike = producer
     return started
+
+
+def transactional_base(settings: Settings) -> str:
+    """A worker's transactional ids begin with this (one per process); the checkpoint
+    appends a counter per assignment."""
+    return f"{settings.app_id}-{uuid.uuid4().hex}"
 
 
 def assignors(runners: Sequence[PipelineRunner]) -> tuple[type[Any], ...]:
@@ -101,6 +130,24 @@ async def start_consumer(
     await start_client(consumer, settings)
     started: GroupConsumer = consumer
     return started
+
+
+async def start_offsets(
+    consumer: GroupConsumer, partitions: set[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Where processing of newly assigned partitions starts: the group's committed offset,
+    else (never committed) the beginning."""
+    starts: dict[TopicPartition, int] = {}
+    unknown = []
+    for tp in partitions:
+        committed = await consumer.committed(tp)
+        if committed is None or committed < 0:
+            unknown.append(tp)
+        else:
+            starts[tp] = committed
+    if unknown:
+        starts.update(await consumer.beginning_offsets(unknown))
+    return starts
 
 
 def fetchable_end(consumer: GroupConsumer, tp: TopicPartition) -> int | None:

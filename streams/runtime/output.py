@@ -116,6 +116,19 @@ class Output:
                 if end > acked.get((topic, partition), -1):
                     acked[(topic, partition)] = end
 
+    def discard(self) -> None:
+        """Forget what was queued and in flight (a transaction aborted or fenced: none of
+        it counts); failures of what is still in flight are retrieved, not raised."""
+        self._pending = {}
+        inflight, self._inflight = self._inflight, []
+        for future, *_ in inflight:
+            future.add_done_callback(_retrieve)
+
     def forget_partition_counts(self) -> None:
         """Topics may have grown (a rebalance follows a partition change)."""
         self._partitions.clear()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -11,7 +11,8 @@
 
 - STARTING: clients started, the group being joined; nothing owned.
 - REVOKING: a rebalance began: the batch in progress finished, a checkpoint taken.
-- ASSIGNING: partitions handed over; committed offsets read, consumer positioned.
+- ASSIGNING: partitions handed over (exactly_once: their previous owners fenced, a new
+  transactional id); committed offsets read, consumer positioned.
 - RESTORING: the new partitions' state read from local copies and changelogs.
 - RUNNING: batches are processed and checkpointed; the only phase that is ready.
 - STOPPING: a last checkpoint, the group left; FAILED: an error ended the data path.

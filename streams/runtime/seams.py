@@ -4,7 +4,8 @@ Protocols: aiokafka's clients satisfy them, and the unit tests' in-memory fakes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka.structs import TopicPartition
@@ -55,7 +56,7 @@ class GroupConsumer(ReaderLike, Protocol):
     def assignment(self) -> set[TopicPartition]: ...
     def partitions_for_topic(self, topic: str) -> set[int] | None: ...
     async def committed(self, partition: TopicPartition) -> int | None: ...
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+    async def commit(self, offsets: Mapping[TopicPartition, int | tuple[int, str]]) -> None: ...
 
 
 class ProducerLike(Protocol):
@@ -70,7 +71,7 @@ class ProducerLike(Protocol):
     async def commit_transaction(self) -> None: ...
     async def abort_transaction(self) -> None: ...
     async def send_offsets_to_transaction(
-        self, offsets: dict[TopicPartition, int], group_id: str
+        self, offsets: Mapping[TopicPartition, tuple[int, str]], group_id: str
     ) -> None: ...
 
 
@@ -84,3 +85,29 @@ def group_generation(consumer: object) -> int:
     nothing once the member is out of the group and to mark its changelog writes."""
     coordinator = getattr(consumer, "_coordinator", None)
     return int(getattr(coordinator, "generation", -1))
+
+
+async def committed_owners(
+    consumer: object, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, tuple[int, str]]:
+    """The group's committed offset of each partition with its metadata (partitions
+    without a commit are left out). With exactly_once the metadata names the
+    transactional id of the worker that owned the partition (streams.runtime.checkpoint).
+
+    A reach into aiokafka's coordinator because `AIOKafkaConsumer.committed()` returns the
+    offset only and drops the metadata (aiokafka 0.14, consumer.py); its coordinator's
+    `fetch_committed_offsets` returns `OffsetAndMetadata` from the same OffsetFetch."""
+    coordinator: Any = getattr(consumer, "_coordinator")  # noqa: B009 - see above
+    found = await coordinator.fetch_committed_offsets(list(partitions))
+    return {tp: (int(o.offset), str(o.metadata or "")) for tp, o in found.items()}
+
+
+def read_fatal_error(producer: object) -> None:
+    """Read (and drop) a fenced aiokafka producer's fatal error. aiokafka 0.14 sets it on
+    its transaction manager's `_transaction_waiter` future, which only a commit or an abort
+    awaits; unread, asyncio logs "Future exception was never retrieved" (an ERROR line)
+    when the dead producer is collected, seconds after the fence was handled."""
+    manager = getattr(producer, "_txn_manager", None)
+    waiter = getattr(manager, "_transaction_waiter", None)
+    if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
+        waiter.exception()

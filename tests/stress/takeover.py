@@ -120,6 +120,7 @@ class Report:
     seconds: float = 0.0
     error: str | None = None
     logs: str | None = None  # kept when the round was not exact
+    fenced: bool = False  # zombie rounds, exactly_once: the zombie logged that it was fenced
 
     @property
     def exact(self) -> bool:

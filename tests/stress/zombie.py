@@ -144,6 +144,7 @@ async def zombie_round(
             address, f"windows-{tag}", expected, timeout=90, committed=exactly_once
         )
         compare(report, got, expected)
+        report.fenced = b"fenced (" in (workdir / "zombie.log").read_bytes()
         if exactly_once and report.resent:
             report.error = f"{report.resent} results seen twice with exactly_once"
     except Exception as exc:

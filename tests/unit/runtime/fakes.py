@@ -2,17 +2,21 @@
 producer: the client surface of streams.runtime.seams, enough to run the engine, its
 checkpoint and its recovery without Kafka. Offsets are indexes into a partition's log;
 read_committed readers stop at the first record of an open transaction (the last stable
-offset) and skip aborted ones, as Kafka's do."""
+offset) and skip aborted ones, as Kafka's do. Transactional producers have an id and an
+epoch: a new producer of an id fences the older one (its open transaction aborted, its
+later transactional calls refused with ProducerFenced), and committed offsets keep their
+metadata, as a transaction coordinator and a group coordinator do."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, ProducerFenced
 from aiokafka.structs import TopicPartition
 
 Headers = list[tuple[str, bytes]]
@@ -35,6 +39,10 @@ class FakeBroker:
     partitions: int = 4
     logs: dict[tuple[str, int], list[Record]] = field(default_factory=dict)
     group_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    offset_metadata: dict[TopicPartition, str] = field(default_factory=dict)
+    epochs: dict[str, int] = field(default_factory=dict)  # per transactional id
+    txn_of: dict[int, str] = field(default_factory=dict)  # open transaction -> its id
+    fenced: list[str] = field(default_factory=list)  # ids fenced, in order
     generation: int = 0
     open_txns: set[int] = field(default_factory=set)
     aborted: set[int] = field(default_factory=set)
@@ -74,6 +82,25 @@ class FakeBroker:
     def next_txn(self) -> int:
         return next(self._ids)
 
+    def init_producer(self, transactional_id: str) -> int:
+        """InitProducerId: the id's epoch bumped, its open transaction aborted."""
+        epoch = self.epochs.get(transactional_id, -1) + 1
+        if epoch > 0:
+            self.fenced.append(transactional_id)
+        self.epochs[transactional_id] = epoch
+        for txn, owner in list(self.txn_of.items()):
+            if owner == transactional_id:
+                self.open_txns.discard(txn)
+                self.aborted.add(txn)
+                del self.txn_of[txn]
+        return epoch
+
+    def commit_offsets(self, offsets: Mapping[TopicPartition, Any]) -> None:
+        for tp, value in offsets.items():
+            offset, metadata = value if isinstance(value, tuple) else (value, "")
+            self.group_offsets[tp] = offset
+            self.offset_metadata[tp] = metadata
+
     def records(self, topic: str, *, committed: bool = True) -> list[Record]:
         return [
             r
@@ -95,23 +122,39 @@ class _Batch:
 
 
 class FakeProducer:
-    def __init__(self, broker: FakeBroker, *, transactional: bool = False) -> None:
+    def __init__(
+        self,
+        broker: FakeBroker,
+        *,
+        transactional: bool = False,
+        transactional_id: str = "unit-txn",
+    ) -> None:
         self.broker = broker
         self.transactional = transactional
+        self.transactional_id = transactional_id
+        self.epoch = broker.init_producer(transactional_id) if transactional else 0
         self.txn: int | None = None
-        self.pending_offsets: dict[TopicPartition, int] = {}
+        self.pending_offsets: dict[TopicPartition, Any] = {}
         self.calls: list[str] = []
+        self.stopped = False
+
+    def _live(self) -> None:
+        """A newer producer of this id exists: refused, as the broker does."""
+        if self.transactional and self.broker.epochs[self.transactional_id] != self.epoch:
+            self.txn = None
+            raise ProducerFenced()
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
-        return None
+        self.stopped = True
 
     def create_batch(self) -> _Batch:
         return _Batch()
 
     async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
+        self._live()
         first = -1
         for key, value, headers in batch.items:
             offset = self.broker.append(topic, partition, key, value, headers, self.txn)
@@ -126,20 +169,25 @@ class FakeProducer:
 
     async def begin_transaction(self) -> None:
         assert self.transactional and self.txn is None, "a transaction is open"
+        self._live()
         self.calls.append("begin")
         self.txn = self.broker.next_txn()
         self.broker.open_txns.add(self.txn)
+        self.broker.txn_of[self.txn] = self.transactional_id
 
     async def commit_transaction(self) -> None:
+        self._live()
         assert self.txn is not None, "no transaction"
         self.calls.append("commit")
         self.broker.open_txns.discard(self.txn)
-        self.broker.group_offsets.update(self.pending_offsets)
+        self.broker.txn_of.pop(self.txn, None)
+        self.broker.commit_offsets(self.pending_offsets)
         self.pending_offsets = {}
         self.txn = None
         self.broker.round_trips += 1
 
     async def abort_transaction(self) -> None:
+        self._live()
         assert self.txn is not None, "no transaction"
         self.calls.append("abort")
         self.broker.open_txns.discard(self.txn)
@@ -148,8 +196,9 @@ class FakeProducer:
         self.txn = None
 
     async def send_offsets_to_transaction(
-        self, offsets: dict[TopicPartition, int], group_id: str
+        self, offsets: Mapping[TopicPartition, Any], group_id: str
     ) -> None:
+        self._live()
         assert self.txn is not None, "no transaction"
         self.calls.append("send_offsets")
         self.pending_offsets.update(offsets)
@@ -224,12 +273,31 @@ class FakeReader:
         return self.broker.readable(partition, True)[1]
 
 
+class FakeCoordinator:
+    """The consumer's group coordinator: its generation, and committed offsets with their
+    metadata (what streams.runtime.seams.committed_owners reads)."""
+
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
+        self.generation = broker.generation
+
+    async def fetch_committed_offsets(self, partitions: list[TopicPartition]) -> dict[Any, Any]:
+        broker = self.broker
+        return {
+            tp: SimpleNamespace(
+                offset=broker.group_offsets[tp], metadata=broker.offset_metadata[tp]
+            )
+            for tp in partitions
+            if tp in broker.group_offsets
+        }
+
+
 class FakeConsumer(FakeReader):
     """A group member: committed offsets, commits refused once its generation is old."""
 
     def __init__(self, broker: FakeBroker) -> None:
         super().__init__(broker, read_committed=True)
-        self._coordinator = SimpleNamespace(generation=broker.generation)
+        self._coordinator = FakeCoordinator(broker)
         self.listener: Any = None
         self.topics: list[str] = []
 
@@ -245,11 +313,11 @@ class FakeConsumer(FakeReader):
     async def committed(self, partition: TopicPartition) -> int | None:
         return self.broker.group_offsets.get(partition)
 
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def commit(self, offsets: Mapping[TopicPartition, Any]) -> None:
         self.broker.round_trips += 1
         if self._coordinator.generation != self.broker.generation:
             raise CommitFailedError("the group has rebalanced")
-        self.broker.group_offsets.update(offsets)
+        self.broker.commit_offsets(offsets)
 
     async def join(self, partitions: set[TopicPartition]) -> None:
         """A rebalance (eager: everything revoked first), then a new generation of the

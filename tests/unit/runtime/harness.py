@@ -58,6 +58,8 @@ def all_partitions(broker: FakeBroker) -> set[TopicPartition]:
 class Member:
     """One worker process: an engine with its own clients on the shared broker."""
 
+    count = 0  # members made (each has its own transactional ids)
+
     def __init__(self, broker: FakeBroker, *, exactly_once: bool) -> None:
         self.broker = broker
         config = settings(exactly_once)
@@ -77,8 +79,20 @@ class Member:
         self.engine.commit_interval = float("inf")
         self.steps = 0
         self.consumer = FakeConsumer(broker)
-        self.producer = FakeProducer(broker, transactional=exactly_once)
-        self.engine.attach(self.consumer, self.producer)
+        Member.count += 1
+        self.name = f"unit-m{Member.count}"
+        first = FakeProducer(broker, transactional=exactly_once, transactional_id=f"{self.name}-0")
+        self.engine.attach(self.consumer, first, self.new_producer, first.transactional_id)
+
+    async def new_producer(self, transactional_id: str) -> FakeProducer:
+        return FakeProducer(self.broker, transactional=True, transactional_id=transactional_id)
+
+    @property
+    def producer(self) -> FakeProducer:
+        """The producer the engine works with now (a new one at each assignment)."""
+        producer = self.engine.checkpoints.producer
+        assert isinstance(producer, FakeProducer)
+        return producer
 
     async def join(self, partitions: set[TopicPartition] | None = None) -> None:
         await self.consumer.join(partitions or all_partitions(self.broker))
