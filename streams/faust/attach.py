@@ -54,6 +54,15 @@ def attach_specs(app: Any, specs: list[PipelineSpec], settings: Settings) -> lis
     for spec in specs:
         if spec.pipeline in host.agents:
             raise FaustHostError(f"pipeline {spec.pipeline!r} is attached to this app already")
+        if spec.join is not None:
+            # an agent reads one topic; a join's second stream would need a second agent
+            # feeding the same runner and tables co-partitioned across both: not built yet,
+            # and running it without its second stream would give wrong results silently
+            raise FaustHostError(
+                f"pipeline {spec.pipeline!r} joins the stream {spec.join.stream!r}: joins are "
+                "not hosted by Faust yet; run this pipeline with `sluice worker` (the native "
+                "engine), or attach the other pipelines only"
+            )
         agents += host.add(spec).agents
     return agents
 

@@ -14,7 +14,12 @@ from bench.support import open_broker
 
 pytestmark = pytest.mark.integration
 
-RATE = 1_000.0  # half of a modest 2,000/s: the worker's maximum here is several times that
+# Below half of a modest 2,000/s: the worker's maximum here is several times that. 800, not
+# 1,000, since the shipped demo gained payments-settled (payments re-keyed onto a repartition
+# topic and each kept in the join's state, changelogged, for within + grace): at 1,000/s one
+# 10-s interval processed 0.805 of the rate in a CI run sharing 2 cores with another test
+# file, while alone it kept >= 0.9 throughout.
+RATE = 800.0
 SECONDS = 90.0
 INTERVAL = 10.0
 WARM_UP = 30.0  # event time runs 20x the clock: dedupe's 10 minutes are 30 s
