@@ -40,6 +40,7 @@ from streams.pipeline import SOURCE_STEP, Pipeline
 from streams.records import BatchResult, DeadLetter, Event, key_of
 from streams.runtime.metrics import PrometheusPipelineMetrics
 from streams.runtime.output import Output
+from streams.runtime.pipelines import note_result
 from streams.runtime.sender import (
     SOURCE_OFFSET,
     SOURCE_PARTITION,
@@ -52,7 +53,7 @@ from streams.state import runtime_store_name
 from streams.steps.keyed import AlertStep
 from streams.steps.registry import step_kind
 from streams.steps.route import SINK_STEP
-from streams.tracing import continue_trace, current_pipeline, trace_id_in
+from streams.tracing import continue_trace, current_pipeline
 
 from .tables import FaustState, FaustTableStore
 
@@ -64,7 +65,6 @@ log = logging.getLogger("sluice.faust")
 # took 17 s to pass four pipelines on the embedded broker (measured).
 CHECKPOINT_INTERVAL_S = 0.25
 OFFSETS_STORE = "offsets"  # per partition (and source partition): the last input applied
-LOGGED_DEAD_LETTERS_PER_BATCH = 10
 
 
 def needs_repartition(spec: PipelineSpec) -> bool:
@@ -563,48 +563,7 @@ class PipelineAgent:
         return max(0.0, (now_ms - min(self.watermarks.values())) / 1000)
 
     def _note(self, result: BatchResult) -> None:
-        """The latest dead letters for /api; a log line per dead letter (a flood: ten and
-        a count) and per alert transition, with the record's trace id."""
-        letters = result.dead_letters
-        for letter in letters[:20]:
-            self.recent_dead_letters.appendleft(
-                {
-                    "at": time.time(),
-                    "step": letter.step,
-                    "type": letter.error_type,
-                    "message": letter.message[:300],
-                    "trace_id": trace_id_in(letter.headers) if self.telemetry else None,
-                }
-            )
-        if not self.telemetry:
-            return
-        for letter in letters[:LOGGED_DEAD_LETTERS_PER_BATCH]:
-            log.warning(
-                "dead letter at step %s: %s",
-                letter.step,
-                letter.message[:300],
-                extra={
-                    "trace_id": trace_id_in(letter.headers),
-                    "step": letter.step,
-                    "error_type": letter.error_type,
-                    "partition": letter.partition,
-                    "offset": letter.offset,
-                },
-            )
-        if len(letters) > LOGGED_DEAD_LETTERS_PER_BATCH:
-            log.warning(
-                "%d more dead letters in this batch (not logged one by one)",
-                len(letters) - LOGGED_DEAD_LETTERS_PER_BATCH,
-            )
-        for topic in self.alert_topics:
-            for alert in result.outputs.get(topic, ()):
-                record = alert.value
-                log.info(
-                    "alert %s %s",
-                    record.get("alert"),
-                    record.get("status"),
-                    extra={"trace_id": trace_id_in(alert.headers), "alert": record.get("alert")},
-                )
+        note_result(result, self.recent_dead_letters, self.alert_topics, self.telemetry, log)
 
     def status(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)

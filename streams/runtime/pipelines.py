@@ -311,56 +311,7 @@ class PipelineRunner:
         return max(0.0, (now_ms - min(self.watermarks.values())) / 1000)
 
     def _note(self, result: BatchResult) -> None:
-        """The dashboard's latest dead letters; a log line per dead letter and per alert
-        transition, with the record's trace id."""
-        letters = result.dead_letters
-        for letter in letters[:20]:
-            self.recent_dead_letters.appendleft(
-                {
-                    "at": time.time(),
-                    "step": letter.step,
-                    "type": letter.error_type,
-                    "message": letter.message[:300],
-                    "trace_id": trace_id_in(letter.headers) if self.telemetry else None,
-                }
-            )
-        if not self.telemetry:
-            return
-        for letter in letters[:LOGGED_DEAD_LETTERS_PER_BATCH]:
-            log.warning(
-                "dead letter at step %s: %s",
-                letter.step,
-                letter.message[:300],
-                extra={
-                    "trace_id": trace_id_in(letter.headers),
-                    "step": letter.step,
-                    "error_type": letter.error_type,
-                    "partition": letter.partition,
-                    "offset": letter.offset,
-                },
-            )
-        if len(letters) > LOGGED_DEAD_LETTERS_PER_BATCH:
-            log.warning(
-                "%d more dead letters in this batch (not logged one by one)",
-                len(letters) - LOGGED_DEAD_LETTERS_PER_BATCH,
-            )
-        for topic in self.alert_topics:
-            for alert in result.outputs.get(topic, ()):
-                record = alert.value
-                log.info(
-                    "alert %s %s",
-                    record.get("alert"),
-                    record.get("status"),
-                    extra={
-                        "trace_id": trace_id_in(alert.headers),
-                        "alert": record.get("alert"),
-                        "status": record.get("status"),
-                        "severity": record.get("severity"),
-                        "key": alert.key,
-                    },
-                )
-
-    # --- what the dashboard and the API show --------------------------------------------
+        note_result(result, self.recent_dead_letters, self.alert_topics, self.telemetry, log)
 
     def status(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -414,3 +365,64 @@ class Routes:
         written = {topic for runner in runners for topic in runner.spec.output_topics()}
         written |= {t for r in runners for t in r.rekeyed.values()}
         self.internal = [topic for topic in self.topics if topic in written]
+
+
+def note_result(
+    result: BatchResult,
+    recent_dead_letters: deque[dict[str, Any]],
+    alert_topics: Sequence[str],
+    telemetry: bool,
+    log: logging.Logger,
+) -> None:
+    """A batch's result noted (a worker's runner, a Faust agent): the latest dead letters
+    for the dashboard and /api; a log line per dead letter and per alert
+    transition, with the record's trace id."""
+    letters = result.dead_letters
+    for letter in letters[:20]:
+        recent_dead_letters.appendleft(
+            {
+                "at": time.time(),
+                "step": letter.step,
+                "type": letter.error_type,
+                "message": letter.message[:300],
+                "trace_id": trace_id_in(letter.headers) if telemetry else None,
+            }
+        )
+    if not telemetry:
+        return
+    for letter in letters[:LOGGED_DEAD_LETTERS_PER_BATCH]:
+        log.warning(
+            "dead letter at step %s: %s",
+            letter.step,
+            letter.message[:300],
+            extra={
+                "trace_id": trace_id_in(letter.headers),
+                "step": letter.step,
+                "error_type": letter.error_type,
+                "partition": letter.partition,
+                "offset": letter.offset,
+            },
+        )
+    if len(letters) > LOGGED_DEAD_LETTERS_PER_BATCH:
+        log.warning(
+            "%d more dead letters in this batch (not logged one by one)",
+            len(letters) - LOGGED_DEAD_LETTERS_PER_BATCH,
+        )
+    for topic in alert_topics:
+        for alert in result.outputs.get(topic, ()):
+            record = alert.value
+            log.info(
+                "alert %s %s",
+                record.get("alert"),
+                record.get("status"),
+                extra={
+                    "trace_id": trace_id_in(alert.headers),
+                    "alert": record.get("alert"),
+                    "status": record.get("status"),
+                    "severity": record.get("severity"),
+                    "key": alert.key,
+                },
+            )
+
+
+# --- what the dashboard and the API show --------------------------------------------
