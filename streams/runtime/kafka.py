@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Iterator
 from typing import Any, Protocol
 
@@ -158,17 +159,43 @@ async def probe(settings: Settings, timeout: float) -> BaseException | None:
     return first
 
 
+class _QuietBootstrapFilter(logging.Filter):
+    """Drops aiokafka's "Unable connect to HOST:PORT" for the brokers a client is being
+    started against (`_quiet_bootstrap`); every other aiokafka line passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _starting or not str(record.msg).startswith("Unable connect to"):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        return len(args) < 2 or f"{args[0]}:{args[1]}" not in _starting
+
+
+# broker address -> how many client starts against it are under way
+_starting: Counter[str] = Counter()
+logging.getLogger("aiokafka.client").addFilter(_QuietBootstrapFilter())
+
+
 @contextlib.contextmanager
-def _quiet_bootstrap() -> Iterator[None]:
+def _quiet_bootstrap(addresses: list[str]) -> Iterator[None]:
     """aiokafka logs an error per failed bootstrap attempt; the one line a failed start
-    gives (KafkaUnreachable) says it better."""
-    logger = logging.getLogger("aiokafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    gives (KafkaUnreachable) says it better.
+
+    Only those lines, and only for the brokers being started against: this used to raise
+    the whole `aiokafka` logger's level for the duration, and two clients starting at once
+    (the engine starts a pipeline's clients together) restored each other's raised level,
+    which left every aiokafka line silenced for the rest of the run — a broker error later
+    on was never logged (test_log_lines found it). A context variable would not do either:
+    the tasks a client creates while starting (metadata sync, fetcher, coordinator) would
+    inherit the quiet for their lifetime.
+    """
+    _starting.update(addresses)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        _starting.subtract(addresses)
+        for address in addresses:
+            if _starting[address] <= 0:
+                del _starting[address]
 
 
 async def start_client(client: _Client, settings: Settings) -> None:
@@ -176,7 +203,7 @@ async def start_client(client: _Client, settings: Settings) -> None:
     KafkaUnreachable whose message names the brokers and the reason."""
     timeout = settings.kafka.connect_timeout / 1000
     try:
-        with _quiet_bootstrap():
+        with _quiet_bootstrap(settings.broker_addresses()):
             await asyncio.wait_for(client.start(), timeout=timeout)
     except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
         await _stop_quietly(client)
