@@ -17,11 +17,12 @@ from __future__ import annotations
 from sqlglot import exp
 
 from streams.errors import ExpressionError, ExpressionRuntimeError
-from streams.expressions import functions as fn
+from streams.expressions import values
 from streams.expressions.aggregate_calls import AggregateCall, parse_aggregate
 from streams.expressions.base import Evaluator, Expression, Record, describe_failure
 from streams.expressions.batch import _batch_checked, _batch_constant
-from streams.expressions.compiler import _BOOLEAN_NODES, _NOT_CONDITIONS, _Compiler
+from streams.expressions.compiler import _Compiler
+from streams.expressions.nodes import BOOLEAN_NODES, NOT_CONDITIONS
 from streams.expressions.parsing import (
     MAX_NESTING,
     _nesting_guard,
@@ -62,7 +63,7 @@ def compile_condition(source: str) -> Expression:
 
 def _compile_condition(source: str) -> Expression:
     tree = _parse(source)
-    if isinstance(tree, _NOT_CONDITIONS) or (
+    if isinstance(tree, NOT_CONDITIONS) or (
         isinstance(tree, exp.Literal) and not isinstance(tree, exp.Boolean)
     ):
         raise ExpressionError(
@@ -73,7 +74,7 @@ def _compile_condition(source: str) -> Expression:
     compiled = _Compiler(source).compile(tree)
     evaluator = compiled.fn
     batch = compiled.batch
-    if not isinstance(tree, _BOOLEAN_NODES):
+    if not isinstance(tree, BOOLEAN_NODES):
         evaluator = _checked_condition(evaluator, source)
         batch = _batch_checked(batch, evaluator) if batch is not None else None
     return Expression(source, evaluator, _top_level_fields(tree), None, batch)
@@ -90,7 +91,7 @@ def _checked_condition(evaluator: Evaluator, source: str) -> Evaluator:
         if result is True or result is False or result is None:
             return result
         raise ExpressionRuntimeError(
-            f"condition {source!r} gave {fn.type_name(result)} {result!r}, not true/false"
+            f"condition {source!r} gave {values.type_name(result)} {result!r}, not true/false"
         )
 
     return condition

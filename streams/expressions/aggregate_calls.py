@@ -9,7 +9,8 @@ from typing import Final, cast
 from sqlglot import exp
 
 from streams.expressions.base import Expression
-from streams.expressions.compiler import _AGGREGATE_NODES, _Compiler
+from streams.expressions.compiler import _Compiler
+from streams.expressions.nodes import AGGREGATE_NODES as _AGGREGATE_NODES
 from streams.expressions.parsing import _nesting_guard, _only_field, _parse, _top_level_fields
 
 # --- window aggregates -----------------------------------------------------------------

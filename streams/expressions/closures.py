@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from streams.errors import ExpressionRuntimeError
 from streams.expressions import functions as fn
 from streams.expressions.base import Evaluator, Record
+from streams.expressions.casts import NUMBERS, aware, parse_timestamp
+from streams.expressions.values import (
+    MAX_INT_BITS,
+    as_number,
+    as_text,
+    int_too_large,
+    to_text,
+    type_name,
+)
 
 # --- closures --------------------------------------------------------------------------
 # Each builder returns a closure over already-compiled children. They are written out (not
@@ -42,7 +50,7 @@ def _truth(value: object, source: str) -> bool | None:
     if value is True or value is False or value is None:
         return value
     raise ExpressionRuntimeError(
-        f"expected true/false in {source!r}, got {fn.type_name(value)} {value!r}"
+        f"expected true/false in {source!r}, got {type_name(value)} {value!r}"
     )
 
 
@@ -90,34 +98,22 @@ def _not(operand: Evaluator, source: str) -> Evaluator:
     return evaluate_not
 
 
-def _parse_timestamp(text: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def compare_mixed(symbol: str, op: Callable[[Any, Any], bool], left: object, right: object) -> bool:
     """Compare values whose types differ; a timestamp and ISO-8601 text compare as times."""
     if isinstance(left, datetime) and isinstance(right, str):
-        parsed = _parse_timestamp(right)
+        parsed = parse_timestamp(right)
         if parsed is not None:
-            return op(_aware(left), parsed)
+            return op(aware(left), parsed)
     if isinstance(right, datetime) and isinstance(left, str):
-        parsed = _parse_timestamp(left)
+        parsed = parse_timestamp(left)
         if parsed is not None:
-            return op(parsed, _aware(right))
+            return op(parsed, aware(right))
     if isinstance(left, datetime) and isinstance(right, datetime):
-        return op(_aware(left), _aware(right))
+        return op(aware(left), aware(right))
     raise ExpressionRuntimeError(
-        f"cannot compare {fn.type_name(left)} {left!r} with {fn.type_name(right)} {right!r} "
+        f"cannot compare {type_name(left)} {left!r} with {type_name(right)} {right!r} "
         f"using {symbol}"
     )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _compare(
@@ -165,7 +161,7 @@ def _arithmetic(left: Evaluator, right: Evaluator, symbol: str) -> Evaluator:
     def numbers(a: object, b: object) -> None:
         bad = b if a.__class__ in _NUMBERS else a
         raise ExpressionRuntimeError(
-            f"arithmetic '{symbol}' needs numbers, got {fn.type_name(bad)} {bad!r}"
+            f"arithmetic '{symbol}' needs numbers, got {type_name(bad)} {bad!r}"
         )
 
     if symbol == "+":
@@ -203,7 +199,7 @@ def _arithmetic(left: Evaluator, right: Evaluator, symbol: str) -> Evaluator:
                 numbers(a, b)
             product = a * b
             if product.__class__ is int and not -_INT_LIMIT < product < _INT_LIMIT:
-                raise fn.int_too_large("'*'")
+                raise int_too_large("'*'")
             return product
 
         return multiply
@@ -222,8 +218,8 @@ def _arithmetic(left: Evaluator, right: Evaluator, symbol: str) -> Evaluator:
     return divide
 
 
-_NUMBERS: Final = frozenset({int, float})
-_INT_LIMIT: Final = 1 << fn.MAX_INT_BITS  # products stay exact, and below this
+_NUMBERS: Final = NUMBERS
+_INT_LIMIT: Final = 1 << MAX_INT_BITS  # products stay exact, and below this
 
 
 def _negate(operand: Evaluator) -> Evaluator:
@@ -231,7 +227,7 @@ def _negate(operand: Evaluator) -> Evaluator:
         value = operand(record)
         if value is None:
             return None
-        return -fn.as_number("negation", value)
+        return -as_number("negation", value)
 
     return evaluate_negate
 
@@ -242,7 +238,7 @@ def _concat_pipe(left: Evaluator, right: Evaluator) -> Evaluator:
         b = right(record)
         if a is None or b is None:
             return None
-        return fn.to_text(a) + fn.to_text(b)
+        return to_text(a) + to_text(b)
 
     return evaluate_concat
 
@@ -265,7 +261,7 @@ def _in_constants(needle: Evaluator, values: list[object]) -> Evaluator:
             number_options and value.__class__ is str
         ):
             raise ExpressionRuntimeError(
-                f"IN compares {fn.type_name(value)} {value!r} with a list of "
+                f"IN compares {type_name(value)} {value!r} with a list of "
                 f"{'text' if text_options else 'numbers'}"
             )
         try:
@@ -330,7 +326,7 @@ def _like(
         regex = regex_of(record)
         if regex is None:
             return None
-        matched = regex.fullmatch(fn.as_text("LIKE", text)) is not None
+        matched = regex.fullmatch(as_text("LIKE", text)) is not None
         return not matched if negate else matched
 
     return evaluate_like
@@ -384,73 +380,3 @@ def _call(function: fn.SqlFunction, args: list[Evaluator]) -> Evaluator:
         return impl(*values)
 
     return call
-
-
-_TRUE_TEXT: Final = frozenset({"true", "t", "yes", "y", "1", "on"})
-_FALSE_TEXT: Final = frozenset({"false", "f", "no", "n", "0", "off"})
-
-
-def cast_value(value: object, target: str) -> object:
-    """CAST semantics; raises ExpressionRuntimeError when the value does not convert."""
-    try:
-        if target == "text":
-            return fn.to_text(value)
-        if target == "int":
-            if isinstance(value, bool):
-                return int(value)
-            if value.__class__ is int:
-                return value
-            if value.__class__ is float:
-                if not math.isfinite(value):
-                    raise ValueError
-                return math.trunc(value)
-            if value.__class__ is str:
-                text = value.strip()
-                try:
-                    return int(text)
-                except ValueError:
-                    return math.trunc(float(text))
-        if target == "float":
-            if isinstance(value, bool | int | float):
-                return float(value)
-            if value.__class__ is str:
-                return float(value)
-        if target == "bool":
-            if isinstance(value, bool):
-                return value
-            if value.__class__ in _NUMBERS:
-                return value != 0
-            if value.__class__ is str:
-                text = value.strip().lower()
-                if text in _TRUE_TEXT:
-                    return True
-                if text in _FALSE_TEXT:
-                    return False
-        if target == "timestamp":
-            if isinstance(value, datetime):
-                return _aware(value)
-            if value.__class__ is str:
-                parsed = _parse_timestamp(value)
-                if parsed is not None:
-                    return parsed
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                seconds = value / 1000 if value >= 1e11 else value
-                return datetime.fromtimestamp(seconds, tz=UTC)
-    except (ValueError, OverflowError):
-        pass
-    raise ExpressionRuntimeError(f"cannot cast {fn.type_name(value)} {value!r} to {target}")
-
-
-def _cast(value: Evaluator, target: str, safe: bool) -> Evaluator:
-    def evaluate_cast(record: Record) -> Any:
-        raw = value(record)
-        if raw is None:
-            return None
-        if safe:
-            try:
-                return cast_value(raw, target)
-            except ExpressionRuntimeError:
-                return None
-        return cast_value(raw, target)
-
-    return evaluate_cast

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import difflib
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from sqlglot import exp
 
 from streams.errors import ExpressionError, ExpressionRuntimeError
 from streams.expressions import functions as fn
+from streams.expressions import values
 from streams.expressions.base import BatchEvaluator, Evaluator, Record, describe_failure
 from streams.expressions.batch import (
     _batch_arithmetic,
@@ -25,12 +26,12 @@ from streams.expressions.batch import (
     _batch_not,
     _per_record,
 )
+from streams.expressions.casts import cast_evaluator
 from streams.expressions.closures import (
     _and,
     _arithmetic,
     _call,
     _case,
-    _cast,
     _compare,
     _compare_constant,
     _concat_pipe,
@@ -42,6 +43,13 @@ from streams.expressions.closures import (
     _negate,
     _not,
     _or,
+)
+from streams.expressions.nodes import (
+    AGGREGATE_NODES,
+    ARITHMETIC,
+    COMPARISONS,
+    FUNCTION_NODES,
+    cast_target,
 )
 from streams.expressions.parsing import _column_path, _position
 
@@ -63,108 +71,6 @@ def _constant(value: Any) -> _Compiled:
     return _Compiled(
         lambda _record: value, constant=True, value=value, batch=_batch_constant(value)
     )
-
-
-_COMPARISONS: Final[dict[type[exp.Expr], tuple[str, Callable[[Any, Any], bool]]]] = {
-    exp.EQ: ("=", operator.eq),
-    exp.NEQ: ("<>", operator.ne),
-    exp.GT: (">", operator.gt),
-    exp.GTE: (">=", operator.ge),
-    exp.LT: ("<", operator.lt),
-    exp.LTE: ("<=", operator.le),
-}
-
-_ARITHMETIC: Final[dict[type[exp.Expr], str]] = {
-    exp.Add: "+",
-    exp.Sub: "-",
-    exp.Mul: "*",
-    exp.Div: "/",
-}
-
-_BOOLEAN_NODES: tuple[type[exp.Expr], ...] = (
-    exp.And,
-    exp.Or,
-    exp.Not,
-    exp.In,
-    exp.Between,
-    exp.Like,
-    exp.ILike,
-    exp.Is,
-    exp.Boolean,
-    exp.Null,
-    *_COMPARISONS,
-)
-_NOT_CONDITIONS = (*_ARITHMETIC, exp.Mod, exp.Neg, exp.DPipe)
-
-
-def _func_class(name: str) -> type[exp.Expr] | None:
-    cls = getattr(exp, name, None)
-    return cls if isinstance(cls, type) and issubclass(cls, exp.Expr) else None
-
-
-# sqlglot parses many functions into typed nodes; map each to (our name, argument slots).
-_FUNCTION_NODES: Final[dict[type[exp.Expr], tuple[str, tuple[str, ...]]]] = {
-    cls: spec
-    for cls_name, spec in {
-        "Length": ("length", ("this",)),
-        "Lower": ("lower", ("this",)),
-        "Upper": ("upper", ("this",)),
-        "Substring": ("substr", ("this", "start", "length")),
-        "Replace": ("replace", ("this", "expression", "replacement")),
-        "Left": ("left", ("this", "expression")),
-        "Right": ("right", ("this", "expression")),
-        "StartsWith": ("starts_with", ("this", "expression")),
-        "EndsWith": ("ends_with", ("this", "expression")),
-        "Contains": ("contains", ("this", "expression")),
-        "StrPosition": ("strpos", ("this", "substr")),
-        "Concat": ("concat", ("*expressions",)),
-        "ConcatWs": ("concat_ws", ("*expressions",)),
-        "Reverse": ("reverse", ("this",)),
-        "Repeat": ("repeat", ("this", "times")),
-        "SplitPart": ("split_part", ("this", "delimiter", "part_index")),
-        "RegexpLike": ("regexp_like", ("this", "expression")),
-        "RegexpReplace": ("regexp_replace", ("this", "expression", "replacement")),
-        "Abs": ("abs", ("this",)),
-        "Round": ("round", ("this", "decimals")),
-        "Floor": ("floor", ("this",)),
-        "Ceil": ("ceil", ("this",)),
-        "Trunc": ("trunc", ("this",)),
-        "Sqrt": ("sqrt", ("this",)),
-        "Pow": ("power", ("this", "expression")),
-        "Ln": ("ln", ("this",)),
-        "Log": ("log", ("this", "expression")),
-        "Exp": ("exp", ("this",)),
-        "Sign": ("sign", ("this",)),
-        "Mod": ("mod", ("this", "expression")),
-        "Greatest": ("greatest", ("this", "*expressions")),
-        "Least": ("least", ("this", "*expressions")),
-        "Coalesce": ("coalesce", ("this", "*expressions")),
-        "Nullif": ("nullif", ("this", "expression")),
-    }.items()
-    if (cls := _func_class(cls_name)) is not None
-}
-
-_AGGREGATE_NODES = tuple(
-    c
-    for c in (_func_class(n) for n in ("Count", "Sum", "Avg", "Min", "Max", "First", "Last"))
-    if c is not None
-)
-
-
-def _cast_target(data_type: exp.DataType) -> str | None:
-    name = data_type.this.name if hasattr(data_type.this, "name") else str(data_type.this)
-    name = name.upper()
-    if name in {"INT", "BIGINT", "SMALLINT", "TINYINT", "INTEGER", "UBIGINT", "UINT"}:
-        return "int"
-    if name in {"FLOAT", "DOUBLE", "DECIMAL", "REAL", "DOUBLE PRECISION", "NUMERIC"}:
-        return "float"
-    if name in {"VARCHAR", "TEXT", "CHAR", "NVARCHAR", "NCHAR", "STRING"}:
-        return "text"
-    if name in {"BOOLEAN", "BOOL"}:
-        return "bool"
-    if name in {"TIMESTAMP", "TIMESTAMPTZ", "DATETIME", "TIMESTAMPLTZ"}:
-        return "timestamp"
-    return None
 
 
 class _Compiler:
@@ -202,9 +108,9 @@ class _Compiler:
             operand = self.compile(node.this)
             evaluator = _not(operand.fn, self.source)
             return _Compiled(evaluator, batch=_batch_not(operand.column(), evaluator))
-        if type(node) in _COMPARISONS:
+        if type(node) in COMPARISONS:
             return self._comparison(node)
-        if type(node) in _ARITHMETIC:
+        if type(node) in ARITHMETIC:
             return self._arithmetic(node)
         if isinstance(node, exp.Neg):
             return _Compiled(_negate(self.compile(node.this).fn))
@@ -272,7 +178,7 @@ class _Compiler:
         return _Compiled(evaluator, batch=_batch_logic(columns, any, operator.or_, evaluator))
 
     def _comparison(self, node: exp.Expr) -> _Compiled:
-        symbol, op = _COMPARISONS[type(node)]
+        symbol, op = COMPARISONS[type(node)]
         left = self.compile(node.this)
         right = self.compile(node.expression)
         if right.constant and not left.constant:
@@ -282,7 +188,7 @@ class _Compiler:
         return _Compiled(_compare(left.fn, right.fn, symbol, op))
 
     def _arithmetic(self, node: exp.Expr) -> _Compiled:
-        symbol = _ARITHMETIC[type(node)]
+        symbol = ARITHMETIC[type(node)]
         left = self.compile(node.this)
         right = self.compile(node.expression)
         evaluator = _arithmetic(left.fn, right.fn, symbol)
@@ -338,7 +244,7 @@ class _Compiler:
                 return None
             regex = cache.get(text)
             if regex is None:
-                regex = _like_regex(fn.as_text("LIKE", text), escape, insensitive)
+                regex = _like_regex(values.as_text("LIKE", text), escape, insensitive)
                 if len(cache) < 256:
                     cache[text] = regex
             return regex
@@ -375,7 +281,7 @@ class _Compiler:
         return _Compiled(evaluator, batch=batch)
 
     def _cast(self, node: exp.Cast) -> _Compiled:
-        target = _cast_target(node.args["to"])
+        target = cast_target(node.args["to"])
         if target is None:
             raise self.error(
                 f"cannot CAST to {node.args['to'].sql()}: "
@@ -383,7 +289,7 @@ class _Compiler:
                 node,
             )
         value = self.compile(node.this).fn
-        return _Compiled(_cast(value, target, safe=isinstance(node, exp.TryCast)))
+        return _Compiled(cast_evaluator(value, target, safe=isinstance(node, exp.TryCast)))
 
     def _trim(self, node: exp.Trim) -> _Compiled:
         position = str(node.args.get("position") or "").upper()
@@ -394,7 +300,7 @@ class _Compiler:
     # -- functions
 
     def _function(self, node: exp.Expr) -> _Compiled:
-        if isinstance(node, _AGGREGATE_NODES) or (
+        if isinstance(node, AGGREGATE_NODES) or (
             isinstance(node, exp.Anonymous) and node.name.lower() in fn.AGGREGATE_NAMES
         ):
             anonymous = isinstance(node, exp.Anonymous)
@@ -404,7 +310,7 @@ class _Compiler:
             )
         if isinstance(node, exp.Anonymous):
             return self._call(node.name.lower(), list(node.expressions), node)
-        spec = _FUNCTION_NODES.get(type(node))
+        spec = FUNCTION_NODES.get(type(node))
         if spec is not None:
             name, slots = spec
             return self._call(name, _arguments(node, slots), node)
