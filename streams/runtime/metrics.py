@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
 )
+
+from streams.runtime.histograms import BatchHistogram
 
 if TYPE_CHECKING:
     from models.pipeline import PipelineSpec
@@ -48,14 +48,14 @@ class Registry:
             ["pipeline", "step", "type"],
             registry=r,
         )
-        self.step_seconds = Histogram(
+        self.step_seconds = BatchHistogram(
             "sluice_step_seconds",
             "time per batch in a step",
             ["pipeline", "step"],
             buckets=_STEP_BUCKETS,
             registry=r,
         )
-        self.latency = Histogram(
+        self.latency = BatchHistogram(
             "sluice_end_to_end_latency_seconds",
             "processing latency: the Kafka record's timestamp to the send of its result",
             ["pipeline"],
@@ -88,25 +88,6 @@ class Registry:
         return metrics
 
 
-def observe_many(child: Any, values: list[float]) -> None:
-    """`child.observe(v)` for every value, with one increment per bucket touched rather
-    than two locked increments per value (the worker observes a batch's latencies)."""
-    bounds = getattr(child, "_upper_bounds", None)
-    buckets = getattr(child, "_buckets", None)
-    total = getattr(child, "_sum", None)
-    if bounds is None or buckets is None or total is None:  # another client version
-        for value in values:
-            child.observe(value)
-        return
-    counts = [0] * len(bounds)
-    for value in values:
-        counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe
-    for index, count in enumerate(counts):
-        if count:
-            buckets[index].inc(count)
-    total.inc(sum(values))
-
-
 class _Unexported:
     """A metric child that records nothing: telemetry off (`sluice bench kafka`)."""
 
@@ -117,6 +98,9 @@ class _Unexported:
         pass
 
     def observe(self, amount: float) -> None:
+        pass
+
+    def observe_many(self, values: list[float]) -> None:
         pass
 
 
@@ -213,4 +197,4 @@ class PrometheusPipelineMetrics:
 
     def latencies(self, seconds: list[float]) -> None:
         if self.export:
-            observe_many(self._latency, seconds)
+            self._latency.observe_many(seconds)
