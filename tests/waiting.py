@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def _holds(predicate: Callable[[], object]) -> bool:
@@ -38,3 +39,13 @@ async def eventually(
             raise AssertionError(f"{what}: not within {timeout:g}s")
         await asyncio.sleep(interval)
     return time.monotonic() - began
+
+
+def stopped(pid: int) -> bool:
+    """The process is stopped (SIGSTOP: state T in /proc/<pid>/stat), as a worker is that
+    paused itself at a named fault point (streams.runtime.faults)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "T"

@@ -34,7 +34,10 @@ partitions' offsets: its InitProducerId bumps that id's epoch, which aborts the 
 transaction of a zombie (or waits for a commit already under way, whose offsets are then
 read). The zombie's next transactional call is refused (ProducerFenced): it has lost its
 partitions (`fenced`) and restores at its next assignment with a fresh id. Retired ids
-are never used again, so a fence never hurts a live worker.
+are never used again, so a fence never hurts a live worker. The broker refuses the same
+way, with no other member involved, when it aborts a transaction that outlived
+transaction_timeout_ms (a broker outage longer than that): the member is still in its
+generation and no rebalance would come, so `fenced` asks the group for one.
 `faults.reached` marks the named points where tests pause or kill a worker.
 """
 
@@ -73,6 +76,7 @@ from streams.runtime.seams import (
     ProducerLike,
     committed_owners,
     read_fatal_error,
+    request_rejoin,
 )
 
 log = logging.getLogger("sluice.engine")
@@ -284,17 +288,23 @@ class Checkpoint:
         log.warning("%s: %sstate will be restored", why, for_partitions)
 
     def fenced(self, exc: BaseException) -> None:
-        """exactly_once: another member started a producer of this worker's transactional
-        id (it took the partitions while this one was paused): its transaction is aborted
-        by the broker, nothing of it counts. The producer is dead; the next assignment
-        starts a new one, and restores every partition."""
+        """exactly_once: the broker aborted this worker's transaction and bumped its
+        producer's epoch — another member started a producer of its transactional id (it
+        took the partitions while this one was paused), or the transaction stayed open
+        past its timeout (a broker outage, a long pause). Nothing of it counts; the
+        producer is dead. The next assignment starts a new one and restores every
+        partition, so one is asked for: after a timeout the member is still in its
+        generation and no rebalance would ever come (measured: a 20 s broker outage left
+        a worker ready but dropping every batch until its stall alarm, issue 10)."""
         self.lost = True
         self.in_transaction = False
         self.output.discard()
         read_fatal_error(self.producer)
+        request_rejoin(self.consumer)
         log.warning(
-            "fenced (%r): another worker owns this worker's partitions and aborted its "
-            "transaction (transactional id %s); state will be restored at the next "
+            "fenced (%r): the broker aborted this worker's transaction (transactional id "
+            "%s): another worker took its partitions, or the transaction outlived "
+            "transaction_timeout_ms; rejoining the group, state will be restored at the "
             "assignment",
             exc,
             self.transactional_id,

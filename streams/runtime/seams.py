@@ -87,6 +87,23 @@ def group_generation(consumer: object) -> int:
     return int(getattr(coordinator, "generation", -1))
 
 
+def request_rejoin(consumer: object) -> None:
+    """Ask the group for a rebalance, as Kafka Streams does when its producer is fenced
+    (`StreamThread.handleTaskMigrated`: all tasks lost, then a rejoin): the revoke and
+    assign callbacks run again and the assignment restores every partition.
+
+    Needed because a fence does not always come with a rebalance: the broker aborts a
+    transaction left open past its timeout (during a broker outage, a long pause) by
+    bumping the producer's epoch, and the member, still in good standing in its group,
+    learns of it only from ProducerFenced. A reach into aiokafka's coordinator, whose
+    `request_rejoin()` is what aiokafka itself calls on a metadata change; it has no
+    public `enforce_rebalance` (aiokafka 0.14)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    rejoin = getattr(coordinator, "request_rejoin", None)
+    if callable(rejoin):
+        rejoin()
+
+
 async def committed_owners(
     consumer: object, partitions: Iterable[TopicPartition]
 ) -> dict[TopicPartition, tuple[int, str]]:

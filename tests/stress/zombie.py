@@ -34,15 +34,7 @@ from tests.stress.takeover import (
     events,
     expected_results,
 )
-
-
-def _stopped(worker: _Worker) -> bool:
-    """The process is stopped (state T in /proc/<pid>/stat)."""
-    try:
-        stat = Path(f"/proc/{worker.process.pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] == "T"
+from tests.waiting import stopped
 
 
 async def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -120,7 +112,7 @@ async def zombie_round(
         source = workdir / "events.jsonl"
         source.write_bytes(b"".join(line + b"\n" for line in data))
         producer = _produce(broker_url, f"events-{tag}", source, 2500)
-        await _until(lambda: _stopped(zombie), 60, "the zombie stopped itself")
+        await _until(lambda: stopped(zombie.process.pid), 60, "the zombie stopped itself")
         log = workdir / "survivor.log"
         seen = len(log.read_bytes())
         everything = f"assigned {PARTITIONS} partition"

@@ -84,6 +84,16 @@ class FakeBroker:
 
     def init_producer(self, transactional_id: str) -> int:
         """InitProducerId: the id's epoch bumped, its open transaction aborted."""
+        return self._fence(transactional_id)
+
+    def time_out(self, transactional_id: str) -> None:
+        """The transaction coordinator aborts the id's open transaction, past its
+        transaction timeout (Kafka's abortTimedOutTransactions: prepareFenceProducerEpoch,
+        then the abort): the epoch is bumped, so the producer's next call is refused."""
+        assert transactional_id in self.txn_of.values(), "no open transaction to time out"
+        self._fence(transactional_id)
+
+    def _fence(self, transactional_id: str) -> int:
         epoch = self.epochs.get(transactional_id, -1) + 1
         if epoch > 0:
             self.fenced.append(transactional_id)
@@ -280,6 +290,11 @@ class FakeCoordinator:
     def __init__(self, broker: FakeBroker) -> None:
         self.broker = broker
         self.generation = broker.generation
+        self.rejoins_requested = 0
+
+    def request_rejoin(self) -> None:
+        """aiokafka's coordinator then rebalances in its own task; a test joins."""
+        self.rejoins_requested += 1
 
     async def fetch_committed_offsets(self, partitions: list[TopicPartition]) -> dict[Any, Any]:
         broker = self.broker

@@ -188,3 +188,37 @@ def test_a_zombie_fenced_in_a_step_flushes_no_idle_windows_after() -> None:
 
     zombie = asyncio.run(run())
     assert zombie.engine.checkpoints.lost
+
+
+def test_a_transaction_timed_out_by_the_broker_makes_a_lone_member_rejoin_and_redo_it() -> None:
+    # issue 10: Apache Kafka down for 20 s with a transaction open; back, its coordinator
+    # aborted the transaction (older than transaction_timeout_ms) and bumped the epoch. The
+    # worker, alone and still in its generation, was refused its commit and waited for a
+    # rebalance that never came: ready, and every later batch dropped
+    async def run() -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]], FakeBroker]:
+        first, second = _events(5, 40), _events(5, 160, start=400)
+        broker = FakeBroker()
+        produce(broker, first)
+        member = Member(broker, exactly_once=True)
+        await member.join()
+        await member.run_to_end()
+        produce(broker, second)
+        member.engine.batch_max = 8
+        await member.engine.step()  # a batch in the open transaction ...
+        assert member.engine.uncommitted
+        generation = broker.generation
+        broker.time_out(member.engine.checkpoints.transactional_id)  # ... aborted
+        await member.engine.checkpoint()  # its commit refused (ProducerFenced)
+        checkpoints = member.engine.checkpoints
+        assert checkpoints.lost and checkpoints.member()  # no rebalance on the way
+        assert broker.generation == generation
+        assert member.consumer._coordinator.rejoins_requested == 1
+        await member.join()  # the rebalance aiokafka's coordinator runs when asked
+        assert not checkpoints.lost
+        await member.run_to_end()
+        got = Counter(_key(r) for r in results(broker, committed=True))
+        return got, await _reference(first + second), broker
+
+    got, want, broker = asyncio.run(run())
+    assert got == want  # the aborted batch processed again, each result once
+    assert not broker.open_txns
