@@ -325,8 +325,8 @@ def test_the_pure_core_loads_no_kafka_client_or_faust() -> None:
     """The layer contracts (`make lint`, pyproject.toml [tool.importlinter]) see sluice's
     own imports; this sees what its dependencies import when loaded, which they cannot."""
     code = (
-        "import sys, streams.pipeline, streams.replay, streams.steps, streams.expressions, "
-        "streams.sql.compiler, streams.sql.graph, streams.sql.explain, streams.state, "
+        "import sys, streams.pipeline, streams.offline, streams.steps, streams.expressions, "
+        "streams.sql.compiler, streams.sql.explain, streams.state, "
         "streams.check, streams.config, models.pipeline\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('faust', 'mode', 'aiokafka', 'confluent_kafka'))\n"
