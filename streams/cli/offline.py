@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -69,6 +70,13 @@ def _check_registry(path: Path) -> None:
     if problems:
         click.echo(f"{len(problems)} registry error(s) in {path}", err=True)
         sys.exit(1)
+
+
+def _exit_with(errors: ConfigErrors) -> NoReturn:
+    """Each configuration error on its own line (FILE:LINE: FIELD: REASON), exit status 1."""
+    for error in errors.errors:
+        click.echo(error.describe(), err=True)
+    sys.exit(1)
 
 
 def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
@@ -167,9 +175,7 @@ def replay(
     try:
         specs = load_pipelines(pipeline_file)
     except ConfigErrors as exc:
-        for error in exc.errors:
-            click.echo(error.describe(), err=True)
-        sys.exit(1)
+        _exit_with(exc)
     settings = settings_only(config_dir)
     skew = settings.processing.max_event_time_skew
     if max_skew is not None:
@@ -193,9 +199,7 @@ def replay(
             )
         )
     except ConfigErrors as exc:
-        for error in exc.errors:
-            click.echo(error.describe(), err=True)
-        sys.exit(1)
+        _exit_with(exc)
     except SluiceError as exc:
         fail(str(exc))
     for line in summary.lines():
@@ -225,9 +229,7 @@ def explain(sql_file: Path, output_dir: Path | None) -> None:
     try:
         documents = explain_sql(sql_file)
     except ConfigErrors as exc:
-        for error in exc.errors:
-            click.echo(error.describe(), err=True)
-        sys.exit(1)
+        _exit_with(exc)
     click.echo("---\n".join(text for _, text in documents), nl=False)
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
