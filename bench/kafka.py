@@ -211,7 +211,7 @@ def _pipeline(tag: str) -> tuple[str, list[str]]:
 async def _expected_results(lines: list[bytes]) -> int:
     """How many records the demo pipeline emits (sink + routes + dead letters), by replay."""
     from streams.config import load_pipeline
-    from streams.replay import replay
+    from streams.offline import replay
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -222,7 +222,7 @@ async def _expected_results(lines: list[bytes]) -> int:
             str(source),
             folder / "out",
         )
-    return sum(summary.outputs.values()) + summary.dead_letters
+    return sum(summary.only.outputs.values()) + summary.only.dead_letters
 
 
 async def bench_worker(

@@ -22,7 +22,7 @@ import yaml
 from bench.support import save_result
 from models.pipeline import PipelineSpec
 from streams.demo import payments, write_lines
-from streams.replay import replay
+from streams.offline import replay
 
 BENCH_PIPELINE = """
 pipeline: bench-replay
@@ -127,9 +127,9 @@ def bench_replay(
         "sluice_events_per_second": round(events / sluice_seconds),
         "reference_events_per_second": round(events / reference_seconds),
         "ratio": round(reference_seconds / sluice_seconds, 3),
-        "sluice_out": summary.outputs.get("bench-out", 0),
+        "sluice_out": summary.only.outputs.get("bench-out", 0),
         "reference_out": kept,
-        "sluice_dead_letters": summary.dead_letters,
+        "sluice_dead_letters": summary.only.dead_letters,
         "reference_rejected": bad,
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -23,7 +23,7 @@ import yaml
 from bench.support import save_result
 from models.pipeline import PipelineSpec
 from streams.demo import payments, write_lines
-from streams.replay import replay
+from streams.offline import replay
 
 WINDOW_PIPELINE = """
 pipeline: bench-windows

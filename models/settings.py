@@ -19,15 +19,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from models.durations import parse_duration_ms
 
-def _duration_ms(value: Any) -> int:
-    # streams.durations is pure (no pydantic): the error text is its own
-    from streams.durations import parse_duration_ms
-
-    return parse_duration_ms(value)
-
-
-DurationMs = Annotated[int, PlainValidator(_duration_ms)]
+# the parser's own error text (a ValueError), as pydantic reports it for settings
+DurationMs = Annotated[int, PlainValidator(parse_duration_ms)]
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
 _BROKER_URL = re.compile(r"^(kafka://)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")

@@ -14,9 +14,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
-from models.pipeline import PipelineSpec, describe_bad_step
+from models.pipeline import describe_bad_step
 from models.settings import Settings
 from streams.errors import ConfigError, ConfigErrors
+from streams.spec_fields import PipelineSpec
 from streams.yaml_lines import YamlDocument, format_path, load_yaml, parse_yaml
 
 SETTINGS_FILE = "sluice.yaml"

@@ -14,13 +14,13 @@ from typing import Any
 
 import orjson
 
-from models.pipeline import PipelineSpec
 from streams import jsonl
 from streams.errors import RecordError
 from streams.event_time import event_time_ms, out_of_range, second_ms
 from streams.jsonl import json_type
 from streams.metrics import CountingMetrics, PipelineMetrics
 from streams.records import BatchResult, Event, key_of
+from streams.spec_fields import PipelineSpec
 from streams.state import MemoryStateBackend, StateBackend
 from streams.steps import BatchContext, Router, Step, build_router, build_step
 from streams.steps.join import JoinStep

@@ -62,7 +62,8 @@ def produce(
     With --format avro|protobuf|json_schema and --schema FILE each line is encoded through
     the schema registry (schema_registry.url); a line that does not fit is skipped.
     """
-    from streams.replay import Progress, open_input
+    from streams.offline.progress import Progress
+    from streams.offline.reading import open_input
     from streams.runtime.clients import produce as run_produce
 
     settings = settings_only(config_dir)

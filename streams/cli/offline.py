@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from models.pipeline import PipelineSpec
-from models.settings import Settings
 from streams.cli.app import (
     fail,
     log_options,
@@ -71,6 +70,13 @@ def _check_registry(path: Path) -> None:
     if problems:
         click.echo(f"{len(problems)} registry error(s) in {path}", err=True)
         sys.exit(1)
+
+
+def _exit_with(errors: ConfigErrors) -> NoReturn:
+    """Each configuration error on its own line (FILE:LINE: FIELD: REASON), exit status 1."""
+    for error in errors.errors:
+        click.echo(error.describe(), err=True)
+    sys.exit(1)
 
 
 def _parse_tables(values: tuple[str, ...]) -> dict[str, Path]:
@@ -161,16 +167,15 @@ def replay(
       sluice replay config/pipelines/payments-clean.yaml --input payments.jsonl
       sluice replay config/pipelines/payments-sql.sql --input payments=payments.jsonl
     """
+    from streams.cli.replay_inputs import replay_inputs
     from streams.durations import parse_duration_ms
-    from streams.replay import replay as run_replay
+    from streams.offline import replay as run_replay
 
     make_importable(pipeline_file.parent.parent)
     try:
         specs = load_pipelines(pipeline_file)
     except ConfigErrors as exc:
-        for error in exc.errors:
-            click.echo(error.describe(), err=True)
-        sys.exit(1)
+        _exit_with(exc)
     settings = settings_only(config_dir)
     skew = settings.processing.max_event_time_skew
     if max_skew is not None:
@@ -179,27 +184,12 @@ def replay(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--max-event-time-skew") from None
     start_logging(settings, log_format, log_level)
-    if len(specs) == 1 and (len(sources) > 1 or specs[0].join is not None):
-        topics: dict[str, str] = {}
-        if pipeline_file.suffix.lower() == ".sql":  # STREAM= names a declared stream
-            from streams.sql.compiler import load_sql_program
-
-            program = load_sql_program(pipeline_file)
-            topics = {r.name.text.lower(): r.topic for r in program.relations}
-        _replay_streams(specs[0], sources, tables, output_dir, settings, skew, topics)
-        return
-    if len(sources) > 1:
-        fail("several --input: only for a pipeline with a join (one per stream it reads)")
-    source = sources[0]
-    if pipeline_file.suffix.lower() == ".sql" or len(specs) > 1:
-        _replay_graph(pipeline_file, specs, source, tables, output_dir, settings, skew, progress)
-        return
-    spec = specs[0]
     try:
+        inputs = replay_inputs(pipeline_file, specs, sources)
         summary = asyncio.run(
             run_replay(
-                spec,
-                source,
+                specs,
+                inputs,
                 output_dir,
                 tables=_parse_tables(tables),
                 batch_size=settings.processing.batch_max,
@@ -208,89 +198,8 @@ def replay(
                 progress=sys.stderr.isatty() if progress is None else progress,
             )
         )
-    except SluiceError as exc:
-        fail(str(exc))
-    click.echo(summary.line(), err=True)
-    for file in summary.files:
-        click.echo(str(file))
-
-
-def _replay_streams(
-    spec: PipelineSpec,
-    sources: tuple[str, ...],
-    tables: tuple[str, ...],
-    output_dir: Path,
-    settings: Settings,
-    max_event_time_skew_ms: int,
-    topics: dict[str, str],
-) -> None:
-    """A pipeline that reads two streams (a join): `--input STREAM=FILE` for each (a
-    topic, or in a .sql file a declared stream's name: `topics`); an input without
-    `STREAM=` feeds the pipeline's source."""
-    from streams.replay import replay_streams
-
-    inputs: dict[str, str] = {}
-    for source in sources:
-        stream, sep, path = source.rpartition("=")
-        topic = topics.get(stream.lower(), stream) if sep and stream else spec.source.topic
-        if topic in inputs:
-            fail(f"two --input for stream {topic!r}: one per stream the pipeline reads")
-        inputs[topic] = path if sep else source
-    try:
-        summary = asyncio.run(
-            replay_streams(
-                spec,
-                inputs,
-                output_dir,
-                tables=_parse_tables(tables),
-                batch_size=settings.processing.batch_max,
-                max_message_bytes=settings.processing.max_message_bytes,
-                max_event_time_skew_ms=max_event_time_skew_ms,
-            )
-        )
-    except SluiceError as exc:
-        fail(str(exc))
-    click.echo(summary.line(), err=True)
-    for file in summary.files:
-        click.echo(str(file))
-
-
-def _replay_graph(
-    pipeline_file: Path,
-    specs: list[PipelineSpec],
-    source: str,
-    tables: tuple[str, ...],
-    output_dir: Path,
-    settings: Settings,
-    max_event_time_skew_ms: int,
-    progress: bool | None,
-) -> None:
-    """A .sql file, or a YAML stream of pipelines, replayed as one graph."""
-    from streams.sql.compiler import load_sql_program
-    from streams.sql.graph import replay_graph, sql_input, topic_input
-
-    try:
-        if pipeline_file.suffix.lower() == ".sql":
-            topic, path = sql_input(load_sql_program(pipeline_file), source)
-        else:
-            topic, path = topic_input(specs, source)
-        summary = asyncio.run(
-            replay_graph(
-                specs,
-                topic,
-                path,
-                output_dir,
-                tables=_parse_tables(tables),
-                batch_size=settings.processing.batch_max,
-                max_message_bytes=settings.processing.max_message_bytes,
-                max_event_time_skew_ms=max_event_time_skew_ms,
-                progress=sys.stderr.isatty() if progress is None else progress,
-            )
-        )
     except ConfigErrors as exc:
-        for error in exc.errors:
-            click.echo(error.describe(), err=True)
-        sys.exit(1)
+        _exit_with(exc)
     except SluiceError as exc:
         fail(str(exc))
     for line in summary.lines():
@@ -320,9 +229,7 @@ def explain(sql_file: Path, output_dir: Path | None) -> None:
     try:
         documents = explain_sql(sql_file)
     except ConfigErrors as exc:
-        for error in exc.errors:
-            click.echo(error.describe(), err=True)
-        sys.exit(1)
+        _exit_with(exc)
     click.echo("---\n".join(text for _, text in documents), nl=False)
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)

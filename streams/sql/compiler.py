@@ -25,9 +25,10 @@ from typing import Any, cast
 from pydantic import ValidationError
 from sqlglot import exp
 
-from models.pipeline import TOPIC_PATTERN, PipelineSpec
+from models.pipeline import TOPIC_PATTERN
 from streams.errors import ConfigError, ConfigErrors, ExpressionError
 from streams.expressions import compile_condition, compile_expression
+from streams.spec_fields import PipelineSpec
 from streams.sql.catalog import (
     DERIVED_PROPERTIES,
     LOOKUP_PROPERTIES,

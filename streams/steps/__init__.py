@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from models import pipeline as spec
 from streams.errors import SluiceError
+from streams.spec_fields import PipelineSpec  # completed: steps hold compiled fields
 from streams.state import StateBackend
 from streams.steps.base import BatchContext, Step
 from streams.steps.registry import STEP_KINDS, BuildContext
@@ -12,7 +13,7 @@ from streams.watchdog import Watchdog
 
 
 def build_step(
-    pipeline: spec.PipelineSpec,
+    pipeline: PipelineSpec,
     name: str,
     step: spec.StepSpec,
     state: StateBackend,
@@ -26,7 +27,7 @@ def build_step(
     return kind.build(step, BuildContext(pipeline, name, state, watchdog))
 
 
-def build_router(pipeline: spec.PipelineSpec) -> Router:
+def build_router(pipeline: PipelineSpec) -> Router:
     sink = pipeline.sink
     if sink.topic is not None:
         return Router([Route(None, sink.topic)])

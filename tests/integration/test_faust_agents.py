@@ -17,7 +17,7 @@ import pytest
 
 from streams.config import load_pipelines
 from streams.demo import payments, write_lines
-from streams.sql.graph import replay_graph
+from streams.offline import replay
 from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
 from tests.integration.faust_apps import FaustWorker, shipped_pipelines
 
@@ -77,7 +77,7 @@ async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
     data = tmp_path / "in.jsonl"
     write_lines(data, iter(lines))
     specs = [spec for path in files for spec in load_pipelines(path)]
-    await replay_graph(specs, source, str(data), tmp_path / "replay")
+    await replay(specs, {source: str(data)}, tmp_path / "replay")
 
     def expected(topic: str) -> list[Any]:
         path = tmp_path / "replay" / f"{topic}.jsonl"

@@ -35,10 +35,9 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from streams.config import load_pipeline
-from streams.replay import replay
+from streams.offline import replay
 from streams.runtime.broker import EmbeddedBroker, free_port
 from streams.sql.compiler import load_sql_program
-from streams.sql.graph import replay_graph
 from tests.brokers.registry import ApicurioRegistry
 from tests.integration.conftest import (
     SLUICE,
@@ -247,7 +246,7 @@ async def test_registry_formats_match_replay(
         expected[name] = [orjson.loads(line) for line in out]
     (tmp_path / "sql.sql").write_text(SQL.format(tag=tag))
     program = load_sql_program(tmp_path / "sql.sql")
-    await replay_graph(program.specs(), avro_topic, str(tmp_path / "avro.jsonl"), tmp_path / "sql")
+    await replay(program.specs(), {avro_topic: str(tmp_path / "avro.jsonl")}, tmp_path / "sql")
     per_user = f"per-user-{tag}"
     windows = [
         orjson.loads(x) for x in (tmp_path / "sql" / f"{per_user}.jsonl").read_bytes().splitlines()

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from streams.config import load_pipeline
-from streams.replay import replay_streams
+from streams.offline import replay
 from tests.brokers.apache_kafka import ApacheKafka
 from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
 
@@ -62,7 +62,7 @@ async def expected_pairs(text: str, data: dict[str, list[bytes]], tmp_path: Path
         path = tmp_path / f"{topic}.jsonl"
         path.write_bytes(b"".join(line + b"\n" for line in lines))
         inputs[topic] = str(path)
-    await replay_streams(spec, inputs, tmp_path / "replay", max_event_time_skew_ms=10**13)
+    await replay(spec, inputs, tmp_path / "replay", max_event_time_skew_ms=10**13)
     out = tmp_path / "replay" / f"{spec.sink.topic}.jsonl"
     return Counter((r["o"], r["p"]) for r in map(orjson.loads, out.read_bytes().splitlines()))
 
@@ -143,7 +143,6 @@ async def test_running_aggregates_in_a_worker_equal_replay(
 ) -> None:
     """Keyed by user (compacted-topic ready): each user's last update equals replay's, and
     there is one update per record."""
-    from streams.replay import replay
 
     tag = unique("agg")
     text = AGGREGATE.format(tag=tag)

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from streams.config import load_pipeline
-from streams.replay import replay
+from streams.offline import replay
 from streams.runtime.output import Output
 from streams.tracing import trace_id_of
 from tests.integration.conftest import Broker, consume_all, create_topics, unique
@@ -64,7 +64,7 @@ async def expected_outputs(tag: str, tmp_path: Path) -> tuple[list[Any], int]:
         load_pipeline(tmp_path / "p.yaml"), str(tmp_path / "in.jsonl"), tmp_path / "out"
     )
     out = (tmp_path / "out" / f"out-{tag}.jsonl").read_bytes().splitlines()
-    return [orjson.loads(line) for line in out], summary.dead_letters
+    return [orjson.loads(line) for line in out], summary.only.dead_letters
 
 
 @pytest.mark.parametrize("codec", CODECS)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from streams.config import load_pipeline
-from streams.replay import replay
+from streams.offline import replay
 from tests.brokers.apache_kafka import ApacheKafka
 from tests.brokers.tls import make_tls
 from tests.integration.conftest import SLUICE, unique

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from streams.demo import payments, write_lines
+from streams.offline import replay
 from streams.sql.compiler import load_sql_program
-from streams.sql.graph import replay_graph
 from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ async def test_a_worker_runs_sql_pipelines_and_matches_replay(
     write_lines(source, iter(lines))
     (tmp_path / "p.sql").write_text(text)
     program = load_sql_program(tmp_path / "p.sql")
-    await replay_graph(program.specs(), f"pay-{tag}", str(source), tmp_path / "replay")
+    await replay(program.specs(), {f"pay-{tag}": str(source)}, tmp_path / "replay")
 
     def expected(topic: str) -> list[Any]:
         path = tmp_path / "replay" / f"{topic}.jsonl"

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from streams.config import load_pipeline
-from streams.replay import replay
+from streams.offline import replay
 from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
 
 pytestmark = pytest.mark.integration

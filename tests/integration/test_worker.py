@@ -14,7 +14,7 @@ import pytest
 
 from streams.config import load_pipeline
 from streams.demo import payments, write_lines
-from streams.replay import replay
+from streams.offline import replay
 from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import (
     ROOT,
@@ -60,7 +60,7 @@ async def test_worker_matches_replay_and_dead_letters_keep_bytes(
         orjson.loads(x)
         for x in (tmp_path / "replay" / f"payments-dlq-{tag}.jsonl").read_bytes().splitlines()
     ]
-    assert summary.dead_letters == len(expected_dead) > 50
+    assert summary.only.dead_letters == len(expected_dead) > 50
 
     await create_topics(broker, f"payments-{tag}")
     worker = make_worker({"clean": text})

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from streams.config import load_pipeline
-from streams.replay import replay
+from streams.offline import replay
 from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import consume_all, create_topics, produce_lines
 from tests.integration.faust_apps import FaustWorker

@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
 from streams.config import load_pipeline
-from streams.replay import replay
+from streams.offline import replay
 from streams.runtime.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from models.envelopes import ReplayDeadLetter
 from models.pipeline import PipelineSpec
 from streams import jsonl
-from streams.replay import replay
+from streams.offline import replay
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 DOCUMENTED_TYPES = {
@@ -150,11 +150,11 @@ def test_every_input_is_output_dropped_or_dead_lettered(batch: list[bytes]) -> N
             ReplayDeadLetter.model_validate_json(line) for line in _raw_lines(out / "dlq.jsonl")
         ]
     messages = _input_lines(data)
-    assert summary.events_in == len(messages)
-    assert summary.dead_letters == len(letters)
+    assert summary.only.events_in == len(messages)
+    assert summary.only.dead_letters == len(letters)
     windowed = sum(result["count"] for result in results)
-    assert windowed + summary.dead_letters + summary.dropped == summary.events_in
-    assert summary.outputs.get("out", 0) == len(results)
+    assert windowed + summary.only.dead_letters + summary.only.dropped == summary.only.events_in
+    assert summary.only.outputs.get("out", 0) == len(results)
     remaining = list(messages)
     for letter in letters:
         assert letter.error.type in DOCUMENTED_TYPES, letter.error

@@ -9,7 +9,7 @@ import orjson
 from click.testing import CliRunner
 
 from streams.cli import main
-from streams.replay import merge_lines
+from streams.offline import merge_lines
 
 PIPELINE = """\
 pipeline: paid

@@ -321,12 +321,23 @@ async def test_every_record_is_accounted_for(batch: list[bytes]) -> None:
     assert sorted(got, key=repr) == sorted(expected, key=repr)
 
 
+def test_models_load_nothing_of_streams() -> None:
+    """models is data and its shape (import-linter contract `models-pure-data` sees the
+    imports; this sees that its type-only ones stay type-only)."""
+    code = (
+        "import sys, models.pipeline, models.settings, models.envelopes, models.events\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'streams')\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_the_pure_core_loads_no_kafka_client_or_faust() -> None:
     """The layer contracts (`make lint`, pyproject.toml [tool.importlinter]) see sluice's
     own imports; this sees what its dependencies import when loaded, which they cannot."""
     code = (
-        "import sys, streams.pipeline, streams.replay, streams.steps, streams.expressions, "
-        "streams.sql.compiler, streams.sql.graph, streams.sql.explain, streams.state, "
+        "import sys, streams.pipeline, streams.offline, streams.steps, streams.expressions, "
+        "streams.sql.compiler, streams.sql.explain, streams.state, "
         "streams.check, streams.config, models.pipeline\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('faust', 'mode', 'aiokafka', 'confluent_kafka'))\n"

@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.pipeline import PipelineSpec
-from streams import replay as replay_module
-from streams.replay import replay
+from streams.offline import reading, replay
 
 SPEC = PipelineSpec.model_validate(
     yaml.safe_load("pipeline: p\nsource: {topic: in}\nsteps: []\nsink: {topic: out}\n")
@@ -51,14 +50,14 @@ def test_chunks_give_the_lines_a_line_by_line_reader_gives(
 ) -> None:
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
     with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(replay_module, "CHUNK_BYTES", chunk)
+        patch.setattr(reading, "CHUNK_BYTES", chunk)
         source = Path(folder) / "in.jsonl"
         source.write_bytes(data)
         summary = asyncio.run(replay(SPEC, str(source), Path(folder) / "out", batch_size=batch))
         out = Path(folder) / "out" / "out.jsonl"
         written = out.read_bytes().splitlines() if out.exists() else []
     messages, blank = _expected(data)
-    assert summary.events_in == len(messages)
-    assert summary.blank_lines == blank
+    assert summary.only.events_in == len(messages)
+    assert summary.only.blank_lines == blank
     valid = [m for m in messages if m.startswith(b'{"i":') and m.endswith(b"}")]
     assert [orjson.loads(w) for w in written] == [orjson.loads(v) for v in valid]

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from hypothesis import settings
 
+from streams.offline import Graph, run
 from streams.sql.compiler import SqlProgram, compile_sql
-from streams.sql.graph import GraphReplay
 
 # `pytest --hypothesis-profile=sql-thorough tests/unit/sql` runs the DuckDB comparison on
 # many more random queries than CI does
@@ -33,7 +33,7 @@ async def replay_sql(
     *,
     stream: str | None = None,
     batch_size: int = 1000,
-) -> tuple[dict[str, list[Any]], GraphReplay]:
+) -> tuple[dict[str, list[Any]], Graph]:
     """Replay `lines` into the file's declared stream (`stream` when several); returns
     every topic's records and the graph (for its metrics)."""
     program = compiled(text)
@@ -42,6 +42,6 @@ async def replay_sql(
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "input.jsonl"
     path.write_bytes(b"".join(line + b"\n" for line in lines))
-    graph = GraphReplay(program.specs())
-    summary = await graph.run(source.topic, str(path), directory / "out", batch_size=batch_size)
+    graph = Graph(program.specs())
+    summary = await run(graph, {source.topic: str(path)}, directory / "out", batch_size=batch_size)
     return {file.stem: read_jsonl(file) for file in summary.files}, graph

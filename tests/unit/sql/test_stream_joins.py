@@ -12,7 +12,7 @@ import duckdb
 import orjson
 import pytest
 
-from streams.replay import replay_streams
+from streams.offline import replay
 from streams.sql.compiler import compile_sql
 from tests.unit.sql.conftest import compiled, read_jsonl
 
@@ -119,7 +119,7 @@ def test_replay_equals_duckdb_interval_join(tmp_path: Path, kind: str, sql_join:
         files[name].write_bytes(b"\n".join(orjson.dumps(r) for r in lines) + b"\n")
     (pipeline,) = compiled(STREAMS + JOIN.format(kind=kind)).pipelines
     asyncio.run(
-        replay_streams(
+        replay(
             pipeline.spec,
             {k: str(v) for k, v in files.items()},
             tmp_path / "out",

@@ -11,8 +11,8 @@ import pytest
 
 from streams.config import load_pipelines
 from streams.demo import payments, users_table, write_lines
-from streams.replay import replay
-from streams.sql.graph import GraphReplay
+from streams.offline import Graph, replay
+from streams.offline import run as run_graph
 from tests.unit.sql.conftest import compiled
 
 DECLARATION = """\
@@ -267,7 +267,7 @@ def demo_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def metrics(graph: GraphReplay) -> dict[str, Any]:
+def metrics(graph: Graph) -> dict[str, Any]:
     return {
         node.spec.pipeline: (
             node.metrics.events_in_total,
@@ -280,9 +280,9 @@ def metrics(graph: GraphReplay) -> dict[str, Any]:
     }
 
 
-async def run(specs: list[Any], topic: str, source: Path, out: Path) -> GraphReplay:
-    graph = GraphReplay(specs)
-    await graph.run(topic, str(source), out)
+async def run(specs: list[Any], topic: str, source: Path, out: Path) -> Graph:
+    graph = Graph(specs)
+    await run_graph(graph, {topic: str(source)}, out)
     return graph
 
 
@@ -306,8 +306,11 @@ async def test_a_sql_form_equals_its_yaml_twin(form: str, demo_input: Path, tmp_
     assert len(produced) == 2 and all(produced.values())  # results and dead letters
     assert metrics(sql_graph) == metrics(yaml_graph)
     (node,) = sql_graph.nodes
-    assert (summary.events_in, summary.outputs) == (node.metrics.events_in_total, node.metrics.sent)
-    assert (summary.dead_letters, summary.dropped) == (
+    assert (summary.only.events_in, summary.only.outputs) == (
+        node.metrics.events_in_total,
+        node.metrics.sent,
+    )
+    assert (summary.only.dead_letters, summary.only.dropped) == (
         node.metrics.dead_letters_total,
         node.metrics.dropped_total,
     )
@@ -343,10 +346,10 @@ async def test_a_join_with_a_lookup_table_equals_its_yaml_enrich_twins(
     program = compiled(DECLARATION + JOIN_SQL)
     (tmp_path / "twins.yaml").write_text(JOIN_YAML)
     twins = load_pipelines(tmp_path / "twins.yaml")
-    sql_graph = GraphReplay(program.specs(), tables={"users": users})
-    await sql_graph.run("payments", str(demo_input), tmp_path / "sql")
-    yaml_graph = GraphReplay(twins, tables={"users": users})
-    await yaml_graph.run("payments", str(demo_input), tmp_path / "yaml")
+    sql_graph = Graph(program.specs(), tables={"users": users})
+    await run_graph(sql_graph, {"payments": str(demo_input)}, tmp_path / "sql")
+    yaml_graph = Graph(twins, tables={"users": users})
+    await run_graph(yaml_graph, {"payments": str(demo_input)}, tmp_path / "yaml")
     produced = files(tmp_path / "sql")
     assert produced == files(tmp_path / "yaml")
     assert b'"tier":null' in produced["tiered.jsonl"]  # LEFT JOIN keeps users without a row

@@ -127,8 +127,8 @@ def test_map_batches_equal_record_by_record(
 def test_replay_dead_letter_lines_are_the_models_json(
     step: str, kind: str, message: str, raw: bytes
 ) -> None:
+    from streams.offline.writing import _model_line, dead_letter_line
     from streams.records import DeadLetter
-    from streams.replay import _model_line, dead_letter_line
 
     letter = DeadLetter(raw=raw, step=step, error_type=kind, message=message, partition=0, offset=0)
     assert dead_letter_line(letter) == _model_line(letter)
