@@ -43,11 +43,19 @@ PAYMENT_SCHEMA: dict[str, Any] = {
     ],
 }
 
-# the running count's result: the payment with its key's count (sluice and Quix alike)
+# Quix's running count's result: the payment with its key's count
 COUNT_SCHEMA: dict[str, Any] = {
     **PAYMENT_SCHEMA,
     "name": "CountedPayment",
     "fields": [*PAYMENT_SCHEMA["fields"], {"name": "n", "type": "long"}],
+}
+
+# sluice's `aggregate` step's result: the count alone (no key fields without `key:`)
+SLUICE_COUNT_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "Count",
+    "namespace": "bench",
+    "fields": [{"name": "n", "type": "long"}],
 }
 
 # Quix Streams' window result: {"start", "end"} in epoch ms and the aggregates

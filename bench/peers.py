@@ -41,8 +41,9 @@ The Avro variant (`--formats avro`, or both): the same records in the Confluent 
 (bench.avro_payments: the demo payment as an Avro record), the schemas in an Apicurio
 Registry 3.3.3 the bench starts on 127.0.0.1 (tests/brokers/registry.py, as the tests do).
 Contenders: `raw-batch` with fastavro (the reference loop), `sluice` (`format: avro` on
-source and sink; the count job's sink takes the result schema Quix writes, the others are
-derived) and `quix` (its AvroDeserializer/AvroSerializer through SchemaRegistryClientConfig).
+source and sink; the count job's sink takes `schema:` {n: long}, what its `aggregate`
+step emits, the others are derived) and `quix` (its AvroDeserializer/AvroSerializer
+through SchemaRegistryClientConfig).
 "sluice on Faust" reads JSON only, so it is not in the Avro variant. Results come under
 `<regime> avro`, and `avro/json` ratios per contender next to them.
 """
@@ -428,10 +429,10 @@ class SluiceContender(Contender):
         if variant.format == "avro":
             overrides["schema_registry"] = {"url": variant.registry_url}
             sink_format = "format: avro"
-            if job == "count":  # the aggregate step's schema is not derived: Quix's own
-                from bench.avro_payments import COUNT_SCHEMA, schema_text
+            if job == "count":  # the aggregate step's result schema is not derived
+                from bench.avro_payments import SLUICE_COUNT_SCHEMA, schema_text
 
-                files["count.avsc"] = schema_text(COUNT_SCHEMA)
+                files["count.avsc"] = schema_text(SLUICE_COUNT_SCHEMA)
                 sink_format += ", schema: count.avsc"
             source, sink = f"{source}, format: avro", f"{sink}, {sink_format}"
         pipeline = template.format(source=source, sink=sink)
