@@ -91,8 +91,9 @@ def encode_values(values: list[bytes], schema_id: int) -> list[bytes]:
 
 def format_ratios(found: dict[str, Any], formats: list[str]) -> dict[str, Any]:
     """Per regime, job and contender measured in both formats: its Avro rate over its JSON
-    rate (`catch-up: filter: sluice avro/json`), and the Avro variant's sluice/quix is
-    already among that variant's own ratios. `found` maps labels (`catch-up`,
+    rate (`catch-up: filter: sluice avro/json`) and its Avro CPU per event over its JSON
+    one (`… cpu avro/json`); the Avro variant's sluice/quix is among that variant's own
+    ratios. `found` maps labels (`catch-up`,
     `catch-up avro`) to {"jobs": {job: {contender: summary}}}."""
     ratios: dict[str, Any] = {}
     if "json" not in formats or "avro" not in formats:
@@ -103,8 +104,14 @@ def format_ratios(found: dict[str, Any], formats: list[str]) -> dict[str, Any]:
             continue
         for job, contenders in measured["jobs"].items():
             for name, summary in avro["jobs"].get(job, {}).items():
-                theirs = contenders.get(name, {}).get("median_events_per_second")
+                json_summary = contenders.get(name, {})
+                theirs = json_summary.get("median_events_per_second")
                 ours = summary.get("median_events_per_second")
                 if theirs and ours:
                     ratios[f"{label}: {job}: {name} avro/json"] = round(ours / theirs, 3)
+                # CPU per event moves much less than events/s on a shared machine
+                theirs = json_summary.get("median_cpu_us_per_event")
+                ours = summary.get("median_cpu_us_per_event")
+                if theirs and ours:
+                    ratios[f"{label}: {job}: {name} cpu avro/json"] = round(ours / theirs, 3)
     return ratios

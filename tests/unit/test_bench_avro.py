@@ -14,8 +14,10 @@ from bench.avro_payments import PAYMENT_SCHEMA, encode_values, format_ratios
 from bench.peers import Events, Variant, describe
 
 
-def summary(rate: int | None) -> dict[str, Any]:
-    return {"median_events_per_second": rate} if rate else {"failed": "boom"}
+def summary(rate: int | None, cpu: float | None = None) -> dict[str, Any]:
+    if not rate:
+        return {"failed": "boom"}
+    return {"median_events_per_second": rate, **({"median_cpu_us_per_event": cpu} if cpu else {})}
 
 
 def test_encoded_values_are_the_json_records_in_the_wire_format() -> None:
@@ -30,13 +32,18 @@ def test_encoded_values_are_the_json_records_in_the_wire_format() -> None:
 
 def test_avro_over_json_pairs_each_contender_measured_in_both() -> None:
     found = {
-        "catch-up": {"jobs": {"filter": {"sluice": summary(40_000), "quix": summary(20_000)}}},
+        "catch-up": {
+            "jobs": {"filter": {"sluice": summary(40_000, 10.0), "quix": summary(20_000)}}
+        },
         "catch-up avro": {
-            "jobs": {"filter": {"sluice": summary(30_000), "quix": summary(None)}},
+            "jobs": {"filter": {"sluice": summary(30_000, 25.0), "quix": summary(None)}},
         },
         "live": {"jobs": {"filter": {"sluice": summary(10_000)}}},  # no Avro run: no ratio
     }
-    assert format_ratios(found, ["json", "avro"]) == {"catch-up: filter: sluice avro/json": 0.75}
+    assert format_ratios(found, ["json", "avro"]) == {
+        "catch-up: filter: sluice avro/json": 0.75,
+        "catch-up: filter: sluice cpu avro/json": 2.5,
+    }
     assert format_ratios(found, ["avro"]) == {}
 
 
