@@ -11,7 +11,8 @@ What is "read from the source": `source.key`, `source.timestamp`, then every ste
 expressions and key fields up to the first step that changes the record's shape — a `map`
 gives its select list's names (checked no further against the schema), an `enrich` adds its
 `fields` (or anything, without a list), a window, aggregate, join or component ends the check
-(their results are not the source's records).
+(their results are not the source's records); without such a step, the sink's route
+conditions too.
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ def source_reads(
             break
         else:  # component, validate: the record may become anything
             break
+    else:  # the record reaching the sink still has known fields: its routes' conditions
+        for index, route in enumerate(pipeline.sink.route or ()):
+            read(_fields(route.when, ("sink", "route", index, "when")))
     return reads
 
 

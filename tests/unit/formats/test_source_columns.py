@@ -105,6 +105,18 @@ def test_enrich_adds_its_fields_and_shape_changing_steps_end_the_check() -> None
     assert unknown_columns(windowed, FIELDS) == []
 
 
+def test_route_conditions_read_the_record_the_sink_gets() -> None:
+    routed = PipelineSpec.model_validate(
+        {
+            "pipeline": "p",
+            "source": {"topic": "payments", "format": "avro"},
+            "steps": [{"map": {"eur": "amount"}}],
+            "sink": {"route": [{"when": "eur > 5 OR amount > 5", "to": "big"}, {"else": "rest"}]},
+        }
+    )
+    assert names(unknown_columns(routed, FIELDS)) == [("amount", "sink.route[0].when")]
+
+
 def test_declared_columns_are_not_checked_against_the_registry() -> None:
     declared = spec([{"validate": {"schema": {"amout": "float"}}}, {"filter": "amout > 0"}])
     assert unknown_columns(declared, FIELDS) == []
