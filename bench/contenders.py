@@ -6,10 +6,15 @@ own (as the sluice worker is), and the component sluice runs for the running cou
 
 KIND is `raw-send` (aiokafka: orjson decode, filter, encode, one `send` per record),
 `raw-batch` (the same, records appended to per-partition record batches and sent with
-`send_batch`, as sluice's output does) or `quix` (Quix Streams). The process prints JSON
-lines on stdout: `{"ready": t}` once its partitions are assigned, and for the windowed
-job `{"processed": n, "at": t}` at the first record and when `--events` records have been
-processed (window results come out as windows close, so the input is what is counted).
+`send_batch`, as sluice's output does) or `quix` (Quix Streams). With `--format avro
+--registry URL` the values are Confluent wire-format Avro: the raw loops decode with
+fastavro (one parsed schema per id, fetched from the registry) and encode under the
+schema they register for `<sink>-value`; Quix uses its `AvroDeserializer` and
+`AvroSerializer` with a `SchemaRegistryClientConfig` (confluent-kafka's serializers).
+The process prints JSON lines on stdout: `{"ready": t}` once its partitions are
+assigned, and for the windowed job `{"processed": n, "at": t}` at the first record and when
+`--events` records have been processed (window results come out as windows close, so
+the input is what is counted).
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ async def raw(args: argparse.Namespace, batched: bool) -> None:
     await consumer.seek_to_beginning(*partitions)
     _say(ready=time.time())
     loads, dumps, sink = orjson.loads, orjson.dumps, args.sink
+    if args.format == "avro":
+        loads, dumps = _avro_codec(args.registry, sink)
     try:
         while True:
             fetched = await consumer.getmany(timeout_ms=100, max_records=10_000)
@@ -110,6 +117,53 @@ async def raw(args: argparse.Namespace, batched: bool) -> None:
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+def _registry(url: str, method: str, path: str, body: Any = None) -> Any:
+    import urllib.request
+
+    request = urllib.request.Request(  # noqa: S310 - the bench's own registry
+        url.rstrip("/") + path,
+        data=orjson.dumps(body) if body is not None else None,
+        method=method,
+        headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return orjson.loads(response.read())
+
+
+def _avro_codec(url: str, sink: str) -> tuple[Any, Any]:
+    """(decode, encode) of wire-format Avro: the reference loop over fastavro, a reader
+    per schema id parsed once; results written under the schema registered for the sink."""
+    import io
+    import struct
+
+    from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+    from bench.avro_payments import PAYMENT_SCHEMA, schema_text
+
+    readers: dict[int, Any] = {}
+    out_id = _registry(
+        url, "POST", f"/subjects/{sink}-value/versions", {"schema": schema_text(PAYMENT_SCHEMA)}
+    )["id"]
+    out_schema = parse_schema(PAYMENT_SCHEMA)
+    header = b"\x00" + struct.pack(">I", out_id)
+
+    def decode(raw: bytes) -> Any:
+        schema_id = int.from_bytes(raw[1:5], "big")
+        schema = readers.get(schema_id)
+        if schema is None:
+            text = _registry(url, "GET", f"/schemas/ids/{schema_id}")["schema"]
+            schema = readers[schema_id] = parse_schema(orjson.loads(text))
+        return schemaless_reader(io.BytesIO(raw[5:]), schema, None)
+
+    def encode(value: Any) -> bytes:
+        out = io.BytesIO()
+        out.write(header)
+        schemaless_writer(out, out_schema, value)
+        return out.getvalue()
+
+    return decode, encode
 
 
 # --- Quix Streams ------------------------------------------------------------------------
@@ -145,11 +199,26 @@ def quix(args: argparse.Namespace) -> None:
         # throughput setting
         consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
     )
+    deserializer: Any = "json"
+    serializer: Any = "json"
+    if args.format == "avro":
+        from quixstreams.models.serializers.avro import AvroDeserializer, AvroSerializer
+        from quixstreams.models.serializers.schema_registry import SchemaRegistryClientConfig
+
+        from bench.avro_payments import RESULT_SCHEMAS
+
+        registry = SchemaRegistryClientConfig(url=args.registry)
+        deserializer = AvroDeserializer(schema_registry_client_config=registry)
+        serializer = AvroSerializer(
+            RESULT_SCHEMAS[args.job], schema_registry_client_config=registry
+        )
     if args.job == "window":
-        source = app.topic(args.source, value_deserializer="json", timestamp_extractor=_event_time)
+        source = app.topic(
+            args.source, value_deserializer=deserializer, timestamp_extractor=_event_time
+        )
     else:
-        source = app.topic(args.source, value_deserializer="json")
-    sink = app.topic(args.sink, value_serializer="json")
+        source = app.topic(args.source, value_deserializer=deserializer)
+    sink = app.topic(args.sink, value_serializer=serializer)
     sdf = app.dataframe(source)
     if args.job == "filter":
         sdf = sdf.filter(lambda value: value["amount"] > 0)
@@ -178,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=0)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--state-dir", default="state")
+    parser.add_argument("--format", choices=("json", "avro"), default="json")
+    parser.add_argument("--registry", default="", help="the schema registry (--format avro)")
     args = parser.parse_args(argv)
     if args.kind == "quix":
         quix(args)

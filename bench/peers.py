@@ -36,6 +36,16 @@ Every run also reports the CPU seconds the contender and the broker used while p
 (`cpu_us_per_event`): on a shared machine that moves less than events per second.
 Contenders run interleaved (job by job, the order rotated each run); a contender that fails
 is recorded as `{"failed": reason}` and the others still run.
+
+The Avro variant (`--formats avro`, or both): the same records in the Confluent wire format
+(bench.avro_payments: the demo payment as an Avro record), the schemas in an Apicurio
+Registry 3.3.3 the bench starts on 127.0.0.1 (tests/brokers/registry.py, as the tests do).
+Contenders: `raw-batch` with fastavro (the reference loop), `sluice` (`format: avro` on
+source and sink; the count job's sink takes `schema:` {n: long}, what its `aggregate`
+step emits, the others are derived) and `quix` (its AvroDeserializer/AvroSerializer
+through SchemaRegistryClientConfig).
+"sluice on Faust" reads JSON only, so it is not in the Avro variant. Results come under
+`<regime> avro`, and `avro/json` ratios per contender next to them.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from typing import Any
 
 import orjson
 
+from bench.avro_payments import format_ratios
 from bench.contenders import JOBS
 from bench.support import (
     PARTITIONS,
@@ -90,6 +101,12 @@ EXACTLY_ONCE = "sluice-eos"
 # the per-key count as the component a user wrote before the `aggregate` step existed
 COMPONENT = "sluice-component"
 REGIMES = ("catch-up", "live")
+FORMATS = ("json", "avro")
+AVRO_CONTENDERS = {
+    "filter": ("raw-batch", "quix", "sluice"),
+    "count": ("quix", "sluice"),
+    "window": ("quix", "sluice"),
+}
 # Quix Streams derives its changelog topics' settings from the source topic's retention
 SOURCE_CONFIG = {"retention.ms": str(7 * 24 * 3600 * 1000)}
 FETCH_WAIT_MS = 50
@@ -132,6 +149,39 @@ sink: {{topic: {sink}}}
 }
 
 
+@dataclass(frozen=True)
+class Variant:
+    """The record format of one run of the jobs: JSON, or Avro through a registry."""
+
+    format: str = "json"
+    registry_url: str = ""
+
+    @property
+    def label(self) -> str:
+        return "" if self.format == "json" else f" {self.format}"
+
+    def contenders(self, job: str, transactions: bool) -> list[str]:
+        if self.format == "avro":
+            return list(AVRO_CONTENDERS[job])
+        return [*CONTENDERS[job], *([EXACTLY_ONCE] if transactions else [])]
+
+    def register_source(self, topic: str) -> None:
+        """The payment schema under `<topic>-value`: sluice derives its outputs from it."""
+        if self.format == "avro":
+            from bench.avro_payments import PAYMENT_SCHEMA, schema_text
+            from bench.contenders import _registry
+
+            _registry(
+                self.registry_url,
+                "POST",
+                f"/subjects/{topic}-value/versions",
+                {"schema": schema_text(PAYMENT_SCHEMA)},
+            )
+
+
+JSON = Variant()
+
+
 @dataclass
 class Events:
     """The benchmark's input: (key, value) pairs, and what each job must emit."""
@@ -153,6 +203,20 @@ class Events:
 
     def expected(self, job: str) -> int:
         return self.kept if job == "filter" else len(self.records)
+
+    def as_avro(self, variant: Variant) -> Events:
+        """The same records in wire-format Avro, the schema registered as `bench-payments`."""
+        from bench.avro_payments import PAYMENT_SCHEMA, encode_values, schema_text
+        from bench.contenders import _registry
+
+        schema_id = _registry(
+            variant.registry_url,
+            "POST",
+            "/subjects/bench-payments-value/versions",
+            {"schema": schema_text(PAYMENT_SCHEMA)},
+        )["id"]
+        values = encode_values([v for _, v in self.records], int(schema_id))
+        return Events([(k, v) for (k, _), v in zip(self.records, values, strict=True)], self.kept)
 
 
 def produce(address: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
@@ -250,7 +314,14 @@ class PeerProcess(Contender):
     """raw-send, raw-batch or quix: bench.contenders in a subprocess."""
 
     def __init__(
-        self, kind: str, job: str, broker: Broker, source: str, sink: str, events: int
+        self,
+        kind: str,
+        job: str,
+        broker: Broker,
+        source: str,
+        sink: str,
+        events: int,
+        variant: Variant = JSON,
     ) -> None:
         self.name = kind
         self.folder = Path(tempfile.mkdtemp(prefix=f"sluice-bench-{kind}-"))
@@ -275,6 +346,10 @@ class PeerProcess(Contender):
             str(PARTITIONS),
             "--state-dir",
             str(self.folder / "state"),
+            "--format",
+            variant.format,
+            "--registry",
+            variant.registry_url,
         ]
         self.log_path = self.folder / "stderr.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -335,6 +410,7 @@ class SluiceContender(Contender):
         exactly_once: bool = False,
         component: bool = False,
         on_faust: bool = False,
+        variant: Variant = JSON,
     ) -> None:
         self.name = (
             EXACTLY_ONCE
@@ -348,13 +424,24 @@ class SluiceContender(Contender):
         self.job = job
         self.events = events
         template = SLUICE_PIPELINES[f"{job}-component" if component else job]
-        pipeline = template.format(source=source, sink=sink)
+        files: dict[str, str] = {}
         overrides: dict[str, Any] = {}
+        if variant.format == "avro":
+            overrides["schema_registry"] = {"url": variant.registry_url}
+            sink_format = "format: avro"
+            if job == "count":  # the aggregate step's result schema is not derived
+                from bench.avro_payments import SLUICE_COUNT_SCHEMA, schema_text
+
+                files["count.avsc"] = schema_text(SLUICE_COUNT_SCHEMA)
+                sink_format += ", schema: count.avsc"
+            source, sink = f"{source}, format: avro", f"{sink}, {sink_format}"
+        pipeline = template.format(source=source, sink=sink)
         if exactly_once:
             overrides["processing"] = {"guarantee": "exactly_once"}
         if on_faust:
             overrides["engine"] = "faust"
-        self.worker = WorkerProcess(broker, {f"peers-{job}.yaml": pipeline}, overrides=overrides)
+        files[f"peers-{job}.yaml"] = pipeline
+        self.worker = WorkerProcess(broker, files, overrides=overrides)
         self._halt = threading.Event()
 
     @property
@@ -398,7 +485,7 @@ class SluiceContender(Contender):
 
 
 def _contender(
-    kind: str, job: str, broker: Broker, source: str, sink: str, events: int
+    kind: str, job: str, broker: Broker, source: str, sink: str, events: int, variant: Variant
 ) -> Contender:
     if kind in ("sluice", EXACTLY_ONCE, ON_FAUST):
         return SluiceContender(
@@ -409,14 +496,21 @@ def _contender(
             events,
             exactly_once=kind == EXACTLY_ONCE,
             on_faust=kind == ON_FAUST,
+            variant=variant,
         )
     if kind == COMPONENT:
         return SluiceContender(job, broker, source, sink, events, component=True)
-    return PeerProcess(kind, job, broker, source, sink, events)
+    return PeerProcess(kind, job, broker, source, sink, events, variant)
 
 
 def run_one(
-    broker: Broker, job: str, kind: str, regime: str, events: Events, source: str | None
+    broker: Broker,
+    job: str,
+    kind: str,
+    regime: str,
+    events: Events,
+    source: str | None,
+    variant: Variant = JSON,
 ) -> dict[str, Any]:
     """One contender on one job in one regime; `source` is the pre-filled topic (catch-up)
     or None (live: a fresh topic, filled once the contender is ready)."""
@@ -427,11 +521,12 @@ def run_one(
     if source is None:
         source = unique(f"peers-live-{job}")
         asyncio.run(create_topics(broker.address, [source], config=SOURCE_CONFIG))
+        variant.register_source(source)
     sink = unique(f"peers-{job}-{kind}")
     asyncio.run(create_topics(broker.address, [sink]))
     counter = OutputCounter(broker.address, sink)
     counter.start()
-    contender = _contender(kind, job, broker, source, sink, count)
+    contender = _contender(kind, job, broker, source, sink, count, variant)
     loads = load_average()
     contender.start()
     started = time.time()
@@ -548,41 +643,48 @@ def _ratios(jobs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def bench_broker(
-    kind: str, events: Events, runs: int, jobs: list[str], regimes: list[str]
+    kind: str,
+    variants: list[tuple[Variant, Events]],
+    runs: int,
+    jobs: list[str],
+    regimes: list[str],
 ) -> dict[str, Any]:
+    """Every regime, then every format: results under `regime` (JSON) or `regime avro`."""
     found: dict[str, Any] = {}
     with open_broker(kind) as broker:
         for regime in regimes:
-            source = None
-            if regime == "catch-up":
-                source = unique("peers-source")
-                asyncio.run(create_topics(broker.address, [source], config=SOURCE_CONFIG))
-                progress(f"{kind}: filling {source} with {len(events.records):,} events…")
-                produce(broker.address, source, events.records)
-            contenders_of = {
-                job: [*CONTENDERS[job], *([EXACTLY_ONCE] if broker.transactions else [])]
-                for job in jobs
-            }
-            results: dict[str, dict[str, list[dict[str, Any]]]] = {
-                job: {c: [] for c in contenders_of[job]} for job in jobs
-            }
-            for run in range(runs):
-                for job in jobs:
-                    order = contenders_of[job]
-                    shift = run % len(order)
-                    for contender in order[shift:] + order[:shift]:
-                        progress(f"{kind} {regime} run {run + 1}/{runs}: {job} x {contender}…")
-                        try:
-                            outcome = run_one(broker, job, contender, regime, events, source)
-                        except Exception as exc:  # recorded; the other contenders go on
-                            outcome = {"failed": f"{type(exc).__name__}: {exc}"[:1000]}
-                        results[job][contender].append(outcome)
-                        progress(f"  {contender}: {_describe(outcome)}")
-            summaries = {
-                job: {c: _summary(r) for c, r in contenders.items()}
-                for job, contenders in results.items()
-            }
-            found[regime] = {"jobs": summaries, "ratios": _ratios(summaries)}
+            for variant, events in variants:
+                label = regime + variant.label
+                source = None
+                if regime == "catch-up":
+                    source = unique("peers-source")
+                    asyncio.run(create_topics(broker.address, [source], config=SOURCE_CONFIG))
+                    variant.register_source(source)
+                    progress(f"{kind}: filling {source} with {len(events.records):,} events…")
+                    produce(broker.address, source, events.records)
+                contenders_of = {job: variant.contenders(job, broker.transactions) for job in jobs}
+                results: dict[str, dict[str, list[dict[str, Any]]]] = {
+                    job: {c: [] for c in contenders_of[job]} for job in jobs
+                }
+                for run in range(runs):
+                    for job in jobs:
+                        order = contenders_of[job]
+                        shift = run % len(order)
+                        for contender in order[shift:] + order[:shift]:
+                            progress(f"{kind} {label} run {run + 1}/{runs}: {job} x {contender}…")
+                            try:
+                                outcome = run_one(
+                                    broker, job, contender, regime, events, source, variant
+                                )
+                            except Exception as exc:  # recorded; the other contenders go on
+                                outcome = {"failed": f"{type(exc).__name__}: {exc}"[:1000]}
+                            results[job][contender].append(outcome)
+                            progress(f"  {contender}: {_describe(outcome)}")
+                summaries = {
+                    job: {c: _summary(r) for c, r in contenders.items()}
+                    for job, contenders in results.items()
+                }
+                found[label] = {"jobs": summaries, "ratios": _ratios(summaries)}
     return found
 
 
@@ -604,24 +706,54 @@ def bench_peers(
     jobs: list[str] | None = None,
     regimes: list[str] | None = None,
     results_dir: Path | None = None,
+    formats: list[str] | None = None,
 ) -> dict[str, Any]:
     jobs = jobs or list(JOBS)
     regimes = regimes or list(REGIMES)
+    formats = formats or list(FORMATS)
     progress(f"generating {events:,} events…")
     generated = Events.generate(events)
     began = machine()
-    brokers = on_each_broker(
-        broker, lambda kind: bench_broker(kind, generated, runs, jobs, regimes)
-    )
-    details = {
+    details: dict[str, Any] = {
         "events": events,
         "event_bytes": round(sum(len(v) for _, v in generated.records) / events),
         "users": USERS,
         "partitions": PARTITIONS,
         "runs": runs,
+        "formats": formats,
         "versions": _versions(),
     }
+    with contextlib.ExitStack() as stack:
+        variants = [(JSON, generated)] if "json" in formats else []
+        if "avro" in formats:
+            try:
+                variant, encoded = _avro_variant(stack, generated)
+            except Exception as exc:  # reported; the JSON variant still runs
+                details["avro_failed"] = f"{type(exc).__name__}: {exc}"[:1000]
+                progress(f"the Avro variant cannot run: {details['avro_failed']}")
+            else:
+                variants.append((variant, encoded))
+                details["avro_event_bytes"] = round(
+                    sum(len(v) for _, v in encoded.records) / events
+                )
+        brokers = on_each_broker(
+            broker, lambda kind: bench_broker(kind, variants, runs, jobs, regimes)
+        )
+    for found in brokers.values():
+        if isinstance(found, dict) and "failed" not in found:
+            found["avro/json"] = format_ratios(found, formats)
     return broker_result("peers", details, brokers, began, results_dir)
+
+
+def _avro_variant(stack: contextlib.ExitStack, generated: Events) -> tuple[Variant, Events]:
+    """An Apicurio Registry for the run (stopped when `stack` closes) and the input
+    encoded through it."""
+    from tests.brokers.registry import ApicurioRegistry
+
+    progress("starting Apicurio Registry for the Avro variant…")
+    registry = stack.enter_context(ApicurioRegistry())
+    variant = Variant("avro", registry.url)
+    return variant, generated.as_avro(variant)
 
 
 def _versions() -> dict[str, str]:
@@ -635,13 +767,18 @@ def _versions() -> dict[str, str]:
 
 
 def describe(result: dict[str, Any]) -> str:
-    """The figures as a plain table."""
+    """The figures as a plain table; then, with both formats, each contender's Avro rate
+    over its JSON rate (the Avro variant's sluice/quix is among its own ratios)."""
     lines = []
+    if "avro_failed" in result:
+        lines.append(f"avro: FAILED: {result['avro_failed']}")
     for kind, regimes in result["brokers"].items():
         if "failed" in regimes:
             lines.append(f"{kind}: FAILED: {regimes['failed']}")
             continue
         for regime, found in regimes.items():
+            if regime == "avro/json":
+                continue
             lines.append(f"{kind}, {regime} (events/s, median of runs):")
             for job, contenders in found["jobs"].items():
                 cells = []
@@ -652,5 +789,9 @@ def describe(result: dict[str, Any]) -> str:
                         cells.append(f"{name} FAILED")
                 lines.append(f"  {job:<7} " + " | ".join(cells))
             for name, ratio in found["ratios"].items():
+                lines.append(f"  {name} = {ratio:.2f}")
+        if regimes.get("avro/json"):
+            lines.append(f"{kind}, Avro over JSON (events/s of each contender):")
+            for name, ratio in regimes["avro/json"].items():
                 lines.append(f"  {name} = {ratio:.2f}")
     return "\n".join(lines)

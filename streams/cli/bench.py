@@ -130,13 +130,23 @@ def _names(value: str, allowed: tuple[str, ...]) -> list[str]:
     show_default=True,
     help="catch-up (pre-filled topic), live (contender ready, then produced)",
 )
+@click.option(
+    "--formats",
+    default="json,avro",
+    show_default=True,
+    help="comma-separated: json, avro (the same records in Avro through an Apicurio "
+    "Registry the bench starts; `make registry-jar`)",
+)
 @click.pass_context
-def bench_peers_command(ctx: click.Context, broker: str, jobs: str, regimes: str) -> None:
+def bench_peers_command(
+    ctx: click.Context, broker: str, jobs: str, regimes: str, formats: str
+) -> None:
     """sluice vs Quix Streams vs raw aiokafka loops on three jobs (filter, per-key count,
-    1-minute tumbling window), same broker, same events. Uses --events (default 200,000)
-    and --runs (default 1, interleaved). Needs the `bench` extra (quixstreams)."""
+    1-minute tumbling window), same broker, same events, in JSON and in Avro. Uses
+    --events (default 200,000) and --runs (default 1, interleaved). Needs the `bench` extra
+    (quixstreams)."""
     from bench.contenders import JOBS
-    from bench.peers import REGIMES, bench_peers, describe
+    from bench.peers import FORMATS, REGIMES, bench_peers, describe
 
     events, runs = _option(ctx, "events", 200_000), _option(ctx, "runs", 1)
     click.echo(f"peers benchmark: {events:,} events, {runs} run(s), broker {broker}…", err=True)
@@ -147,6 +157,7 @@ def bench_peers_command(ctx: click.Context, broker: str, jobs: str, regimes: str
         _names(jobs, JOBS),
         _names(regimes, REGIMES),
         ctx.obj["results"],
+        _names(formats, FORMATS),
     )
     click.echo(describe(result))
 

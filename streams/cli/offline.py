@@ -16,8 +16,8 @@ from streams.cli.app import (
     settings_only,
     start_logging,
 )
-from streams.config import load_pipelines, make_importable
-from streams.errors import ConfigErrors, SluiceError
+from streams.config import LoadedConfig, load_pipelines, make_importable
+from streams.errors import ConfigError, ConfigErrors, SluiceError
 
 
 @main.command()
@@ -38,25 +38,43 @@ def check(path: Path, registry: bool) -> None:
     from streams.check import check as run_check
 
     report = run_check(path)
+    problems: list[str] = []
+    fetched: set[str] = set()  # pipelines whose source columns came from the registry
+    if registry and report.ok:
+        problems, fetched = _check_registry(path)
     for error in report.errors:
         click.echo(error.describe())
     for warning in report.warnings:
-        click.echo(warning.describe())
+        if not _columns_fetched(warning, fetched):
+            click.echo(warning.describe())
     if not report.ok:
         click.echo(f"{len(report.errors)} error(s) in {path}", err=True)
         sys.exit(1)
-    if registry:
-        _check_registry(path)
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        click.echo(f"{len(problems)} registry error(s) in {path}", err=True)
+        sys.exit(1)
     names = ", ".join(report.pipelines) or "no pipelines"
-    warned = f"; {len(report.warnings)} warning(s)" if report.warnings else ""
+    shown = [w for w in report.warnings if not _columns_fetched(w, fetched)]
+    warned = f"; {len(shown)} warning(s)" if shown else ""
     click.echo(f"ok: {len(report.files)} file(s), {names}{warned}")
 
 
-def _check_registry(path: Path) -> None:
+def _columns_fetched(warning: ConfigError, fetched: set[str]) -> bool:
+    """The "fields come from the registry at run time" warning of a pipeline whose
+    columns `--registry` did fetch and check."""
+    return warning.field == "source.format" and any(
+        warning.reason.startswith(f"warning: pipeline {name}: ") for name in fetched
+    )
+
+
+def _check_registry(path: Path) -> tuple[list[str], set[str]]:
     """`sluice check --registry`: each Avro output schema may be registered under its
-    subject (compatible with what is there); a registry that does not answer is one line."""
+    subject (compatible with what is there), and each source without declared columns
+    reads only fields of its subject's latest schema; a registry that does not answer is
+    one line. Returns the problems and the pipelines whose columns were checked."""
     from streams.config import load_config
-    from streams.runtime.formats import registry_problems
 
     if not (path / "sluice.yaml").is_file():
         fail(f"--registry needs a config directory with sluice.yaml (schema_registry.url): {path}")
@@ -64,12 +82,25 @@ def _check_registry(path: Path) -> None:
     assert loaded.settings is not None
     if not loaded.settings.schema_registry.url:
         fail("--registry: schema_registry.url is not set in sluice.yaml")
-    problems = asyncio.run(registry_problems(loaded.settings, loaded.pipelines))
-    for problem in problems:
-        click.echo(problem)
-    if problems:
-        click.echo(f"{len(problems)} registry error(s) in {path}", err=True)
-        sys.exit(1)
+    return asyncio.run(_registry_checks(loaded))
+
+
+async def _registry_checks(loaded: LoadedConfig) -> tuple[list[str], set[str]]:
+    from streams.runtime.formats import registry_problems
+    from streams.runtime.registry import RegistryClient, RegistryUnavailable
+    from streams.runtime.source_columns import locator, registry_column_problems
+
+    assert loaded.settings is not None
+    client = RegistryClient(loaded.settings.schema_registry)
+    try:
+        columns, fetched = await registry_column_problems(
+            client, loaded.pipelines, locator(loaded.pipeline_files, loaded.documents)
+        )
+    except RegistryUnavailable as exc:
+        return [str(exc)], set()  # said once, not per pipeline
+    finally:
+        await client.close()
+    return columns + await registry_problems(loaded.settings, loaded.pipelines), fetched
 
 
 def _exit_with(errors: ConfigErrors) -> NoReturn:

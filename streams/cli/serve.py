@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,6 +20,9 @@ from streams.cli.app import (
     start_logging,
 )
 from streams.errors import SluiceError
+
+if TYPE_CHECKING:
+    from streams.runtime.source_columns import Locator
 
 
 @main.command()
@@ -54,7 +58,7 @@ def worker(
         else:
             from streams.runtime.worker import SluiceWorker
 
-            code = SluiceWorker(settings, pipelines).run()
+            code = SluiceWorker(settings, pipelines, locate=_locator(config_dir, pipelines)).run()
     except SluiceError as exc:
         fail(str(exc))
     sys.exit(code)
@@ -178,6 +182,18 @@ def _print_banner(
             banner.info(line.strip())
     else:
         click.echo("\n".join(lines), err=True)
+
+
+def _locator(config_dir: Path, pipelines: dict[str, PipelineSpec]) -> Locator | None:
+    """Files and lines for columns checked against the registry at start (only when a
+    pipeline takes its source's columns from the registry: loading twice costs little)."""
+    from streams.config import load_config as load_files
+    from streams.runtime.source_columns import locator, needs_columns
+
+    if not any(needs_columns(spec) for spec in pipelines.values()):
+        return None
+    loaded = load_files(config_dir)
+    return locator(loaded.pipeline_files, loaded.documents)
 
 
 @main.command()

@@ -26,7 +26,7 @@ from google.protobuf import json_format
 
 from models.pipeline import REGISTRY_FORMATS, PipelineSpec
 from models.settings import Settings
-from streams.errors import SluiceError
+from streams.errors import ConfigErrors, SluiceError
 from streams.formats.avro import AvroReader, AvroSchemaError, AvroWriter
 from streams.formats.codec import JsonSchemaReader, Reader, decode_batch, schema_ids
 from streams.formats.derive import DeriveError, derive_alert_schema, derive_schema
@@ -40,6 +40,7 @@ from streams.runtime.registry import (
     RegistryRefused,
     RegistryUnavailable,
 )
+from streams.runtime.source_columns import Locator, column_errors
 
 log = logging.getLogger("sluice.formats")
 
@@ -109,6 +110,8 @@ class RecordFormats:
         self.waiting: str | None = None  # the reason a batch waits for the registry
         self.encoders: dict[str, Encoder] = {}
         self.key_encoders: dict[str, Encoder] = {}
+        # where a pipeline reads a column (file, line): set by the CLI from the loaded config
+        self.locate: Locator | None = None
 
     @property
     def ready(self) -> bool:
@@ -133,6 +136,7 @@ class RecordFormats:
                         f"({self.settings.kafka.connect_timeout / 1000:g}s)"
                     ) from None
                 await asyncio.sleep(RETRY_S)
+        await self._check_columns(pipelines)
         for spec in pipelines.values():
             for topic, (format_name, schema_file) in spec.output_formats().items():
                 if format_name == "avro" and topic not in self.encoders:
@@ -140,6 +144,16 @@ class RecordFormats:
             if spec.sink.key_format == "avro":
                 for topic in spec.sink.topics():
                     self.key_encoders[topic] = await self._key_writer(spec, topic)
+
+    async def _check_columns(self, pipelines: dict[str, PipelineSpec]) -> None:
+        """Sources without declared columns: the fields the steps read are in the latest
+        schema of `<topic>-value` (streams.runtime.source_columns), else one line each."""
+        try:
+            errors, _ = await column_errors(self.client, pipelines, self.locate)
+        except ConfigErrors as exc:
+            errors = exc.errors
+        if errors:
+            raise SchemaMismatch("\n".join(e.describe() for e in errors))
 
     async def _key_writer(self, spec: PipelineSpec, topic: str) -> Encoder:
         """Keys (text) as Avro strings, the schema `"string"` under `<topic>-key`."""

@@ -41,6 +41,7 @@ class RegisteredSchema:
     schema_id: int
     schema_type: str  # AVRO | PROTOBUF | JSON
     text: str
+    version: int | None = None  # under the subject it was looked up by (`latest`)
 
 
 class RegistryClient:
@@ -125,8 +126,12 @@ class RegistryClient:
             return None
         if status != 200 or not isinstance(answer, dict):
             raise RegistryRefused(f"subject {subject}: {self._message(answer)}", status)
+        version = answer.get("version")
         return RegisteredSchema(
-            int(answer["id"]), str(answer.get("schemaType") or "AVRO"), str(answer["schema"])
+            int(answer["id"]),
+            str(answer.get("schemaType") or "AVRO"),
+            str(answer["schema"]),
+            int(version) if isinstance(version, int) else None,
         )
 
     async def register(self, subject: str, text: str, schema_type: str = "AVRO") -> int:

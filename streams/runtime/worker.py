@@ -34,6 +34,7 @@ from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
 from streams.runtime.metrics import Registry
 from streams.runtime.phases import RECOVERED, Phase
 from streams.runtime.pipelines import PipelineRunner
+from streams.runtime.source_columns import Locator
 from streams.runtime.web import Readiness, make_web_app, serve
 from streams.watchdog import Watchdog
 
@@ -63,6 +64,7 @@ class SluiceWorker:
         demo_rate: float | None = None,
         demo_step: float | None = None,
         before_hard_exit: Callable[[], None] | None = None,
+        locate: Locator | None = None,
     ) -> None:
         self.settings = settings
         # what must not outlive the process even when a hung stop ends in os._exit (the
@@ -87,6 +89,8 @@ class SluiceWorker:
         self.pipelines = pipelines
         # registry formats (Avro, Protobuf, JSON Schema): streams.runtime.formats
         self.formats = RecordFormats(settings) if uses_registry(pipelines) else None
+        if self.formats is not None:
+            self.formats.locate = locate  # file and line of a column the registry lacks
         for runner in self.runners:
             runner.formats = self.formats
         self.demo_rate = demo_rate
