@@ -59,7 +59,7 @@ from streams.runtime.output import Output
 from streams.runtime.phases import Phase, PhaseMachine
 from streams.runtime.pipelines import PipelineRunner, Routes
 from streams.runtime.recovery import Recovery, aiokafka_reader
-from streams.runtime.seams import GroupConsumer, ProducerLike, group_generation
+from streams.runtime.seams import GroupConsumer, ProducerLike, group_generation, stop_reader
 from streams.runtime.topics import ensure_topics, verify_copartitioned
 from streams.tracing import current_pipeline
 
@@ -218,7 +218,7 @@ class Engine:
                         await self.checkpoint()
         finally:
             if self._consumer is not None:
-                await self._consumer.stop()
+                await stop_reader(self._consumer)
             if self._checkpoint is not None:
                 await _quietly(self._checkpoint.abort())
                 await _quietly(self._checkpoint.producer.stop())

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.jsonl import json_type
 from streams.records import DeadLetter, key_of
+from streams.runtime.seams import stop_reader
 from streams.runtime.sender import ResultSender, dead_letter_headers, key_bytes
 from streams.state import DictStateStore
 
@@ -134,7 +135,7 @@ async def feed_lookup_table(
                     last_log = now
                     log.info("lookup table %s: loading, %d rows so far", name, len(store))
     finally:
-        await consumer.stop()
+        await stop_reader(consumer)
 
 
 def _apply(

@@ -37,7 +37,7 @@ from aiokafka.structs import TopicPartition
 
 from streams.runtime.changelog import ChangelogStore, StateRecoveryError, marks_in, owner_key
 from streams.runtime.local_state import LocalState
-from streams.runtime.seams import ReaderLike, RecordLike
+from streams.runtime.seams import ReaderLike, RecordLike, stop_reader
 from streams.runtime.sender import SOURCE_OFFSET, SOURCE_PARTITION
 
 log = logging.getLogger("sluice.state")
@@ -224,7 +224,7 @@ class Recovery:
                         "before reaching their end; is the broker overloaded or down?"
                     )
         finally:
-            await asyncio.shield(consumer.stop())
+            await asyncio.shield(stop_reader(consumer))
         skipped = sum(len(r.skipped) for r in replays.values())
         log.info(
             "state restored: %d changelog records of %d store partition(s) in %.2fs%s",

@@ -128,3 +128,20 @@ def read_fatal_error(producer: object) -> None:
     waiter = getattr(manager, "_transaction_waiter", None)
     if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
         waiter.exception()
+
+
+async def stop_reader(reader: ReaderLike) -> None:
+    """`reader.stop()`, except that aiokafka's own cancellation does not escape it.
+
+    aiokafka 0.14's `Fetcher.close` cancels its pending fetch requests and awaits each
+    without catching the CancelledError; a fetch sleeping in its retry back-off (the broker
+    gone) made `consumer.stop()` raise CancelledError, and a worker stopping during a broker
+    outage exited 1 with a traceback (CI, 2026-12-07). A cancellation of the stopping task
+    itself is passed on.
+    """
+    try:
+        await reader.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
