@@ -12,6 +12,7 @@ process that started it (the same watchdog as the Apache Kafka fixture). Run by 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import signal
 import subprocess
 import tempfile
@@ -46,9 +47,23 @@ class ApicurioRegistry:
         """The Confluent-compatible API, as `schema_registry.url` takes it."""
         return f"http://127.0.0.1:{self.port}{CCOMPAT}"
 
-    def start(self, timeout: float = 180) -> ApicurioRegistry:
+    def start(self, timeout: float = 180, attempts: int = 3) -> ApicurioRegistry:
         """Start and wait until it answers (5-13 s on an idle 2-core machine; 45-90 s
-        were seen with a load average of 13-18)."""
+        were seen with a load average of 13-18).
+
+        A free port can be taken by another process (a broker of a test beside this one)
+        before the registry binds it: the registry then exits, and it is started again on
+        other ports; until then the probe may reach that other process (not HTTP).
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(timeout)
+            except RegistryStartError:
+                if attempt == attempts or "already in use" not in self.log_tail().lower():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> ApicurioRegistry:
         jar = ensure_registry()
         java = registry_java()
         self.port, self.management_port = free_port(), free_port()
@@ -74,6 +89,7 @@ class ApicurioRegistry:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()  # dismisses the watchdog
                 raise RegistryStartError(f"the registry exited:\n{self.log_tail()}")
             if self.answers():
                 return self
@@ -85,8 +101,8 @@ class ApicurioRegistry:
         try:
             with urllib.request.urlopen(f"{self.url}/subjects", timeout=2) as response:
                 return bool(response.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
+        except (OSError, urllib.error.URLError, http.client.HTTPException):
+            return False  # not up yet, or another process on the port (see start)
 
     def stop(self, timeout: float = 20) -> None:
         process = self.process
