@@ -468,13 +468,15 @@ class _StatementParser:
         if len(tokens) < 2:
             raise self.error(f"column '{name.text}' needs a type, e.g. {name.text} VARCHAR", head)
         type_token = tokens[1]
-        base = type_token.text.upper().split()[0]
+        words = type_token.text.upper().split()  # none: a quoted blank, e.g. x ""
+        base = words[0] if words else ""
         schema_type = COLUMN_TYPES.get(base)
         if schema_type is None:
-            close = difflib.get_close_matches(base, list(COLUMN_TYPES), n=1)
+            close = difflib.get_close_matches(base, list(COLUMN_TYPES), n=1) if base else []
             hint = f" (did you mean '{close[0]}'?)" if close else ""
+            shown = type_token.text if words else self.text[type_token.start : type_token.end + 1]
             raise self.error(
-                f"column '{name.text}': unknown type '{type_token.text}'{hint}; use one of "
+                f"column '{name.text}': unknown type '{shown}'{hint}; use one of "
                 f"{', '.join(COLUMN_TYPES)}",
                 type_token,
             )
