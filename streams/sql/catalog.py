@@ -1,5 +1,6 @@
 """What the SQL compiler knows about streams: their columns, topics, time and key, and
-how names resolve (unquoted ignoring case, as in ksqlDB; quoted exactly)."""
+how names resolve (unquoted ignoring case, as in ksqlDB; quoted exactly). `Catalog` holds
+the streams and tables a file's statements define, in the order they do."""
 
 from __future__ import annotations
 
@@ -106,3 +107,32 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
         lowered = {c.lower(): c for c in choices}
         close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=1)]
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def qualifiers_of(relation: Relation, table: exp.Table) -> set[str]:
+    """The lower-case names that qualify a FROM or JOIN item's columns: its name, alias."""
+    names = {relation.name.text.lower(), table.name.lower()}
+    alias = table.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and alias.this is not None:
+        names.add(alias.name.lower())
+    return names
+
+
+@dataclass(slots=True)
+class Catalog:
+    """The streams and tables in view of a file's statements: those defined so far (a
+    statement reads only what is defined before it), the lower-case names of statements
+    that failed (their readers stay quiet: the failure is reported once), and every
+    statement, to tell a name defined later from an unknown one."""
+
+    relations: list[Relation]
+    statements: list[Statement]
+    broken: set[str] = field(default_factory=set)
+
+    def find(self, name: Name) -> Relation | None:
+        return find_relation(self.relations, name)
+
+    def defined_after(self, statement: Statement) -> list[str]:
+        """The names of the statements after `statement`."""
+        index = next(i for i, s in enumerate(self.statements) if s is statement)
+        return [s.name.text for s in self.statements[index + 1 :]]

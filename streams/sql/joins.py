@@ -3,47 +3,49 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlglot import exp
 
-from streams.sql.catalog import Join, Relation, did_you_mean, find_relation
+from streams.sql.catalog import Catalog, Join, Relation, did_you_mean, qualifiers_of
+from streams.sql.diagnostics import Diagnostics
 from streams.sql.statements import Name
-from streams.sql.trees import column_parts, offset_of
-
-if TYPE_CHECKING:
-    from streams.sql.compiler import StatementCompiler
+from streams.sql.trees import conjuncts, equated_columns, offset_of
 
 
 def parse_join(
-    compiler: StatementCompiler, node: exp.Join, relation: Relation, qualifiers: set[str]
+    diagnostics: Diagnostics,
+    catalog: Catalog,
+    node: exp.Join,
+    relation: Relation,
+    qualifiers: set[str],
 ) -> Join:
     """`[LEFT] JOIN table [alias] ON s.col = t.key` (or USING (col)): an enrich step."""
-    at = offset_of(node, compiler.query_offset)
+    at = diagnostics.at(node)
     side = str(node.args.get("side") or "").upper()
     kind = str(node.args.get("kind") or "").upper()
     if side in ("RIGHT", "FULL") or kind in ("CROSS", "SEMI", "ANTI"):
-        raise compiler.error(
+        raise diagnostics.error(
             f"{side or kind} JOIN is not supported: LEFT JOIN (keeps records without a "
             "row) or JOIN (drops them) a lookup table",
             at,
         )
     table = node.this
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
-        raise compiler.error("JOIN takes the name of a lookup table", at)
+        raise diagnostics.error("JOIN takes the name of a lookup table", at)
     name = Name(table.this.name, bool(table.this.quoted), offset_of(table.this, at))
-    lookup = find_relation(compiler.program.relations, name)
+    lookup = catalog.find(name)
     if lookup is None or lookup.kind != "lookup":
-        tables = [r.name.text for r in compiler.program.relations if r.kind == "lookup"]
+        tables = [r.name.text for r in catalog.relations if r.kind == "lookup"]
         what = "a stream" if lookup is not None else "unknown" + did_you_mean(name.text, tables)
-        raise compiler.error(
+        raise diagnostics.error(
             f"JOIN {name.text}: {what}; a join reads a lookup table declared with "
             "CREATE TABLE name (columns) WITH (KAFKA_TOPIC = '…', KEY = 'col')",
             name.offset,
         )
     joined = qualifiers_of(lookup, table)
     if joined & qualifiers:
-        raise compiler.error("give the stream and the table different aliases", name.offset)
+        raise diagnostics.error("give the stream and the table different aliases", name.offset)
     keys = list(lookup.key or ())
     pairs: dict[str, str] = {}
     using = node.args.get("using")
@@ -54,7 +56,7 @@ def parse_join(
             stream_column = relation.column(ident)
             table_column = lookup.column(ident)
             if stream_column is None or table_column is None:
-                raise compiler.error(
+                raise diagnostics.error(
                     f"USING ({ident.name}): a column of both the stream and the table",
                     offset_of(identifier, at),
                 )
@@ -63,16 +65,16 @@ def parse_join(
         for equality in conjuncts(condition):
             pair = _on_pair(equality, relation, qualifiers, lookup, joined)
             if pair is None:
-                raise compiler.error(
+                raise diagnostics.error(
                     f"ON compares the stream's columns with the key of '{lookup.name.text}' "
                     f"({', '.join(keys)}), e.g. ON s.col = t.{keys[0]}",
                     offset_of(equality, at),
                 )
             pairs[pair[0]] = pair[1]
     else:
-        raise compiler.error(f"JOIN {name.text} needs ON s.col = t.{keys[0]}", at)
+        raise diagnostics.error(f"JOIN {name.text} needs ON s.col = t.{keys[0]}", at)
     if set(pairs) != set(keys):
-        raise compiler.error(
+        raise diagnostics.error(
             f"ON must match the whole key of '{lookup.name.text}' ({', '.join(keys)})",
             offset_of(condition, at) if condition is not None else at,
         )
@@ -87,25 +89,13 @@ def _on_pair(
     joined: set[str],
 ) -> tuple[str, str] | None:
     """(table key, stream column) of one `a = b` of an ON clause, or None."""
-    if not isinstance(equality, exp.EQ):
+    columns = equated_columns(equality, qualifiers, joined)
+    if columns is None:
         return None
-    for left, right in (
-        (equality.this, equality.expression),
-        (equality.expression, equality.this),
-    ):
-        if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
-            return None
-        table_parts, stream_parts = column_parts(left), column_parts(right)
-        if len(table_parts) != 2 or table_parts[0].name.lower() not in joined:
-            continue
-        if len(stream_parts) == 2 and stream_parts[0].name.lower() in qualifiers:
-            stream_parts = stream_parts[1:]
-        if len(stream_parts) != 1:
-            continue
-        key = lookup.column(table_parts[1])
-        column = relation.column(stream_parts[0])
-        if key is not None and column is not None and key.name in (lookup.key or ()):
-            return key.name, column.name
+    key = lookup.column(columns[1])
+    column = relation.column(columns[0])
+    if key is not None and column is not None and key.name in (lookup.key or ()):
+        return key.name, column.name
     return None
 
 
@@ -125,20 +115,3 @@ def enrich_document(join: Join) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if table.format != "json":  # VALUE_FORMAT (registry formats)
         tables[table.name.text]["format"] = table.format
     return [{"enrich": enrich}], tables
-
-
-def qualifiers_of(relation: Relation, table: exp.Table) -> set[str]:
-    """The lower-case names that qualify a FROM or JOIN item's columns: its name, alias."""
-    names = {relation.name.text.lower(), table.name.lower()}
-    alias = table.args.get("alias")
-    if isinstance(alias, exp.TableAlias) and alias.this is not None:
-        names.add(alias.name.lower())
-    return names
-
-
-def conjuncts(condition: exp.Expr) -> list[exp.Expr]:
-    if isinstance(condition, exp.And):
-        return [*conjuncts(condition.this), *conjuncts(condition.expression)]
-    if isinstance(condition, exp.Paren):
-        return conjuncts(condition.this)
-    return [condition]

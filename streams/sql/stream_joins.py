@@ -8,19 +8,16 @@ column of the other stream read as `other.col`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlglot import exp
 
 from streams.durations import format_duration_ms
-from streams.sql.catalog import Relation, did_you_mean, find_relation
-from streams.sql.joins import conjuncts, qualifiers_of
+from streams.sql.catalog import Catalog, Relation, did_you_mean, qualifiers_of
+from streams.sql.diagnostics import Diagnostics
 from streams.sql.statements import Name, WithinClause
-from streams.sql.trees import build_column, column_parts, offset_of
+from streams.sql.trees import build_column, conjuncts, equated_columns, offset_of
 from streams.steps.join import OTHER
-
-if TYPE_CHECKING:
-    from streams.sql.compiler import StatementCompiler
 
 
 @dataclass(slots=True)
@@ -52,34 +49,34 @@ class StreamJoin:
         return {"join": step}
 
 
-def join_target(compiler: StatementCompiler, node: exp.Join) -> Relation | None:
+def join_target(catalog: Catalog, node: exp.Join) -> Relation | None:
     """The relation a JOIN names (None when it is not a plain known name)."""
     table = node.this
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
         return None
     name = Name(table.this.name, bool(table.this.quoted), 0)
-    return find_relation(compiler.program.relations, name)
+    return catalog.find(name)
 
 
 def parse_stream_join(
-    compiler: StatementCompiler,
+    diagnostics: Diagnostics,
+    within: WithinClause | None,
     node: exp.Join,
     relation: Relation,
     qualifiers: set[str],
     other: Relation,
 ) -> StreamJoin:
-    at = offset_of(node, compiler.query_offset)
+    at = diagnostics.at(node)
     side = str(node.args.get("side") or "").upper()
     kind_word = str(node.args.get("kind") or "").upper()
     if side == "RIGHT" or kind_word in ("CROSS", "SEMI", "ANTI"):
-        raise compiler.error(
+        raise diagnostics.error(
             f"{side or kind_word} JOIN is not supported: JOIN, LEFT JOIN or FULL OUTER JOIN "
             "(swap the streams for a right join)",
             at,
         )
-    within = compiler.statement.within
     if within is None:
-        raise compiler.error(
+        raise diagnostics.error(
             f"JOIN {other.name.text}: a join of two streams needs WITHIN, the interval of "
             f"event time their records may be apart, e.g. JOIN {other.name.text} WITHIN 10 "
             "MINUTES ON …",
@@ -90,15 +87,15 @@ def parse_stream_join(
     assert isinstance(table, exp.Table)
     joined = qualifiers_of(other, table)
     if joined & qualifiers:
-        raise compiler.error("give the two streams different aliases", at)
+        raise diagnostics.error("give the two streams different aliases", at)
     condition = node.args.get("on")
     if condition is None:
-        raise compiler.error(f"JOIN {other.name.text} … needs ON a.col = b.col", at)
+        raise diagnostics.error(f"JOIN {other.name.text} … needs ON a.col = b.col", at)
     pairs = []
     for equality in conjuncts(condition):
-        pair = _on_pair(compiler, equality, relation, qualifiers, other, joined)
+        pair = _on_pair(diagnostics, equality, relation, qualifiers, other, joined)
         if pair is None:
-            raise compiler.error(
+            raise diagnostics.error(
                 f"ON compares a column of '{relation.name.text}' with one of "
                 f"'{other.name.text}', e.g. ON a.order_id = b.order_id",
                 offset_of(equality, at),
@@ -108,21 +105,21 @@ def parse_stream_join(
 
 
 def other_column(
-    compiler: StatementCompiler, join: StreamJoin, parts: list[exp.Identifier], at: exp.Expr
+    diagnostics: Diagnostics, join: StreamJoin, parts: list[exp.Identifier], at: exp.Expr
 ) -> exp.Column:
     """A column of the other stream, as the joined record holds it: `other.col`."""
     column = join.other.column(parts[0])
     if column is None:
         known = join.other.names()
-        raise compiler.error(
+        raise diagnostics.error(
             f"unknown column '{parts[0].name}'{did_you_mean(parts[0].name, known)}; "
             f"'{join.other.name.text}' has {', '.join(known)}",
-            offset_of(at, compiler.query_offset),
+            diagnostics.at(at),
         )
     path = [exp.Identifier(this=OTHER, quoted=False), exp.Identifier(this=column.name, quoted=True)]
     path += parts[1:]
     if len(path) > 4:
-        raise compiler.error("nested too deep", offset_of(at, compiler.query_offset))
+        raise diagnostics.error_at("nested too deep", at)
     return build_column(path, at)
 
 
@@ -131,40 +128,27 @@ def _types(relation: Relation) -> dict[str, str]:
 
 
 def _on_pair(
-    compiler: StatementCompiler,
+    diagnostics: Diagnostics,
     equality: exp.Expr,
     relation: Relation,
     qualifiers: set[str],
     other: Relation,
     joined: set[str],
 ) -> tuple[str, str] | None:
-    if not isinstance(equality, exp.EQ):
+    columns = equated_columns(equality, qualifiers, joined)
+    if columns is None:
         return None
-    for mine, theirs in (
-        (equality.this, equality.expression),
-        (equality.expression, equality.this),
-    ):
-        if not (isinstance(mine, exp.Column) and isinstance(theirs, exp.Column)):
-            return None
-        own_parts, other_parts = column_parts(mine), column_parts(theirs)
-        if len(other_parts) != 2 or other_parts[0].name.lower() not in joined:
-            continue
-        if len(own_parts) == 2 and own_parts[0].name.lower() in qualifiers:
-            own_parts = own_parts[1:]
-        if len(own_parts) != 1:
-            continue
-        own = relation.column(own_parts[0])
-        theirs_column = other.column(other_parts[1])
-        if own is None or theirs_column is None:
-            continue
-        own_type = _types(relation).get(own.name)
-        other_type = _types(other).get(theirs_column.name)
-        if own_type is not None and other_type is not None and own_type != other_type:
-            raise compiler.error(
-                f"ON {relation.name.text}.{own.name} = {other.name.text}.{theirs_column.name}: "
-                f"keys of different types ({own_type} and {other_type}); CAST one in a "
-                "derived stream first",
-                offset_of(equality, compiler.query_offset),
-            )
-        return own.name, theirs_column.name
-    return None
+    own = relation.column(columns[0])
+    theirs = other.column(columns[1])
+    if own is None or theirs is None:
+        return None
+    own_type = _types(relation).get(own.name)
+    other_type = _types(other).get(theirs.name)
+    if own_type is not None and other_type is not None and own_type != other_type:
+        raise diagnostics.error(
+            f"ON {relation.name.text}.{own.name} = {other.name.text}.{theirs.name}: "
+            f"keys of different types ({own_type} and {other_type}); CAST one in a "
+            "derived stream first",
+            diagnostics.at(equality),
+        )
+    return own.name, theirs.name

@@ -66,3 +66,36 @@ def is_aggregate(node: exp.Expr) -> bool:
 def describe(node: exp.Expr) -> str:
     text = node.sql()
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def conjuncts(condition: exp.Expr) -> list[exp.Expr]:
+    """The terms of `a AND (b AND c)`: a, b, c."""
+    if isinstance(condition, exp.And):
+        return [*conjuncts(condition.this), *conjuncts(condition.expression)]
+    if isinstance(condition, exp.Paren):
+        return conjuncts(condition.this)
+    return [condition]
+
+
+def equated_columns(
+    equality: exp.Expr, qualifiers: set[str], joined: set[str]
+) -> tuple[exp.Identifier, exp.Identifier] | None:
+    """(own column, joined column) of one `a = b` of a JOIN's ON clause, in either order:
+    the joined side qualified by one of `joined`, the own side plain or qualified by one
+    of `qualifiers` (the two sets are disjoint, so one order at most fits); else None."""
+    if not isinstance(equality, exp.EQ):
+        return None
+    for mine, theirs in (
+        (equality.this, equality.expression),
+        (equality.expression, equality.this),
+    ):
+        if not (isinstance(mine, exp.Column) and isinstance(theirs, exp.Column)):
+            return None
+        own_parts, other_parts = column_parts(mine), column_parts(theirs)
+        if len(other_parts) != 2 or other_parts[0].name.lower() not in joined:
+            continue
+        if len(own_parts) == 2 and own_parts[0].name.lower() in qualifiers:
+            own_parts = own_parts[1:]
+        if len(own_parts) == 1:
+            return own_parts[0], other_parts[1]
+    return None

@@ -227,6 +227,13 @@ CASES = [
         ["unknown type 'INTEGR'", "did you mean 'INTEGER'?"],
     ),
     (
+        "CREATE STREAM a (x \"  \") WITH (KAFKA_TOPIC = 'a');",
+        0,
+        20,
+        "a",
+        ["column 'x': unknown type '\"  \"'; use one of VARCHAR"],
+    ),
+    (
         "CREATE STREAM a (x INT) WITH (TIMESTAMP = 'x');",
         0,
         15,
