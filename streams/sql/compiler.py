@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.spec_fields import PipelineSpec
 from streams.errors import ConfigError, ConfigErrors
+from streams.spec_fields import PipelineSpec
 from streams.sql.catalog import Catalog
 from streams.sql.declare import declare
 from streams.sql.diagnostics import Diagnostics, SqlError, report

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.spec_fields import PipelineSpec
 from streams.errors import ConfigError
+from streams.spec_fields import PipelineSpec
 from streams.sql.catalog import Relation, find_relation
 from streams.sql.diagnostics import SourceText
 from streams.sql.statements import Name, Statement
