@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 from fastavro import parse_schema, schemaless_writer
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
+from streams.core.records import Event
 from streams.formats.avro import AvroReader
 from streams.formats.codec import decode_batch
 from streams.formats.wire import frame
-from streams.pipeline import Pipeline
-from streams.records import Event
+from streams.steps.pipeline import Pipeline
 
 SCHEMA = {
     "type": "record",

@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from bench.support import load_average, progress, save_result
-from streams.demo import payments
+from streams.offline.demo_data import payments
 from streams.runtime.broker import EmbeddedBroker, free_port
 
 PARTITIONS = 4
@@ -210,7 +210,7 @@ def _pipeline(tag: str) -> tuple[str, list[str]]:
 
 async def _expected_results(lines: list[bytes]) -> int:
     """How many records the demo pipeline emits (sink + routes + dead letters), by replay."""
-    from streams.config import load_pipeline
+    from streams.config.loader import load_pipeline
     from streams.offline import replay
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -73,7 +73,7 @@ LATENCY_METRIC = "sluice_end_to_end_latency_seconds"
 
 def payload_pool(size: int = 10_000) -> list[tuple[bytes, dict[str, Any]]]:
     """Payments to send, (key, record), amounts positive so that every record passes."""
-    from streams.demo import payments
+    from streams.offline.demo_data import payments
 
     pool = []
     for line in payments(size, seed=3, users=1000, malformed_ratio=0):

@@ -1,7 +1,7 @@
 """`sluice bench peers`: sluice side by side with the Python peers on one broker.
 
 Three jobs over the same events — JSON payments of ~200 bytes keyed by 1,000 users
-(streams.demo, no malformed ones) in a 4-partition topic:
+(streams.offline.demo_data, no malformed ones) in a 4-partition topic:
 
     filter   pass-through with a filter (`amount > 0`)
     count    per-key running count (sluice: the declarative `aggregate` step, before it a
@@ -191,7 +191,7 @@ class Events:
 
     @classmethod
     def generate(cls, count: int, seed: int = 11) -> Events:
-        from streams.demo import payments
+        from streams.offline.demo_data import payments
 
         records = []
         kept = 0

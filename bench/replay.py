@@ -20,9 +20,9 @@ import orjson
 import yaml
 
 from bench.support import save_result
-from models.pipeline import PipelineSpec
-from streams.demo import payments, write_lines
+from models.pipeline_spec import PipelineSpec
 from streams.offline import replay
+from streams.offline.demo_data import payments, write_lines
 
 BENCH_PIPELINE = """
 pipeline: bench-replay

@@ -3,8 +3,8 @@
 The worker runs the shipped demo pipelines of config/pipelines/ (payments-clean,
 payments-risk with the users table loaded, the .sql file's pipelines) and the windowed
 benchmark pipeline of `sluice bench windows`, all with the shipped settings. A producer
-here sends `streams.demo` payments (2% malformed, keyed by user) to `payments` at a fixed
-rate; their event time starts now and runs 20 times as fast as the clock, so that state
+here sends `streams.offline.demo_data` payments (2% malformed, keyed by user) to `payments`
+at a fixed rate; their event time starts now and runs 20 times as fast as the clock, so that state
 kept for a span of event time (dedupe: 10 minutes) reaches its steady size within the
 warm-up. Every sample holds: records produced, `sluice_events_in_total` per pipeline, the
 source lag (`sluice_consumer_lag` of the `payments` topic, and of every topic), the
@@ -90,18 +90,18 @@ def soak_pipelines() -> dict[str, str]:
 
 def source_pipelines(worker: WorkerProcess) -> list[str]:
     """Names of the worker's pipelines that read the `payments` topic."""
-    from streams.config import load_config
+    from streams.config.loader import load_config
 
     _, pipelines = load_config(worker.folder).require()
     return sorted(name for name, spec in pipelines.items() if spec.source.topic == SOURCE)
 
 
 class PaymentFeed:
-    """`streams.demo` payments keyed by user, event time from now on, running
+    """`streams.offline.demo_data` payments keyed by user, event time from now on, running
     EVENT_TIME_SPEED times as fast as the wall clock at a producer pacing `rate`."""
 
     def __init__(self, rate: float, seed: int = 17) -> None:
-        from streams.demo import payments
+        from streams.offline.demo_data import payments
 
         self.lines = payments(
             10**12,
@@ -187,7 +187,7 @@ async def produce_all(address: str, topic: str, lines: list[tuple[bytes | None, 
 
 
 async def load_users(address: str) -> int:
-    from streams.demo import users_table
+    from streams.offline.demo_data import users_table
 
     rows = [(orjson.loads(line)["user_id"].encode(), line) for line in users_table()]
     await produce_all(address, USERS_TOPIC, rows)
@@ -461,7 +461,7 @@ def overload_checks(
 
 async def measure_max(broker: Broker, events: int = MAX_EVENTS) -> dict[str, Any]:
     """Catch-up: `events` payments pre-filled, then the worker reads them all."""
-    from streams.demo import payments
+    from streams.offline.demo_data import payments
 
     span = 600.0  # event time: the last ten minutes
     start = datetime.fromtimestamp(time.time() - span, UTC)

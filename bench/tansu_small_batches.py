@@ -24,7 +24,7 @@ from aiokafka import TopicPartition as AioPartition
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.support import cpu_seconds, create_topics, open_broker
-from streams.demo import payments
+from streams.offline.demo_data import payments
 
 TOPIC = "t"
 PARTITIONS = range(4)

@@ -5,7 +5,7 @@ them to EUR and routes large ones to `payments-large`; the app's own agent count
 large payments per merchant in a Faust table. One worker runs both:
 
     faust -A examples.faust_app worker -l info          # from the repository root
-    python -m streams.demo 2000 > payments.jsonl
+    python -m streams.offline.demo_data 2000 > payments.jsonl
     sluice produce payments --input payments.jsonl --key user_id
     curl localhost:6066/sluice/api/pipelines            # also /sluice/metrics, /sluice/ready
 

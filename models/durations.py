@@ -1,5 +1,5 @@
 """Durations (`500ms`, `10s`, `1m`, `2h`, `1d`) parsed to whole milliseconds: a value
-format of the settings and pipeline files (streams.durations re-exports it)."""
+format of the settings and pipeline files (models.durations re-exports it)."""
 
 from __future__ import annotations
 

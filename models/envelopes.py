@@ -1,6 +1,6 @@
 """Record envelopes: the shapes records take at sluice's boundaries.
 
-Inside the engine records are slotted `streams.records.Event`s (cheap to make); these
+Inside the engine records are slotted `streams.core.records.Event`s (cheap to make); these
 models describe what leaves it: `sluice consume --envelope` lines, replay dead-letter
 lines, window results and alerts.
 """

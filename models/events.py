@@ -1,4 +1,4 @@
-"""Sample domain events for the demo pipeline (`streams.demo` generates them)."""
+"""Sample domain events for the demo pipeline (`streams.offline.demo_data` generates them)."""
 
 from __future__ import annotations
 

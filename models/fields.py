@@ -55,7 +55,7 @@ def _to_step_name(value: Any) -> str:
 StepName = Annotated[str, PlainValidator(_to_step_name)]
 # A pipeline's name may hold '.', '-' and '_': its state is `<pipeline>.<step>` and step
 # names hold no '.', so the last '.' of a store name always splits pipeline from step
-# (streams.state.store_owner); '-' may join it to the app id because app ids hold none.
+# (streams.core.state.store_owner); '-' may join it to the app id because app ids hold none.
 PipelineName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,200}$")]
 
 

@@ -11,7 +11,7 @@ from pydantic import Field, PlainValidator, ValidationInfo, model_validator
 
 from models.fields import FieldList, Format, Spec, Topic, invalid
 
-if TYPE_CHECKING:  # compiled by the loader (streams.spec_fields), see models.pipeline
+if TYPE_CHECKING:  # compiled by the loader (streams.steps.spec_fields), see models.pipeline_spec
     from streams.expressions import Expression as Condition
 
 

@@ -1,7 +1,7 @@
 """The steps of a pipeline file, one model per kind, and the union that picks the kind.
 
 Expressions, aggregates and the classes a step names (`validate: {model: …}`,
-`component: {class: …}`) are compiled or imported by the loader (streams.spec_fields),
+`component: {class: …}`) are compiled or imported by the loader (streams.steps.spec_fields),
 which fills in the names `Condition`, `ValueExpression`, `Aggregate`, `ModelClass` and
 `ComponentClass`: this module only gives the steps their shape.
 """
@@ -15,7 +15,7 @@ from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator,
 
 from models.fields import DurationMs, FieldList, Spec, StepName, Topic, invalid
 
-if TYPE_CHECKING:  # what the loader compiles these to (see models.pipeline)
+if TYPE_CHECKING:  # what the loader compiles these to (see models.pipeline_spec)
     from pydantic import BaseModel
 
     from streams.expressions import AggregateCall, Expression

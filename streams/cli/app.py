@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
-from streams.config import load_settings
-from streams.errors import ConfigErrors
+from streams.config.loader import load_settings
+from streams.core.errors import ConfigErrors
 
 CONFIG_HELP = "directory holding sluice.yaml (and pipelines/); default: config"
 
@@ -77,7 +77,7 @@ def start_logging(settings: Settings, log_format: str | None, log_level: str | N
 
 
 def load_config(config_dir: Path) -> tuple[Settings, dict[str, PipelineSpec]]:
-    from streams.config import load_config
+    from streams.config.loader import load_config
 
     loaded = load_config(config_dir)
     if loaded.errors:
@@ -89,7 +89,7 @@ def load_config(config_dir: Path) -> tuple[Settings, dict[str, PipelineSpec]]:
 
 
 def settings_only(config_dir: Path | None) -> Settings:
-    from streams.config import default_settings
+    from streams.config.loader import default_settings
 
     try:
         if config_dir is None or (config_dir == Path("config") and not config_dir.exists()):

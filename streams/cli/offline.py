@@ -16,8 +16,8 @@ from streams.cli.app import (
     settings_only,
     start_logging,
 )
-from streams.config import LoadedConfig, load_pipelines, make_importable
-from streams.errors import ConfigError, ConfigErrors, SluiceError
+from streams.config.loader import LoadedConfig, load_pipelines, make_importable
+from streams.core.errors import ConfigError, ConfigErrors, SluiceError
 
 
 @main.command()
@@ -35,7 +35,7 @@ def check(path: Path, registry: bool) -> None:
     FILE:LINE: FIELD: REASON (in .sql files FILE:LINE:COL: statement NAME: REASON).
     Exit status 1 when anything is wrong.
     """
-    from streams.check import check as run_check
+    from streams.config.check import check as run_check
 
     report = run_check(path)
     problems: list[str] = []
@@ -74,7 +74,7 @@ def _check_registry(path: Path) -> tuple[list[str], set[str]]:
     subject (compatible with what is there), and each source without declared columns
     reads only fields of its subject's latest schema; a registry that does not answer is
     one line. Returns the problems and the pipelines whose columns were checked."""
-    from streams.config import load_config
+    from streams.config.loader import load_config
 
     if not (path / "sluice.yaml").is_file():
         fail(f"--registry needs a config directory with sluice.yaml (schema_registry.url): {path}")
@@ -87,7 +87,7 @@ def _check_registry(path: Path) -> tuple[list[str], set[str]]:
 
 async def _registry_checks(loaded: LoadedConfig) -> tuple[list[str], set[str]]:
     from streams.runtime.formats import registry_problems
-    from streams.runtime.registry import RegistryClient, RegistryUnavailable
+    from streams.runtime.schema_registry import RegistryClient, RegistryUnavailable
     from streams.runtime.source_columns import locator, registry_column_problems
 
     assert loaded.settings is not None
@@ -198,8 +198,8 @@ def replay(
       sluice replay config/pipelines/payments-clean.yaml --input payments.jsonl
       sluice replay config/pipelines/payments-sql.sql --input payments=payments.jsonl
     """
+    from models.durations import parse_duration_ms
     from streams.cli.replay_inputs import replay_inputs
-    from streams.durations import parse_duration_ms
     from streams.offline import replay as run_replay
 
     make_importable(pipeline_file.parent.parent)

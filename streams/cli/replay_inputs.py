@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from models.pipeline import PipelineSpec
-from streams.errors import SluiceError
+from models.pipeline_spec import PipelineSpec
+from streams.core.errors import SluiceError
 from streams.sql.compiler import SqlProgram, load_sql_program
 
 

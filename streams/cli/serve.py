@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
 from streams.cli.app import (
     config_option,
@@ -19,7 +19,7 @@ from streams.cli.app import (
     main,
     start_logging,
 )
-from streams.errors import SluiceError
+from streams.core.errors import SluiceError
 
 if TYPE_CHECKING:
     from streams.runtime.source_columns import Locator
@@ -52,7 +52,7 @@ def worker(
     settings = start_logging(settings, log_format, log_level)
     try:
         if (engine or settings.engine) == "faust":
-            from streams.faust.worker import run_worker  # the only path that imports faust
+            from streams.faust.host_worker import run_worker  # the only path that imports faust
 
             code = run_worker(settings, pipelines)
         else:
@@ -187,7 +187,7 @@ def _print_banner(
 def _locator(config_dir: Path, pipelines: dict[str, PipelineSpec]) -> Locator | None:
     """Files and lines for columns checked against the registry at start (only when a
     pipeline takes its source's columns from the registry: loading twice costs little)."""
-    from streams.config import load_config as load_files
+    from streams.config.loader import load_config as load_files
     from streams.runtime.source_columns import locator, needs_columns
 
     if not any(needs_columns(spec) for spec in pipelines.values()):

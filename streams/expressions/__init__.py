@@ -4,7 +4,7 @@
 An expression reads record fields (`amount`, nested `a.b.c`) and calls the whitelisted
 functions in `functions`, the SQL function library; it can do nothing else. No string is
 ever passed to eval, exec or compile, and no attribute of a Python object is reachable
-from SQL. A leaf package: it imports nothing of sluice but `streams.errors`, so the
+from SQL. A leaf package: it imports nothing of sluice but `streams.core.errors`, so the
 pipeline models, the steps and the SQL front end can all build on it.
 
 NULL follows SQL's three-valued logic: None in, None out, with AND/OR/NOT/IS as SQL
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from streams.errors import ExpressionError, ExpressionRuntimeError
+from streams.core.errors import ExpressionError, ExpressionRuntimeError
 from streams.expressions import values
 from streams.expressions.aggregate_calls import AggregateCall, parse_aggregate
-from streams.expressions.base import Evaluator, Expression, Record, describe_failure
 from streams.expressions.batch import _batch_checked, _batch_constant
-from streams.expressions.compiler import _Compiler
+from streams.expressions.builder import _Compiler
+from streams.expressions.expression import Evaluator, Expression, Record, describe_failure
 from streams.expressions.nodes import BOOLEAN_NODES, NOT_CONDITIONS
 from streams.expressions.parsing import (
     MAX_NESTING,

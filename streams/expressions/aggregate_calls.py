@@ -8,8 +8,8 @@ from typing import Final, cast
 
 from sqlglot import exp
 
-from streams.expressions.base import Expression
-from streams.expressions.compiler import _Compiler
+from streams.expressions.builder import _Compiler
+from streams.expressions.expression import Expression
 from streams.expressions.nodes import AGGREGATE_NODES as _AGGREGATE_NODES
 from streams.expressions.parsing import _nesting_guard, _only_field, _parse, _top_level_fields
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any, Final
 
-from streams.expressions.base import BatchEvaluator, Evaluator
 from streams.expressions.closures import _INT_LIMIT, _NUMBERS
+from streams.expressions.expression import BatchEvaluator, Evaluator
 
 # --- batch evaluators -----------------------------------------------------------------
 # Each takes a batch of records (plain dicts) and gives a column: the node's value per

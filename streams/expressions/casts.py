@@ -7,9 +7,9 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from streams.errors import ExpressionRuntimeError
+from streams.core.errors import ExpressionRuntimeError
 from streams.expressions import values
-from streams.expressions.base import Evaluator, Record
+from streams.expressions.expression import Evaluator, Record
 
 NUMBERS: Final = frozenset({int, float})
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
-from streams.errors import ExpressionRuntimeError
+from streams.core.errors import ExpressionRuntimeError
 from streams.expressions import functions as fn
-from streams.expressions.base import Evaluator, Record
 from streams.expressions.casts import NUMBERS, aware, parse_timestamp
+from streams.expressions.expression import Evaluator, Record
 from streams.expressions.values import (
     MAX_INT_BITS,
     as_number,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import re2
 
-from streams.errors import ExpressionRuntimeError
+from streams.core.errors import ExpressionRuntimeError
 from streams.expressions.numbers import (
     sql_abs,
     sql_ceil,

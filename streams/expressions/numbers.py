@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from streams.errors import ExpressionRuntimeError
+from streams.core.errors import ExpressionRuntimeError
 from streams.expressions.values import MAX_INT_BITS, as_int, as_number, int_too_large
 
 

@@ -11,7 +11,7 @@ import sqlglot
 from sqlglot import Tokenizer, TokenType, exp
 from sqlglot.errors import ParseError, TokenError
 
-from streams.errors import ExpressionError
+from streams.core.errors import ExpressionError
 
 # --- parsing ---------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from streams.errors import ExpressionRuntimeError
+from streams.core.errors import ExpressionRuntimeError
 
 NUMBER_TYPES = (int, float)
 # Bounds on what one record can make an expression build: text (repeat, replace…) and

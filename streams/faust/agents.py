@@ -33,14 +33,15 @@ from typing import Any
 
 import orjson
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
-from streams.jsonl import dumps
-from streams.pipeline import SOURCE_STEP, Pipeline
-from streams.records import BatchResult, DeadLetter, Event, key_of
-from streams.runtime.metrics import PrometheusPipelineMetrics
+from streams.core.jsonl import dumps
+from streams.core.records import BatchResult, DeadLetter, Event, key_of
+from streams.core.state import runtime_store_name
+from streams.core.tracing import continue_trace, current_pipeline
 from streams.runtime.output import Output
-from streams.runtime.pipelines import note_result
+from streams.runtime.pipeline_runner import note_result
+from streams.runtime.prometheus import PrometheusPipelineMetrics
 from streams.runtime.sender import (
     SOURCE_OFFSET,
     SOURCE_PARTITION,
@@ -49,13 +50,12 @@ from streams.runtime.sender import (
     dead_letter_headers,
     key_bytes,
 )
-from streams.state import runtime_store_name
 from streams.steps.keyed import AlertStep
-from streams.steps.registry import step_kind
+from streams.steps.kinds import step_kind
+from streams.steps.pipeline import SOURCE_STEP, Pipeline
 from streams.steps.route import SINK_STEP
-from streams.tracing import continue_trace, current_pipeline
 
-from .tables import FaustState, FaustTableStore
+from .table_stores import FaustState, FaustTableStore
 
 log = logging.getLogger("sluice.faust")
 

@@ -12,14 +12,14 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
-from streams.config import default_settings, load_pipelines, make_importable, pipeline_files
-from streams.errors import SluiceError
+from streams.config.loader import default_settings, load_pipelines, make_importable, pipeline_files
+from streams.core.errors import SluiceError
 
 from . import patches
 from .host import Host
-from .web import add_views
+from .views import add_views
 
 _HOSTS: weakref.WeakKeyDictionary[Any, Host] = weakref.WeakKeyDictionary()
 

@@ -17,10 +17,10 @@ import time
 from typing import Any
 
 from models.settings import Settings
+from streams.core.state import lookup_store_name
 from streams.runtime.kafka import connection_options
 from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
-from streams.runtime.metrics import Registry
-from streams.state import lookup_store_name
+from streams.runtime.prometheus import Registry
 
 from .agents import PipelineAgent
 

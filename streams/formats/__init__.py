@@ -2,6 +2,6 @@
 id, the encoded value) with Avro, Protobuf or JSON Schema schemas kept in a schema registry.
 
 Pure code: decoders and encoders are built from schema text the runtime fetched
-(`streams.runtime.registry`), so this package never does I/O. Decoded values are the plain
+(`streams.runtime.schema_registry`), so this package never does I/O. Decoded values are the plain
 dict records every step sees (see `streams.formats.plain`).
 """

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from streams.errors import RecordError
+from streams.core.errors import RecordError
 from streams.formats.wire import HEADER_SIZE, WireError, schema_id_of
 
 SCHEMA_ERROR = "schema"

@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from models import pipeline as spec
-from streams.expressions.base import Expression
+from models import pipeline_spec as spec
+from streams.expressions.expression import Expression
 
 Path = tuple[str | int, ...]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from models.pipeline import (
+from models.pipeline_spec import (
     AlertStepSpec,
     DedupeStepSpec,
     FilterStepSpec,

@@ -18,16 +18,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.pipeline import PipelineSpec
-from streams.errors import SluiceError
-from streams.jsonl import dumps
-from streams.metrics import CountingMetrics
+from models.pipeline_spec import PipelineSpec
+from streams.core.errors import SluiceError
+from streams.core.jsonl import dumps
+from streams.core.metrics import CountingMetrics
+from streams.core.records import BatchResult, Event
+from streams.core.state import MemoryStateBackend
+from streams.core.watchdog import Watchdog
 from streams.offline.reading import load_tables
 from streams.offline.writing import OutputFiles
-from streams.pipeline import DEFAULT_MAX_EVENT_TIME_SKEW_MS, DEFAULT_MAX_MESSAGE_BYTES, Pipeline
-from streams.records import BatchResult, Event
-from streams.state import MemoryStateBackend
-from streams.watchdog import Watchdog
+from streams.steps.pipeline import (
+    DEFAULT_MAX_EVENT_TIME_SKEW_MS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    Pipeline,
+)
 
 
 @dataclass(slots=True)

@@ -9,12 +9,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from models.pipeline import PipelineSpec
-from streams import jsonl
-from streams.errors import SluiceError
-from streams.event_time import event_time_ms
-from streams.records import key_of
-from streams.state import StateBackend, lookup_store_name
+from models.pipeline_spec import PipelineSpec
+from streams.core import jsonl
+from streams.core.errors import SluiceError
+from streams.core.event_time import event_time_ms
+from streams.core.records import key_of
+from streams.core.state import StateBackend, lookup_store_name
 
 STDIN = "-"
 CHUNK_BYTES = 1 << 20

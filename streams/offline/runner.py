@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
-from models.pipeline import PipelineSpec
-from streams.errors import SluiceError
+from models.pipeline_spec import PipelineSpec
+from streams.core.errors import SluiceError
+from streams.core.records import Event
+from streams.core.watchdog import StuckRecord, Watchdog
 from streams.offline.graph import Graph
 from streams.offline.progress import Progress
 from streams.offline.reading import input_size, line_chunks, merge_lines, open_input, time_field
 from streams.offline.tuning import batch_tuning, exit_when_stuck
 from streams.offline.writing import OutputFiles
-from streams.pipeline import DEFAULT_MAX_EVENT_TIME_SKEW_MS, DEFAULT_MAX_MESSAGE_BYTES
-from streams.records import Event
-from streams.watchdog import StuckRecord, Watchdog
+from streams.steps.pipeline import DEFAULT_MAX_EVENT_TIME_SKEW_MS, DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_OUTPUT_DIR = "replay-out"
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-from streams.watchdog import StuckRecord
+from streams.core.watchdog import StuckRecord
 
 STUCK_EXIT_STATUS = 3
 

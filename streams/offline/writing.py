@@ -11,8 +11,8 @@ from typing import IO
 import orjson
 
 from models.envelopes import DeadLetterError, ReplayDeadLetter
-from streams import jsonl
-from streams.records import BatchResult, DeadLetter
+from streams.core import jsonl
+from streams.core.records import BatchResult, DeadLetter
 
 _VALUE = attrgetter("value")
 

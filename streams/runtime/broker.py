@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from streams.errors import SluiceError
+from streams.core.errors import SluiceError
 
 
 class BrokerError(SluiceError):

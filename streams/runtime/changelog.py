@@ -43,8 +43,8 @@ from typing import Any
 
 import orjson
 
-from streams.errors import SluiceError
-from streams.state import (
+from streams.core.errors import SluiceError
+from streams.core.state import (
     DictStateStore,
     StateBackend,
     StateStore,
@@ -292,7 +292,7 @@ class WorkerState:
 
     def stores_of(self, pipeline: str) -> list[ChangelogStore]:
         """The stores `pipeline`'s view made, and those made without a view whose name
-        says `pipeline` (streams.state.store_owner), in the order they were made."""
+        says `pipeline` (streams.core.state.store_owner), in the order they were made."""
         return [
             store
             for name, store in self.stores.items()

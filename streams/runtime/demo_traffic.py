@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from models.settings import Settings
-from streams.demo import payments, settlements, users_table
+from streams.offline.demo_data import payments, settlements, users_table
 from streams.runtime.kafka import connection_options, start_client
 
 log = logging.getLogger("sluice.demo")

@@ -38,6 +38,7 @@ from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodec
 from aiokafka.structs import TopicPartition
 
 from models.settings import Settings
+from streams.core.tracing import current_pipeline
 from streams.runtime.backpressure import Backpressure
 from streams.runtime.changelog import LOCAL_STATE_DIR, ChangelogStore
 from streams.runtime.checkpoint import FENCED, Checkpoint, NewProducer
@@ -57,11 +58,10 @@ from streams.runtime.kafka import connection_options
 from streams.runtime.local_state import LocalState
 from streams.runtime.output import Output
 from streams.runtime.phases import Phase, PhaseMachine
-from streams.runtime.pipelines import PipelineRunner, Routes
+from streams.runtime.pipeline_runner import PipelineRunner, Routes
 from streams.runtime.recovery import Recovery, aiokafka_reader
 from streams.runtime.seams import GroupConsumer, ProducerLike, group_generation, stop_reader
 from streams.runtime.topics import ensure_topics, verify_copartitioned
-from streams.tracing import current_pipeline
 
 log = logging.getLogger("sluice.engine")
 

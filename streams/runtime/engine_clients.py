@@ -14,12 +14,12 @@ from aiokafka.errors import KafkaError, UnsupportedCodecError
 from aiokafka.structs import TopicPartition
 
 from models.settings import Settings
-from streams.errors import SluiceError
+from streams.core.errors import SluiceError
 from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
 from streams.runtime.seams import GroupConsumer, ProducerLike
 
 if TYPE_CHECKING:
-    from streams.runtime.pipelines import PipelineRunner
+    from streams.runtime.pipeline_runner import PipelineRunner
 
 # Short group timeouts: the embedded broker admits a member after about half the session
 # timeout, and a killed worker's partitions move after it (measured: 30 s to join with a

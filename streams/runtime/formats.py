@@ -24,16 +24,16 @@ from typing import Any
 import orjson
 from google.protobuf import json_format
 
-from models.pipeline import REGISTRY_FORMATS, PipelineSpec
+from models.pipeline_spec import REGISTRY_FORMATS, PipelineSpec
 from models.settings import Settings
-from streams.errors import ConfigErrors, SluiceError
+from streams.core.errors import ConfigErrors, SluiceError
+from streams.core.records import Event
 from streams.formats.avro import AvroReader, AvroSchemaError, AvroWriter
 from streams.formats.codec import JsonSchemaReader, Reader, decode_batch, schema_ids
 from streams.formats.derive import DeriveError, derive_alert_schema, derive_schema
 from streams.formats.protobuf import ProtobufReader, ProtobufSchemaError
 from streams.formats.wire import frame
-from streams.records import Event
-from streams.runtime.registry import (
+from streams.runtime.schema_registry import (
     SCHEMA_TYPES,
     RegisteredSchema,
     RegistryClient,

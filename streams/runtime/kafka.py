@@ -27,7 +27,7 @@ from aiokafka.errors import (
 )
 
 from models.settings import KafkaSettings, Settings
-from streams.errors import SluiceError
+from streams.core.errors import SluiceError
 
 _AUTHENTICATION_ERRORS = (
     AuthenticationFailedError,

@@ -10,7 +10,7 @@ libraries' (aiokafka, asyncio, aiohttp, …) alike:
 
 `component` is the logger's name; `trace_id` comes from the call's `extra` (lines about
 one record) and is null otherwise; `metadata` holds every other context field: the
-pipeline (from `extra`, else the task's current pipeline, streams.tracing.current_pipeline,
+pipeline (from `extra`, else the task's current pipeline, streams.core.tracing.current_pipeline,
 left out when neither knows it), the call's other `extra` fields, and `exception` (the
 traceback) when the line carries one. Log collectors (Loki, Elasticsearch, Cloud Logging)
 can then index six fixed fields and treat `metadata` as a free-form object.
@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from models.settings import LogSettings
-from streams.tracing import current_pipeline
+from streams.core.tracing import current_pipeline
 
 # attributes every LogRecord has: anything else on a record came from `extra`
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {

@@ -21,11 +21,11 @@ from typing import Any, Protocol
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.jsonl import json_type
-from streams.records import DeadLetter, key_of
+from streams.core.jsonl import json_type
+from streams.core.records import DeadLetter, key_of
+from streams.core.state import DictStateStore
 from streams.runtime.seams import stop_reader
 from streams.runtime.sender import ResultSender, dead_letter_headers, key_bytes
-from streams.state import DictStateStore
 
 log = logging.getLogger("sluice.tables")
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from streams.jsonl import dumps
-from streams.records import BatchResult, DeadLetter, Event, Headers
+from streams.core.jsonl import dumps
+from streams.core.records import BatchResult, DeadLetter, Event, Headers
+from streams.core.tracing import TRACEPARENT, new_traceparent
 from streams.runtime.output import Output
 from streams.steps.route import SINK_STEP
-from streams.tracing import TRACEPARENT, new_traceparent
 
 SOURCE_TOPIC = "sluice.source.topic"
 SOURCE_PARTITION = "sluice.source.partition"

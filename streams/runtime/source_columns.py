@@ -14,8 +14,9 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from models.pipeline import REGISTRY_FORMATS, PipelineSpec
-from streams.errors import ConfigError, ConfigErrors
+from models.pipeline_spec import REGISTRY_FORMATS, PipelineSpec
+from streams.config.yaml_lines import YamlDocument
+from streams.core.errors import ConfigError, ConfigErrors
 from streams.formats.columns import (
     ColumnUse,
     SchemaFieldsError,
@@ -24,9 +25,8 @@ from streams.formats.columns import (
     schema_fields,
     unknown_columns,
 )
-from streams.runtime.registry import RegistryClient
+from streams.runtime.schema_registry import RegistryClient
 from streams.sql.catalog import did_you_mean
-from streams.yaml_lines import YamlDocument
 
 # (pipeline, column use) -> (file, line) of the text that reads it
 Locator = Callable[[PipelineSpec, ColumnUse], tuple[str | None, int | None]]

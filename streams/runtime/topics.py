@@ -27,8 +27,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from models.settings import Settings
-from streams.errors import SluiceError
-from streams.runtime.pipelines import PipelineRunner
+from streams.core.errors import SluiceError
+from streams.runtime.pipeline_runner import PipelineRunner
 
 log = logging.getLogger("sluice.topics")
 

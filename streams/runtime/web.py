@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.settings import Settings
-from streams.runtime.metrics import Registry
+from streams.runtime.prometheus import Registry
 
 # With web.token set only the API needs it: the dashboard page itself holds no data and
 # reads the token from its URL fragment (/#token=...), which browsers never send.

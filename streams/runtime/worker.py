@@ -22,21 +22,21 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
-from streams.errors import SluiceError, StateLayoutError
+from streams.core.errors import SluiceError, StateLayoutError
+from streams.core.watchdog import Watchdog
 from streams.runtime.changelog import WorkerState, changelog_topic
 from streams.runtime.engine import Engine
 from streams.runtime.engine_clients import EngineError
 from streams.runtime.formats import RecordFormats, uses_registry
 from streams.runtime.kafka import KafkaUnreachable, connection_options, probe, start_client
 from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
-from streams.runtime.metrics import Registry
 from streams.runtime.phases import RECOVERED, Phase
-from streams.runtime.pipelines import PipelineRunner
+from streams.runtime.pipeline_runner import PipelineRunner
+from streams.runtime.prometheus import Registry
 from streams.runtime.source_columns import Locator
 from streams.runtime.web import Readiness, make_web_app, serve
-from streams.watchdog import Watchdog
 
 log = logging.getLogger("sluice.worker")
 

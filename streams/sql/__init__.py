@@ -16,6 +16,6 @@ pyproject.toml keeps the direction; no module imports one above it):
 
 `streams.offline` replays a file's pipelines as one graph. The expressions inside
 statements and steps are `streams.expressions`, a leaf package below this one. Nothing
-here imports the runtime: a worker gets SQL pipelines through `streams.config.load_config`
+here imports the runtime: a worker gets SQL pipelines through `streams.config.loader.load_config`
 like YAML ones.
 """

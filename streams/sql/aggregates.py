@@ -7,7 +7,7 @@ from typing import cast
 
 from sqlglot import exp
 
-from streams.errors import ExpressionError
+from streams.core.errors import ExpressionError
 from streams.expressions import parse_aggregate
 from streams.sql.diagnostics import Diagnostics
 from streams.sql.scope import Scope

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from streams.errors import ExpressionError
+from streams.core.errors import ExpressionError
 from streams.expressions import compile_condition, compile_expression
 from streams.sql.diagnostics import Diagnostics
 from streams.sql.trees import describe, is_aggregate

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.errors import ConfigError, ConfigErrors
-from streams.spec_fields import PipelineSpec
+from streams.core.errors import ConfigError, ConfigErrors
 from streams.sql.catalog import Catalog
 from streams.sql.declare import declare
 from streams.sql.diagnostics import Diagnostics, SqlError, report
@@ -33,6 +32,7 @@ from streams.sql.properties import Properties
 from streams.sql.statements import Statement
 from streams.sql.stream import StreamCompiler
 from streams.sql.tables import RunningTable, WindowedTable
+from streams.steps.spec_fields import PipelineSpec
 
 __all__ = [
     "CompiledPipeline",

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from sqlglot import exp
 
-from streams.errors import ConfigError, SluiceError
+from streams.core.errors import ConfigError, SluiceError
 from streams.sql.trees import offset_of
 
 T = TypeVar("T")

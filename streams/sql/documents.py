@@ -7,11 +7,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from streams.spec_fields import PipelineSpec
 from streams.sql.catalog import Relation
 from streams.sql.diagnostics import Diagnostics
 from streams.sql.program import Compiled, CompiledPipeline
 from streams.sql.properties import Properties
+from streams.steps.spec_fields import PipelineSpec
 
 
 def document(

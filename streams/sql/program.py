@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.errors import ConfigError
-from streams.spec_fields import PipelineSpec
+from streams.core.errors import ConfigError
 from streams.sql.catalog import Relation, find_relation
 from streams.sql.diagnostics import SourceText
 from streams.sql.statements import Name, Statement
+from streams.steps.spec_fields import PipelineSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import re
 
 from sqlglot import exp
 
-from models.pipeline import TOPIC_PATTERN
+from models.pipeline_spec import TOPIC_PATTERN
 from streams.sql.catalog import Catalog, Relation, did_you_mean
 from streams.sql.diagnostics import Diagnostics
 from streams.sql.statements import Property, Statement

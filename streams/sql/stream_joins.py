@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from streams.durations import format_duration_ms
+from models.durations import format_duration_ms
 from streams.sql.catalog import Catalog, Relation, did_you_mean, qualifiers_of
 from streams.sql.diagnostics import Diagnostics
 from streams.sql.statements import Name, WithinClause

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.durations import format_duration_ms
+from models.durations import format_duration_ms
 from streams.sql.grouped import WINDOW_BOUNDS, GroupedTable
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from models import pipeline as spec
-from streams.errors import SluiceError
-from streams.spec_fields import PipelineSpec  # completed: steps hold compiled fields
-from streams.state import StateBackend
-from streams.steps.base import BatchContext, Step
-from streams.steps.registry import STEP_KINDS, BuildContext
+from models import pipeline_spec as spec
+from streams.core.errors import SluiceError
+from streams.core.state import StateBackend
+from streams.core.watchdog import Watchdog
+from streams.steps.contract import BatchContext, Step
+from streams.steps.kinds import STEP_KINDS, BuildContext
 from streams.steps.route import Route, Router
-from streams.watchdog import Watchdog
+from streams.steps.spec_fields import PipelineSpec  # completed: steps hold compiled fields
 
 
 def build_step(
@@ -19,7 +19,7 @@ def build_step(
     state: StateBackend,
     watchdog: Watchdog | None = None,
 ) -> Step:
-    """The runnable step for one entry of `steps:` (see streams.steps.registry); stateful
+    """The runnable step for one entry of `steps:` (see streams.steps.kinds); stateful
     steps get their store, components a slot in the `watchdog` (when there is one)."""
     kind = STEP_KINDS.get(step.kind)
     if kind is None or not isinstance(step, kind.spec):

@@ -26,13 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from models.pipeline import AggregateSpec
-from streams.errors import ExpressionRuntimeError, RecordError
+from models.pipeline_spec import AggregateSpec
+from streams.core.errors import ExpressionRuntimeError, RecordError
+from streams.core.records import Event, key_of
+from streams.core.state import StateStore, is_bookkeeping
 from streams.expressions import describe_failure
-from streams.records import Event, key_of
-from streams.state import StateStore, is_bookkeeping
 from streams.steps.aggregates import Aggregate, make_aggregate
-from streams.steps.base import BatchContext, Step
+from streams.steps.contract import BatchContext, Step
 from streams.steps.window import _key_value
 
 

@@ -32,9 +32,9 @@ from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 import datasketches
 from ddsketch import DDSketch
 
-from streams.errors import ExpressionRuntimeError
+from streams.core.errors import ExpressionRuntimeError
+from streams.core.jsonl import INT64_MIN, UINT64_MAX, state_problem
 from streams.expressions import AggregateCall
-from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
 
 PERCENTILE_ACCURACY = 0.01  # DDSketch: every quantile within 1% relative error
 DISTINCT_EXACT_LIMIT = 1000

@@ -31,14 +31,14 @@ from typing import Any
 
 import orjson
 
-from streams import jsonl
-from streams.durations import format_duration_ms
-from streams.errors import RecordError, SluiceError
-from streams.records import Event
-from streams.state import StateStore
-from streams.steps.base import BatchContext, Step
-from streams.tracing import trace_id_in
-from streams.watchdog import Watchdog, WatchSlot
+from models.durations import format_duration_ms
+from streams.core import jsonl
+from streams.core.errors import RecordError, SluiceError
+from streams.core.records import Event
+from streams.core.state import StateStore
+from streams.core.tracing import trace_id_in
+from streams.core.watchdog import Watchdog, WatchSlot
+from streams.steps.contract import BatchContext, Step
 
 _NO_KEY = ""
 _OUTPUT_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY

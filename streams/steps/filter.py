@@ -9,10 +9,10 @@ from __future__ import annotations
 from itertools import compress
 from operator import attrgetter
 
-from streams.errors import RecordError
+from streams.core.errors import RecordError
+from streams.core.records import Event
 from streams.expressions import Expression
-from streams.records import Event
-from streams.steps.base import BatchContext, Step
+from streams.steps.contract import BatchContext, Step
 
 _VALUE = attrgetter("value")
 _DICT = frozenset({dict})

@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from models.pipeline import JoinSpec, PipelineSpec
-from streams.errors import RecordError
-from streams.event_time import iso_ms
-from streams.records import Event, key_of
-from streams.state import StateStore, bookkeeping_key, is_bookkeeping
-from streams.steps.base import BatchContext, Step
+from models.pipeline_spec import JoinSpec, PipelineSpec
+from streams.core.errors import RecordError
+from streams.core.event_time import iso_ms
+from streams.core.records import Event, key_of
+from streams.core.state import StateStore, bookkeeping_key, is_bookkeeping
+from streams.steps.contract import BatchContext, Step
 
 WATERMARK = "watermark"
 _WATERMARK_PREFIX = bookkeeping_key(WATERMARK, 0).removesuffix("0")

@@ -9,12 +9,12 @@ import heapq
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from models.pipeline import AlertSpec, DedupeSpec, EnrichSpec, RateLimitSpec
-from streams.errors import RecordError
-from streams.event_time import iso_ms
-from streams.records import Event, key_of
-from streams.state import StateStore, is_bookkeeping
-from streams.steps.base import BatchContext, Step
+from models.pipeline_spec import AlertSpec, DedupeSpec, EnrichSpec, RateLimitSpec
+from streams.core.errors import RecordError
+from streams.core.event_time import iso_ms
+from streams.core.records import Event, key_of
+from streams.core.state import StateStore, is_bookkeeping
+from streams.steps.contract import BatchContext, Step
 
 
 class KeyedState:

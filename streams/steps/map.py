@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from operator import attrgetter
 from typing import Any
 
-from streams.errors import RecordError
+from streams.core.errors import RecordError
+from streams.core.records import Event
 from streams.expressions import Expression
-from streams.records import Event
-from streams.steps.base import BatchContext, Step
+from streams.steps.contract import BatchContext, Step
 
 _VALUE = attrgetter("value")
 _DICT = frozenset({dict})

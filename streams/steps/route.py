@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streams.errors import RecordError
+from streams.core.errors import RecordError
+from streams.core.records import Event
 from streams.expressions import Expression
-from streams.records import Event
-from streams.steps.base import BatchContext
+from streams.steps.contract import BatchContext
 
 SINK_STEP = "sink"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from streams.errors import SchemaError
-from streams.records import Event
-from streams.steps.base import BatchContext, Step
+from streams.core.errors import SchemaError
+from streams.core.records import Event
+from streams.steps.contract import BatchContext, Step
 
 _PYTHON_TYPES: dict[str, type] = {
     "str": str,

@@ -29,15 +29,15 @@ from itertools import starmap
 from operator import attrgetter, itemgetter
 from typing import Any, cast
 
-from models.pipeline import WindowSpec
-from streams.errors import ExpressionRuntimeError, RecordError
-from streams.event_time import iso_ms
+from models.pipeline_spec import WindowSpec
+from streams.core.errors import ExpressionRuntimeError, RecordError
+from streams.core.event_time import iso_ms
+from streams.core.jsonl import INT64_MIN, UINT64_MAX, state_problem
+from streams.core.records import Event, key_of
+from streams.core.state import StateStore, bookkeeping_key, is_bookkeeping
 from streams.expressions import Expression, describe_failure
-from streams.jsonl import INT64_MIN, UINT64_MAX, state_problem
-from streams.records import Event, key_of
-from streams.state import StateStore, bookkeeping_key, is_bookkeeping
 from streams.steps.aggregates import Aggregate, ValueKinds, make_aggregate
-from streams.steps.base import BatchContext, Step
+from streams.steps.contract import BatchContext, Step
 from streams.steps.window_layout import LAYOUT, check_count, layout_of, read_order
 
 WATERMARK = "watermark"  # a bookkeeping key per partition, in that partition's changelog

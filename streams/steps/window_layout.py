@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.pipeline import WindowSpec
-from streams.errors import StateLayoutError
+from models.pipeline_spec import WindowSpec
+from streams.core.errors import StateLayoutError
 from streams.expressions.aggregate_calls import AggregateCall
 
-LAYOUT = "layout"  # the bookkeeping key's name (streams.state.bookkeeping_key)
+LAYOUT = "layout"  # the bookkeeping key's name (streams.core.state.bookkeeping_key)
 
 
 def _call_text(call: AggregateCall) -> str:

@@ -28,14 +28,28 @@ def test_peers_passes_its_options_and_prints_the_ratios(
 ) -> None:
     seen: dict[str, Any] = {}
 
-    def fake(events: int, runs: int, broker: str, jobs: Any, regimes: Any, results: Any) -> Any:
-        seen.update(events=events, runs=runs, broker=broker, jobs=jobs, regimes=regimes)
+    def fake(
+        events: int, runs: int, broker: str, jobs: Any, regimes: Any, results: Any, formats: Any
+    ) -> Any:
+        seen.update(
+            events=events, runs=runs, broker=broker, jobs=jobs, regimes=regimes, formats=formats
+        )
         summary = {"median_events_per_second": 1000, "runs": []}
         found = {"jobs": {"filter": {"quix": summary, "sluice": {"runs": [{"failed": "x"}]}}}}
         return {"brokers": {"tansu": {"catch-up": {**found, "ratios": {"filter: a/b": 1.5}}}}}
 
     monkeypatch.setattr(bench_peers, "bench_peers", fake)
-    result = _invoke("--results", str(tmp_path), "peers", "--jobs", "filter", "--regimes", "live")
+    result = _invoke(
+        "--results",
+        str(tmp_path),
+        "peers",
+        "--jobs",
+        "filter",
+        "--regimes",
+        "live",
+        "--formats",
+        "avro",
+    )
     assert result.exit_code == 0, result.output
     assert seen == {
         "events": 200_000,
@@ -43,6 +57,7 @@ def test_peers_passes_its_options_and_prints_the_ratios(
         "broker": "tansu",
         "jobs": ["filter"],
         "regimes": ["live"],
+        "formats": ["avro"],
     }
     assert "quix 1,000 | sluice FAILED" in result.output and "filter: a/b = 1.50" in result.output
     refused = _invoke("peers", "--jobs", "filter,joins")

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from models.envelopes import ReplayDeadLetter
 from streams.cli import main
-from streams.demo import payments, users_table, write_lines
+from streams.offline.demo_data import payments, users_table, write_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SLUICE = Path(sys.executable).parent / "sluice"

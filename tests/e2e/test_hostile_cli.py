@@ -271,7 +271,7 @@ class FakeProducer:
 def test_produce_reports_oversize_lines_and_sends_the_rest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams.runtime import clients
+    from streams.runtime import topic_io as clients
 
     monkeypatch.setattr(clients, "AIOKafkaProducer", FakeProducer)
     monkeypatch.setenv("SLUICE_BROKERS", "kafka://127.0.0.1:9")
@@ -291,7 +291,7 @@ def test_produce_reports_oversize_lines_and_sends_the_rest(
 def test_produce_exits_0_when_nothing_is_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams.runtime import clients
+    from streams.runtime import topic_io as clients
 
     monkeypatch.setattr(clients, "AIOKafkaProducer", FakeProducer)
     monkeypatch.setenv("SLUICE_BROKERS", "kafka://127.0.0.1:9")
@@ -338,7 +338,7 @@ def test_run_takes_a_broker_port_and_the_banner_names_the_config(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from models.settings import Settings
-    from streams.config import load_config
+    from streams.config.loader import load_config
 
     assert "--broker-port N" in CliRunner().invoke(main, ["run", "--help"]).output
     loaded = load_config(ROOT / "config")

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from streams.cli import main
-from streams.demo import payments, write_lines
+from streams.offline.demo_data import payments, write_lines
 from tests.e2e.test_cli import ROOT, sluice
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streams.config import load_pipelines, pipeline_files
+from streams.config.loader import load_pipelines, pipeline_files
 from streams.runtime.broker import free_port
 from streams.sql.explain import explain
 from tests.integration.conftest import ROOT, Broker, http_get

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.demo import payments
+from streams.offline.demo_data import payments
 from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.demo import payments, write_lines
+from streams.offline.demo_data import payments, write_lines
 from streams.runtime.broker import free_port
 from tests.integration.conftest import SLUICE, Broker, create_topics, produce_lines, unique
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import async_playwright
 
-from streams.demo import payments
+from streams.offline.demo_data import payments
 from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import ROOT, create_topics, produce_lines, unique
 

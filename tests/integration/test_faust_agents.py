@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.config import load_pipelines
-from streams.demo import payments, write_lines
+from streams.config.loader import load_pipelines
 from streams.offline import replay
+from streams.offline.demo_data import payments, write_lines
 from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
 from tests.integration.faust_apps import FaustWorker, shipped_pipelines
 

@@ -34,7 +34,7 @@ from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from streams.config import load_pipeline
+from streams.config.loader import load_pipeline
 from streams.offline import replay
 from streams.runtime.broker import EmbeddedBroker, free_port
 from streams.sql.compiler import load_sql_program

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.event_time import event_time_ms
+from streams.core.event_time import event_time_ms
 from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import consume_all, create_topics, produce_lines, unique
 from tests.integration.test_windows import expected_windows, user_key

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.config import load_pipeline
+from streams.config.loader import load_pipeline
 from streams.offline import replay
 from tests.brokers.apache_kafka import ApacheKafka
 from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique

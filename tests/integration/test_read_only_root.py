@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from streams.demo import payments
+from streams.offline.demo_data import payments
 from streams.runtime.broker import EmbeddedBroker, free_port
 from tests.integration.conftest import ROOT, SLUICE, http_get, produce_lines
 from tests.kustomize import KUBERNETES, render

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.config import load_pipeline
+from streams.config.loader import load_pipeline
+from streams.core.tracing import trace_id_of
 from streams.offline import replay
 from streams.runtime.output import Output
-from streams.tracing import trace_id_of
 from tests.integration.conftest import Broker, consume_all, create_topics, unique
 from tests.integration.real_clients import (
     CODECS,

@@ -17,7 +17,7 @@ import orjson
 import pytest
 import yaml
 
-from streams.config import load_pipeline
+from streams.config.loader import load_pipeline
 from streams.offline import replay
 from tests.brokers.apache_kafka import ApacheKafka
 from tests.brokers.tls import make_tls

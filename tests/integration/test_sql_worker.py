@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.demo import payments, write_lines
 from streams.offline import replay
+from streams.offline.demo_data import payments, write_lines
 from streams.sql.compiler import load_sql_program
 from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
 

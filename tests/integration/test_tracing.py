@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.tracing import trace_id_of
+from streams.core.tracing import trace_id_of
 from tests.integration.conftest import Broker, consume_all, create_topics, unique
 
 pytestmark = pytest.mark.integration

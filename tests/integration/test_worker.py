@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.config import load_pipeline
-from streams.demo import payments, write_lines
+from streams.config.loader import load_pipeline
 from streams.offline import replay
+from streams.offline.demo_data import payments, write_lines
 from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import (
     ROOT,

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from streams.config import load_pipeline
+from streams.config.loader import load_pipeline
 from streams.offline import replay
 from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import consume_all, create_topics, produce_lines

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
-from streams.config import load_pipeline
+from streams.config.loader import load_pipeline
 from streams.offline import replay
 from streams.runtime.broker import free_port
 

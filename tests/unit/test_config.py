@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.check import check
-from streams.config import load_config, load_pipeline, load_settings
-from streams.errors import ConfigErrors
+from streams.config.check import check
+from streams.config.loader import load_config, load_pipeline, load_settings
+from streams.core.errors import ConfigErrors
 
 GOOD = """\
 pipeline: demo
@@ -210,7 +210,7 @@ def test_check_paths(tmp_path: Path) -> None:
 
 
 def test_yaml_booleans_are_only_true_and_false() -> None:
-    from streams.yaml_lines import parse_yaml
+    from streams.config.yaml_lines import parse_yaml
 
     document = parse_yaml("enrich: {on: user_id, flag: yes, real: true}\n", "x.yaml")
     assert document.data == {"enrich": {"on": "user_id", "flag": "yes", "real": True}}

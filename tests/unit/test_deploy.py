@@ -156,7 +156,7 @@ def test_grafana_dashboard_queries_known_metrics() -> None:
 
 
 def test_design_metric_names_are_what_the_worker_exports() -> None:
-    from streams.runtime.metrics import Registry
+    from streams.runtime.prometheus import Registry
 
     exported = set()
     for family in Registry().registry.collect():

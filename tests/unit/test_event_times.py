@@ -11,11 +11,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import PipelineSpec
-from streams.errors import RecordError
-from streams.event_time import event_time_ms
-from streams.pipeline import Pipeline
-from streams.records import Event
+from models.pipeline_spec import PipelineSpec
+from streams.core.errors import RecordError
+from streams.core.event_time import event_time_ms
+from streams.core.records import Event
+from streams.steps.pipeline import Pipeline
 
 SPEC = PipelineSpec.model_validate(
     yaml.safe_load("pipeline: t\nsource: {topic: a, timestamp: ts}\nsteps: []\nsink: {topic: b}\n")

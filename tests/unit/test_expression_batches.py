@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.errors import ExpressionError
+from streams.core.errors import ExpressionError
 from streams.expressions import compile_condition, compile_expression
 
 FIELDS = ("a", "b", "c")

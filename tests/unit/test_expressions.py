@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.errors import ExpressionError, ExpressionRuntimeError
+from streams.core.errors import ExpressionError, ExpressionRuntimeError
 from streams.expressions import (
     compile_condition,
     compile_expression,

@@ -1,4 +1,4 @@
-"""The StateStore over a Faust table (streams.faust.tables), on real Faust objects (no
+"""The StateStore over a Faust table (streams.faust.table_stores), on real Faust objects (no
 broker: nothing here sends)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 import faust
 import pytest
 
-from streams.faust.tables import FaustState, FaustTableStore
-from streams.state import bookkeeping_key
+from streams.core.state import bookkeeping_key
+from streams.faust.table_stores import FaustState, FaustTableStore
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from models.envelopes import ReplayDeadLetter
-from models.pipeline import PipelineSpec
-from streams import jsonl
+from models.pipeline_spec import PipelineSpec
+from streams.core import jsonl
 from streams.offline import replay
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))

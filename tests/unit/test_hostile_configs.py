@@ -16,11 +16,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.check import check
-from streams.config import load_settings, pipeline_from_document, unknown_variables
-from streams.errors import ConfigErrors, ExpressionError, ExpressionRuntimeError
+from streams.config.check import check
+from streams.config.loader import load_settings, pipeline_from_document, unknown_variables
+from streams.config.yaml_lines import YamlDocument, parse_yaml
+from streams.core.errors import ConfigErrors, ExpressionError, ExpressionRuntimeError
 from streams.expressions import MAX_NESTING, compile_condition, compile_expression
-from streams.yaml_lines import YamlDocument, parse_yaml
 
 PIPELINE = """pipeline: p
 source: {topic: in, timestamp: ts}
@@ -223,7 +223,7 @@ def test_the_pipeline_cross_checks_are_linear_in_the_steps() -> None:
     """Counted, not timed: the name checks hash and compare each step's name a bounded
     number of times (they once called names.count() per step: 10^10 comparisons for
     100,000 steps, 4 million for these 2,000)."""
-    from models.pipeline import (
+    from models.pipeline_spec import (
         DedupeSpec,
         DedupeStepSpec,
         PipelineSpec,

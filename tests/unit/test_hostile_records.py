@@ -14,13 +14,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import PipelineSpec
-from streams import jsonl
-from streams.event_time import event_time_ms, iso_ms
-from streams.metrics import CountingMetrics
-from streams.pipeline import Pipeline
-from streams.records import BatchResult, Event
-from streams.watchdog import StuckRecord, Watchdog
+from models.pipeline_spec import PipelineSpec
+from streams.core import jsonl
+from streams.core.event_time import event_time_ms, iso_ms
+from streams.core.metrics import CountingMetrics
+from streams.core.records import BatchResult, Event
+from streams.core.watchdog import StuckRecord, Watchdog
+from streams.steps.pipeline import Pipeline
 
 NOW_MS = 1_795_774_800_000  # 2026-11-27T10:20:00Z: the tests' wall clock
 
@@ -127,7 +127,7 @@ def test_iso_ms_writes_expanded_years_beyond_9999() -> None:
     )
 )
 def test_event_time_ms_gives_an_int_or_a_timestamp_error(value: object) -> None:
-    from streams.errors import RecordError
+    from streams.core.errors import RecordError
 
     try:
         assert isinstance(event_time_ms(value, "ts"), int)

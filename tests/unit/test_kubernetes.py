@@ -25,8 +25,8 @@ import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version  # type: ignore[import-untyped]
 
 from models.settings import KafkaSettings, Settings
-from streams.check import check
-from streams.config import load_config
+from streams.config.check import check
+from streams.config.loader import load_config
 from streams.runtime.changelog import LOCAL_STATE_DIR
 from tests.kustomize import (
     KUBERNETES,

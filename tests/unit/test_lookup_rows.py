@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streams.records import DeadLetter
+from streams.core.records import DeadLetter
+from streams.core.state import DictStateStore
 from streams.runtime.lookups import TABLE_STEP, _apply
-from streams.state import DictStateStore
 
 
 @dataclass

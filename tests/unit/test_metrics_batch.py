@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from streams.runtime.histograms import BatchHistogram
-from streams.runtime.metrics import _LATENCY_BUCKETS
+from streams.runtime.prometheus import _LATENCY_BUCKETS
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, str, str], float]:

@@ -13,13 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from models.pipeline import PipelineName, PipelineSpec, StepName
+from models.pipeline_spec import PipelineName, PipelineSpec, StepName
 from models.settings import AppId, Settings
-from streams.config import load_settings
-from streams.errors import ConfigErrors
+from streams.config.loader import load_settings
+from streams.core.errors import ConfigErrors
+from streams.core.state import runtime_store_name, step_store_name, store_owner
 from streams.runtime.changelog import WorkerState, changelog_topic
-from streams.runtime.pipelines import FORWARDED_STORE, repartition_topic
-from streams.state import runtime_store_name, step_store_name, store_owner
+from streams.runtime.pipeline_runner import FORWARDED_STORE, repartition_topic
 
 _APP = TypeAdapter(AppId)
 _PIPELINE = TypeAdapter(PipelineName)

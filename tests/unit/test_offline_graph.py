@@ -12,9 +12,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from streams.cli import main
-from streams.errors import SluiceError
+from streams.core.errors import SluiceError
 from streams.offline import replay
 
 

@@ -15,13 +15,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import PipelineSpec
-from streams.errors import SluiceError
-from streams.event_time import event_time_ms, iso_ms
-from streams.metrics import CountingMetrics
-from streams.pipeline import Pipeline
-from streams.records import BatchResult, Event
-from streams.state import MemoryStateBackend
+from models.pipeline_spec import PipelineSpec
+from streams.core.errors import SluiceError
+from streams.core.event_time import event_time_ms, iso_ms
+from streams.core.metrics import CountingMetrics
+from streams.core.records import BatchResult, Event
+from streams.core.state import MemoryStateBackend
+from streams.steps.pipeline import Pipeline
 
 
 def make(text: str, **options: Any) -> Pipeline:
@@ -260,7 +260,7 @@ def test_component_that_cannot_be_created_is_a_clear_error() -> None:
 async def test_demo_risk_pipeline_runs_every_stateful_step() -> None:
     from pathlib import Path
 
-    from streams.config import load_pipeline
+    from streams.config.loader import load_pipeline
 
     root = Path(__file__).resolve().parents[2]
     spec = load_pipeline(root / "config" / "pipelines" / "payments-risk.yaml")
@@ -325,7 +325,7 @@ def test_models_load_nothing_of_streams() -> None:
     """models is data and its shape (import-linter contract `models-pure-data` sees the
     imports; this sees that its type-only ones stay type-only)."""
     code = (
-        "import sys, models.pipeline, models.settings, models.envelopes, models.events\n"
+        "import sys, models.pipeline_spec, models.settings, models.envelopes, models.events\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'streams')\n"
         "assert not loaded, loaded\n"
     )
@@ -336,9 +336,9 @@ def test_the_pure_core_loads_no_kafka_client_or_faust() -> None:
     """The layer contracts (`make lint`, pyproject.toml [tool.importlinter]) see sluice's
     own imports; this sees what its dependencies import when loaded, which they cannot."""
     code = (
-        "import sys, streams.pipeline, streams.offline, streams.steps, streams.expressions, "
-        "streams.sql.compiler, streams.sql.explain, streams.state, "
-        "streams.check, streams.config, models.pipeline\n"
+        "import sys, streams.steps.pipeline, streams.offline, streams.steps, streams.expressions, "
+        "streams.sql.compiler, streams.sql.explain, streams.core.state, "
+        "streams.config.check, streams.config.loader, models.pipeline_spec\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('faust', 'mode', 'aiokafka', 'confluent_kafka'))\n"
         "assert not bad, bad\n"

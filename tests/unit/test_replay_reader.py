@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from streams.offline import reading, replay
 
 SPEC = PipelineSpec.model_validate(

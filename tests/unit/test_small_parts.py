@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.durations import format_duration_ms, parse_duration_ms
-from streams.errors import ExpressionRuntimeError
+from models.durations import format_duration_ms, parse_duration_ms
+from streams.core.errors import ExpressionRuntimeError
+from streams.core.jsonl import dumps, text_of
+from streams.core.records import Event, key_of
+from streams.core.state import DictStateStore, MemoryStateBackend
 from streams.expressions import compile_expression
-from streams.jsonl import dumps, text_of
-from streams.records import Event, key_of
-from streams.state import DictStateStore, MemoryStateBackend
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_function_edges(source: str, expected: Any) -> None:
 def test_demo_main_writes_lines(
     capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams import demo
+    from streams.offline import demo_data as demo
 
     monkeypatch.setattr("sys.argv", ["demo", "25"])
     demo.main()

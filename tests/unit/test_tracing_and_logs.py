@@ -16,18 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from models.settings import LogSettings
-from streams.pipeline import Pipeline
-from streams.records import Event
-from streams.runtime.logs import (
-    ConsoleFormatter,
-    JsonFormatter,
-    configure_logging,
-    level_name,
-    utc_timestamp,
-)
-from streams.tracing import (
+from streams.core.records import Event
+from streams.core.tracing import (
     TRACEPARENT,
     continue_trace,
     current_pipeline,
@@ -35,6 +27,14 @@ from streams.tracing import (
     trace_id_in,
     trace_id_of,
 )
+from streams.runtime.logs import (
+    ConsoleFormatter,
+    JsonFormatter,
+    configure_logging,
+    level_name,
+    utc_timestamp,
+)
+from streams.steps.pipeline import Pipeline
 
 HEX = "0123456789abcdef"
 

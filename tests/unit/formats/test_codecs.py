@@ -15,7 +15,7 @@ import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from google.protobuf import descriptor_pb2
 
-from streams.errors import RecordError
+from streams.core.errors import RecordError
 from streams.formats.avro import AvroReader, AvroSchemaError, AvroWriter, load_schema
 from streams.formats.codec import JsonSchemaReader, decode_batch, schema_ids
 from streams.formats.protobuf import ProtobufReader, ProtobufSchemaError
@@ -219,7 +219,7 @@ def test_protobuf_schema_errors() -> None:
 async def test_registry_errors_never_show_credentials() -> None:
     from models.settings import SchemaRegistrySettings
     from streams.runtime.broker import free_port
-    from streams.runtime.registry import RegistryClient, RegistryUnavailable
+    from streams.runtime.schema_registry import RegistryClient, RegistryUnavailable
 
     port = free_port()  # nothing listens there
     client = RegistryClient(

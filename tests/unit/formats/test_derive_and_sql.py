@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from fastavro import parse_schema
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from streams.formats.avro import AvroWriter
 from streams.formats.derive import ANY_SCALAR, DeriveError, derive_alert_schema, derive_schema
-from streams.pipeline import Pipeline
 from streams.sql.compiler import load_sql_program
+from streams.steps.pipeline import Pipeline
 
 SOURCE = {
     "type": "record",

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from models.pipeline import PipelineSpec
-from streams.config import load_config
+from models.pipeline_spec import PipelineSpec
+from streams.config.loader import load_config
 from streams.formats.columns import (
     ColumnUse,
     SchemaFieldsError,

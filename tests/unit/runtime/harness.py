@@ -10,14 +10,14 @@ import orjson
 import yaml
 from aiokafka.structs import TopicPartition
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
+from streams.core.state import BOOKKEEPING
 from streams.runtime.changelog import WorkerState
 from streams.runtime.engine import Engine
-from streams.runtime.metrics import Registry
-from streams.runtime.pipelines import PipelineRunner
+from streams.runtime.pipeline_runner import PipelineRunner
+from streams.runtime.prometheus import Registry
 from streams.runtime.recovery import Recovery
-from streams.state import BOOKKEEPING
 from tests.unit.runtime.fakes import FakeBroker, FakeConsumer, FakeProducer, FakeReader
 
 SOURCE = "events"

@@ -3,8 +3,8 @@ partition per changelog partition; exact ownership by pipeline."""
 
 from __future__ import annotations
 
+from streams.core.state import StateStore, bookkeeping_key
 from streams.runtime.changelog import ChangelogStore, WorkerState, marks_in, owner_key
-from streams.state import StateStore, bookkeeping_key
 
 
 def test_a_store_keeps_each_key_in_its_partition() -> None:

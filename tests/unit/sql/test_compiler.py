@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from streams.sql.compiler import compile_sql
 from tests.unit.sql.conftest import compiled, replay_sql
 

@@ -1,5 +1,5 @@
 """Each SQL form beside the YAML pipeline a user would write for it, over the demo
-payments (`python -m streams.demo`, malformed records included): the same records on
+payments (`python -m streams.offline.demo_data`, malformed records included): the same records on
 every topic, the same dead letters, the same metrics."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from streams.config import load_pipelines
-from streams.demo import payments, users_table, write_lines
+from streams.config.loader import load_pipelines
 from streams.offline import Graph, replay
 from streams.offline import run as run_graph
+from streams.offline.demo_data import payments, users_table, write_lines
 from tests.unit.sql.conftest import compiled
 
 DECLARATION = """\

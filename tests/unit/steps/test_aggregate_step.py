@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import PipelineSpec
-from streams.pipeline import Pipeline
-from streams.records import BatchResult
-from streams.state import MemoryStateBackend
+from models.pipeline_spec import PipelineSpec
+from streams.core.records import BatchResult
+from streams.core.state import MemoryStateBackend
+from streams.steps.pipeline import Pipeline
 
 BASE_S = 1_795_600_000
 
@@ -163,7 +163,7 @@ def test_count_only_matches_the_component_it_replaces() -> None:
     rows: list[dict[str, Any]] = [{"user": u, "ts": BASE_S} for u in "abacabad"]
 
     async def go() -> list[Any]:
-        from streams.records import Event
+        from streams.core.records import Event
 
         events = [Event(None, u, 0, None, f'{{"ts": {BASE_S}}}'.encode()) for u in "abacabad"]
         result = await pipeline.process(events)

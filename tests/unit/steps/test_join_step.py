@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import PipelineSpec
-from streams.pipeline import Pipeline
-from streams.state import MemoryStateBackend
+from models.pipeline_spec import PipelineSpec
+from streams.core.state import MemoryStateBackend
 from streams.steps.join import JoinStep
+from streams.steps.pipeline import Pipeline
 
 BASE = 1_795_600_000_000
 WITHIN = 5_000

@@ -7,10 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import AlertSpec, DedupeSpec, EnrichSpec, RateLimitSpec
-from streams.records import BatchResult, Event
-from streams.state import DictStateStore
-from streams.steps.base import BatchContext
+from models.pipeline_spec import AlertSpec, DedupeSpec, EnrichSpec, RateLimitSpec
+from streams.core.records import BatchResult, Event
+from streams.core.state import DictStateStore
+from streams.steps.contract import BatchContext
 from streams.steps.keyed import AlertStep, DedupeStep, EnrichStep, RateLimitStep
 
 BASE = 1_795_600_000_000

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from models import pipeline as spec
-from streams.runtime.pipelines import needs_repartition
-from streams.steps.registry import STEP_KINDS
+from models import pipeline_spec as spec
+from streams.runtime.pipeline_runner import needs_repartition
+from streams.steps.kinds import STEP_KINDS
 
 DESIGN = (Path(__file__).resolve().parents[3] / "DESIGN.md").read_text()
 

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.errors import RecordError, SchemaError
+from streams.core.errors import RecordError, SchemaError
+from streams.core.records import BatchResult, Event
 from streams.expressions import compile_condition, compile_expression
-from streams.records import BatchResult, Event
-from streams.steps.base import BatchContext
+from streams.steps.contract import BatchContext
 from streams.steps.filter import FilterStep
 from streams.steps.map import MapStep
 from streams.steps.validate import SchemaValidator, ValidateStep
@@ -127,15 +127,15 @@ def test_map_batches_equal_record_by_record(
 def test_replay_dead_letter_lines_are_the_models_json(
     step: str, kind: str, message: str, raw: bytes
 ) -> None:
+    from streams.core.records import DeadLetter
     from streams.offline.writing import _model_line, dead_letter_line
-    from streams.records import DeadLetter
 
     letter = DeadLetter(raw=raw, step=step, error_type=kind, message=message, partition=0, offset=0)
     assert dead_letter_line(letter) == _model_line(letter)
 
 
 def test_dumps_lines_falls_back_for_what_orjson_refuses() -> None:
-    from streams import jsonl
+    from streams.core import jsonl
 
     values = [{"a": 2**70}, {"b": 1.5}, {"c": "\ud800"}]
     assert jsonl.dumps_lines(values) == b"".join(jsonl.dumps(v) + b"\n" for v in values)

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import WindowSpec
+from models.pipeline_spec import WindowSpec
+from streams.core.records import BatchResult, Event
+from streams.core.state import DictStateStore
 from streams.expressions import parse_aggregate
-from streams.records import BatchResult, Event
-from streams.state import DictStateStore
 from streams.steps.aggregates import ValueKinds, make_aggregate
-from streams.steps.base import BatchContext
+from streams.steps.contract import BatchContext
 from streams.steps.window import WindowStep
 
 BASE = 1_795_600_000_000

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from models.pipeline import WindowSpec
-from streams.errors import StateLayoutError
-from streams.records import BatchResult, Event
-from streams.state import DictStateStore, bookkeeping_key
-from streams.steps.base import BatchContext
+from models.pipeline_spec import WindowSpec
+from streams.core.errors import StateLayoutError
+from streams.core.records import BatchResult, Event
+from streams.core.state import DictStateStore, bookkeeping_key
+from streams.steps.contract import BatchContext
 from streams.steps.window import WindowStep
 from streams.steps.window_layout import LAYOUT
 

@@ -9,11 +9,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import WindowSpec
-from streams.event_time import iso_ms
-from streams.records import BatchResult, Event
-from streams.state import DictStateStore, is_bookkeeping
-from streams.steps.base import BatchContext
+from models.pipeline_spec import WindowSpec
+from streams.core.event_time import iso_ms
+from streams.core.records import BatchResult, Event
+from streams.core.state import DictStateStore, is_bookkeeping
+from streams.steps.contract import BatchContext
 from streams.steps.window import WindowStep
 
 AGGREGATES = {

@@ -16,11 +16,11 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import WindowSpec
-from streams.event_time import iso_ms
-from streams.records import BatchResult, Event
-from streams.state import DictStateStore
-from streams.steps.base import BatchContext
+from models.pipeline_spec import WindowSpec
+from streams.core.event_time import iso_ms
+from streams.core.records import BatchResult, Event
+from streams.core.state import DictStateStore
+from streams.steps.contract import BatchContext
 from streams.steps.window import WindowStep
 
 BASE = 1_795_600_000_000  # event times well before the clock below (a backfill)

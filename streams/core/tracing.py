@@ -14,7 +14,7 @@ import random
 import re
 from contextvars import ContextVar
 
-from streams.records import Headers
+from streams.core.records import Headers
 
 TRACEPARENT = "traceparent"
 # one compiled match instead of slicing and set checks: ~0.3 µs a record, not ~1 µs

@@ -2,7 +2,7 @@
 
 Validation checks structure: required fields, names, durations, topics, one form per
 step. Expressions, aggregates and the classes a step names are compiled or imported by
-the loader, `streams.spec_fields`, which completes these models when it is imported
+the loader, `streams.steps.spec_fields`, which completes these models when it is imported
 (`model_rebuild` with its coercers): until then validating a spec that holds a step is
 pydantic's "not fully defined" error. `models` imports nothing from `streams`
 (import-linter contract `models-pure-data`).

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from streams.state import DictStateStore, StateStore, bookkeeping_partition
+from streams.core.state import DictStateStore, StateStore, bookkeeping_partition
 
 _DELETED = object()
 

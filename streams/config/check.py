@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.config import (
+from streams.config.lint import pipeline_warnings, settings_warnings
+from streams.config.loader import (
     SETTINGS_FILE,
     load_config,
     load_pipeline_documents,
@@ -13,9 +14,8 @@ from streams.config import (
     make_importable,
     pipeline_files,
 )
-from streams.errors import ConfigError, ConfigErrors
-from streams.lint import pipeline_warnings, settings_warnings
-from streams.yaml_lines import YamlDocument, load_yaml
+from streams.config.yaml_lines import YamlDocument, load_yaml
+from streams.core.errors import ConfigError, ConfigErrors
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from streams.errors import ConfigError
+from streams.core.errors import ConfigError
 
 PathKey = tuple[str | int, ...]
 

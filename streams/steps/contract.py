@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import ClassVar
 
-from streams.errors import RecordError
-from streams.records import BatchResult, DeadLetter, Event
+from streams.core.errors import RecordError
+from streams.core.records import BatchResult, DeadLetter, Event
 
 
 class BatchContext:

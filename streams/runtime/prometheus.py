@@ -15,7 +15,7 @@ from prometheus_client import (
 from streams.runtime.histograms import BatchHistogram
 
 if TYPE_CHECKING:
-    from models.pipeline import PipelineSpec
+    from models.pipeline_spec import PipelineSpec
 
 # what the source step can dead-letter (every step kind's are in its registry entry)
 SOURCE_DEAD_LETTER_TYPES = ("invalid_json", "oversize", "timestamp")
@@ -138,7 +138,7 @@ class PrometheusPipelineMetrics:
 
     def declare(self, spec: PipelineSpec) -> None:
         """Every series this pipeline can report, at 0."""
-        from streams.steps.registry import step_kind
+        from streams.steps.kinds import step_kind
         from streams.steps.route import SINK_STEP
 
         families = self.families

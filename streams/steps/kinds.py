@@ -2,7 +2,7 @@
 and what it can report. The builder, the runtime's repartitioning and the series a
 worker exports at start all read it; a kind missing here is an import error, not a step
 that silently skips repartitioning (the spec union and the did-you-mean list are
-models.pipeline's `STEP_KINDS`, and `_check_complete` holds the two together)."""
+models.pipeline_spec's `STEP_KINDS`, and `_check_complete` holds the two together)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from models import pipeline as spec
-from streams.state import StateBackend, lookup_store_name, step_store_name
+from models import pipeline_spec as spec
+from streams.core.state import StateBackend, lookup_store_name, step_store_name
+from streams.core.watchdog import Watchdog
 from streams.steps.aggregate import AggregateStep
-from streams.steps.base import Step
 from streams.steps.component import ComponentStep
+from streams.steps.contract import Step
 from streams.steps.filter import FilterStep
 from streams.steps.join import JoinStep
 from streams.steps.keyed import AlertStep, DedupeStep, EnrichStep, RateLimitStep
 from streams.steps.map import MapStep
 from streams.steps.validate import ModelValidator, SchemaValidator, ValidateStep
 from streams.steps.window import WindowStep
-from streams.watchdog import Watchdog
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,14 +19,16 @@ from typing import Any
 
 import orjson
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
-from streams.pipeline import SOURCE_STEP, Pipeline
-from streams.records import BatchResult, DeadLetter, Event, key_of
+from streams.core.records import BatchResult, DeadLetter, Event, key_of
+from streams.core.state import runtime_store_name, step_store_name
+from streams.core.tracing import continue_trace, trace_id_in
+from streams.core.watchdog import Watchdog
 from streams.runtime.changelog import ChangelogStore, WorkerState
 from streams.runtime.formats import RecordFormats
-from streams.runtime.metrics import PrometheusPipelineMetrics
 from streams.runtime.output import Output
+from streams.runtime.prometheus import PrometheusPipelineMetrics
 from streams.runtime.recovery import first_deliveries
 from streams.runtime.seams import RecordLike
 from streams.runtime.sender import (
@@ -37,12 +39,10 @@ from streams.runtime.sender import (
     dead_letter_headers,
     key_bytes,
 )
-from streams.state import runtime_store_name, step_store_name
 from streams.steps.keyed import AlertStep
-from streams.steps.registry import step_kind
+from streams.steps.kinds import step_kind
+from streams.steps.pipeline import SOURCE_STEP, Pipeline
 from streams.steps.route import SINK_STEP
-from streams.tracing import continue_trace, trace_id_in
-from streams.watchdog import Watchdog
 
 log = logging.getLogger("sluice.pipeline")
 

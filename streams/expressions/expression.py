@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.errors import ExpressionRuntimeError
+from streams.core.errors import ExpressionRuntimeError
 
 Record = Mapping[str, Any]
 Evaluator = Callable[[Record], Any]

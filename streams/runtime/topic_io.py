@@ -15,8 +15,8 @@ from aiokafka.errors import KafkaError
 
 from models.envelopes import EventEnvelope
 from models.settings import Settings
-from streams.jsonl import dumps
-from streams.records import key_of
+from streams.core.jsonl import dumps
+from streams.core.records import key_of
 from streams.runtime.formats import ANY_FORMAT, RecordFormats
 from streams.runtime.kafka import connection_options, start_client
 

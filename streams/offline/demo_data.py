@@ -171,8 +171,8 @@ def write_lines(path: Path, lines: Iterator[bytes]) -> int:
 
 
 def main() -> None:
-    """`python -m streams.demo [N]`: N sample payment lines on stdout;
-    `python -m streams.demo users`: the users lookup table."""
+    """`python -m streams.offline.demo_data [N]`: N sample payment lines on stdout;
+    `python -m streams.offline.demo_data users`: the users lookup table."""
     import sys
 
     argument = sys.argv[1] if len(sys.argv) > 1 else "10000"

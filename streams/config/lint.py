@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import sqlglot
 from sqlglot import exp
 
-from models import pipeline as spec
+from models import pipeline_spec as spec
 from models.settings import Settings
-from streams.errors import ConfigError
-from streams.yaml_lines import YamlDocument
+from streams.config.yaml_lines import YamlDocument
+from streams.core.errors import ConfigError
 
 WARNING = "warning: "
 # calls that replace a NULL: their result is not missing when an argument is

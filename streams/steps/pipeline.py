@@ -14,17 +14,17 @@ from typing import Any
 
 import orjson
 
-from streams import jsonl
-from streams.errors import RecordError
-from streams.event_time import event_time_ms, out_of_range, second_ms
-from streams.jsonl import json_type
-from streams.metrics import CountingMetrics, PipelineMetrics
-from streams.records import BatchResult, Event, key_of
-from streams.spec_fields import PipelineSpec
-from streams.state import MemoryStateBackend, StateBackend
+from streams.core import jsonl
+from streams.core.errors import RecordError
+from streams.core.event_time import event_time_ms, out_of_range, second_ms
+from streams.core.jsonl import json_type
+from streams.core.metrics import CountingMetrics, PipelineMetrics
+from streams.core.records import BatchResult, Event, key_of
+from streams.core.state import MemoryStateBackend, StateBackend
+from streams.core.watchdog import Watchdog
 from streams.steps import BatchContext, Router, Step, build_router, build_step
 from streams.steps.join import JoinStep
-from streams.watchdog import Watchdog
+from streams.steps.spec_fields import PipelineSpec
 
 SOURCE_STEP = "source"
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
@@ -43,7 +43,7 @@ class Pipeline:
     `max_event_time_skew_ms` (processing.max_event_time_skew): an event time further ahead
     of `clock` than this, or before 1970, is a `timestamp` dead letter at step `source`.
     `watchdog`: component steps mark each record they run in a slot of it, so a sync
-    `process` stuck past its timeout is reported (see streams.watchdog).
+    `process` stuck past its timeout is reported (see streams.core.watchdog).
     """
 
     def __init__(

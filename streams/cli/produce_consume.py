@@ -15,7 +15,7 @@ from streams.cli.app import (
     main,
     settings_only,
 )
-from streams.errors import SluiceError
+from streams.core.errors import SluiceError
 
 
 @main.command()
@@ -64,7 +64,7 @@ def produce(
     """
     from streams.offline.progress import Progress
     from streams.offline.reading import open_input
-    from streams.runtime.clients import produce as run_produce
+    from streams.runtime.topic_io import produce as run_produce
 
     settings = settings_only(config_dir)
     encode = None
@@ -149,7 +149,7 @@ def consume(
 
     --decode prints registry-encoded values as their decoded records (schema_registry.url);
     a value that does not decode is printed as without --decode."""
-    from streams.runtime.clients import consume as run_consume
+    from streams.runtime.topic_io import consume as run_consume
 
     settings = settings_only(config_dir)
     if decode and not settings.schema_registry.url:

@@ -14,11 +14,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
-from models.pipeline import describe_bad_step
+from models.pipeline_spec import describe_bad_step
 from models.settings import Settings
-from streams.errors import ConfigError, ConfigErrors
-from streams.spec_fields import PipelineSpec
-from streams.yaml_lines import YamlDocument, format_path, load_yaml, parse_yaml
+from streams.config.yaml_lines import YamlDocument, format_path, load_yaml, parse_yaml
+from streams.core.errors import ConfigError, ConfigErrors
+from streams.steps.spec_fields import PipelineSpec
 
 SETTINGS_FILE = "sluice.yaml"
 ENV_PREFIX = "SLUICE_"

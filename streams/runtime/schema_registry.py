@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from models.settings import SchemaRegistrySettings
-from streams.errors import SluiceError
+from streams.core.errors import SluiceError
 
 REQUEST_TIMEOUT_S = 5.0
 # the registry's schemaType for each sluice format (an absent schemaType means AVRO)

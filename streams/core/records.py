@@ -112,7 +112,7 @@ def _key_text(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, list | dict):
         # JSON text: str() of a value nested 1,000 deep raises RecursionError
-        from streams.jsonl import dumps
+        from streams.core.jsonl import dumps
 
         return dumps(value).decode()
     return str(value)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.pipeline import PipelineSpec
+from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
 from streams.runtime.kafka import ssl_context
 
 from .attach import attach_specs, host_of
-from .web import add_views
+from .views import add_views
 
 EXIT_CRASHED = 70
 # A worker joins the group in about half the session timeout on the embedded broker

@@ -11,10 +11,9 @@ from typing import Any, cast
 
 from sqlglot import exp
 
-from streams.errors import ExpressionError, ExpressionRuntimeError
+from streams.core.errors import ExpressionError, ExpressionRuntimeError
 from streams.expressions import functions as fn
 from streams.expressions import values
-from streams.expressions.base import BatchEvaluator, Evaluator, Record, describe_failure
 from streams.expressions.batch import (
     _batch_arithmetic,
     _batch_case,
@@ -44,6 +43,7 @@ from streams.expressions.closures import (
     _not,
     _or,
 )
+from streams.expressions.expression import BatchEvaluator, Evaluator, Record, describe_failure
 from streams.expressions.nodes import (
     AGGREGATE_NODES,
     ARITHMETIC,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from streams.durations import format_duration_ms
-from streams.errors import RecordError
-from streams.jsonl import json_type
+from models.durations import format_duration_ms
+from streams.core.errors import RecordError
+from streams.core.jsonl import json_type
 
 _EPOCH_MS_THRESHOLD = 100_000_000_000  # 1e11: below are epoch seconds, above milliseconds
 

@@ -6,7 +6,7 @@ runs is here: a filter, route or alert condition and a map or join field compile
 `AggregateCall`, `validate: {model: pkg.mod:Model}` and `component: {class: …}` import
 the class. Importing this module completes the models (`model_rebuild` with these types),
 so a validated spec holds compiled expressions and imported classes, ready for
-`streams.pipeline.Pipeline`; an error is pydantic's, so `sluice check` names file, line
+`streams.steps.pipeline.Pipeline`; an error is pydantic's, so `sluice check` names file, line
 and field as for any other. Code that validates specs imports `PipelineSpec` from here:
 the import is what completes it.
 """
@@ -23,8 +23,8 @@ from pydantic_core import PydanticCustomError
 
 from models import outputs, steps
 from models.fields import invalid
-from models.pipeline import PipelineSpec
-from streams.errors import ExpressionError
+from models.pipeline_spec import PipelineSpec
+from streams.core.errors import ExpressionError
 from streams.expressions import (
     AggregateCall,
     Expression,
