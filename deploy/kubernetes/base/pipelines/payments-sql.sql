@@ -1,7 +1,7 @@
 -- The demo payments in SQL: pipelines declared in a ksqlDB-style dialect compile to the
 -- same pipeline spec as the YAML beside them (`sluice explain config/pipelines/payments-sql.sql`
 -- prints them as YAML). Try it offline:
---   python -m streams.demo 5000 > payments.jsonl
+--   python -m streams.offline.demo_data 5000 > payments.jsonl
 --   sluice replay config/pipelines/payments-sql.sql --input payments.jsonl
 
 -- the source: the payments topic, its columns (validated), event time and key
