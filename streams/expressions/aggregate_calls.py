@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final, cast
 
 from sqlglot import exp
@@ -25,18 +27,23 @@ class AggregateCall:
     parameter: float | None = None
 
 
-_AGGREGATE_FUNCTIONS: Final = (
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "first",
-    "last",
-    "earliest",
-    "latest",
-    "percentile",
-    "count_distinct",
+# The one table of aggregate names (the SQL parser reads it here; the window and
+# aggregate steps register an implementation per name against it, and check at import
+# that every name has one): name -> how many values it takes (at least, at most).
+AGGREGATE_FUNCTIONS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
+    {
+        "count": (0, 1),
+        "sum": (1, 1),
+        "avg": (1, 1),
+        "min": (1, 1),
+        "max": (1, 1),
+        "first": (1, 1),
+        "last": (1, 1),
+        "earliest": (1, 1),
+        "latest": (1, 1),
+        "percentile": (2, 2),
+        "count_distinct": (1, 1),
+    }
 )
 
 
@@ -72,17 +79,12 @@ def _parse_aggregate(source: str) -> AggregateCall:
         if inner is None or tree.expressions:
             raise compiler.error(f"{name}() takes exactly one value", tree)
         return AggregateCall(source, name, argument(inner))
-    if isinstance(tree, exp.Anonymous) and tree.name.lower() in ("earliest", "latest"):
+    if isinstance(tree, exp.Anonymous) and tree.name.lower() in AGGREGATE_FUNCTIONS:
+        name = tree.name.lower()  # earliest, latest, percentile, count_distinct
         args = list(tree.expressions)
-        if len(args) != 1:
-            raise compiler.error(f"{tree.name.lower()}() takes exactly one value", tree)
-        return AggregateCall(source, tree.name.lower(), argument(args[0]))
-    if isinstance(tree, exp.Anonymous) and tree.name.lower() in ("percentile", "count_distinct"):
-        name = tree.name.lower()
-        args = list(tree.expressions)
-        if name == "count_distinct":
+        if AGGREGATE_FUNCTIONS[name] != (2, 2):  # one value
             if len(args) != 1:
-                raise compiler.error("count_distinct() takes exactly one value", tree)
+                raise compiler.error(f"{name}() takes exactly one value", tree)
             return AggregateCall(source, name, argument(args[0]))
         if len(args) != 2:
             raise compiler.error(
@@ -100,10 +102,10 @@ def _parse_aggregate(source: str) -> AggregateCall:
         if isinstance(tree, exp.Func)
         else ""
     )
-    close = difflib.get_close_matches(name.lower(), _AGGREGATE_FUNCTIONS, n=1) if name else []
+    close = difflib.get_close_matches(name.lower(), AGGREGATE_FUNCTIONS, n=1) if name else []
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise compiler.error(
         f"not an aggregate{f' {name.lower()!r}' if name else ''}{hint}: use one of "
-        + ", ".join(f"{n}()" for n in _AGGREGATE_FUNCTIONS),
+        + ", ".join(f"{n}()" for n in AGGREGATE_FUNCTIONS),
         tree,
     )
