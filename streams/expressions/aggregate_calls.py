@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Final, cast
+from typing import cast
 
 from sqlglot import exp
 
 from streams.expressions.base import Expression
 from streams.expressions.compiler import _AGGREGATE_NODES, _Compiler
+from streams.expressions.functions import AGGREGATE_FUNCTIONS
 from streams.expressions.parsing import _nesting_guard, _only_field, _parse, _top_level_fields
 
 # --- window aggregates -----------------------------------------------------------------
@@ -25,26 +24,6 @@ class AggregateCall:
     function: str
     argument: Expression | None
     parameter: float | None = None
-
-
-# The one table of aggregate names (the SQL parser reads it here; the window and
-# aggregate steps register an implementation per name against it, and check at import
-# that every name has one): name -> how many values it takes (at least, at most).
-AGGREGATE_FUNCTIONS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
-    {
-        "count": (0, 1),
-        "sum": (1, 1),
-        "avg": (1, 1),
-        "min": (1, 1),
-        "max": (1, 1),
-        "first": (1, 1),
-        "last": (1, 1),
-        "earliest": (1, 1),
-        "latest": (1, 1),
-        "percentile": (2, 2),
-        "count_distinct": (1, 1),
-    }
-)
 
 
 def parse_aggregate(source: str) -> AggregateCall:

@@ -395,7 +395,7 @@ class _Compiler:
 
     def _function(self, node: exp.Expr) -> _Compiled:
         if isinstance(node, _AGGREGATE_NODES) or (
-            isinstance(node, exp.Anonymous) and node.name.lower() in fn.AGGREGATE_NAMES
+            isinstance(node, exp.Anonymous) and node.name.lower() in fn.AGGREGATE_FUNCTIONS
         ):
             anonymous = isinstance(node, exp.Anonymous)
             name = (node.name if anonymous else cast(exp.Func, node).sql_name()).lower()
