@@ -57,8 +57,12 @@ class AggregatePlan:
         # the batch path: the field each argument reads (None: count()'s nothing)
         self.fields = [a.field if a is not None else None for a in self.arguments]
         batched = [agg for agg in self.aggregates if isinstance(agg, Batched)]
-        self.batched = len(batched) == len(self.aggregates) and all(
-            a is None or a.field is not None for a in self.arguments
+        # the batch path takes tumbling and hopping windows whose aggregates all have the
+        # batch protocol and read plain fields (streams.steps.window.batch)
+        self.batched = (
+            spec.type != "session"
+            and len(batched) == len(self.aggregates)
+            and all(a is None or a.field is not None for a in self.arguments)
         )
         # a pending row: each field some aggregate reads, once, then the event time if an
         # aggregate reads that
@@ -192,7 +196,3 @@ class AggregatePlan:
             else:
                 columns.append((field, field, times))
         return columns, times
-
-    def near_limit(self, states: list[Any]) -> bool:
-        """Whether some state must leave the batch path (sum near 64 bits)."""
-        return any(agg.near_limit(states[i]) for i, agg in self.limited)

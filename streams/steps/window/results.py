@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import starmap
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from streams.event_time import iso_ms
 from streams.records import Event
@@ -83,7 +83,10 @@ class Results:
                 Event(self.record(entry, window, closing=True), key or None, window.end - 1)
                 for key, entry, window in closed
             ]
-        rows_of: list[list[Row]] = [self.store.take_pending(window) for _, _, window in closed]
+        rows_of = cast(list[list[Row]], pendings)  # no None: checked above
+        for _, _, window in closed:
+            window.pending = None
+        self.store.pending_count -= sum(map(len, rows_of))
         # per window, its columns: the fields of its rows
         columns = list(map(tuple, starmap(zip, rows_of)))
         by_field: list[list[Sequence[Any]]] = [

@@ -37,8 +37,15 @@ class WindowStep(Step):
         self.results = Results(self.plan, self.windows)
         self.batch_path = BatchPath(spec, self.plan, self.windows)
         self.one_by_one = OneByOne(spec, self.plan, self.windows)
-        # whether batches may take the batch path (tests turn it off to compare paths)
-        self.batched = self.plan.batched and spec.type != "session"
+
+    @property
+    def batched(self) -> bool:
+        """Whether batches may take the batch path (the tests turn it off to compare)."""
+        return self.plan.batched
+
+    @batched.setter
+    def batched(self, allowed: bool) -> None:
+        self.plan.batched = allowed and self.plan.batched
 
     @property
     def store(self) -> StateStore:

@@ -301,8 +301,11 @@ class WindowStore:
 
     def check_limits(self, window: Window) -> None:
         states = window.states
-        if self.plan.batched and states is not None and self.plan.near_limit(states):
-            self.near_limit.add(window)
+        if self.plan.batched and states is not None:
+            for i, agg in self.plan.limited:
+                if agg.near_limit(states[i]):
+                    self.near_limit.add(window)
+                    return
 
     # --- records the windows do not take ---------------------------------------------------
 
