@@ -19,10 +19,10 @@ from sqlglot import exp
 from streams.errors import ExpressionError, ExpressionRuntimeError
 from streams.expressions import functions as fn
 from streams.expressions.aggregate_calls import AggregateCall, parse_aggregate
+from streams.expressions.aggregate_names import AGGREGATE_FUNCTIONS
 from streams.expressions.base import Evaluator, Expression, Record, describe_failure
 from streams.expressions.batch import _batch_checked, _batch_constant
 from streams.expressions.compiler import _BOOLEAN_NODES, _NOT_CONDITIONS, _Compiler
-from streams.expressions.functions import AGGREGATE_FUNCTIONS
 from streams.expressions.parsing import (
     MAX_NESTING,
     _nesting_guard,

@@ -8,9 +8,9 @@ from typing import cast
 
 from sqlglot import exp
 
+from streams.expressions.aggregate_names import AGGREGATE_FUNCTIONS
 from streams.expressions.base import Expression
 from streams.expressions.compiler import _AGGREGATE_NODES, _Compiler
-from streams.expressions.functions import AGGREGATE_FUNCTIONS
 from streams.expressions.parsing import _nesting_guard, _only_field, _parse, _top_level_fields
 
 # --- window aggregates -----------------------------------------------------------------

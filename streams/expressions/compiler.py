@@ -13,6 +13,7 @@ from sqlglot import exp
 
 from streams.errors import ExpressionError, ExpressionRuntimeError
 from streams.expressions import functions as fn
+from streams.expressions.aggregate_names import AGGREGATE_FUNCTIONS
 from streams.expressions.base import BatchEvaluator, Evaluator, Record, describe_failure
 from streams.expressions.batch import (
     _batch_arithmetic,
@@ -395,7 +396,7 @@ class _Compiler:
 
     def _function(self, node: exp.Expr) -> _Compiled:
         if isinstance(node, _AGGREGATE_NODES) or (
-            isinstance(node, exp.Anonymous) and node.name.lower() in fn.AGGREGATE_FUNCTIONS
+            isinstance(node, exp.Anonymous) and node.name.lower() in AGGREGATE_FUNCTIONS
         ):
             anonymous = isinstance(node, exp.Anonymous)
             name = (node.name if anonymous else cast(exp.Func, node).sql_name()).lower()

@@ -8,11 +8,10 @@ is NULL, so implementations here only see non-null values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import re2
 
@@ -491,23 +490,3 @@ ALIASES = {
 
 # functions whose second argument is a regular expression: a literal, compiled at check
 REGEX_FUNCTIONS = frozenset({"regexp_like", "regexp_replace"})
-
-# The one table of aggregate names: name -> how many values it takes (at least, at most).
-# A window's or aggregate step's calls are parsed against it (aggregate_calls); the steps
-# register an implementation per name (streams.steps.window.implementations, checked at
-# import); anywhere else in an expression an aggregate is refused by name.
-AGGREGATE_FUNCTIONS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
-    {
-        "count": (0, 1),
-        "sum": (1, 1),
-        "avg": (1, 1),
-        "min": (1, 1),
-        "max": (1, 1),
-        "first": (1, 1),
-        "last": (1, 1),
-        "earliest": (1, 1),
-        "latest": (1, 1),
-        "percentile": (2, 2),
-        "count_distinct": (1, 1),
-    }
-)
