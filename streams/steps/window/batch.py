@@ -111,8 +111,9 @@ class BatchPath:
         """Each (record, window) pair of one partition's records (assigners.pairs_of):
         the record joins the window's pending list unless the window is closed. Per pair:
         the watermark, the lateness check, the window (the close index written inline).
-        Measured: a tumbling window's pair costs what the former tumbling-only copy of
-        this loop cost a record (bytecodes/record, see the module doc)."""
+        Why pairs: the loop used to have a copy for tumbling windows of one partition,
+        kept for speed; this one loop executes 70 bytecodes a tumbling record where that
+        copy executed 74 (bench payments, 2026-12-07), and hopping records gain most."""
         store = self.store
         updates = self.emit_updates
         size = self.size
