@@ -315,16 +315,8 @@ class WindowStore:
         ctx.dead_letter(event, self.step, error)
 
     def late(self, event: Event, t: int, watermark: int, ctx: BatchContext) -> None:
-        ctx.late += 1
-        if self.late_to_dlq:
-            ctx.dead_letter(
-                event,
-                self.step,
-                RecordError(
-                    f"late event: its window closed (event time {iso_ms(t)}, "
-                    f"watermark {iso_ms(watermark)}, grace {self.grace} ms)",
-                    "late",
-                ),
-            )
-        else:
-            ctx.drop(self.step, "late")
+        message = (
+            f"late event: its window closed (event time {iso_ms(t)}, "
+            f"watermark {iso_ms(watermark)}, grace {self.grace} ms)"
+        )
+        ctx.late_event(event, self.step, message, to_dlq=self.late_to_dlq)
