@@ -19,6 +19,7 @@ from sqlglot import exp
 from streams.core.errors import ExpressionError, ExpressionRuntimeError
 from streams.expressions import values
 from streams.expressions.aggregate_calls import AggregateCall, parse_aggregate
+from streams.expressions.aggregate_names import AGGREGATE_FUNCTIONS
 from streams.expressions.batch import _batch_checked, _batch_constant
 from streams.expressions.builder import _Compiler
 from streams.expressions.expression import Evaluator, Expression, Record, describe_failure
@@ -33,6 +34,7 @@ from streams.expressions.parsing import (
 )
 
 __all__ = [
+    "AGGREGATE_FUNCTIONS",
     "MAX_NESTING",
     "AggregateCall",
     "Expression",

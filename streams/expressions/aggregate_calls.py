@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import cast
 
 from sqlglot import exp
 
+from streams.expressions.aggregate_names import AGGREGATE_FUNCTIONS
 from streams.expressions.builder import _Compiler
 from streams.expressions.expression import Expression
 from streams.expressions.nodes import AGGREGATE_NODES as _AGGREGATE_NODES
@@ -24,21 +25,6 @@ class AggregateCall:
     function: str
     argument: Expression | None
     parameter: float | None = None
-
-
-_AGGREGATE_FUNCTIONS: Final = (
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "first",
-    "last",
-    "earliest",
-    "latest",
-    "percentile",
-    "count_distinct",
-)
 
 
 def parse_aggregate(source: str) -> AggregateCall:
@@ -73,17 +59,12 @@ def _parse_aggregate(source: str) -> AggregateCall:
         if inner is None or tree.expressions:
             raise compiler.error(f"{name}() takes exactly one value", tree)
         return AggregateCall(source, name, argument(inner))
-    if isinstance(tree, exp.Anonymous) and tree.name.lower() in ("earliest", "latest"):
+    if isinstance(tree, exp.Anonymous) and tree.name.lower() in AGGREGATE_FUNCTIONS:
+        name = tree.name.lower()  # earliest, latest, percentile, count_distinct
         args = list(tree.expressions)
-        if len(args) != 1:
-            raise compiler.error(f"{tree.name.lower()}() takes exactly one value", tree)
-        return AggregateCall(source, tree.name.lower(), argument(args[0]))
-    if isinstance(tree, exp.Anonymous) and tree.name.lower() in ("percentile", "count_distinct"):
-        name = tree.name.lower()
-        args = list(tree.expressions)
-        if name == "count_distinct":
+        if AGGREGATE_FUNCTIONS[name] != (2, 2):  # one value
             if len(args) != 1:
-                raise compiler.error("count_distinct() takes exactly one value", tree)
+                raise compiler.error(f"{name}() takes exactly one value", tree)
             return AggregateCall(source, name, argument(args[0]))
         if len(args) != 2:
             raise compiler.error(
@@ -101,10 +82,10 @@ def _parse_aggregate(source: str) -> AggregateCall:
         if isinstance(tree, exp.Func)
         else ""
     )
-    close = difflib.get_close_matches(name.lower(), _AGGREGATE_FUNCTIONS, n=1) if name else []
+    close = difflib.get_close_matches(name.lower(), AGGREGATE_FUNCTIONS, n=1) if name else []
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise compiler.error(
         f"not an aggregate{f' {name.lower()!r}' if name else ''}{hint}: use one of "
-        + ", ".join(f"{n}()" for n in _AGGREGATE_FUNCTIONS),
+        + ", ".join(f"{n}()" for n in AGGREGATE_FUNCTIONS),
         tree,
     )

@@ -14,6 +14,7 @@ from sqlglot import exp
 from streams.core.errors import ExpressionError, ExpressionRuntimeError
 from streams.expressions import functions as fn
 from streams.expressions import values
+from streams.expressions.aggregate_names import AGGREGATE_FUNCTIONS
 from streams.expressions.batch import (
     _batch_arithmetic,
     _batch_case,
@@ -301,7 +302,7 @@ class _Compiler:
 
     def _function(self, node: exp.Expr) -> _Compiled:
         if isinstance(node, AGGREGATE_NODES) or (
-            isinstance(node, exp.Anonymous) and node.name.lower() in fn.AGGREGATE_NAMES
+            isinstance(node, exp.Anonymous) and node.name.lower() in AGGREGATE_FUNCTIONS
         ):
             anonymous = isinstance(node, exp.Anonymous)
             name = (node.name if anonymous else cast(exp.Func, node).sql_name()).lower()

@@ -288,7 +288,3 @@ ALIASES = {
 
 # functions whose second argument is a regular expression: a literal, compiled at check
 REGEX_FUNCTIONS = frozenset({"regexp_like", "regexp_replace"})
-
-AGGREGATE_NAMES = frozenset(
-    {"count", "sum", "avg", "min", "max", "first", "last", "percentile", "count_distinct"}
-)

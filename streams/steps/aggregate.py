@@ -2,7 +2,7 @@
 CHANGES` without `WINDOW`, Kafka Streams' `groupByKey().count()`).
 
 Each key's aggregate states live in the step's store, with the window's aggregate
-implementations (streams.steps.aggregates: `init`/`prepare`/`add`/`result`/`dump`/`load`),
+implementations (streams.steps.window.protocol: `init`/`add`/`result`/`dump`/`load`),
 so `sum`, `percentile`, `count_distinct`, `earliest`… mean exactly what they mean in a
 window. A result record is the key field(s) and the named aggregates, keyed by the group
 key: a compacted topic keeps each key's latest totals.
@@ -31,9 +31,9 @@ from streams.core.errors import ExpressionRuntimeError, RecordError
 from streams.core.records import Event, key_of
 from streams.core.state import StateStore, is_bookkeeping
 from streams.expressions import describe_failure
-from streams.steps.aggregates import Aggregate, make_aggregate
 from streams.steps.contract import BatchContext, Step
-from streams.steps.window import _key_value
+from streams.steps.window import Aggregate, GrowsInPlace, key_value, make_aggregate
+from streams.steps.window.protocol import result_is_state
 
 
 @dataclass(slots=True, eq=False)
@@ -63,7 +63,9 @@ class AggregateStep(Step):
         self._count_only = all(
             call.function == "count" and call.argument is None for call in spec.aggregates.values()
         )
-        self._plain_results = [type(agg).result is Aggregate.result for agg in self.aggregates]
+        self._plain_results = list(map(result_is_state, self.aggregates))
+        # sketches grow their state in place: given a prepared value, and a copy
+        self._in_place = [isinstance(agg, GrowsInPlace) for agg in self.aggregates]
         self.reset()
 
     # --- state -------------------------------------------------------------------------
@@ -145,7 +147,7 @@ class AggregateStep(Step):
         return key
 
     def _new_entry(self, event: Event, key: str) -> KeyTotals:
-        key_values = [_key_value(event.value.get(f)) for f in self.key_fields or ()]
+        key_values = [key_value(event.value.get(f)) for f in self.key_fields or ()]
         return KeyTotals(key_values, event.partition, [agg.init() for agg in self.aggregates])
 
     def _count(self, events: list[Event], ctx: BatchContext, results: list[Event] | None) -> None:
@@ -218,15 +220,19 @@ class AggregateStep(Step):
         added = []
         try:
             prepared = [
-                agg.prepare(value) if agg.in_place and value is not None else value
-                for agg, value in zip(self.aggregates, arguments, strict=True)
+                agg.prepare(value) if in_place and value is not None else value  # type: ignore[attr-defined]
+                for agg, value, in_place in zip(
+                    self.aggregates, arguments, self._in_place, strict=True
+                )
             ]
-            for agg, state, value in zip(self.aggregates, states, prepared, strict=True):
+            for agg, state, value, in_place in zip(
+                self.aggregates, states, prepared, self._in_place, strict=True
+            ):
                 if value is None and agg.skips_nulls:
                     added.append(state)
                     continue
                 # a copy: an in-place state must not change when a later aggregate fails
-                base = agg.load(agg.dump(state)) if agg.in_place else state
+                base = agg.load(agg.dump(state)) if in_place else state
                 added.append(agg.add(base, value, t))
         except RecordError:
             raise

@@ -43,6 +43,15 @@ class BatchContext:
         if count:
             self.drops[(step, reason)] = self.drops.get((step, reason), 0) + count
 
+    def late_event(self, event: Event, step: str, message: str, *, to_dlq: bool) -> None:
+        """A record behind its step's watermark by more than grace (a window or a join):
+        counted, and a `late` dead letter (`late: dlq`) or dropped."""
+        self.late += 1
+        if to_dlq:
+            self.dead_letter(event, step, RecordError(message, "late"))
+        else:
+            self.drop(step, "late")
+
 
 class Step:
     """A pipeline step: takes a batch of records, returns the records that go on.

@@ -251,19 +251,11 @@ class JoinStep(Step):
         return Event(value, key, t, event.headers, event.raw, event.partition, event.offset)
 
     def _late(self, event: Event, t: int, watermark: int, ctx: BatchContext) -> None:
-        ctx.late += 1
-        if self.late_to_dlq:
-            ctx.dead_letter(
-                event,
-                self.name,
-                RecordError(
-                    f"late event: more than grace behind the watermark (event time "
-                    f"{iso_ms(t)}, watermark {iso_ms(watermark)}, grace {self.grace} ms)",
-                    "late",
-                ),
-            )
-        else:
-            ctx.drop(self.name, "late")
+        message = (
+            f"late event: more than grace behind the watermark (event time "
+            f"{iso_ms(t)}, watermark {iso_ms(watermark)}, grace {self.grace} ms)"
+        )
+        ctx.late_event(event, self.name, message, to_dlq=self.late_to_dlq)
 
     def flush(self, ctx: BatchContext, *, final: bool) -> list[Event]:
         """At the end of a replay: every record kept that joined nothing (left/outer)."""

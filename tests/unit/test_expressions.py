@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from streams.core.errors import ExpressionError, ExpressionRuntimeError
 from streams.expressions import (
+    AGGREGATE_FUNCTIONS,
     compile_condition,
     compile_expression,
     literal_expression,
@@ -275,6 +276,20 @@ def test_compile_errors_name_the_problem_and_position(
     if column is not None:
         assert info.value.position == column - 1
         assert f"at column {column}" in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATE_FUNCTIONS))
+def test_every_aggregate_name_parses_as_an_aggregate_and_only_there(name: str) -> None:
+    """The one table of aggregate names: each parses as a window aggregate (to itself) and
+    is refused by name in a plain expression (earliest and latest were missing there)."""
+    low, high = AGGREGATE_FUNCTIONS[name]
+    arguments = ", ".join(["a", "0.5"][:high])
+    assert parse_aggregate(f"{name}({arguments})").function == name
+    with pytest.raises(ExpressionError, match=f"aggregate function {name}\\(\\) is only allowed"):
+        compile_expression(f"{name}({arguments}) + 1")
+    if low:
+        with pytest.raises(ExpressionError):
+            parse_aggregate(f"{name}()")
 
 
 def test_condition_rejects_plain_values_at_compile_time() -> None:

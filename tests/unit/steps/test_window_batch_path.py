@@ -1,5 +1,5 @@
 """The window's batch path (records wait in `pending`, aggregates fold them in with
-`add_all`) gives what adding each record one by one gives: the same results in the same
+`Batched.add_all`) gives what adding each record one by one gives: the same results in the same
 order, the same dead letters, late counts and stored state, whatever the values."""
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from models.pipeline_spec import WindowSpec
 from streams.core.records import BatchResult, Event
 from streams.core.state import DictStateStore
 from streams.expressions import parse_aggregate
-from streams.steps.aggregates import ValueKinds, make_aggregate
 from streams.steps.contract import BatchContext
-from streams.steps.window import WindowStep
+from streams.steps.window import GrowsInPlace, ValueKinds, WindowStep, make_aggregate
 
 BASE = 1_795_600_000_000
 AGGREGATES = {
@@ -84,7 +83,7 @@ def run(
     spec = WindowSpec.model_validate({"key": "k", "aggregates": AGGREGATES, **options})
     step = WindowStep("window", spec, DictStateStore())
     if one_by_one:
-        step._batched = False
+        step.batched = False
     results: list[dict[str, Any]] = []
     letters: list[tuple[int, str, str]] = []
     late = 0
@@ -181,28 +180,30 @@ def test_int_sums_near_the_limit_leave_the_batch_path() -> None:
 @given(values=st.lists(st.one_of(plain_x, hostile_x), max_size=40), start=st.booleans())
 @settings(max_examples=300, deadline=None)
 def test_add_all_equals_add_one_by_one(values: list[Any], start: bool) -> None:
-    """And result_of(values) is the result of a fresh state given them."""
+    """And results_of([values]) is the result of a fresh state given them."""
     for source in AGGREGATES.values():
-        aggregate = make_aggregate(parse_aggregate(source))
+        aggregate: Any = make_aggregate(parse_aggregate(source))
+        prepare = aggregate.prepare if isinstance(aggregate, GrowsInPlace) else (lambda v: v)
         kinds = ValueKinds.of(values)
-        if not aggregate.fits(kinds):
+        if not aggregate.accepts(kinds):
             continue
         times = list(range(len(values)))
         state = aggregate.init()
         if start and values and values[0] is not None:  # a state holding a value already
-            state = aggregate.add(state, aggregate.prepare(values[0]), 0)
+            state = aggregate.add(state, prepare(values[0]), 0)
         one_by_one = state if not isinstance(state, list | set) else type(state)(state)
         for value, t in zip(values, times, strict=True):
             if value is None and aggregate.skips_nulls:
                 continue
-            one_by_one = aggregate.add(one_by_one, aggregate.prepare(value), t)
+            one_by_one = aggregate.add(one_by_one, prepare(value), t)
         kept = [(v, t) for v, t in zip(values, times, strict=True) if v is not None]
         if aggregate.skips_nulls:
             batch_values, batch_times = [v for v, _ in kept], [t for _, t in kept]
         else:
             batch_values, batch_times = values, times
         fresh = aggregate.add_all(aggregate.init(), batch_values, batch_times)
-        assert aggregate.result_of(batch_values, batch_times) == aggregate.result(fresh), source
+        [result] = aggregate.results_of([batch_values], [batch_times])
+        assert result == aggregate.result(fresh), source
         together = aggregate.add_all(state, batch_values, batch_times)
         dumped, expected = aggregate.dump(together), aggregate.dump(one_by_one)
         if source.startswith("count_distinct") and isinstance(dumped, list):
@@ -231,7 +232,7 @@ def test_windows_closing_together_equal_one_by_one(
     raw: list[tuple[int, Any, str, int]], batch: int
 ) -> None:
     """Many keys' windows close at once: their results computed together
-    (Aggregate.result_of_many) equal one by one."""
+    (Batched.results_of) equal one by one."""
     now, records = BASE, []
     for key, x, y, advance in raw:
         now += advance
@@ -264,17 +265,22 @@ def test_windows_closing_together_equal_one_by_one(
     told=st.booleans(),
 )
 @settings(max_examples=300, deadline=None)
-def test_result_of_many_equals_result_of_each(columns: list[list[Any]], told: bool) -> None:
-    """Also when told (Aggregate.saw) what classes the values have, as the window does."""
+def test_results_of_equals_a_fresh_state_given_each_window(
+    columns: list[list[Any]], told: bool
+) -> None:
+    """Each window's result from `results_of` (several windows at once) is that of a fresh
+    state given its values (`add_all`, itself checked against `add` above); also when told
+    (`Batched.accepts`) what classes the values have, as the window does."""
     for source in WITHOUT_TIMES.values():
-        aggregate = make_aggregate(parse_aggregate(source))
+        aggregate: Any = make_aggregate(parse_aggregate(source))
         kinds = ValueKinds.of([v for column in columns for v in column])
-        if not aggregate.fits(kinds):
+        probe: Any = make_aggregate(parse_aggregate(source))  # accepts() remembers kinds
+        if not probe.accepts(kinds):
             continue
         if told:
-            aggregate.saw(kinds)
-        expected = [aggregate.result_of(c, ()) for c in columns]
-        assert aggregate.result_of_many(list(columns)) == expected, source
+            aggregate.accepts(kinds)
+        expected = [aggregate.result(aggregate.add_all(aggregate.init(), c, ())) for c in columns]
+        assert aggregate.results_of(list(columns), ()) == expected, source
 
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -13,7 +13,7 @@ from streams.core.records import BatchResult, Event
 from streams.core.state import DictStateStore, bookkeeping_key
 from streams.steps.contract import BatchContext
 from streams.steps.window import WindowStep
-from streams.steps.window_layout import LAYOUT
+from streams.steps.window.layout import LAYOUT
 
 BASE = 1_795_600_000_000
 FIRST = {"n": "count()", "big": "max(v)", "total": "sum(v)"}

@@ -256,7 +256,7 @@ def test_window_closes_exactly_when_the_watermark_reaches_end_plus_grace() -> No
 
 
 def test_percentile_and_distinct_switch_to_sketches_within_bounds() -> None:
-    from streams.steps.aggregates import CountDistinct, Percentile
+    from streams.steps.window.sketches import CountDistinct, Percentile
 
     p95 = Percentile(0.95)
     state = p95.init()

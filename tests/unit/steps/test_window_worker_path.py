@@ -83,7 +83,7 @@ class Worker:
     def _new_step(self) -> WindowStep:
         step = WindowStep("window", self.spec, self.store)
         if self.one_by_one:  # the record path (the batch path is the default)
-            step._batched = False
+            step.batched = False
         return step
 
 
