@@ -1,25 +1,22 @@
 """One pipeline as Faust agents: batches in, the pure `Pipeline`, record batches out.
 
-    stage topic ─► agent: noack_take(batch_max) ─► Pipeline.process(batch)
-                   ─► results, dead letters and changed state keys as record batches
-                   (one aiokafka producer: Faust's own) ─► all acknowledged ─► events acked
-                   ─► Faust commits acked offsets (every commit_interval, on a rebalance, on stop)
+    stage topic ─► agent: noack_take(batch_max) ─► records already applied skipped
+                   ─► Pipeline.process(batch) ─► results, dead letters and changed state
+                   keys as record batches (one aiokafka producer: Faust's own)
+                   ─► checkpoint (streams.faust.applied_offsets) ─► events acked ─► Faust commits
 
 Where `source.key` re-keys a stateful pipeline, a first agent forwards the source records
 onto `<app id>-<pipeline>-repartition` keyed by it (value and headers unchanged, the source
 position added as headers), so each key's records meet its table partition.
 
-Why `noack_take` and not `take`/`take_events`: those ack a batch in a `finally` when the
-loop moves on — also when the batch raised, so a failed batch's offsets would be committed
-at the graceful stop that follows. Here events are acked only after their results and
-state are on the broker.
-
-At-least-once, and what a crash counts twice: a stateful pipeline keeps, per partition, the
-last input offset its state includes (`<pipeline>.__offsets`, a Faust table written after
-the batch's state is acknowledged); records at or below it are skipped after a restart, so
-a batch whose state reached the changelog is not applied again even when its offsets were
-not committed. Only a kill between the state writes and that marker applies a batch twice
-(see docs/faust.md for the measured figures).
+When the agent processes: after the assignment, once its tables are recovered and every
+lookup table (`enrich`) is read to its end offsets — as sluice's own engine, and Kafka
+Streams for global tables. Faust resumes the streams after its table recovery, but the
+lookup tables are read by a task of their own: a worker restarted onto waiting records
+enriched them before the table was read (measured: windows keyed by tier "unknown" beside
+the right ones, on both brokers). At a revocation and at stop the batch in flight finishes
+and is checkpointed; nothing is processed after the stop began, and windows of idle
+partitions close only while the agent runs (never during a rebalance or the stop).
 """
 
 from __future__ import annotations
@@ -31,30 +28,24 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
-
 from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
-from streams.core.jsonl import dumps
-from streams.core.records import BatchResult, DeadLetter, Event, key_of
+from streams.core.records import BatchResult
 from streams.core.state import runtime_store_name
-from streams.core.tracing import continue_trace, current_pipeline
+from streams.core.tracing import current_pipeline
 from streams.runtime.output import Output
-from streams.runtime.pipeline_runner import note_result
+from streams.runtime.pipeline_runner import needs_repartition, note_result
 from streams.runtime.prometheus import PrometheusPipelineMetrics
-from streams.runtime.sender import (
-    SOURCE_OFFSET,
-    SOURCE_PARTITION,
-    SOURCE_TOPIC,
-    ResultSender,
-    dead_letter_headers,
-    key_bytes,
-)
+from streams.runtime.sender import ResultSender
 from streams.steps.keyed import AlertStep
 from streams.steps.kinds import step_kind
 from streams.steps.pipeline import SOURCE_STEP, Pipeline
 from streams.steps.route import SINK_STEP
 
+from .applied_offsets import AgentCheckpoint
+from .lag import caught_up, lags
+from .messages import Batches, forward, to_events, tombstone_letters
+from .reporting import AgentReport
 from .table_stores import FaustState, FaustTableStore
 
 log = logging.getLogger("sluice.faust")
@@ -67,60 +58,8 @@ CHECKPOINT_INTERVAL_S = 0.25
 OFFSETS_STORE = "offsets"  # per partition (and source partition): the last input applied
 
 
-def needs_repartition(spec: PipelineSpec) -> bool:
-    return spec.source.key is not None and any(step_kind(s.kind).stateful for s in spec.steps)
-
-
 def is_stateful(spec: PipelineSpec) -> bool:
     return any(step_kind(s.kind).stateful for s in spec.steps)
-
-
-def _text_key(key: bytes | None) -> str | None:
-    return None if key is None else key.decode("utf-8", errors="backslashreplace")
-
-
-def _headers(message: Any) -> list[tuple[str, bytes]]:
-    headers = message.headers
-    if not headers:
-        return []
-    return list(headers.items() if isinstance(headers, dict) else headers)
-
-
-def to_events(messages: Sequence[Any], *, trace: bool) -> list[Event]:
-    """Faust messages as pipeline input: raw value, key, Kafka time (Faust's are seconds),
-    headers (the W3C `traceparent` continued, or a new trace), position."""
-    events = []
-    for message in messages:
-        headers = _headers(message)
-        events.append(
-            Event(
-                None,
-                _text_key(message.key),
-                int(message.timestamp * 1000) if message.timestamp else 0,
-                continue_trace(headers) if trace else headers,
-                message.value,
-                message.partition,
-                message.offset,
-            )
-        )
-    return events
-
-
-class Batches:
-    """What an agent's stream hands over, and acks: Faust's `noack_take`."""
-
-    def __init__(self, stream: Any, batch_max: int, within_s: float) -> None:
-        self.stream = stream
-        self.batch_max = batch_max
-        self.within_s = within_s
-
-    def __aiter__(self) -> Any:
-        return self.stream.noack_take(self.batch_max, within=self.within_s).__aiter__()
-
-    async def ack(self, events: Sequence[Any]) -> None:
-        ack = self.stream.ack
-        for event in events:
-            await ack(event)
 
 
 class PipelineAgent:
@@ -133,13 +72,14 @@ class PipelineAgent:
         settings: Settings,
         metrics: PrometheusPipelineMetrics,
         on_crash: Callable[[str, BaseException], None],
+        lookups_loaded: asyncio.Event,
     ) -> None:
         self.app = app
         self.spec = spec
         self.name = spec.pipeline
-        self.settings = settings
         self.metrics = metrics
         self.on_crash = on_crash
+        self.lookups_loaded = lookups_loaded
         self.telemetry = settings.telemetry
         processing = settings.processing
         self.partitions = processing.partitions
@@ -158,11 +98,11 @@ class PipelineAgent:
             max_message_bytes=processing.max_message_bytes,
             max_event_time_skew_ms=processing.max_event_time_skew,
         )
-        self.offsets: FaustTableStore | None = None
-        if is_stateful(spec):
-            store = self.state.store(runtime_store_name(self.name, OFFSETS_STORE))
-            assert isinstance(store, FaustTableStore)
-            self.offsets = store
+        offsets = self.state.store(runtime_store_name(self.name, OFFSETS_STORE))
+        assert isinstance(offsets, FaustTableStore)
+        self.checkpoints = AgentCheckpoint(
+            self.state, offsets, rekeyed=self.repartition_topic is not None
+        )
         self.sender = ResultSender(
             spec.dead_letter_topic,
             spec.source.topic,
@@ -173,28 +113,30 @@ class PipelineAgent:
             {step.topic for step in self.pipeline.steps if isinstance(step, AlertStep)}
         )
         self.lock = asyncio.Lock()  # a batch, a flush and a rebalance never interleave
-        self.assigned = asyncio.Event()
-        self.assigned.set()
+        self.assigned = asyncio.Event()  # clear from a revocation to the next assignment
+        self.recovered = asyncio.Event()  # this assignment's tables are recovered
+        self.stopping = False
         self.generation = 0  # bumped by every assignment and table recovery
         self.seen_generation = 0
         self.next_offset: dict[int, int] = {}  # stage partition -> next offset to process
-        self.watermarks: dict[int, int] = {}
-        self.latencies: deque[float] = deque(maxlen=2000)
+        self.rekey_next: dict[int, int] = {}  # source partition -> next offset to forward
+        self.report = AgentReport(metrics, telemetry=self.telemetry)
         self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=20)
-        self.lag = 0
         self.last_batch = 0.0
         self._output: Output | None = None
-        self._streams: list[Batches] = []
-        # batches processed and sent, acked at the next checkpoint; the input offsets
-        # they applied (per stage partition, or repartition and source partition)
-        self._held: list[tuple[Batches, list[Any]]] = []
-        self._applied: dict[str, tuple[int, int]] = {}
-        self.last_checkpoint = time.monotonic()
         self._declared: set[str] = set()
         self.agents: list[Any] = []
         self._declare_agents()
         for table in self.state.tables():
             table.on_recover(self._recovered)
+
+    @property
+    def lag(self) -> int:
+        return self.report.lag
+
+    @lag.setter
+    def lag(self, value: int) -> None:
+        self.report.lag = value
 
     # --- topics and agents --------------------------------------------------------------
 
@@ -219,7 +161,7 @@ class PipelineAgent:
         else:
             stage = self._raw_topic(self.source_topic)
         self.agents.append(app.agent(stage, name=f"sluice.{self.name}")(self._run))
-        if self.offsets is not None:
+        if is_stateful(self.spec):
             app.timer(interval=1.0, name=f"sluice.{self.name}.flush")(self._flush_idle)
         app.timer(interval=CHECKPOINT_INTERVAL_S, name=f"sluice.{self.name}.checkpoint")(
             self._checkpoint_timer
@@ -235,7 +177,10 @@ class PipelineAgent:
         return {tp.partition for tp in assignment if tp.topic == topic}
 
     async def _recovered(self) -> None:
+        """Faust recovered the tables (called by each table after every assignment,
+        before Faust resumes the streams)."""
         self.generation += 1
+        self.recovered.set()
 
     async def output(self) -> Output:
         """Record batches through the aiokafka producer inside Faust's producer."""
@@ -258,64 +203,53 @@ class PipelineAgent:
 
     async def _rekey(self, stream: Any) -> None:
         batches = Batches(stream, self.batch_max, self.within_s)
-        self._streams.append(batches)
+        fields, topic = self.spec.source.key, self.repartition_topic
+        assert fields is not None and topic is not None
         async for events in batches:
             await self.assigned.wait()
             try:
                 async with self.lock:
+                    if self.stopping:
+                        continue
                     active = self.active_partitions(self.source_topic)
                     mine = [e for e in events if e.message.partition in active]
+                    for event in mine:
+                        self.rekey_next[event.message.partition] = event.message.offset + 1
                     output = await self.output()
-                    self._forward([e.message for e in mine], output)
+                    forward([e.message for e in mine], fields, topic, output)
                     await output.send()
-                    self._held.append((batches, mine))
+                    self.checkpoints.hold(batches, mine)
                     await self._checkpoint_if_due()
             except Exception as exc:
                 self.on_crash(f"{self.name} (re-key)", exc)
                 await self._halt()
 
-    def _forward(self, messages: Sequence[Any], output: Output) -> None:
-        """Source records onto the repartition topic, keyed by `source.key`, with their
-        source position in headers (as sluice's own engine re-keys)."""
-        fields = self.spec.source.key
-        topic = self.repartition_topic
-        assert fields is not None and topic is not None
-        add, loads = output.add, orjson.loads
-        for message in messages:
-            key, value = message.key, message.value
-            if value is not None:
-                try:
-                    decoded = loads(value)
-                except orjson.JSONDecodeError:
-                    decoded = None  # the pipeline dead-letters it, with the original bytes
-                if decoded.__class__ is dict:
-                    key = key_bytes(key_of(decoded, fields)) or key
-            headers = [
-                *_headers(message),
-                (SOURCE_TOPIC, message.topic.encode()),
-                (SOURCE_PARTITION, str(message.partition).encode()),
-                (SOURCE_OFFSET, str(message.offset).encode()),
-            ]
-            add(topic, key, value, headers)
-
     async def _run(self, stream: Any) -> None:
         await self._declare_outputs(self.spec.output_topics())
         batches = Batches(stream, self.batch_max, self.within_s)
-        self._streams.append(batches)
         async for events in batches:
-            await self.assigned.wait()  # between a revocation and the next assignment
+            await self._until_ready()
             try:
                 async with self.lock:
+                    if self.stopping:
+                        continue  # not acked: the next worker reads them
                     active = self.active_partitions()
                     # records of partitions revoked meanwhile are the new owner's: left
                     # unacked, so never committed by this worker
                     mine = [e for e in events if e.message.partition in active]
                     await self._process([e.message for e in mine])
-                    self._held.append((batches, mine))
+                    self.checkpoints.hold(batches, mine)
                     await self._checkpoint_if_due()
             except Exception as exc:
                 self.on_crash(self.name, exc)
                 await self._halt()
+
+    async def _until_ready(self) -> None:
+        """Assigned, this assignment's tables recovered, the lookup tables read (see the
+        module docstring)."""
+        for ready in (self.assigned, self.recovered, self.lookups_loaded):
+            if not ready.is_set():
+                await ready.wait()
 
     async def _halt(self) -> None:
         """After a crash, until the worker has stopped: leaving the loop would close the
@@ -324,12 +258,15 @@ class PipelineAgent:
         await asyncio.Event().wait()
 
     async def _checkpoint_if_due(self) -> None:
-        if time.monotonic() - self.last_checkpoint >= CHECKPOINT_INTERVAL_S:
+        if time.monotonic() - self.checkpoints.last >= CHECKPOINT_INTERVAL_S:
             await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        await self.checkpoints.run(await self.output(), self.pipeline.persist)
 
     async def _checkpoint_timer(self) -> None:
         """A checkpoint for batches held when no next batch comes."""
-        if self._held or self._applied:
+        if self.checkpoints.pending:
             try:
                 async with self.lock:
                     await self._checkpoint_if_due()
@@ -341,6 +278,7 @@ class PipelineAgent:
         checkpointed (results, state, acks) before Faust goes on to commit and, after the
         assignment, to recover tables — never under a batch."""
         self.assigned.clear()
+        self.recovered.clear()
         async with self.lock:
             await self._checkpoint()
             self.generation += 1
@@ -348,14 +286,22 @@ class PipelineAgent:
     async def on_assigned(self) -> None:
         async with self.lock:
             self.generation += 1
+
         self.assigned.set()
 
     async def idle(self) -> None:
         """The worker stops: the batch in flight finishes, what is held is checkpointed
-        and acked (the host commits it), and no batch starts after."""
+        and acked (the host commits it), and nothing is processed or emitted after."""
         self.assigned.clear()
         async with self.lock:
+            self.stopping = True
             await self._checkpoint()
+        log.info(
+            "pipeline %s stopped: %d events in",
+            self.name,
+            self.metrics.events_in_total,
+            extra={"pipeline": self.name},
+        )
 
     # --- a batch ---------------------------------------------------------------------------
 
@@ -363,110 +309,36 @@ class PipelineAgent:
         if self.seen_generation != self.generation:
             self.seen_generation = self.generation
             self.pipeline.reset()
-            self.watermarks.clear()
+            self.report.watermarks.clear()
             active = self.active_partitions()
             self.next_offset = {p: o for p, o in self.next_offset.items() if p in active}
+            source = self.active_partitions(self.source_topic)
+            self.rekey_next = {p: o for p, o in self.rekey_next.items() if p in source}
 
     async def _process(self, messages: list[Any]) -> None:
         current_pipeline.set(self.name)
         self._catch_up_with_rebalances()
-        if self.offsets is None:
-            # Faust seeks the partitions it keeps back to the committed offsets after a
-            # table recovery or rebalance, and hands over records this process sent
-            # results for already (measured on Apache Kafka: a stateless pipeline's last
-            # records twice); a stateful pipeline's offsets table skips them itself
-            done = self.next_offset
-            messages = [m for m in messages if m.offset >= done.get(m.partition, -1)]
         for message in messages:
             self.next_offset[message.partition] = message.offset + 1
         self.last_batch = time.monotonic()
-        if self.offsets is not None:
-            messages, applied = self._first_deliveries(messages)
-            self._applied.update(applied)
+        # Faust hands over again what the last commit does not cover: after a restart,
+        # and after a table recovery it seeks the partitions it keeps back to the commit
+        messages = self.checkpoints.first_deliveries(messages)
+        if not messages:
+            return
         output = await self.output()
-        if messages:
-            if any(m.value is None for m in messages):
-                messages = self._tombstones_out(messages, output)
-            events = to_events(messages, trace=self.telemetry)
-            result = await self.pipeline.process(events)
-            self._note_event_times(events)
-            self._send(result, output)
-            await output.send()
-        if self.telemetry and messages:
-            now = time.time()
-            seconds = [max(0.0, now - m.timestamp) for m in messages if m.timestamp]
-            self.metrics.latencies(seconds)
-            self.latencies.extend(seconds[-200:])
-
-    def _first_deliveries(
-        self, messages: list[Any]
-    ) -> tuple[list[Any], dict[str, tuple[int, int]]]:
-        """Messages whose effects the state does not hold yet.
-
-        Per stage partition (and, on a repartition topic, per source partition, whose
-        records arrive in source order) the highest input offset applied is kept in the
-        offsets table; a message at or below it was applied before a crash that kept its
-        offset from being committed, or was forwarded twice by the re-key agent."""
-        store = self.offsets
-        assert store is not None
-        first = []
-        highest: dict[str, tuple[int, int]] = {}
-        rekeyed = self.repartition_topic is not None
-        for message in messages:
-            position = None
-            if rekeyed:
-                source_partition = source_offset = None
-                for name, value in _headers(message):
-                    if name == SOURCE_PARTITION:
-                        source_partition = value
-                    elif name == SOURCE_OFFSET:
-                        source_offset = value
-                if source_partition is not None and source_offset is not None:
-                    position = (
-                        f"{message.partition}:{source_partition.decode()}",
-                        int(source_offset),
-                    )
-            if position is None:
-                position = (str(message.partition), message.offset)
-            key, offset = position
-            done = highest.get(key) or self._applied.get(key)
-            if done is None:
-                done = (store.get(key, -1), message.partition)
-            if offset <= done[0]:
-                continue
-            highest[key] = (offset, message.partition)
-            first.append(message)
-        return first, highest
-
-    def _tombstones_out(self, messages: list[Any], output: Output) -> list[Any]:
-        """A message without a value (a tombstone) is no event: an `invalid_json` dead
-        letter that keeps the null value, as in sluice's own engine."""
-        kept, letters = [], []
-        for message in messages:
-            if message.value is not None:
-                kept.append(message)
-                continue
-            letter = DeadLetter(
-                raw=b"",
-                step=SOURCE_STEP,
-                error_type="invalid_json",
-                message="the message has no value (a tombstone)",
-                partition=message.partition,
-                offset=message.offset,
-                key=_text_key(message.key),
-                headers=_headers(message),
+        if any(m.value is None for m in messages):
+            messages, letters = tombstone_letters(
+                messages, self.sender.dead_letter_topic, self.source_topic, output
             )
-            letters.append(letter)
-            output.add(
-                self.sender.dead_letter_topic,
-                message.key,
-                None,
-                dead_letter_headers(letter, self.source_topic),
-            )
-        self.metrics.events_in(len(letters))
-        self.metrics.dead_letters(SOURCE_STEP, "invalid_json", len(letters))
-        self._note(BatchResult(dead_letters=letters))
-        return kept
+            self.metrics.events_in(len(letters))
+            self.metrics.dead_letters(SOURCE_STEP, "invalid_json", len(letters))
+            self._note(BatchResult(dead_letters=letters))
+        events = to_events(messages, trace=self.telemetry)
+        result = await self.pipeline.process(events)
+        self.report.note_batch(messages, events)
+        self._send(result, output)
+        await output.send()
 
     def _send(self, result: BatchResult, output: Output) -> None:
         letters = len(result.dead_letters)
@@ -476,48 +348,26 @@ class PipelineAgent:
             self.metrics.dead_letters(SINK_STEP, "oversize", added)
         self._note(result)
 
-    async def _checkpoint(self) -> None:
-        """Outputs and state changes acknowledged, then the input offsets they include,
-        then the held events acked: a kill in between applies a batch again only when
-        its state had reached the broker and its offsets had not."""
-        self.last_checkpoint = time.monotonic()
-        output = await self.output()
-        self.pipeline.persist()
-        for store in self.state.stores.values():
-            if store is not self.offsets:
-                self._queue_writes(store, output)
-        await output.drain()
-        if self.offsets is not None and self._applied:
-            applied, self._applied = self._applied, {}
-            for key, (offset, partition) in applied.items():
-                self.offsets.set(key, offset, partition)
-            self._queue_writes(self.offsets, output)
-            await output.drain()
-        held, self._held = self._held, []
-        for batches, events in held:
-            await batches.ack(events)
-
-    def _queue_writes(self, store: FaustTableStore, output: Output) -> None:
-        topic = store.table.changelog_topic.get_topic_name()
-        add = output.add
-        for key, value, partition in store.take_writes():
-            # the table's json serializers read these (orjson, as sluice's changelogs)
-            add(topic, dumps(key), None if value is None else dumps(value), [], partition)
-
     async def _flush_idle(self) -> None:
         """Windows of partitions idle by wall clock close, once every assigned partition
-        of the stage topic is processed to its end (one behind may be slow, not idle)."""
+        is processed to its end: of the stage topic and, where the pipeline re-keys, of
+        the source (records not forwarded yet are not idle time)."""
         app = self.app
-        if app.rebalancing or app.in_recovery or not await self._caught_up():
+        running = self.assigned.is_set() and self.recovered.is_set() and not self.stopping
+        if not running or app.rebalancing or app.in_recovery or not await self._caught_up():
             log.debug("%s: not closing idle windows (behind, or rebalancing)", self.name)
             return
         try:
             async with self.lock:
+                if self.stopping or not self.assigned.is_set():
+                    return
                 current_pipeline.set(self.name)
                 self._catch_up_with_rebalances()
                 result = await self.pipeline.flush(final=False)
                 output = await self.output()
                 if result.outputs or result.dead_letters:
+                    closed = sum(map(len, result.outputs.values()))
+                    log.info("pipeline %s: %d results of idle windows", self.name, closed)
                     self._send(result, output)
                 await self._checkpoint()
         except Exception as exc:
@@ -528,73 +378,23 @@ class PipelineAgent:
         active = self.active_partitions()
         if not active or time.monotonic() - self.last_batch < 1.0:
             return False
-        for partition in active:
-            tp = _tp(self.stage_topic, partition)
-            end = consumer.highwater(tp)
-            done = self.next_offset.get(partition)
-            if done is None:  # nothing of it processed since the assignment: where the
-                done = await consumer.position(tp)  # consumer reads (the commit, or later)
-            if end is None or done is None or done < end:
+        if self.repartition_topic is not None:
+            source = self.active_partitions(self.source_topic)
+            if not await caught_up(consumer, self.source_topic, source, self.rekey_next):
                 return False
-        return True
+        return await caught_up(consumer, self.stage_topic, active, self.next_offset)
 
     def lags(self) -> dict[tuple[str, int], int]:
         """Records behind the log end per assigned stage partition."""
-        consumer = self.app.consumer
-        found = {}
-        for partition in self.active_partitions():
-            end = consumer.highwater(_tp(self.stage_topic, partition))
-            if end is not None:
-                done = self.next_offset.get(partition, end)
-                found[(self.stage_topic, partition)] = max(0, end - done)
-        return found
+        return lags(self.app.consumer, self.stage_topic, self.active_partitions(), self.next_offset)
 
     # --- what it reports ------------------------------------------------------------------
 
-    def _note_event_times(self, events: list[Event]) -> None:
-        marks = self.watermarks
-        for event in events:
-            if event.timestamp_ms > marks.get(event.partition, -1):
-                marks[event.partition] = event.timestamp_ms
-
     def event_time_lag(self, now_ms: float) -> float | None:
-        if not self.watermarks:
-            return None
-        return max(0.0, (now_ms - min(self.watermarks.values())) / 1000)
+        return self.report.event_time_lag(now_ms)
 
     def _note(self, result: BatchResult) -> None:
         note_result(result, self.recent_dead_letters, self.alert_topics, self.telemetry, log)
 
     def status(self) -> dict[str, Any]:
-        ordered = sorted(self.latencies)
-
-        def percentile(q: float) -> float | None:
-            return round(ordered[int(q * (len(ordered) - 1))] * 1000, 1) if ordered else None
-
-        metrics = self.metrics
-        return {
-            "pipeline": self.name,
-            "engine": "faust",
-            "source": self.source_topic,
-            "outputs": self.spec.output_topics(),
-            "tables": sorted(self.state.stores),
-            "steps": [{"name": name, "kind": step.kind} for name, step in self.spec.named_steps()],
-            "events_in": metrics.events_in_total,
-            "events_out": metrics.events_out_total,
-            "dead_letters": metrics.dead_letters_total,
-            "dropped": metrics.dropped_total,
-            "late": metrics.late_total,
-            "windows_open": metrics.windows_open_now,
-            "alerts_firing": dict(metrics.firing_now),
-            "latency_ms": {"p50": percentile(0.5), "p99": percentile(0.99)},
-            "event_time_lag_s": self.event_time_lag(time.time() * 1000),
-            "lag": self.lag,
-            "recent_dead_letters": list(self.recent_dead_letters),
-            "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
-
-
-def _tp(topic: str, partition: int) -> Any:
-    from faust.types import TP
-
-    return TP(topic, partition)
+        return self.report.status(self.spec, sorted(self.state.stores), self.recent_dead_letters)

@@ -16,6 +16,7 @@ from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
 from streams.config.loader import default_settings, load_pipelines, make_importable, pipeline_files
 from streams.core.errors import SluiceError
+from streams.runtime.kafka import connection_options
 
 from . import patches
 from .host import Host
@@ -40,6 +41,7 @@ def attach(app: Any, *paths: str | Path, settings: Settings | None = None) -> li
 def attach_specs(app: Any, specs: list[PipelineSpec], settings: Settings) -> list[Any]:
     """`attach` for pipelines already loaded (`sluice worker --engine faust`)."""
     patches.apply()
+    patches.true_changelog_ends(_connection_of)
     host = _HOSTS.get(app)
     if host is None:
         # Patch: with stream_wait_empty (Faust's default) a stop or rebalance waits for every
@@ -48,6 +50,7 @@ def attach_specs(app: Any, specs: list[PipelineSpec], settings: Settings) -> lis
         # by three pipelines). sluice's agents finish their batch at a revocation and at
         # stop themselves; Faust commits only acked records either way (at-least-once).
         app.conf.stream_wait_empty = False
+        patches.keep_queued_records(app)
         host = _HOSTS[app] = Host(app, settings)
         add_views(app, host)
     agents: list[Any] = []
@@ -65,6 +68,11 @@ def attach_specs(app: Any, specs: list[PipelineSpec], settings: Settings) -> lis
             )
         agents += host.add(spec).agents
     return agents
+
+
+def _connection_of(app: Any) -> dict[str, Any] | None:
+    host = _HOSTS.get(app)
+    return None if host is None else connection_options(host.settings)
 
 
 def host_of(app: Any) -> Host | None:

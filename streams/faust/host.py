@@ -54,6 +54,7 @@ class Host:
             self.settings,
             self.registry.pipeline(spec.pipeline, spec, export=self.settings.telemetry),
             self.crash,
+            self.tables_loaded,
         )
         self.agents[spec.pipeline] = agent
         for table in spec.tables:
@@ -106,8 +107,15 @@ class Host:
         await self._commit("stop")
 
     async def _commit(self, when: str) -> None:
+        """Commit what is acked now. Faust's `commit()` returns without committing when a
+        commit is in flight (`maybe_wait_for_commit_to_finish`): that one took the acked
+        offsets before these acks, so wait for it, then commit."""
+        consumer = self.app.consumer
         try:
-            await self.app.consumer.commit()
+            while await consumer.maybe_wait_for_commit_to_finish():
+                log.info("commit at %s: waited for a commit in flight", when)
+            # no await between the check above and commit() taking the commit: it commits
+            await consumer.commit()
         except Exception as exc:  # the records are read again by whoever reads them next
             log.warning("commit at %s failed (%r): uncommitted records are read again", when, exc)
 

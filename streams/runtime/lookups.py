@@ -78,10 +78,21 @@ async def _end_offsets(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPart
     return {tp: end for tp, end in ends.items() if end > begins[tp]}
 
 
-async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
-    """Drop from `ends` the partitions read to their end offset."""
+async def _reached(
+    consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], corrected: set[TopicPartition]
+) -> None:
+    """Drop from `ends` the partitions read to their end offset. tansu lists an end at or
+    below the true log end (the base offset of the last batch + 1: 29,708 listed for
+    30,500 records, measured), so each end is raised once to the high watermark of the
+    first fetch that reports one (`corrected`), as streams.runtime.recovery reads."""
     assigned = consumer.assignment()
     for tp in list(ends):
+        if tp not in corrected:
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            ends[tp] = max(ends[tp], highwater)
+            corrected.add(tp)
         if tp in assigned and await consumer.position(tp) >= ends[tp]:
             del ends[tp]
 
@@ -114,6 +125,7 @@ async def feed_lookup_table(
         total = sum(ends.values())
         log.info("lookup table %s: reading %s to its end (%d records)", name, topic, total)
         last_log = asyncio.get_running_loop().time()
+        corrected: set[TopicPartition] = set()
         while True:
             if not ends and not loaded.is_set():
                 loaded.set()
@@ -129,7 +141,7 @@ async def feed_lookup_table(
                     if letter is not None:
                         await dead_letter(letter)
             if ends:
-                await _reached(consumer, ends)
+                await _reached(consumer, ends, corrected)
                 now = asyncio.get_running_loop().time()
                 if ends and now - last_log >= PROGRESS_LOG_S:
                     last_log = now

@@ -18,7 +18,7 @@ from streams.runtime.broker import free_port
 from streams.sql.explain import explain
 from tests.integration.conftest import ROOT, Broker, http_get
 
-_TOPIC = re.compile(r"\b(topic|to): ([A-Za-z0-9._-]+)")
+_TOPIC = re.compile(r"\b(topic|to|else): ([A-Za-z0-9._-]+)")
 _PIPELINE = re.compile(r"^pipeline: ([^\s#]+)", re.MULTILINE)
 FAUST = Path(sys.executable).parent / "faust"
 

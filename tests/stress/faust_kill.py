@@ -1,11 +1,13 @@
-"""Kill rounds for pipelines in a Faust app (docs/faust.md): a windowed pipeline (dedupe,
-then a 10-second tumbling count and sum per user, re-keyed by user) and a pass-through
-filter, attached to one app; each round a worker is SIGKILLed at a random point of a
-1,500-record input (`--records`), a second one finishes. Counts per round:
+"""Kill rounds for the shipped pipelines in a Faust app (docs/faust.md, "Guarantees"):
+`payments-clean` (stateless, routed) and `payments-risk` (re-keyed by user, dedupe,
+enrich from the users table, rate limit, 1-minute windows) attached to one app under
+steady input; each round a `faust worker` is SIGKILLed after a random number of records
+and a second one finishes while the input still flows. Counted per round against
+`sluice replay` on the same input:
 
-- pass-through: results lost (a kept input with no result) and sent twice;
-- windows: lost or wrong (a window unlike replay's: `counted_twice` when it counted more
-  records than replay, `lost_records` when fewer) and re-emitted identical results.
+- payments-clean results (both routes): lost (expected, never sent) and sent twice;
+- payments-risk windows: records missing from a window, and counted twice, comparing
+  each window's last result with replay's (`payments` is the record count).
 
     python -m tests.stress.faust_kill [--rounds 10] [--broker apache-kafka]
 """
@@ -18,122 +20,119 @@ import random
 import signal
 import tempfile
 import time
-import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from streams.config.loader import load_pipeline
+from streams.config.loader import load_pipelines
 from streams.offline import replay
+from streams.offline.demo_data import payments, users_table, write_lines
 from streams.runtime.broker import EmbeddedBroker
 from tests.integration.conftest import consume_all, create_topics, produce_lines
-from tests.integration.faust_apps import FaustWorker
+from tests.integration.faust_apps import FaustWorker, shipped_pipelines
 
-BASE_S = 1_795_600_000
-WINDOWED = """
-pipeline: win
-source: {{topic: in-{tag}, key: user, timestamp: ts}}
-steps:
-  - dedupe: {{key: id, within: 1m}}
-  - window:
-      type: tumbling
-      size: 10s
-      grace: 2s
-      key: user
-      aggregates: {{n: count(), total: sum(v)}}
-sink: {{topic: win-{tag}}}
-"""
-PASS = """
-pipeline: pass
-source: {{topic: in-{tag}}}
-steps:
-  - filter: "v % 2 = 0"
-sink: {{topic: pass-{tag}}}
-"""
+RECORDS = 1500
+CHUNK = 100
+PIPELINES = ("payments-clean", "payments-risk")
 
 
-def lines(count: int) -> list[bytes]:
-    return [
-        orjson.dumps(
-            {"id": i, "user": f"u{i % 12}", "v": (i * 7) % 101, "ts": BASE_S * 1000 + i * 20}
-        )
-        for i in range(count)
-    ]
+def user_key(line: bytes) -> bytes | None:
+    try:
+        return str(orjson.loads(line)["user_id"]).encode()
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
 
 
-async def one_round(
-    broker: Any, number: int, kill_at: int, folder: Path, records: int
-) -> dict[str, Any]:
-    tag = uuid.uuid4().hex[:8]
-    files = []
-    for name, text in (("win", WINDOWED), ("pass", PASS)):
-        path = folder / f"{name}.yaml"
-        path.write_text(text.format(tag=tag))
-        files.append(path)
-    data = lines(records)
-    source = folder / "in.jsonl"
-    source.write_bytes(b"".join(x + b"\n" for x in data))
-    spec = load_pipeline(files[0])
-    await replay(spec, str(source), folder / "replay")
-    expected = {
-        (r["user"], r["window_start"]): r
-        for r in map(
-            orjson.loads, (folder / "replay" / f"win-{tag}.jsonl").read_bytes().splitlines()
-        )
-    }
-    kept = [x for x in data if orjson.loads(x)["v"] % 2 == 0]
-    await create_topics(broker, f"in-{tag}")
-    await produce_lines(
-        broker, f"in-{tag}", data, key=lambda x: str(orjson.loads(x)["user"]).encode()
+async def one_round(broker: Any, number: int, kill_at: int, folder: Path) -> dict[str, Any]:
+    tag = f"k{number}{random.randrange(16**6):06x}"
+    all_files, topics = shipped_pipelines(folder / "pipelines", tag)
+    files = [f for f in all_files if f.stem in PIPELINES]
+    source, users = topics["payments"], topics["users"]
+    lines = list(payments(RECORDS, seed=number, malformed_ratio=0.03, events_per_second=27))
+    rows = list(users_table())
+    write_lines(folder / "in.jsonl", iter(lines))
+    write_lines(folder / "users.jsonl", iter(rows))
+    specs = [spec for path in files for spec in load_pipelines(path)]
+    await replay(
+        specs,
+        {source: str(folder / "in.jsonl")},
+        folder / "replay",
+        tables={"users": folder / "users.jsonl"},
     )
+
+    def expected(topic: str) -> list[bytes]:
+        path = folder / "replay" / f"{topic}.jsonl"
+        return path.read_bytes().splitlines() if path.exists() else []
+
+    await create_topics(broker, source, users)
+    await produce_lines(broker, users, rows, key=lambda r: orjson.loads(r)["user_id"].encode())
     app_id = f"kill{tag}"
     first = FaustWorker(folder / "one", broker, app_id, files).start()
-    first.wait_ready()
+    await asyncio.to_thread(first.wait_ready)
+
+    async def steady() -> None:
+        for start in range(0, len(lines), CHUNK):
+            await produce_lines(broker, source, lines[start : start + CHUNK], key=user_key)
+            await asyncio.sleep(0.3)
+
+    feeding = asyncio.create_task(steady())
     deadline = time.monotonic() + 120
     while first.metric("sluice_events_in_total") < kill_at and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
+    killed_after = int(first.metric("sluice_events_in_total"))
     first.stop(signal.SIGKILL)
     second = FaustWorker(folder / "two", broker, app_id, files).start()
-    second.wait_ready()
-    windows = await consume_all(broker, f"win-{tag}", len(expected), timeout=120, settle=3)
-    passed = await consume_all(broker, f"pass-{tag}", len(kept), timeout=60, settle=2)
+    await asyncio.to_thread(second.wait_ready)
+    await feeding
+
+    clean = expected(topics["payments-clean"]) + expected(topics["payments-large"])
+    got_clean = []
+    for topic in (topics["payments-clean"], topics["payments-large"]):
+        want = len(expected(topic))
+        got_clean += [m.value for m in await consume_all(broker, topic, want, timeout=60)]
+    windows = {
+        (w["user_id"], w["tier"], w["window_start"]): w["payments"]
+        for w in map(orjson.loads, expected(topics["payments-risk-out"]))
+    }
+    sent = await consume_all(broker, topics["payments-risk-out"], len(windows), timeout=90)
     second.stop()
-    by_window: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    for message in windows:
-        record = orjson.loads(message.value)
-        by_window[(record["user"], record["window_start"])].append(record)
-    counted_twice = lost_records = reemitted = 0
-    for window, want in expected.items():
-        got = by_window.get(window, [])
-        final = got[-1] if got else None
-        if final is None:
-            lost_records += want["n"]
-            continue
-        reemitted += sum(1 for r in got[:-1] if r == final)
-        if final["n"] > want["n"]:
-            counted_twice += final["n"] - want["n"]
-        elif final["n"] < want["n"]:
-            lost_records += want["n"] - final["n"]
-    sent = Counter(m.value for m in passed)
-    wanted = Counter(kept)
+    last: dict[Any, int] = {}
+    results: Counter[Any] = Counter()
+    for message in sent:
+        w = orjson.loads(message.value)
+        key = (w["user_id"], w["tier"], w["window_start"])
+        last[key] = w["payments"]
+        results[key] += 1
+    missing = twice = 0
+    for key, want in windows.items():
+        got = last.get(key, 0)
+        missing += max(0, want - got)
+        twice += max(0, got - want)
+    for key in set(last) - set(windows):
+        twice += last[key]
+    wanted, arrived = Counter(map(canonical, clean)), Counter(map(canonical, got_clean))
     return {
         "round": number,
-        "killed_after": kill_at,
-        "pass_lost": sum((wanted - sent).values()),
-        "pass_twice": sum((sent - wanted).values()),
-        "windows": len(expected),
-        "window_records_counted_twice": counted_twice,
-        "window_records_lost": lost_records,
-        "windows_reemitted": reemitted,
-        "windows_extra": len(set(by_window) - set(expected)),
+        "killed_after": killed_after,
+        "clean_results": len(clean),
+        "clean_lost": sum((wanted - arrived).values()),
+        "clean_twice": sum((arrived - wanted).values()),
+        "windows": len(windows),
+        "window_records": sum(windows.values()),
+        "window_records_missing": missing,
+        "window_records_twice": twice,
+        "window_results_resent": sum(n - 1 for n in results.values() if n > 1),
     }
+
+
+def canonical(value: bytes) -> bytes:
+    return orjson.dumps(orjson.loads(value), option=orjson.OPT_SORT_KEYS)
 
 
 async def main(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
-    records = args.records
     broker: Any
     if args.broker == "apache-kafka":
         from tests.brokers.apache_kafka import ApacheKafka
@@ -146,14 +145,9 @@ async def main(args: argparse.Namespace) -> None:
     try:
         for number in range(args.rounds):
             with tempfile.TemporaryDirectory(prefix="faust-kill-") as folder:
-                # both pipelines count events_in: twice the records in all
-                outcome = await one_round(
-                    broker,
-                    number,
-                    rng.randrange(records // 5, records * 9 // 5),
-                    Path(folder),
-                    records,
-                )
+                # both pipelines count events_in: up to twice the records in all
+                kill_at = rng.randrange(RECORDS // 5, RECORDS * 8 // 5)
+                outcome = await one_round(broker, number, kill_at, Path(folder))
             FaustWorker.kill_all()
             results.append(outcome)
             print(orjson.dumps(outcome).decode(), flush=True)
@@ -170,6 +164,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=24)
-    parser.add_argument("--records", type=int, default=1500)
     parser.add_argument("--broker", default="tansu", choices=["tansu", "apache-kafka"])
     asyncio.run(main(parser.parse_args()))
