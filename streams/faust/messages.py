@@ -18,6 +18,7 @@ import orjson
 from streams.core.records import DeadLetter, Event, key_of
 from streams.core.tracing import continue_trace
 from streams.runtime.output import Output
+from streams.runtime.pipeline_status import split_tombstones, text_key
 from streams.runtime.sender import (
     SOURCE_OFFSET,
     SOURCE_PARTITION,
@@ -25,11 +26,6 @@ from streams.runtime.sender import (
     dead_letter_headers,
     key_bytes,
 )
-from streams.steps.pipeline import SOURCE_STEP
-
-
-def text_key(key: bytes | None) -> str | None:
-    return None if key is None else key.decode("utf-8", errors="backslashreplace")
 
 
 def headers_of(message: Any) -> list[tuple[str, bytes]]:
@@ -115,25 +111,11 @@ def forward(messages: Sequence[Any], fields: tuple[str, ...], topic: str, output
 def tombstone_letters(
     messages: list[Any], dead_letter_topic: str, source_topic: str, output: Output
 ) -> tuple[list[Any], list[DeadLetter]]:
-    """A message without a value (a tombstone) is no event: an `invalid_json` dead letter
-    that keeps the null value, as in sluice's own engine. Returns (the messages with a
-    value, the dead letters queued on `output`)."""
-    kept, letters = [], []
-    for message in messages:
-        if message.value is not None:
-            kept.append(message)
-            continue
-        letter = DeadLetter(
-            raw=b"",
-            step=SOURCE_STEP,
-            error_type="invalid_json",
-            message="the message has no value (a tombstone)",
-            partition=message.partition,
-            offset=message.offset,
-            key=text_key(message.key),
-            headers=headers_of(message),
-        )
-        letters.append(letter)
+    """Tombstones as the worker treats them (runtime.pipeline_status.split_tombstones),
+    their dead letters queued on `output`. Returns (the messages with a value, the dead
+    letters)."""
+    kept, letters = split_tombstones(messages, headers_of)
+    for letter, message in zip(letters, (m for m in messages if m.value is None), strict=True):
         output.add(dead_letter_topic, message.key, None, dead_letter_headers(letter, source_topic))
     return kept, letters
 

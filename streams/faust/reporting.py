@@ -10,6 +10,7 @@ from typing import Any
 
 from models.pipeline_spec import PipelineSpec
 from streams.core.records import Event
+from streams.runtime.pipeline_status import event_time_lag, pipeline_status
 from streams.runtime.prometheus import PrometheusPipelineMetrics
 
 
@@ -35,9 +36,7 @@ class AgentReport:
             self.latencies.extend(seconds[-200:])
 
     def event_time_lag(self, now_ms: float) -> float | None:
-        if not self.watermarks:
-            return None
-        return max(0.0, (now_ms - min(self.watermarks.values())) / 1000)
+        return event_time_lag(self.watermarks, now_ms)
 
     def status(
         self,
@@ -45,29 +44,12 @@ class AgentReport:
         tables: list[str],
         recent_dead_letters: deque[dict[str, Any]],
     ) -> dict[str, Any]:
-        ordered = sorted(self.latencies)
-
-        def percentile(q: float) -> float | None:
-            return round(ordered[int(q * (len(ordered) - 1))] * 1000, 1) if ordered else None
-
-        metrics = self.metrics
-        return {
-            "pipeline": spec.pipeline,
-            "engine": "faust",
-            "source": spec.source.topic,
-            "outputs": spec.output_topics(),
-            "tables": tables,
-            "steps": [{"name": name, "kind": step.kind} for name, step in spec.named_steps()],
-            "events_in": metrics.events_in_total,
-            "events_out": metrics.events_out_total,
-            "dead_letters": metrics.dead_letters_total,
-            "dropped": metrics.dropped_total,
-            "late": metrics.late_total,
-            "windows_open": metrics.windows_open_now,
-            "alerts_firing": dict(metrics.firing_now),
-            "latency_ms": {"p50": percentile(0.5), "p99": percentile(0.99)},
-            "event_time_lag_s": self.event_time_lag(time.time() * 1000),
-            "lag": self.lag,
-            "recent_dead_letters": list(recent_dead_letters),
-            "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
+        status = pipeline_status(
+            spec,
+            self.metrics,
+            self.latencies,
+            self.event_time_lag(time.time() * 1000),
+            self.lag,
+            recent_dead_letters,
+        )
+        return {**status, "engine": "faust", "tables": tables}

@@ -21,13 +21,19 @@ import orjson
 
 from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
-from streams.core.records import BatchResult, DeadLetter, Event, key_of
+from streams.core.records import BatchResult, Event, key_of
 from streams.core.state import runtime_store_name, step_store_name
 from streams.core.tracing import continue_trace, trace_id_in
 from streams.core.watchdog import Watchdog
 from streams.runtime.changelog import ChangelogStore, WorkerState
 from streams.runtime.formats import RecordFormats
 from streams.runtime.output import Output
+from streams.runtime.pipeline_status import (
+    event_time_lag,
+    pipeline_status,
+    split_tombstones,
+    text_key,
+)
 from streams.runtime.prometheus import PrometheusPipelineMetrics
 from streams.runtime.recovery import first_deliveries
 from streams.runtime.seams import RecordLike
@@ -67,10 +73,6 @@ def join_repartition_topic(app_id: str, pipeline: str) -> str:
     return f"{app_id}-{pipeline}-join-repartition"
 
 
-def _text_key(key: bytes | None) -> str | None:
-    return None if key is None else key.decode("utf-8", errors="backslashreplace")
-
-
 def to_events(records: Sequence[ConsumerRecordLike], *, trace: bool) -> list[Event]:
     """Consumer records as pipeline input: raw value, key, Kafka time, headers (the W3C
     `traceparent` continued with a span of sluice's, or a new trace), position."""
@@ -80,7 +82,7 @@ def to_events(records: Sequence[ConsumerRecordLike], *, trace: bool) -> list[Eve
         events.append(
             Event(
                 None,
-                key=_text_key(record.key),
+                key=text_key(record.key),
                 timestamp_ms=record.timestamp,
                 headers=continue_trace(headers) if trace else headers,
                 raw=record.value if record.value is not None else b"",
@@ -216,35 +218,20 @@ class PipelineRunner:
     def _tombstones_out(
         self, records: Sequence[ConsumerRecordLike], output: Output
     ) -> list[ConsumerRecordLike]:
-        """Records without a value (tombstones: "delete this key" on a compacted topic) are
-        not events: each becomes an `invalid_json` dead letter that keeps the null value,
-        counted like any record read."""
-        kept = []
-        letters = []
-        for record in records:
-            if record.value is not None:
-                kept.append(record)
-                continue
-            letter = DeadLetter(
-                raw=b"",
-                step=SOURCE_STEP,
-                error_type="invalid_json",
-                message="the message has no value (a tombstone)",
-                partition=record.partition,
-                offset=record.offset,
-                key=_text_key(record.key),
-                headers=list(record.headers or ()),
-            )
-            letters.append(letter)
+        """Records without a value are not events: dead letters at the source that keep
+        the null value, counted like any record read."""
+        kept, letters = split_tombstones(records, lambda record: list(record.headers or ()))
+        for letter, record in zip(letters, (r for r in records if r.value is None), strict=True):
             output.add(
                 self.sender.dead_letter_topic,
                 record.key,
                 None,
                 dead_letter_headers(letter, self.source_topic),
             )
-        self.metrics.events_in(len(letters))
-        self.metrics.dead_letters(SOURCE_STEP, "invalid_json", len(letters))
-        self._note(BatchResult(dead_letters=letters))
+        if letters:
+            self.metrics.events_in(len(letters))
+            self.metrics.dead_letters(SOURCE_STEP, "invalid_json", len(letters))
+            self._note(BatchResult(dead_letters=letters))
         return kept
 
     async def process(
@@ -306,39 +293,20 @@ class PipelineRunner:
 
     def event_time_lag(self, now_ms: float) -> float | None:
         """Seconds the slowest partition's watermark is behind the wall clock."""
-        if not self.watermarks:
-            return None
-        return max(0.0, (now_ms - min(self.watermarks.values())) / 1000)
+        return event_time_lag(self.watermarks, now_ms)
 
     def _note(self, result: BatchResult) -> None:
         note_result(result, self.recent_dead_letters, self.alert_topics, self.telemetry, log)
 
     def status(self) -> dict[str, Any]:
-        ordered = sorted(self.latencies)
-
-        def percentile(q: float) -> float | None:
-            return round(ordered[int(q * (len(ordered) - 1))] * 1000, 1) if ordered else None
-
-        metrics = self.metrics
-        return {
-            "pipeline": self.name,
-            "source": self.spec.source.topic,
-            "outputs": self.spec.output_topics(),
-            "steps": [{"name": name, "kind": step.kind} for name, step in self.spec.named_steps()],
-            "events_in": metrics.events_in_total,
-            "events_out": metrics.events_out_total,
-            "dead_letters": metrics.dead_letters_total,
-            "dropped": metrics.dropped_total,
-            "late": metrics.late_total,
-            "windows_open": metrics.windows_open_now,
-            "alerts_firing": dict(metrics.firing_now),
-            # processing latency: the Kafka record's timestamp to its results' send
-            "latency_ms": {"p50": percentile(0.5), "p99": percentile(0.99)},
-            "event_time_lag_s": self.event_time_lag(time.time() * 1000),
-            "lag": self.lag,
-            "recent_dead_letters": list(self.recent_dead_letters),
-            "spec": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
+        return pipeline_status(
+            self.spec,
+            self.metrics,
+            self.latencies,
+            self.event_time_lag(time.time() * 1000),
+            self.lag,
+            self.recent_dead_letters,
+        )
 
     def state_of(self, step: str, key: str) -> Any:
         name = step_store_name(self.name, step)
