@@ -39,21 +39,36 @@ class AvroSchemaError(ValueError):
     """Schema text that is not a valid Avro schema."""
 
 
-def load_schema(text: str | dict[str, Any]) -> Any:
-    """Parsed Avro schema (fastavro's form) from its JSON text or dict."""
+def load_schema(text: str | dict[str, Any], references: Sequence[str] = ()) -> Any:
+    """Parsed Avro schema (fastavro's form) from its JSON text or dict. `references`: the
+    texts of the schemas it references (schema references), each after those it references;
+    their named types go into the parsed schema's named types, where fastavro's reader
+    looks them up."""
+    named: dict[str, Any] = {}
     try:
+        for referenced in references:
+            parse_schema(orjson.loads(referenced), named)
         schema = orjson.loads(text) if isinstance(text, str) else text
-        return parse_schema(schema)
+        return parse_schema(schema, named)
     except Exception as exc:  # fastavro raises many kinds for a bad schema
         raise AvroSchemaError(f"not a valid Avro schema: {exc}") from None
 
 
-def _has_converted_types(schema: Any) -> bool:
-    """Whether decoded values may hold types plain JSON cannot (bytes, datetimes…)."""
+def _has_converted_types(
+    schema: Any, named: dict[str, Any] | None = None, seen: set[str] | None = None
+) -> bool:
+    """Whether decoded values may hold types plain JSON cannot (bytes, datetimes…).
+    `named`: the named types (a referenced record is a name), `seen` the names visited."""
     if isinstance(schema, str):
+        if named and schema in named:
+            seen = seen if seen is not None else set()
+            if schema in seen:  # a recursive type: its fields are being looked at
+                return False
+            seen.add(schema)
+            return _has_converted_types(named[schema], named, seen)
         return schema in ("bytes", "fixed")
     if isinstance(schema, list):
-        return any(map(_has_converted_types, schema))
+        return any(_has_converted_types(part, named, seen) for part in schema)
     if isinstance(schema, dict):
         if schema.get("logicalType") in _CONVERTED_LOGICAL or schema.get("type") in (
             "bytes",
@@ -61,10 +76,10 @@ def _has_converted_types(schema: Any) -> bool:
         ):
             return True
         return any(
-            _has_converted_types(part)
+            _has_converted_types(part, named, seen)
             for key, part in schema.items()
             if key in ("type", "items", "values", "fields")
-        ) or any(_has_converted_types(f.get("type")) for f in schema.get("fields", ()))
+        ) or any(_has_converted_types(f.get("type"), named, seen) for f in schema.get("fields", ()))
     return False
 
 
@@ -116,8 +131,9 @@ class AvroReader:
     into ISO text with the second's text cached, and only fields whose type needs it (bytes,
     decimals, nested logical types…) go through `plain`. A batch is read from one buffer."""
 
-    def __init__(self, schema_text: str) -> None:
-        self.schema = load_schema(schema_text)
+    def __init__(self, schema_text: str, references: Sequence[str] = ()) -> None:
+        self.schema = load_schema(schema_text, references)
+        named = self.schema.get("__named_schemas") if isinstance(self.schema, dict) else None
         self._times = _IsoTimes()
         self._timestamps: list[tuple[str, int]] = []
         self._other: list[str] = []
@@ -130,13 +146,13 @@ class AvroReader:
                     self._timestamps.append((field["name"], unit))
                     fields.append({**field, "type": _without_logical(field["type"])})
                     continue
-                if _has_converted_types(field["type"]):
+                if _has_converted_types(field["type"], named):
                     self._other.append(field["name"])
                 fields.append(field)
             reading = parse_schema({**self.schema, "fields": fields}, _write_hint=False)
             self._whole = False
         else:
-            self._whole = _has_converted_types(self.schema)
+            self._whole = _has_converted_types(self.schema, named)
         self._reading = reading
 
     def _finish(self, value: Any) -> Any:
