@@ -262,3 +262,69 @@ class AvroWriter:
         except Exception as exc:  # fastavro: ValueError, TypeError, AttributeError…
             raise ValueError(f"does not fit the Avro schema: {exc}") from None
         return frame(self.schema_id, stream.getvalue())
+
+
+_NAMED_KINDS = ("record", "enum", "fixed")
+
+
+def _full_name(node: dict[str, Any], namespace: str) -> tuple[str, str]:
+    """A named type's full name and the namespace its own fields resolve names in."""
+    name = str(node.get("name", ""))
+    if "." in name:
+        return name, name.rpartition(".")[0]
+    space = str(node.get("namespace", namespace) or "")
+    return (f"{space}.{name}" if space else name), space
+
+
+def _collect_named(node: Any, namespace: str, named: dict[str, dict[str, Any]]) -> None:
+    if isinstance(node, list):
+        for part in node:
+            _collect_named(part, namespace, named)
+    elif isinstance(node, dict):
+        kind = node.get("type")
+        if kind in _NAMED_KINDS:
+            full, space = _full_name(node, namespace)
+            named.setdefault(full, node)
+            for field in node.get("fields", ()):
+                _collect_named(field.get("type"), space, named)
+        else:
+            for key in ("type", "items", "values"):
+                if key in node:
+                    _collect_named(node[key], namespace, named)
+
+
+def inline_references(schema: Any, references: Sequence[str]) -> Any:
+    """`schema` with each named type it takes from `references` (their texts) written out
+    where it is first used — later uses keep the name, as Avro requires — so the schema
+    stands alone: what a schema derived from it (streams.formats.derive) needs."""
+    named: dict[str, dict[str, Any]] = {}
+    for text in references:
+        _collect_named(orjson.loads(text), "", named)
+    defined: set[str] = set()
+
+    def walk(node: Any, namespace: str) -> Any:
+        if isinstance(node, str):
+            full = node if "." in node or not namespace else f"{namespace}.{node}"
+            found = named.get(full) or named.get(node)
+            if found is None or full in defined or node in defined:
+                return node
+            space, _, short = _full_name(found, "")[0].rpartition(".")
+            return walk({**found, "name": short, "namespace": space}, space)
+        if isinstance(node, list):
+            return [walk(part, namespace) for part in node]
+        if not isinstance(node, dict):
+            return node
+        kind = node.get("type")
+        if kind in _NAMED_KINDS:
+            full, space = _full_name(node, namespace)
+            defined.add(full)
+            if kind == "record":
+                fields = [{**f, "type": walk(f.get("type"), space)} for f in node["fields"]]
+                return {**node, "fields": fields}
+            return node
+        changed = {
+            key: walk(node[key], namespace) for key in ("type", "items", "values") if key in node
+        }
+        return {**node, **changed}
+
+    return walk(schema, "")

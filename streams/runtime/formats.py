@@ -28,7 +28,7 @@ from models.pipeline_spec import REGISTRY_FORMATS, PipelineSpec
 from models.settings import Settings
 from streams.core.errors import ConfigErrors, SluiceError
 from streams.core.records import Event
-from streams.formats.avro import AvroReader, AvroSchemaError, AvroWriter
+from streams.formats.avro import AvroReader, AvroSchemaError, AvroWriter, inline_references
 from streams.formats.codec import JsonSchemaReader, Reader, decode_batch, schema_ids
 from streams.formats.derive import DeriveError, derive_alert_schema, derive_schema
 from streams.formats.protobuf import ProtobufReader, ProtobufSchemaError
@@ -189,7 +189,10 @@ class RecordFormats:
         if spec.source.format == "avro":
             latest = await self.client.latest(f"{spec.source.topic}-value")
             if latest is not None and latest.schema_type == "AVRO":
-                source = orjson.loads(latest.text)
+                # named types from schema references written out: the derived schema
+                # stands alone under the output's subject
+                referenced = [found.text for _, found in await self.client.references(latest)]
+                source = inline_references(orjson.loads(latest.text), referenced)
         try:
             if topic not in spec.sink.topics():
                 return derive_alert_schema(spec, topic, source)

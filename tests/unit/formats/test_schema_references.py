@@ -12,7 +12,7 @@ import pytest
 from fastavro import parse_schema, schemaless_writer
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from streams.formats.avro import AvroReader, AvroSchemaError
+from streams.formats.avro import AvroReader, AvroSchemaError, inline_references
 from streams.formats.columns import schema_fields
 from streams.formats.protobuf import ProtobufReader, ProtobufSchemaError
 from streams.formats.wire import frame
@@ -110,3 +110,17 @@ def test_protobuf_importing_a_referenced_proto() -> None:
     assert fields == ("id", "total", "at")
     with pytest.raises(ProtobufSchemaError, match="not among its schema references"):
         ProtobufReader(ORDER, 3)
+
+
+def test_inline_references_makes_a_standalone_schema() -> None:
+    """The first use of a referenced type is written out (its own references too), later
+    uses keep the name: fastavro parses the result with nothing else given."""
+    inlined = inline_references(
+        CUSTOMER, [orjson.dumps(GEO).decode(), orjson.dumps(ADDRESS).decode()]
+    )
+    parse_schema(inlined)  # raises on an unknown or redefined name
+    home = inlined["fields"][1]["type"]
+    assert (home["name"], home["namespace"]) == ("Address", "t")
+    assert home["fields"][1]["type"]["name"] == "Geo"
+    assert inlined["fields"][2]["type"] == ["null", "t.Address"]
+    assert inline_references(CUSTOMER, []) == CUSTOMER  # nothing to inline: unchanged
