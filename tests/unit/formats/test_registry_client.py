@@ -197,3 +197,32 @@ async def test_references_dependencies_first_each_once() -> None:
     paths = [path for path, _ in served.requests]
     assert paths.count(f"{base}/subjects/c/versions/1") == 2  # once per client
     assert paths.count(f"{base}/subjects/b/versions/2") == 2
+
+
+async def test_a_missing_reference_is_a_schema_dead_letter() -> None:
+    """The worker's decoder: a schema whose reference the registry does not have gives each
+    of its records a `schema` error naming the id and the reference, and is not retried."""
+    from models.settings import Settings
+    from streams.core.errors import RecordError
+    from streams.formats.wire import frame
+    from streams.runtime.formats import RecordFormats
+
+    ref = {"name": "t.Address", "subject": "address", "version": 1}
+    answers = {"/apis/ccompat/v7/schemas/ids/9": {"schema": AVRO, "references": [ref]}}
+    with TinyRegistry(answers) as served:
+        formats = RecordFormats(Settings(schema_registry=settings(served.url)))
+        try:
+            first = await formats.decode_values([frame(9, b"\x02")], "avro")
+            second = await formats.decode_values([frame(9, b"\x04")], "avro")
+        finally:
+            await formats.close()
+    for values in (first, second):
+        assert len(values) == 1 and isinstance(values[0], RecordError)
+        assert str(values[0]) == (
+            "schema id 9: reference 't.Address' (subject address version 1): "
+            "not found in the schema registry"
+        )
+    assert [path for path, _ in served.requests] == [  # cached: asked once
+        "/apis/ccompat/v7/schemas/ids/9",
+        "/apis/ccompat/v7/subjects/address/versions/1",
+    ]
