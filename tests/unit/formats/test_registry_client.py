@@ -70,7 +70,8 @@ class TinyRegistry:
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
             self.scheme = "https"
             self.ca_file = files.ca_file
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # a short poll: shutdown() waits up to one interval
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def url(self) -> str:
