@@ -39,21 +39,36 @@ class AvroSchemaError(ValueError):
     """Schema text that is not a valid Avro schema."""
 
 
-def load_schema(text: str | dict[str, Any]) -> Any:
-    """Parsed Avro schema (fastavro's form) from its JSON text or dict."""
+def load_schema(text: str | dict[str, Any], references: Sequence[str] = ()) -> Any:
+    """Parsed Avro schema (fastavro's form) from its JSON text or dict. `references`: the
+    texts of the schemas it references (schema references), each after those it references;
+    their named types go into the parsed schema's named types, where fastavro's reader
+    looks them up."""
+    named: dict[str, Any] = {}
     try:
+        for referenced in references:
+            parse_schema(orjson.loads(referenced), named)
         schema = orjson.loads(text) if isinstance(text, str) else text
-        return parse_schema(schema)
+        return parse_schema(schema, named)
     except Exception as exc:  # fastavro raises many kinds for a bad schema
         raise AvroSchemaError(f"not a valid Avro schema: {exc}") from None
 
 
-def _has_converted_types(schema: Any) -> bool:
-    """Whether decoded values may hold types plain JSON cannot (bytes, datetimes…)."""
+def _has_converted_types(
+    schema: Any, named: dict[str, Any] | None = None, seen: set[str] | None = None
+) -> bool:
+    """Whether decoded values may hold types plain JSON cannot (bytes, datetimes…).
+    `named`: the named types (a referenced record is a name), `seen` the names visited."""
     if isinstance(schema, str):
+        if named and schema in named:
+            seen = seen if seen is not None else set()
+            if schema in seen:  # a recursive type: its fields are being looked at
+                return False
+            seen.add(schema)
+            return _has_converted_types(named[schema], named, seen)
         return schema in ("bytes", "fixed")
     if isinstance(schema, list):
-        return any(map(_has_converted_types, schema))
+        return any(_has_converted_types(part, named, seen) for part in schema)
     if isinstance(schema, dict):
         if schema.get("logicalType") in _CONVERTED_LOGICAL or schema.get("type") in (
             "bytes",
@@ -61,10 +76,10 @@ def _has_converted_types(schema: Any) -> bool:
         ):
             return True
         return any(
-            _has_converted_types(part)
+            _has_converted_types(part, named, seen)
             for key, part in schema.items()
             if key in ("type", "items", "values", "fields")
-        ) or any(_has_converted_types(f.get("type")) for f in schema.get("fields", ()))
+        ) or any(_has_converted_types(f.get("type"), named, seen) for f in schema.get("fields", ()))
     return False
 
 
@@ -116,8 +131,9 @@ class AvroReader:
     into ISO text with the second's text cached, and only fields whose type needs it (bytes,
     decimals, nested logical types…) go through `plain`. A batch is read from one buffer."""
 
-    def __init__(self, schema_text: str) -> None:
-        self.schema = load_schema(schema_text)
+    def __init__(self, schema_text: str, references: Sequence[str] = ()) -> None:
+        self.schema = load_schema(schema_text, references)
+        named = self.schema.get("__named_schemas") if isinstance(self.schema, dict) else None
         self._times = _IsoTimes()
         self._timestamps: list[tuple[str, int]] = []
         self._other: list[str] = []
@@ -130,13 +146,13 @@ class AvroReader:
                     self._timestamps.append((field["name"], unit))
                     fields.append({**field, "type": _without_logical(field["type"])})
                     continue
-                if _has_converted_types(field["type"]):
+                if _has_converted_types(field["type"], named):
                     self._other.append(field["name"])
                 fields.append(field)
             reading = parse_schema({**self.schema, "fields": fields}, _write_hint=False)
             self._whole = False
         else:
-            self._whole = _has_converted_types(self.schema)
+            self._whole = _has_converted_types(self.schema, named)
         self._reading = reading
 
     def _finish(self, value: Any) -> Any:
@@ -246,3 +262,69 @@ class AvroWriter:
         except Exception as exc:  # fastavro: ValueError, TypeError, AttributeError…
             raise ValueError(f"does not fit the Avro schema: {exc}") from None
         return frame(self.schema_id, stream.getvalue())
+
+
+_NAMED_KINDS = ("record", "enum", "fixed")
+
+
+def _full_name(node: dict[str, Any], namespace: str) -> tuple[str, str]:
+    """A named type's full name and the namespace its own fields resolve names in."""
+    name = str(node.get("name", ""))
+    if "." in name:
+        return name, name.rpartition(".")[0]
+    space = str(node.get("namespace", namespace) or "")
+    return (f"{space}.{name}" if space else name), space
+
+
+def _collect_named(node: Any, namespace: str, named: dict[str, dict[str, Any]]) -> None:
+    if isinstance(node, list):
+        for part in node:
+            _collect_named(part, namespace, named)
+    elif isinstance(node, dict):
+        kind = node.get("type")
+        if kind in _NAMED_KINDS:
+            full, space = _full_name(node, namespace)
+            named.setdefault(full, node)
+            for field in node.get("fields", ()):
+                _collect_named(field.get("type"), space, named)
+        else:
+            for key in ("type", "items", "values"):
+                if key in node:
+                    _collect_named(node[key], namespace, named)
+
+
+def inline_references(schema: Any, references: Sequence[str]) -> Any:
+    """`schema` with each named type it takes from `references` (their texts) written out
+    where it is first used — later uses keep the name, as Avro requires — so the schema
+    stands alone: what a schema derived from it (streams.formats.derive) needs."""
+    named: dict[str, dict[str, Any]] = {}
+    for text in references:
+        _collect_named(orjson.loads(text), "", named)
+    defined: set[str] = set()
+
+    def walk(node: Any, namespace: str) -> Any:
+        if isinstance(node, str):
+            full = node if "." in node or not namespace else f"{namespace}.{node}"
+            found = named.get(full) or named.get(node)
+            if found is None or full in defined or node in defined:
+                return node
+            space, _, short = _full_name(found, "")[0].rpartition(".")
+            return walk({**found, "name": short, "namespace": space}, space)
+        if isinstance(node, list):
+            return [walk(part, namespace) for part in node]
+        if not isinstance(node, dict):
+            return node
+        kind = node.get("type")
+        if kind in _NAMED_KINDS:
+            full, space = _full_name(node, namespace)
+            defined.add(full)
+            if kind == "record":
+                fields = [{**f, "type": walk(f.get("type"), space)} for f in node["fields"]]
+                return {**node, "fields": fields}
+            return node
+        changed = {
+            key: walk(node[key], namespace) for key in ("type", "items", "values") if key in node
+        }
+        return {**node, **changed}
+
+    return walk(schema, "")

@@ -62,14 +62,20 @@ class SchemaFieldsError(ValueError):
     """A registered schema whose top-level fields cannot be listed."""
 
 
-def schema_fields(schema_type: str, text: str, schema_id: int = 0) -> tuple[str, ...]:
+def schema_fields(
+    schema_type: str,
+    text: str,
+    schema_id: int = 0,
+    references: Sequence[tuple[str, str]] = (),
+) -> tuple[str, ...]:
     """The top-level field names of a registered schema: an Avro record's fields, a JSON
-    Schema's `properties`, a Protobuf schema's first message's fields."""
+    Schema's `properties`, a Protobuf schema's first message's fields. `references`: (name,
+    text) of the schemas it references (a `.proto` file's imports need them)."""
     if schema_type == "PROTOBUF":
         from streams.formats.protobuf import ProtobufReader, ProtobufSchemaError
 
         try:
-            message = ProtobufReader(text, schema_id).message_class((0,))
+            message = ProtobufReader(text, schema_id, references).message_class((0,))
         except ProtobufSchemaError as exc:
             raise SchemaFieldsError(str(exc)) from None
         return tuple(f.name for f in message.DESCRIPTOR.fields)

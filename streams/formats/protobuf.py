@@ -5,15 +5,16 @@ A registered schema is either `.proto` text or a base64 FileDescriptorProto (wha
 confluent-kafka's ProtobufSerializer registers; Apicurio keeps it as sent, and its
 `?format=serialized` answer is lossy text). `.proto` text is parsed here
 (proto-schema-parser) into a FileDescriptorProto; protobuf builds the classes.
-Well-known imports (`google/protobuf/*.proto`) are supported; other schema references
-are not. After the 5-byte header comes the message-index list (zig-zag varints; a single
-0 means the file's first message).
+Well-known imports (`google/protobuf/*.proto`) come from protobuf itself; other imports are
+schema references, whose `.proto` texts the caller fetched (dependencies first) and which
+go into the same pool under their import names. After the 5-byte header comes the
+message-index list (zig-zag varints; a single 0 means the file's first message).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from google.protobuf import (  # the well-known types, loaded into the default pool
@@ -124,8 +125,11 @@ def _add_message(target: Any, message: ast.Message, syntax: str) -> None:
             proto.oneof_decl.add(name="_" + field_proto.name)
 
 
-def file_descriptor(text: str, name: str) -> descriptor_pb2.FileDescriptorProto:
-    """The FileDescriptorProto of `.proto` text."""
+def file_descriptor(
+    text: str, name: str, imports: Collection[str] = ()
+) -> descriptor_pb2.FileDescriptorProto:
+    """The FileDescriptorProto of `.proto` text; `imports`: the import names it may use
+    besides the well-known `google/protobuf/*.proto` (its schema references)."""
     try:
         parsed = Parser().parse(text)
     except Exception as exc:  # the parser raises its own kinds
@@ -136,9 +140,9 @@ def file_descriptor(text: str, name: str) -> descriptor_pb2.FileDescriptorProto:
         if isinstance(element, ast.Package):
             proto.package = element.name
         elif isinstance(element, ast.Import):
-            if not element.name.startswith("google/protobuf/"):
+            if not element.name.startswith("google/protobuf/") and element.name not in imports:
                 raise ProtobufSchemaError(
-                    f"imports {element.name!r}: schema references are not supported"
+                    f"imports {element.name!r}, which is not among its schema references"
                 )
             proto.dependency.append(element.name)
         elif isinstance(element, ast.Message):
@@ -160,6 +164,12 @@ def _serialized_descriptor(text: str) -> descriptor_pb2.FileDescriptorProto | No
     except Exception:  # not base64, or not a descriptor: read as .proto text
         return None
     return proto if proto.message_type else None
+
+
+def _descriptor(
+    text: str, name: str, imports: Collection[str]
+) -> descriptor_pb2.FileDescriptorProto:
+    return _serialized_descriptor(text) or file_descriptor(text, name, imports)
 
 
 def _well_known(pool: descriptor_pool.DescriptorPool, name: str) -> None:
@@ -189,14 +199,28 @@ def _zigzag(value: int) -> int:
 class ProtobufReader:
     """Decodes wire-format messages of one registered `.proto` schema."""
 
-    def __init__(self, schema_text: str, schema_id: int = 0) -> None:
-        proto = _serialized_descriptor(schema_text) or file_descriptor(
-            schema_text, f"sluice_schema_{schema_id}.proto"
-        )
+    def __init__(
+        self,
+        schema_text: str,
+        schema_id: int = 0,
+        references: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """`references`: (import name, schema text) of each schema reference, each after
+        those it references (streams.runtime.schema_registry.RegistryClient.references)."""
+        names = {name for name, _ in references}
+        files = [(name, _descriptor(text, name, names)) for name, text in references]
+        proto = _descriptor(schema_text, f"sluice_schema_{schema_id}.proto", names)
         pool = descriptor_pool.DescriptorPool()
+        added: set[str] = set()
         try:
-            for dependency in proto.dependency:
-                _well_known(pool, dependency)
+            for name, dependency in [*files, ("", proto)]:
+                for imported in dependency.dependency:
+                    if imported not in names and imported not in added:
+                        _well_known(pool, imported)
+                        added.add(imported)
+                if name:
+                    dependency.name = name  # how the files importing it name it
+                    pool.Add(dependency)
             self.file = pool.Add(proto)
         except Exception as exc:  # unresolved types, duplicate names…
             raise ProtobufSchemaError(f"invalid .proto schema: {exc}") from None

@@ -28,7 +28,7 @@ from models.pipeline_spec import REGISTRY_FORMATS, PipelineSpec
 from models.settings import Settings
 from streams.core.errors import ConfigErrors, SluiceError
 from streams.core.records import Event
-from streams.formats.avro import AvroReader, AvroSchemaError, AvroWriter
+from streams.formats.avro import AvroReader, AvroSchemaError, AvroWriter, inline_references
 from streams.formats.codec import JsonSchemaReader, Reader, decode_batch, schema_ids
 from streams.formats.derive import DeriveError, derive_alert_schema, derive_schema
 from streams.formats.protobuf import ProtobufReader, ProtobufSchemaError
@@ -39,6 +39,7 @@ from streams.runtime.schema_registry import (
     RegistryClient,
     RegistryRefused,
     RegistryUnavailable,
+    RegistryUntrusted,
 )
 from streams.runtime.source_columns import Locator, column_errors
 
@@ -69,16 +70,26 @@ def uses_registry(pipelines: dict[str, PipelineSpec]) -> bool:
 ANY_FORMAT = "any"  # `sluice consume --decode`: each schema's own type
 
 
-def reader_for(schema: RegisteredSchema, format_name: str) -> Reader | str:
-    """The reader of a registered schema, or why a topic of `format_name` cannot use it."""
+def reader_for(
+    schema: RegisteredSchema,
+    format_name: str,
+    references: Sequence[tuple[str, RegisteredSchema]] = (),
+) -> Reader | str:
+    """The reader of a registered schema, or why a topic of `format_name` cannot use it.
+    `references`: the schemas it references, each after its own (RegistryClient.references)."""
     expected = SCHEMA_TYPES.get(format_name, schema.schema_type)
     if schema.schema_type != expected:
         return f"is a {schema.schema_type} schema, but the topic is read as {format_name}"
+    for name, referenced in references:
+        if referenced.schema_type != schema.schema_type:
+            return f"references {name!r}, a {referenced.schema_type} schema"
     try:
         if expected == "AVRO":
-            return AvroReader(schema.text)
+            return AvroReader(schema.text, [r.text for _, r in references])
         if expected == "PROTOBUF":
-            return ProtobufReader(schema.text, schema.schema_id)
+            return ProtobufReader(
+                schema.text, schema.schema_id, [(name, r.text) for name, r in references]
+            )
         return JsonSchemaReader()
     except (AvroSchemaError, ProtobufSchemaError) as exc:
         return str(exc)
@@ -130,9 +141,11 @@ class RecordFormats:
                 await self.client.incompatibilities("sluice-probe-never-registered", "{}")
                 break
             except RegistryUnavailable as exc:
-                if time.monotonic() >= deadline:
+                if isinstance(exc, RegistryUntrusted) or time.monotonic() >= deadline:
                     raise RegistryUnreachable(
-                        f"{exc} within kafka.connect_timeout "
+                        str(exc)
+                        if isinstance(exc, RegistryUntrusted)  # waiting would not help
+                        else f"{exc} within kafka.connect_timeout "
                         f"({self.settings.kafka.connect_timeout / 1000:g}s)"
                     ) from None
                 await asyncio.sleep(RETRY_S)
@@ -176,7 +189,10 @@ class RecordFormats:
         if spec.source.format == "avro":
             latest = await self.client.latest(f"{spec.source.topic}-value")
             if latest is not None and latest.schema_type == "AVRO":
-                source = orjson.loads(latest.text)
+                # named types from schema references written out: the derived schema
+                # stands alone under the output's subject
+                referenced = [found.text for _, found in await self.client.references(latest)]
+                source = inline_references(orjson.loads(latest.text), referenced)
         try:
             if topic not in spec.sink.topics():
                 return derive_alert_schema(spec, topic, source)
@@ -208,9 +224,12 @@ class RecordFormats:
         for schema_id in sorted(ids):
             if (schema_id, format_name) in self.readers:
                 continue
+            why = "not found in the schema registry"
             while True:
                 try:
                     found = await self.client.schema(schema_id)
+                    # referenced schemas: fetched now, so a registry down later costs nothing
+                    references = await self.client.references(found) if found else []
                     break
                 except RegistryUnavailable as exc:
                     if self.waiting is None:
@@ -220,16 +239,14 @@ class RecordFormats:
                     self.waiting = str(exc)
                     await asyncio.sleep(RETRY_S)
                 except RegistryRefused as exc:
-                    found = None
+                    found, why = None, str(exc).removeprefix(f"schema id {schema_id}: ")
                     log.warning("schema id %d: %s", schema_id, exc)
                     break
             if self.waiting is not None:
                 log.info("the schema registry answers again")
                 self.waiting = None
             self.readers[(schema_id, format_name)] = (
-                reader_for(found, format_name)
-                if found is not None
-                else "not found in the schema registry"
+                reader_for(found, format_name, references) if found is not None else why
             )
 
     async def fetch_for(self, raws: Sequence[bytes], format_name: str) -> None:

@@ -42,8 +42,9 @@ async def source_schema(client: RegistryClient, topic: str) -> SourceSchema | No
     latest = await client.latest(subject)
     if latest is None:
         return None
+    references = [(name, found.text) for name, found in await client.references(latest)]
     try:
-        fields = schema_fields(latest.schema_type, latest.text, latest.schema_id)
+        fields = schema_fields(latest.schema_type, latest.text, latest.schema_id, references)
     except SchemaFieldsError as exc:
         raise ConfigErrors(
             [ConfigError(f"source topic {topic}: subject {subject}: {exc}")]

@@ -1,12 +1,16 @@
 """A real schema registry for tests: Apicurio Registry 3.3.3 on 127.0.0.1 and free ports.
 
     with ApicurioRegistry() as registry:
-        registry.url   # http://127.0.0.1:PORT/apis/ccompat/v7 (the Confluent API)
+        registry.url        # http://127.0.0.1:PORT/apis/ccompat/v7 (the Confluent API)
+        registry.https_url  # the same API over TLS, its certificate signed by a test CA:
+        registry.tls.ca_file  # what a client trusts (`schema_registry.ssl_cafile`)
 
 In-memory storage: every start is empty. Ready when `GET /apis/ccompat/v7/subjects` answers
-200 (5-13 s on this machine class). `stop()` ends the JVM; no JVM outlives the Python
-process that started it (the same watchdog as the Apache Kafka fixture). Run by hand:
-`python -m tests.brokers.registry`.
+200 (5-13 s on this machine class). HTTPS is served beside HTTP by the same JVM (one more
+port, a certificate for 127.0.0.1/localhost from tests.brokers.tls): a second registry only
+for TLS would cost another 300 MB and 5-13 s of start. `stop()` ends the JVM; no JVM
+outlives the Python process that started it (the same watchdog as the Apache Kafka
+fixture). Run by hand: `python -m tests.brokers.registry`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from types import TracebackType
 from streams.runtime.broker import free_port
 from tests.brokers.apache_kafka import _Watchdog
 from tests.brokers.registry_jar import ensure_registry, registry_java
+from tests.brokers.tls import TlsFiles, make_tls
 
 CCOMPAT = "/apis/ccompat/v7"
 
@@ -37,15 +42,22 @@ class ApicurioRegistry:
     def __init__(self) -> None:
         self.port = 0
         self.management_port = 0
+        self.https_port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._watchdog: _Watchdog | None = None
         self._log_dir = Path(tempfile.mkdtemp(prefix="sluice-registry-"))
         self.log_path = self._log_dir / "registry.log"
+        self.tls: TlsFiles = make_tls(self._log_dir / "tls", ca_name="sluice registry test CA")
 
     @property
     def url(self) -> str:
         """The Confluent-compatible API, as `schema_registry.url` takes it."""
         return f"http://127.0.0.1:{self.port}{CCOMPAT}"
+
+    @property
+    def https_url(self) -> str:
+        """The same API over TLS; trust `tls.ca_file` to reach it."""
+        return f"https://127.0.0.1:{self.https_port}{CCOMPAT}"
 
     def start(self, timeout: float = 180, attempts: int = 3) -> ApicurioRegistry:
         """Start and wait until it answers (5-13 s on an idle 2-core machine; 45-90 s
@@ -66,7 +78,7 @@ class ApicurioRegistry:
     def _start_once(self, timeout: float) -> ApicurioRegistry:
         jar = ensure_registry()
         java = registry_java()
-        self.port, self.management_port = free_port(), free_port()
+        self.port, self.management_port, self.https_port = free_port(), free_port(), free_port()
         command = [
             str(java),
             "-Xmx512m",
@@ -78,6 +90,9 @@ class ApicurioRegistry:
             f"-Dquarkus.http.port={self.port}",
             "-Dquarkus.management.host=127.0.0.1",
             f"-Dquarkus.management.port={self.management_port}",
+            f"-Dquarkus.http.ssl-port={self.https_port}",
+            f"-Dquarkus.http.ssl.certificate.files={self.tls.server_cert_file}",
+            f"-Dquarkus.http.ssl.certificate.key-files={self.tls.server_key_file}",
             "-jar",
             str(jar),
         ]

@@ -29,6 +29,10 @@ class TlsFiles:
     """The CA certificate: what clients and the broker trust."""
     server_file: Path
     """The server's private key (PKCS#8) followed by its certificate: Kafka's PEM keystore."""
+    server_cert_file: Path
+    """The server certificate alone (what Quarkus' `ssl.certificate.files` takes)."""
+    server_key_file: Path
+    """The server's private key alone (PKCS#8, not encrypted)."""
     client_cert_file: Path
     """The client certificate (subject CN=`client_name`), for mutual TLS."""
     client_key_file: Path
@@ -136,12 +140,16 @@ def make_tls(
     files = TlsFiles(
         ca_file=directory / "ca.pem",
         server_file=directory / "server.pem",
+        server_cert_file=directory / "server-cert.pem",
+        server_key_file=directory / "server.key",
         client_cert_file=directory / "client.pem",
         client_key_file=directory / "client.key",
         client_name=client_name,
     )
     files.ca_file.write_bytes(_pem_cert(ca_cert))
     _write_secret(files.server_file, server_key + server_cert)
+    files.server_cert_file.write_bytes(server_cert)
+    _write_secret(files.server_key_file, server_key)
     files.client_cert_file.write_bytes(client_cert)
     _write_secret(files.client_key_file, client_key)
     return files
