@@ -55,6 +55,7 @@ from aiokafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
     InvalidProducerEpoch,
+    KafkaError,
     ProducerFenced,
     RebalanceInProgressError,
     UnknownMemberIdError,
@@ -91,6 +92,9 @@ REBALANCE_ERRORS = (
 )
 # a newer producer of the transactional id exists: another member fenced this one
 FENCED = (ProducerFenced, InvalidProducerEpoch)
+# exactly_once: the transactional producer failing this many times in a row, with no
+# checkpoint completed between, is not an outage to wait out but a crash (exit 70)
+MAX_PRODUCER_FAILURES = 5
 NewProducer = Callable[[str], Awaitable[ProducerLike]]
 
 
@@ -143,6 +147,8 @@ class Checkpoint:
         self.transactional_base = transactional_id.rpartition("-")[0]
         self.transactional_id = transactional_id  # the current one (the offsets' metadata)
         self.retired: set[str] = set()  # this worker's earlier ids: never fenced by it
+        self.dead: set[str] = set()  # ids whose producer failed: fenced at the next assignment
+        self.producer_failures = 0  # in a row, without a checkpoint completed
         self._ids = itertools.count(1)
 
     # --- transactions ---------------------------------------------------------------
@@ -176,10 +182,16 @@ class Checkpoint:
         whose partitions it follows; `positions`: the next offset to process per owned
         partition. False: not committed (the member is out of the group, or fenced)."""
         try:
-            return await self._run(stores, positions, persist)
+            done = await self._run(stores, positions, persist)
         except FENCED as exc:
             self.fenced(exc)
             return False
+        except KafkaError as exc:
+            self.failed(exc)
+            return False
+        if done:
+            self.producer_failures = 0
+        return done
 
     async def _run(
         self,
@@ -228,6 +240,9 @@ class Checkpoint:
                 await self.producer.commit_transaction()
         except FENCED as exc:  # the partitions moved on again meanwhile
             self.fenced(exc)
+            return
+        except KafkaError as exc:
+            self.failed(exc)
             return
         self.keep_locally(writes)
 
@@ -287,6 +302,43 @@ class Checkpoint:
         for_partitions = "transaction aborted, " if self.exactly_once else ""
         log.warning("%s: %sstate will be restored", why, for_partitions)
 
+    def broke(self, exc: KafkaError) -> None:
+        """A Kafka error from the sends of a batch or an idle flush."""
+        if isinstance(exc, FENCED):
+            self.fenced(exc)
+        else:
+            self.failed(exc)
+
+    def failed(self, exc: KafkaError) -> None:
+        """A Kafka error from the work of a checkpoint or a batch. exactly_once: the
+        transactional producer is dead — aiokafka's sender gives up for good when it cannot
+        reach the transaction coordinator (`Unexpected error during batch delivery` after
+        a KafkaConnectionError in its coordinator lookup: a broker outage, CI 2026-12-07,
+        where the worker exited 70). Treated as a fence: nothing of the transaction
+        counts, the group is rejoined, and the next assignment starts a new producer and
+        fences this one's id, so that the broker aborts its open transaction at once
+        instead of after transaction_timeout_ms. At least once, or the fifth failure in a
+        row: the worker's crash."""
+        self.producer_failures += 1
+        if not self.exactly_once or self.producer_failures >= MAX_PRODUCER_FAILURES:
+            raise exc
+        self.dead.add(self.transactional_id)
+        self._give_up_transaction()
+        log.warning(
+            "the transactional producer failed (%r; %d in a row): transaction %s given up, "
+            "rejoining the group, state will be restored at the assignment",
+            exc,
+            self.producer_failures,
+            self.transactional_id,
+        )
+
+    def _give_up_transaction(self) -> None:
+        self.lost = True
+        self.in_transaction = False
+        self.output.discard()
+        read_fatal_error(self.producer)
+        request_rejoin(self.consumer)
+
     def fenced(self, exc: BaseException) -> None:
         """exactly_once: the broker aborted this worker's transaction and bumped its
         producer's epoch — another member started a producer of its transactional id (it
@@ -296,11 +348,7 @@ class Checkpoint:
         partition, so one is asked for: after a timeout the member is still in its
         generation and no rebalance would ever come (measured: a 20 s broker outage left
         a worker ready but dropping every batch until its stall alarm, issue 10)."""
-        self.lost = True
-        self.in_transaction = False
-        self.output.discard()
-        read_fatal_error(self.producer)
-        request_rejoin(self.consumer)
+        self._give_up_transaction()
         log.warning(
             "fenced (%r): the broker aborted this worker's transaction (transactional id "
             "%s): another worker took its partitions, or the transaction outlived "
@@ -320,7 +368,9 @@ class Checkpoint:
         owners = await committed_owners(self.consumer, partitions)
         mine = self.retired | {self.transactional_id}
         ours = f"{self.group}-"  # metadata written by other tools names no producer of ours
-        for owner in sorted({o for _, o in owners.values() if o.startswith(ours)} - mine):
+        others = {o for _, o in owners.values() if o.startswith(ours)} - mine
+        for owner in sorted(others | self.dead):  # this worker's dead ids: their
+            # open transactions aborted now, not after transaction_timeout_ms
             began = time.monotonic()
             fence = await self.new_producer(owner)  # InitProducerId: the epoch bumped
             await fence.stop()
@@ -331,6 +381,7 @@ class Checkpoint:
         read_fatal_error(old)
         with contextlib.suppress(Exception):  # a fenced producer may fail to stop cleanly
             await old.stop()
+        self.dead.clear()
         self.retired.add(self.transactional_id)
         self.transactional_id = f"{self.transactional_base}-{next(self._ids)}"
         self.replace_producer(await self.new_producer(self.transactional_id))

@@ -7,21 +7,18 @@ re-keyed records and changelog writes go out through one producer; a checkpoint 
     checkpoint = outputs acknowledged → state changes to the changelogs (acknowledged)
                  → consumer offsets committed      (exactly_once: one transaction)
 
-The parts: `Checkpoint` (streams.runtime.checkpoint) commits, holds every transaction
-call and fences zombies; `Recovery` (streams.runtime.recovery) restores store partitions;
-`Phase` (streams.runtime.phases) says where the engine is. The engine decides when.
+The parts: `Checkpoint` (runtime.checkpoint) commits, holds every transaction call and
+fences zombies; `Recovery` (runtime.recovery) restores store partitions; `Phase`
+(runtime.phases) says where the engine is. The engine decides when.
 
 Why sluice owns this loop instead of Faust's agents: Faust's per-record path cost ~60 µs a
-record, and its buffered stream dropped records on rebalances (issue 17). aiokafka's group
-membership is the Kafka protocol with nothing in between: the rebalance listener runs
-while fetching is stopped, so a revocation waits for the batch in progress and commits it,
-and an assignment restores the new partitions' state before any of their records is
-processed. No record is skipped or seen twice by one process; after a crash, records
-since the last commit are processed again against state restored as of that commit.
+record, and its buffered stream dropped records on rebalances (issue 17). aiokafka's
+rebalance listener runs while fetching is stopped, so a revocation waits for the batch in
+progress and commits it, and an assignment restores the new partitions' state before any
+of their records is processed. After a crash, records since the last commit are
+processed again against state restored as of that commit.
 
-State exactness does not depend on batch boundaries, so a batch is whatever the
-consumer has buffered (up to `batch_max`), taken as soon as the previous one is done:
-small batches and low latency at low rates, large ones under a backlog.
+A batch is what the consumer has buffered (up to `batch_max`; exactness is independent of it).
 """
 
 from __future__ import annotations
@@ -41,7 +38,7 @@ from models.settings import Settings
 from streams.core.tracing import current_pipeline
 from streams.runtime.backpressure import Backpressure
 from streams.runtime.changelog import LOCAL_STATE_DIR, ChangelogStore
-from streams.runtime.checkpoint import FENCED, Checkpoint, NewProducer
+from streams.runtime.checkpoint import Checkpoint, NewProducer
 from streams.runtime.engine_clients import (
     Rebalances,
     assignors,
@@ -197,14 +194,17 @@ class Engine:
             if batches:
                 try:
                     await self._process(batches)
-                except FENCED as exc:
-                    return self.checkpoints.fenced(exc)
+                except KafkaError as exc:  # fenced, or (exactly_once) the producer died
+                    return self.checkpoints.broke(exc)
             self._hold_or_release_sources()
             now = time.monotonic()
             if self.uncommitted and (self.idle or now - self.last_commit >= self.commit_interval):
                 await self.checkpoint()
             if self.idle and now - self.last_flush >= IDLE_FLUSH_INTERVAL_S:
-                await self._flush_idle()
+                try:
+                    await self._flush_idle()
+                except KafkaError as exc:  # as in a batch's sends
+                    self.checkpoints.broke(exc)
 
     async def stop(self) -> None:
         """A last checkpoint, then leave the group (partitions move at once)."""

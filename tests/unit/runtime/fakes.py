@@ -147,9 +147,14 @@ class FakeProducer:
         self.pending_offsets: dict[TopicPartition, Any] = {}
         self.calls: list[str] = []
         self.stopped = False
+        # aiokafka's sender gave up (it could not reach the transaction coordinator): every
+        # later call fails with this; the broker still holds the open transaction
+        self.dead: Exception | None = None
 
     def _live(self) -> None:
         """A newer producer of this id exists: refused, as the broker does."""
+        if self.dead is not None:
+            raise self.dead
         if self.transactional and self.broker.epochs[self.transactional_id] != self.epoch:
             self.txn = None
             raise ProducerFenced()

@@ -9,6 +9,8 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+import pytest
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from tests.unit.runtime.fakes import FakeBroker
@@ -222,3 +224,77 @@ def test_a_transaction_timed_out_by_the_broker_makes_a_lone_member_rejoin_and_re
     got, want, broker = asyncio.run(run())
     assert got == want  # the aborted batch processed again, each result once
     assert not broker.open_txns
+
+
+def _dead_producer_round(
+    failures: int,
+) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]], FakeBroker, list[str]]:
+    # CI 2026-12-07: Apache Kafka down with a transaction open; aiokafka's transactional
+    # sender could not reach the coordinator and gave up ("Unexpected error during batch
+    # delivery"): the worker exited 70. Now the producer's death is a fence of its own
+    async def run() -> tuple[
+        Counter[tuple[Any, ...]], Counter[tuple[Any, ...]], FakeBroker, list[str]
+    ]:
+        first, second = _events(5, 40), _events(5, 160, start=400)
+        broker = FakeBroker()
+        produce(broker, first)
+        member = Member(broker, exactly_once=True)
+        await member.join()
+        await member.run_to_end()
+        produce(broker, second)
+        member.engine.batch_max = 8
+        await member.engine.step()  # a batch in the open transaction ...
+        assert member.engine.uncommitted and broker.open_txns
+        dead_ids = []
+        for _ in range(failures):
+            checkpoints = member.engine.checkpoints
+            dead_ids.append(checkpoints.transactional_id)
+            member.producer.dead = KafkaError("Unexpected error during batch delivery")
+            await member.engine.step()  # ... its next sends fail
+            assert checkpoints.lost and checkpoints.member()
+            await member.join()  # the rebalance asked for: a new producer, a new id
+            assert not checkpoints.lost
+            assert dead_ids[-1] in broker.fenced  # its open transaction aborted at once
+            assert not broker.open_txns
+            await member.engine.step()
+        await member.run_to_end()
+        got = Counter(_key(r) for r in results(broker, committed=True))
+        return got, await _reference(first + second), broker, dead_ids
+
+    return asyncio.run(run())
+
+
+def test_a_producer_that_gives_up_is_replaced_and_its_transaction_done_again() -> None:
+    got, want, broker, dead = _dead_producer_round(failures=1)
+    assert got == want  # each result once, as a run without the outage
+    assert not broker.open_txns and len(dead) == 1
+
+
+def test_four_producer_failures_in_a_row_are_waited_out_and_the_fifth_is_a_crash() -> None:
+    got, want, _, dead = _dead_producer_round(failures=4)
+    assert got == want and len(set(dead)) == 4
+
+    async def fifth() -> None:
+        broker = FakeBroker()
+        produce(broker, _events(5, 40))
+        member = Member(broker, exactly_once=True)
+        await member.join()
+        member.engine.checkpoints.producer_failures = 4
+        member.producer.dead = KafkaError("Unexpected error during batch delivery")
+        await member.engine.step()
+
+    with pytest.raises(KafkaError):
+        asyncio.run(fifth())
+
+
+def test_at_least_once_a_failed_send_is_the_workers_crash() -> None:
+    async def run() -> None:
+        broker = FakeBroker()
+        produce(broker, _events(5, 40))
+        member = Member(broker, exactly_once=False)
+        await member.join()
+        member.producer.dead = KafkaError("Unexpected error during batch delivery")
+        await member.engine.step()
+
+    with pytest.raises(KafkaError):
+        asyncio.run(run())
