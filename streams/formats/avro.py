@@ -19,20 +19,16 @@ from typing import Any
 import orjson
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from streams.formats.plain import epoch_datetime, iso_utc, parse_iso_utc, plain
+from streams.formats.plain import (
+    PLAIN_LOGICAL_TYPES,
+    epoch_datetime,
+    iso_utc,
+    parse_iso_utc,
+    plain,
+)
 from streams.formats.wire import HEADER_SIZE, frame
 
-_CONVERTED_LOGICAL = {
-    "timestamp-millis",
-    "timestamp-micros",
-    "local-timestamp-millis",
-    "local-timestamp-micros",
-    "date",
-    "time-millis",
-    "time-micros",
-    "decimal",
-    "uuid",
-}
+_CONVERTED_LOGICAL = PLAIN_LOGICAL_TYPES | {"decimal"}
 
 
 class AvroSchemaError(ValueError):

@@ -30,6 +30,7 @@ from models.pipeline_spec import (
     WindowStepSpec,
 )
 from streams.expressions import Expression
+from streams.formats.plain import PLAIN_LOGICAL_TYPES
 
 ANY_SCALAR: list[Any] = ["null", "boolean", "long", "double", "string"]
 _INLINE = {
@@ -38,16 +39,6 @@ _INLINE = {
     "float": "double",
     "bool": "boolean",
     "datetime": "string",
-}
-_PLAIN_LOGICAL = {
-    "timestamp-millis",
-    "timestamp-micros",
-    "local-timestamp-millis",
-    "local-timestamp-micros",
-    "date",
-    "time-millis",
-    "time-micros",
-    "uuid",
 }
 _NAME = re.compile(r"[^A-Za-z0-9_]")
 
@@ -65,7 +56,7 @@ def _as_seen(avro_type: Any) -> Any:
     if isinstance(avro_type, str):
         return "string" if avro_type in ("bytes", "fixed") else avro_type
     if isinstance(avro_type, dict):
-        if avro_type.get("logicalType") in _PLAIN_LOGICAL:
+        if avro_type.get("logicalType") in PLAIN_LOGICAL_TYPES:
             return "string"
         kind = avro_type.get("type")
         if kind in ("bytes", "fixed") and avro_type.get("logicalType") != "decimal":

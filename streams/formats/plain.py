@@ -17,6 +17,21 @@ from typing import Any
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+# Avro logical types whose values become plain JSON text or numbers (times, dates, UUIDs)
+PLAIN_LOGICAL_TYPES = frozenset(
+    {
+        "timestamp-millis",
+        "timestamp-micros",
+        "local-timestamp-millis",
+        "local-timestamp-micros",
+        "date",
+        "time-millis",
+        "time-micros",
+        "uuid",
+    }
+)
+
+
 def iso_utc(value: dt.datetime) -> str:
     """`2026-11-25T10:00:00.000Z` (microseconds kept when there are any below the ms)."""
     if value.tzinfo is not None:
