@@ -192,21 +192,28 @@ def test_a_zombie_fenced_in_a_step_flushes_no_idle_windows_after() -> None:
     assert zombie.engine.checkpoints.lost
 
 
+async def _a_batch_in_an_open_transaction() -> tuple[FakeBroker, Member, list[Any]]:
+    """A lone exactly-once member that processed 40 events and then a batch of 8 more,
+    whose transaction is still open."""
+    first, second = _events(5, 40), _events(5, 160, start=400)
+    broker = FakeBroker()
+    produce(broker, first)
+    member = Member(broker, exactly_once=True)
+    await member.join()
+    await member.run_to_end()
+    produce(broker, second)
+    member.engine.batch_max = 8
+    await member.engine.step()
+    return broker, member, first + second
+
+
 def test_a_transaction_timed_out_by_the_broker_makes_a_lone_member_rejoin_and_redo_it() -> None:
     # issue 10: Apache Kafka down for 20 s with a transaction open; back, its coordinator
     # aborted the transaction (older than transaction_timeout_ms) and bumped the epoch. The
     # worker, alone and still in its generation, was refused its commit and waited for a
     # rebalance that never came: ready, and every later batch dropped
     async def run() -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]], FakeBroker]:
-        first, second = _events(5, 40), _events(5, 160, start=400)
-        broker = FakeBroker()
-        produce(broker, first)
-        member = Member(broker, exactly_once=True)
-        await member.join()
-        await member.run_to_end()
-        produce(broker, second)
-        member.engine.batch_max = 8
-        await member.engine.step()  # a batch in the open transaction ...
+        broker, member, events = await _a_batch_in_an_open_transaction()
         assert member.engine.uncommitted
         generation = broker.generation
         broker.time_out(member.engine.checkpoints.transactional_id)  # ... aborted
@@ -219,7 +226,7 @@ def test_a_transaction_timed_out_by_the_broker_makes_a_lone_member_rejoin_and_re
         assert not checkpoints.lost
         await member.run_to_end()
         got = Counter(_key(r) for r in results(broker, committed=True))
-        return got, await _reference(first + second), broker
+        return got, await _reference(events), broker
 
     got, want, broker = asyncio.run(run())
     assert got == want  # the aborted batch processed again, each result once
@@ -235,15 +242,7 @@ def _dead_producer_round(
     async def run() -> tuple[
         Counter[tuple[Any, ...]], Counter[tuple[Any, ...]], FakeBroker, list[str]
     ]:
-        first, second = _events(5, 40), _events(5, 160, start=400)
-        broker = FakeBroker()
-        produce(broker, first)
-        member = Member(broker, exactly_once=True)
-        await member.join()
-        await member.run_to_end()
-        produce(broker, second)
-        member.engine.batch_max = 8
-        await member.engine.step()  # a batch in the open transaction ...
+        broker, member, events = await _a_batch_in_an_open_transaction()
         assert member.engine.uncommitted and broker.open_txns
         dead_ids = []
         for _ in range(failures):
@@ -259,7 +258,7 @@ def _dead_producer_round(
             await member.engine.step()
         await member.run_to_end()
         got = Counter(_key(r) for r in results(broker, committed=True))
-        return got, await _reference(first + second), broker, dead_ids
+        return got, await _reference(events), broker, dead_ids
 
     return asyncio.run(run())
 
