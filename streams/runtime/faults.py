@@ -10,9 +10,9 @@ exact step, not at whatever moment the scheduler gives.
 A point reached with a scope (a Faust app's points name the pipeline: its agents run
 concurrently in one process) matches `point` and `point@scope`.
 
-Points: see `POINTS` and `FAUST_POINTS`. A test resumes a stopped worker with SIGCONT. The variable is not a
-setting (settings refuse unknown SLUICE_* variables) and is read once at import; unset,
-`reached` is a function that returns at once.
+Points: see `POINTS` and `FAUST_POINTS`. A test resumes a stopped worker with SIGCONT. The
+variable is not a setting (settings refuse unknown SLUICE_* variables) and is read once at
+import; unset, `reached` is a function that returns at once.
 """
 
 from __future__ import annotations
