@@ -260,7 +260,7 @@ def window_counts(values: list[Any]) -> Counter[str]:
 
 
 @pytest.mark.xfail(
-    reason="a takeover by a second worker lost records on Apache Kafka in 3 of 8 runs "
+    reason="a takeover by a second worker lost records on Apache Kafka in 3 of 10 runs "
     "(docs/faust.md, 'Takeover'); not diagnosed yet",
     strict=False,
 )
