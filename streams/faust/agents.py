@@ -101,7 +101,7 @@ class PipelineAgent:
         offsets = self.state.store(runtime_store_name(self.name, OFFSETS_STORE))
         assert isinstance(offsets, FaustTableStore)
         self.checkpoints = AgentCheckpoint(
-            self.state, offsets, rekeyed=self.repartition_topic is not None
+            self.name, self.state, offsets, rekeyed=self.repartition_topic is not None
         )
         self.sender = ResultSender(
             spec.dead_letter_topic,

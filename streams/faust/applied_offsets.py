@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.core.jsonl import dumps
+from streams.runtime import faults
 from streams.runtime.output import Output
 
 from .messages import Batches, source_position
@@ -30,7 +31,10 @@ from .table_stores import FaustState, FaustTableStore
 class AgentCheckpoint:
     """What one pipeline agent holds between checkpoints, and the checkpoint itself."""
 
-    def __init__(self, state: FaustState, offsets: FaustTableStore, *, rekeyed: bool) -> None:
+    def __init__(
+        self, name: str, state: FaustState, offsets: FaustTableStore, *, rekeyed: bool
+    ) -> None:
+        self.name = name  # the pipeline's: names its fault point
         self.state = state
         self.offsets = offsets
         self.rekeyed = rekeyed
@@ -82,6 +86,7 @@ class AgentCheckpoint:
                 self.offsets.set(key, offset, partition)
             queue_writes(self.offsets, output)
             await output.drain()
+            faults.reached("faust.checkpoint.after_offsets", self.name)
         held, self.held = self.held, []
         for batches, events in held:
             await batches.ack(events)

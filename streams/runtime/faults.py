@@ -1,14 +1,18 @@
-"""Fault injection for integration tests: named points inside the checkpoint where a
-worker stops itself (SIGSTOP: a GC pause, a frozen VM) or kills itself (SIGKILL) when a
-test asks, so a pause or a crash happens at the exact step, not at whatever moment the
-scheduler gives.
+"""Fault injection for integration tests: named points inside the checkpoint (sluice's own,
+or a pipeline agent's in a Faust app) where a worker stops itself (SIGSTOP: a GC pause, a
+frozen VM) or kills itself (SIGKILL) when a test asks, so a pause or a crash happens at the
+exact step, not at whatever moment the scheduler gives.
 
     TESTS_FAULT="checkpoint.after_changelog:stop:3"   # the 3rd time there: SIGSTOP self
     TESTS_FAULT="checkpoint.before_commit:kill"       # the 1st time: SIGKILL self
+    TESTS_FAULT="faust.checkpoint.after_offsets@payments-clean:kill:4"  # that pipeline's 4th
 
-Points: see `POINTS`. A test resumes a stopped worker with SIGCONT. The variable is not a
-setting (settings refuse unknown SLUICE_* variables) and is read once at import; unset,
-`reached` is a function that returns at once.
+A point reached with a scope (a Faust app's points name the pipeline: its agents run
+concurrently in one process) matches `point` and `point@scope`.
+
+Points: see `POINTS` and `FAUST_POINTS`. A test resumes a stopped worker with SIGCONT. The
+variable is not a setting (settings refuse unknown SLUICE_* variables) and is read once at
+import; unset, `reached` is a function that returns at once.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger("sluice.faults")
 
@@ -30,7 +34,18 @@ POINTS = (
     "checkpoint.before_commit",  # exactly_once: just before commit_transaction
     "checkpoint.after_commit",  # offsets committed, local copies not yet written
 )
+# a pipeline agent's in a Faust app (streams.faust.applied_offsets)
+FAUST_POINTS = (
+    # a checkpoint's outputs, state and `__offsets` writes are acknowledged, its events not
+    # acked yet, so Faust has not committed them: the next owner of the partitions is handed
+    # them again and must skip them by `__offsets`
+    "faust.checkpoint.after_offsets",
+)
 _ACTIONS = {"stop": signal.SIGSTOP, "kill": signal.SIGKILL}
+
+
+class Reached(Protocol):
+    def __call__(self, point: str, scope: str | None = None) -> None: ...
 
 
 class FaultSpecError(ValueError):
@@ -38,34 +53,39 @@ class FaultSpecError(ValueError):
 
 
 def parse(spec: str) -> tuple[str, signal.Signals, int]:
-    """`point:action[:nth]` -> (point, signal, nth)."""
+    """`point[@scope]:action[:nth]` -> (point[@scope], signal, nth)."""
     parts = spec.split(":")
-    if len(parts) not in (2, 3) or parts[0] not in POINTS or parts[1] not in _ACTIONS:
+    if (
+        len(parts) not in (2, 3)
+        or parts[0].split("@", 1)[0] not in (*POINTS, *FAUST_POINTS)
+        or parts[1] not in _ACTIONS
+    ):
         raise FaultSpecError(
-            f"{ENV}={spec!r}: expected point:stop|kill[:nth] with a point of {', '.join(POINTS)}"
+            f"{ENV}={spec!r}: expected point[@scope]:stop|kill[:nth] with a point of "
+            + ", ".join((*POINTS, *FAUST_POINTS))
         )
     nth = int(parts[2]) if len(parts) == 3 else 1
     return parts[0], _ACTIONS[parts[1]], max(nth, 1)
 
 
-def _never(point: str) -> None:
+def _never(point: str, scope: str | None = None) -> None:
     return None
 
 
-def injector(spec: str | None) -> Callable[[str], None]:
+def injector(spec: str | None) -> Reached:
     """The `reached(point)` function for `spec` (None: one that does nothing)."""
     if not spec:
         return _never
     target, signum, nth = parse(spec)
     seen = 0
 
-    def reached(point: str) -> None:
+    def reached(point: str, scope: str | None = None) -> None:
         nonlocal seen
-        if point != target:
+        if target not in (point, f"{point}@{scope}"):
             return
         seen += 1
         if seen == nth:
-            log.warning("fault injected at %s: %s", point, signum.name)
+            log.warning("fault injected at %s: %s", target, signum.name)
             os.kill(os.getpid(), signum)
 
     return reached

@@ -242,3 +242,150 @@ async def _committed(broker: Broker, group: str, topic: str) -> int:
         return total
     finally:
         await consumer.stop()
+
+
+KILL_POINT = "faust.checkpoint.after_offsets"  # streams.runtime.faults
+KILLED = "payments-clean"  # the pipeline whose checkpoint the kill interrupts
+ASSIGNED = "Executing _on_partitions_assigned"  # Faust's line at every assignment
+PAYMENT_ID = re.compile(rb"p\d{9}")
+
+
+def window_counts(values: list[Any]) -> Counter[str]:
+    """Per window (its string fields), the records counted."""
+    found: Counter[str] = Counter()
+    for value in values:
+        key = str(sorted((k, v) for k, v in value.items() if isinstance(v, str)))
+        found[key] += value["payments"]
+    return found
+
+
+@pytest.mark.xfail(
+    reason="a takeover by a second worker lost records on Apache Kafka in 3 of 10 runs "
+    "(docs/faust.md, 'Takeover'); not diagnosed yet",
+    strict=False,
+)
+async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Two `faust worker`s of one app share the partitions while payments flow; one is
+    SIGKILLed inside `payments-clean`'s checkpoint, after its outputs, state and
+    `__offsets` writes are acknowledged and before its events are acked (so Faust never
+    commits them). The survivor takes every partition over (a rebalance, the tables
+    recovered from their changelogs) and is handed those records again: the `__offsets`
+    skip rule must drop them. Nothing is lost on any topic; the killed pipeline's results
+    and dead letters equal replay exactly (none twice); `payments-risk`'s windows equal
+    replay (its dedupe state is restored); other pipelines may re-send what they had sent
+    since their last checkpoint (at-least-once), counted and bounded."""
+    tag = unique("fk")
+    files, topics = shipped_pipelines(tmp_path / "pipelines", tag)
+    source, users = topics["payments"], topics["users"]
+    # 37 s of event time: windows close once the partitions are idle for the grace (10 s)
+    lines = list(payments(1000, seed=11, malformed_ratio=0.03, events_per_second=27))
+    rows = list(users_table())
+    data = tmp_path / "in.jsonl"
+    write_lines(data, iter(lines))
+    write_lines(tmp_path / "users.jsonl", iter(rows))
+    specs = {spec.pipeline: spec for path in files for spec in load_pipelines(path)}
+    await replay(
+        list(specs.values()),
+        {source: str(data)},
+        tmp_path / "replay",
+        tables={"users": tmp_path / "users.jsonl"},
+    )
+
+    def expected(topic: str) -> list[Any]:
+        path = tmp_path / "replay" / f"{topic}.jsonl"
+        return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+
+    await create_topics(broker, source, users)
+    await produce_lines(broker, users, rows, key=lambda row: orjson.loads(row)["user_id"].encode())
+    app_id = f"t{tag.replace('-', '')}"
+    doomed = FaustWorker(tmp_path / "doomed", broker, app_id, files)
+    # the 4th checkpoint of payments-clean that writes offsets: well into the input
+    doomed.env["TESTS_FAULT"] = f"{KILL_POINT}@{KILLED}:kill:4"
+    doomed.start()
+    await asyncio.to_thread(doomed.wait_ready)
+    survivor = FaustWorker(tmp_path / "survivor", broker, app_id, files).start()
+    await asyncio.to_thread(survivor.wait_ready)
+    # the survivor is ready once the group's assignment includes it: the doomed worker
+    # went through that rebalance too
+    await until(lambda: doomed.output(10**7).count(ASSIGNED) >= 2, 60, "rebalanced")
+
+    async def steady() -> None:  # the input flows before, during and after the kill
+        for start in range(0, len(lines), 40):
+            await produce_lines(broker, source, lines[start : start + 40], key=user_key)
+            await asyncio.sleep(0.5)
+
+    feeding = asyncio.create_task(steady())
+    code = await asyncio.to_thread(doomed.wait_exit, 60)
+    assert code == -signal.SIGKILL, doomed.output()
+    assert f"fault injected at {KILL_POINT}@{KILLED}: SIGKILL" in doomed.output(10**7)
+    survivor_log_at_kill = len(survivor.output(10**7))
+    killed_ms = int(time.time() * 1000)
+    await feeding
+
+    def caught_up() -> bool:  # windows of idle partitions close only once every assigned
+        # partition is processed to its end: then every result is sent (a topic holding
+        # duplicates would otherwise reach replay's count before its last record came)
+        log = survivor.output(10**7)[survivor_log_at_kill:]
+        return all(f"pipeline {p}: " in log for p in ("payments-risk", "merchant_minutes"))
+
+    await until(caught_up, 120, "caught up (idle windows closed)")
+
+    unequal: dict[str, int] = {}
+    lost: dict[str, list[bytes]] = {}
+    for topic in (t for t in topics.values() if t not in (source, users)):
+        want = expected(topic)
+        got = await consume_all(broker, topic, len(want), timeout=30, settle=2)
+        if "dlq" not in topic:
+            values = [orjson.loads(m.value) for m in got]
+        else:  # dead letters: the original bytes and the error's step and type
+            values = [
+                {
+                    "payload": (m.value or b"").decode(),
+                    "step": dict(m.headers)["sluice.error.step"].decode(),
+                    "type": dict(m.headers)["sluice.error.type"].decode(),
+                }
+                for m in got
+            ]
+            want = [
+                {"payload": d["payload"], "step": d["error"]["step"], "type": d["error"]["type"]}
+                for d in want
+            ]
+        sent, wanted = canonical(values), canonical(want)
+        if topic == topics["merchant-minutes"]:
+            # its input (payments-eur) may hold records twice: a window counts at least
+            # what replay counts, never fewer
+            counts, replayed = window_counts(values), window_counts(want)
+            assert all(counts[k] >= n for k, n in replayed.items()), window_diff(values, want)
+            unequal[topic] = sum(counts.values()) - sum(replayed.values())
+            continue
+        if wanted - sent:  # where the lost records were in the source, and when
+            lost[topic] = sorted(set(PAYMENT_ID.findall(b" ".join(wanted - sent))))
+        assert not set(sent) - set(wanted), (topic, "not in replay")
+        unequal[topic] = sum((sent - wanted).values())
+    if lost:
+        found = await consume_all(broker, source, len(lines), timeout=30)
+        where = {
+            m: (message.partition, message.offset, message.timestamp)
+            for message in found
+            for m in PAYMENT_ID.findall(message.value or b"")
+        }
+        raise AssertionError(
+            {t: [(p.decode(), where.get(p)) for p in ids] for t, ids in lost.items()},
+            {"killed_ms": killed_ms, "survivor": survivor.output(10**7)[survivor_log_at_kill:]},
+        )
+    # the killed pipeline: its checkpoint was on the broker, its events not committed;
+    # the survivor skipped them by `__offsets` (without the rule: all of them twice)
+    killed_topics = specs[KILLED].output_topics()
+    assert {t: unequal[t] for t in killed_topics} == dict.fromkeys(killed_topics, 0), unequal
+    # payments-risk dedupes before its window: its restored state drops what comes again
+    assert unequal[topics["payments-risk-out"]] == 0, unequal
+    # the survivor logged the takeover: a new assignment, the doomed worker's changelog
+    # partitions read (Faust's recovery), then ready again
+    takeover = survivor.output(10**7)[survivor_log_at_kill:]
+    for line in (ASSIGNED, "Restoring state from changelog topics", "Done reading from"):
+        assert line in takeover, (line, takeover[-3000:])
+    assert takeover.rindex("Worker ready") > takeover.index("Done reading from"), takeover
+    assert survivor.stop() == 0, survivor.output()
+    print("sent twice per topic:", unequal)

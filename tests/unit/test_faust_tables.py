@@ -93,17 +93,17 @@ def test_records_applied_before_are_skipped_per_input_and_source_partition(
 
     offsets = state.store("p.__offsets")
     assert isinstance(offsets, FaustTableStore)
-    direct = AgentCheckpoint(state, offsets, rekeyed=False)
+    direct = AgentCheckpoint("p", state, offsets, rekeyed=False)
     first = [_Message(0, o) for o in range(5)] + [_Message(1, 0)]
     assert direct.first_deliveries(first) == first
     again = [_Message(0, o) for o in range(3, 8)]
     assert [m.offset for m in direct.first_deliveries(again)] == [5, 6, 7]
     # what the offsets table would hold after a checkpoint: a new worker skips the same
     offsets.set("0", 7, 0)
-    restarted = AgentCheckpoint(state, offsets, rekeyed=False)
+    restarted = AgentCheckpoint("p", state, offsets, rekeyed=False)
     assert [m.offset for m in restarted.first_deliveries([*again, _Message(0, 8)])] == [8]
 
-    rekeyed = AgentCheckpoint(state, state.store("q.__offsets"), rekeyed=True)  # type: ignore[arg-type]
+    rekeyed = AgentCheckpoint("p", state, state.store("q.__offsets"), rekeyed=True)  # type: ignore[arg-type]
     stage = [_Message(2, 0, (0, 10)), _Message(2, 1, (1, 4)), _Message(2, 2, (0, 11))]
     assert rekeyed.first_deliveries(stage) == stage
     # the re-key agent forwarded source records again after a restart: skipped by their
