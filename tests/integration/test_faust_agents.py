@@ -7,6 +7,7 @@ stops the worker non-zero with a line naming it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import time
@@ -259,11 +260,14 @@ def window_counts(values: list[Any]) -> Counter[str]:
     return found
 
 
-@pytest.mark.xfail(
-    reason="a takeover by a second worker lost records on Apache Kafka in 3 of 10 runs "
-    "(docs/faust.md, 'Takeover'); not diagnosed yet",
-    strict=False,
-)
+# On tansu in every `make test` (4 of 4 passed). On Apache Kafka a takeover lost records in
+# 1 of 6 runs (docs/faust.md, "Takeover"; issue 24 stays open for it): there it runs with
+# TESTS_FAUST_TAKEOVER_KAFKA=1 until that is found, not in every `make test` (a failing
+# run waits minutes, and the suite is near its 20-minute budget).
+TAKEOVER_BROKERS = ["tansu"] + (["kafka"] if os.environ.get("TESTS_FAUST_TAKEOVER_KAFKA") else [])
+
+
+@pytest.mark.parametrize("broker", TAKEOVER_BROKERS, indirect=True)
 async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
     broker: Broker, tmp_path: Path
 ) -> None:
