@@ -35,6 +35,7 @@ from streams.core.state import runtime_store_name
 from streams.core.tracing import current_pipeline
 from streams.runtime.output import Output
 from streams.runtime.pipeline_runner import needs_repartition, note_result
+from streams.runtime.pipeline_status import split_tombstones
 from streams.runtime.prometheus import PrometheusPipelineMetrics
 from streams.runtime.sender import ResultSender
 from streams.steps.keyed import AlertStep
@@ -44,7 +45,7 @@ from streams.steps.route import SINK_STEP
 
 from .applied_offsets import AgentCheckpoint
 from .lag import caught_up, lags
-from .messages import Batches, forward, to_events, tombstone_letters
+from .messages import Batches, forward, headers_of, to_events
 from .reporting import AgentReport
 from .table_stores import FaustState, FaustTableStore
 
@@ -328,8 +329,8 @@ class PipelineAgent:
             return
         output = await self.output()
         if any(m.value is None for m in messages):
-            messages, letters = tombstone_letters(
-                messages, self.sender.dead_letter_topic, self.source_topic, output
+            messages, letters = split_tombstones(
+                messages, headers_of, output, self.sender.dead_letter_topic, self.source_topic
             )
             self.metrics.events_in(len(letters))
             self.metrics.dead_letters(SOURCE_STEP, "invalid_json", len(letters))

@@ -13,18 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
-from streams.core.records import DeadLetter, Event, key_of
+from streams.core.records import Event
 from streams.core.tracing import continue_trace
 from streams.runtime.output import Output
-from streams.runtime.pipeline_status import split_tombstones, text_key
+from streams.runtime.pipeline_status import text_key
 from streams.runtime.sender import (
     SOURCE_OFFSET,
     SOURCE_PARTITION,
-    SOURCE_TOPIC,
-    dead_letter_headers,
-    key_bytes,
+    forward_rekeyed,
 )
 
 
@@ -86,38 +82,9 @@ def source_position(message: Any) -> tuple[int, int] | None:
 
 
 def forward(messages: Sequence[Any], fields: tuple[str, ...], topic: str, output: Output) -> None:
-    """Source records onto the repartition `topic`, keyed by `fields` (`source.key`), with
-    their source position in headers (as sluice's own engine re-keys); value and headers
-    unchanged."""
-    add, loads = output.add, orjson.loads
-    for message in messages:
-        key, value = message.key, message.value
-        if value is not None:
-            try:
-                decoded = loads(value)
-            except orjson.JSONDecodeError:
-                decoded = None  # the pipeline dead-letters it, with the original bytes
-            if decoded.__class__ is dict:
-                key = key_bytes(key_of(decoded, fields)) or key
-        headers = [
-            *headers_of(message),
-            (SOURCE_TOPIC, message.topic.encode()),
-            (SOURCE_PARTITION, str(message.partition).encode()),
-            (SOURCE_OFFSET, str(message.offset).encode()),
-        ]
-        add(topic, key, value, headers)
-
-
-def tombstone_letters(
-    messages: list[Any], dead_letter_topic: str, source_topic: str, output: Output
-) -> tuple[list[Any], list[DeadLetter]]:
-    """Tombstones as the worker treats them (runtime.pipeline_status.split_tombstones),
-    their dead letters queued on `output`. Returns (the messages with a value, the dead
-    letters)."""
-    kept, letters = split_tombstones(messages, headers_of)
-    for letter, message in zip(letters, (m for m in messages if m.value is None), strict=True):
-        output.add(dead_letter_topic, message.key, None, dead_letter_headers(letter, source_topic))
-    return kept, letters
+    """Source records onto the repartition `topic`, keyed by `fields` (`source.key`), as
+    sluice's own engine re-keys (runtime.sender.forward_rekeyed)."""
+    forward_rekeyed(messages, fields, topic, output, headers_of)
 
 
 def tp(topic: str, partition: int) -> Any:

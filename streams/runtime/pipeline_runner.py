@@ -21,7 +21,7 @@ import orjson
 
 from models.pipeline_spec import PipelineSpec
 from models.settings import Settings
-from streams.core.records import BatchResult, Event, key_of
+from streams.core.records import BatchResult, Event
 from streams.core.state import runtime_store_name, step_store_name
 from streams.core.tracing import continue_trace, trace_id_in
 from streams.core.watchdog import Watchdog
@@ -38,12 +38,8 @@ from streams.runtime.prometheus import PrometheusPipelineMetrics
 from streams.runtime.recovery import first_deliveries
 from streams.runtime.seams import RecordLike
 from streams.runtime.sender import (
-    SOURCE_OFFSET,
-    SOURCE_PARTITION,
-    SOURCE_TOPIC,
     ResultSender,
-    dead_letter_headers,
-    key_bytes,
+    forward_rekeyed,
 )
 from streams.steps.keyed import AlertStep
 from streams.steps.kinds import step_kind
@@ -182,24 +178,8 @@ class PipelineRunner:
             fields = self.spec.source.key
             topic = self.repartition_topic
         assert fields is not None and topic is not None
-        add, loads = output.add, orjson.loads
-        for record in records:
-            key = record.key
-            value = record.value
-            if value is not None:
-                try:
-                    decoded = loads(value) if self.formats is None else self._peek(value)
-                except orjson.JSONDecodeError:
-                    decoded = None  # the pipeline dead-letters it, with the original bytes
-                if decoded.__class__ is dict:
-                    key = key_bytes(key_of(decoded, fields)) or key
-            headers = [
-                *(record.headers or ()),
-                (SOURCE_TOPIC, record.topic.encode()),
-                (SOURCE_PARTITION, str(record.partition).encode()),
-                (SOURCE_OFFSET, str(record.offset).encode()),
-            ]
-            add(topic, key, value, headers)
+        decode = orjson.loads if self.formats is None else self._peek
+        forward_rekeyed(records, fields, topic, output, lambda r: list(r.headers or ()), decode)
 
     async def before_rekey(self, records: Sequence[ConsumerRecordLike]) -> None:
         """A registry-format source's schemas are fetched before `rekey` reads the key
@@ -220,14 +200,13 @@ class PipelineRunner:
     ) -> list[ConsumerRecordLike]:
         """Records without a value are not events: dead letters at the source that keep
         the null value, counted like any record read."""
-        kept, letters = split_tombstones(records, lambda record: list(record.headers or ()))
-        for letter, record in zip(letters, (r for r in records if r.value is None), strict=True):
-            output.add(
-                self.sender.dead_letter_topic,
-                record.key,
-                None,
-                dead_letter_headers(letter, self.source_topic),
-            )
+        kept, letters = split_tombstones(
+            records,
+            lambda record: list(record.headers or ()),
+            output,
+            self.sender.dead_letter_topic,
+            self.source_topic,
+        )
         if letters:
             self.metrics.events_in(len(letters))
             self.metrics.dead_letters(SOURCE_STEP, "invalid_json", len(letters))

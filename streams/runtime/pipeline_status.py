@@ -9,7 +9,9 @@ from typing import Any, Protocol, TypeVar
 
 from models.pipeline_spec import PipelineSpec
 from streams.core.records import DeadLetter, Headers
+from streams.runtime.output import Output
 from streams.runtime.prometheus import PrometheusPipelineMetrics
+from streams.runtime.sender import dead_letter_headers
 from streams.steps.pipeline import SOURCE_STEP
 
 TOMBSTONE = "the message has no value (a tombstone)"
@@ -34,29 +36,33 @@ def text_key(key: bytes | None) -> str | None:
 
 
 def split_tombstones(
-    messages: Iterable[M], headers_of: Callable[[M], Headers]
+    messages: Iterable[M],
+    headers_of: Callable[[M], Headers],
+    output: Output,
+    dead_letter_topic: str,
+    source_topic: str,
 ) -> tuple[list[M], list[DeadLetter]]:
     """A message without a value (a tombstone: "delete this key" on a compacted topic) is
-    no event: an `invalid_json` dead letter at the source that keeps the null value.
-    Returns (the messages with a value, the dead letters)."""
+    no event: an `invalid_json` dead letter at the source that keeps the null value, queued
+    on `output`. Returns (the messages with a value, the dead letters)."""
     kept: list[M] = []
     letters: list[DeadLetter] = []
     for message in messages:
         if message.value is not None:
             kept.append(message)
             continue
-        letters.append(
-            DeadLetter(
-                raw=b"",
-                step=SOURCE_STEP,
-                error_type="invalid_json",
-                message=TOMBSTONE,
-                partition=message.partition,
-                offset=message.offset,
-                key=text_key(message.key),
-                headers=headers_of(message),
-            )
+        letter = DeadLetter(
+            raw=b"",
+            step=SOURCE_STEP,
+            error_type="invalid_json",
+            message=TOMBSTONE,
+            partition=message.partition,
+            offset=message.offset,
+            key=text_key(message.key),
+            headers=headers_of(message),
         )
+        letters.append(letter)
+        output.add(dead_letter_topic, message.key, None, dead_letter_headers(letter, source_topic))
     return kept, letters
 
 

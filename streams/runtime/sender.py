@@ -3,11 +3,13 @@ error headers and their original bytes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+import orjson
 
 from streams.core.jsonl import dumps
-from streams.core.records import BatchResult, DeadLetter, Event, Headers
+from streams.core.records import BatchResult, DeadLetter, Event, Headers, key_of
 from streams.core.tracing import TRACEPARENT, new_traceparent
 from streams.runtime.output import Output
 from streams.steps.route import SINK_STEP
@@ -20,6 +22,53 @@ _SOURCE_HEADERS = frozenset({SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET})
 
 def key_bytes(key: str | None) -> bytes | None:
     return None if key is None else key.encode()
+
+
+class _SourceRecord(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+R = TypeVar("R", bound=_SourceRecord)
+
+
+def forward_rekeyed(
+    records: Iterable[R],
+    fields: tuple[str, ...],
+    topic: str,
+    output: Output,
+    headers_of: Callable[[R], Headers],
+    decode: Callable[[bytes], Any] = orjson.loads,
+) -> None:
+    """Records onto a repartition `topic`, keyed by `fields` (the worker's runner and the
+    Faust host alike), with their source position in headers; value and headers unchanged.
+    A value that does not decode keeps its key: the pipeline dead-letters it later, with
+    the original bytes."""
+    add = output.add
+    for record in records:
+        key, value = record.key, record.value
+        if value is not None:
+            try:
+                decoded = decode(value)
+            except orjson.JSONDecodeError:
+                decoded = None
+            if decoded.__class__ is dict:
+                key = key_bytes(key_of(decoded, fields)) or key
+        headers = [
+            *headers_of(record),
+            (SOURCE_TOPIC, record.topic.encode()),
+            (SOURCE_PARTITION, str(record.partition).encode()),
+            (SOURCE_OFFSET, str(record.offset).encode()),
+        ]
+        add(topic, key, value, headers)
 
 
 def dead_letter_headers(letter: DeadLetter, source_topic: str) -> Headers:
