@@ -12,12 +12,14 @@ import re
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from models.pipeline_spec import PipelineSpec
 from streams.config.loader import load_pipelines
 from streams.offline import replay
 from streams.offline.demo_data import payments, users_table, write_lines
@@ -72,6 +74,39 @@ def user_key(line: bytes) -> bytes | None:
         return None
 
 
+async def replayed_with_users_loaded(
+    tmp_path: Path,
+    broker: Broker,
+    files: list[Path],
+    payments: tuple[str, list[bytes]],
+    users: tuple[str, list[bytes]],
+) -> tuple[dict[str, PipelineSpec], Callable[[str], list[Any]]]:
+    """The pipelines of `files` replayed over the payments with the users table (the
+    oracle), and the broker's users topic filled: the specs by name and what replay wrote
+    to each topic."""
+    (source, lines), (users_topic, rows) = payments, users
+    data = tmp_path / "in.jsonl"
+    write_lines(data, iter(lines))
+    write_lines(tmp_path / "users.jsonl", iter(rows))
+    specs = {spec.pipeline: spec for path in files for spec in load_pipelines(path)}
+    await replay(
+        list(specs.values()),
+        {source: str(data)},
+        tmp_path / "replay",
+        tables={"users": tmp_path / "users.jsonl"},
+    )
+
+    def expected(topic: str) -> list[Any]:
+        path = tmp_path / "replay" / f"{topic}.jsonl"
+        return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+
+    await create_topics(broker, source, users_topic)
+    await produce_lines(
+        broker, users_topic, rows, key=lambda row: orjson.loads(row)["user_id"].encode()
+    )
+    return specs, expected
+
+
 async def until(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -113,20 +148,9 @@ async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
     lines = list(payments(1500, seed=5, malformed_ratio=0.03, events_per_second=27))
     filler = [orjson.dumps({"user_id": f"filler-{i}", "tier": "gold"}) for i in range(FILLER_ROWS)]
     rows = filler + list(users_table())
-    data = tmp_path / "in.jsonl"
-    write_lines(data, iter(lines))
-    write_lines(tmp_path / "users.jsonl", iter(rows))
-    specs = [spec for path in files for spec in load_pipelines(path)]
-    await replay(
-        specs, {source: str(data)}, tmp_path / "replay", tables={"users": tmp_path / "users.jsonl"}
+    specs, expected = await replayed_with_users_loaded(
+        tmp_path, broker, files, (source, lines), (users, rows)
     )
-
-    def expected(topic: str) -> list[Any]:
-        path = tmp_path / "replay" / f"{topic}.jsonl"
-        return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
-
-    await create_topics(broker, source, users)
-    await produce_lines(broker, users, rows, key=lambda row: orjson.loads(row)["user_id"].encode())
     app_id = f"t{tag.replace('-', '')}"
     first = FaustWorker(tmp_path / "one", broker, app_id, files).start()
     await asyncio.to_thread(first.wait_ready)
@@ -190,7 +214,7 @@ async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
     assert second.stop() == 0, second.output()
     # each pipeline processed each of its input records once, across the two workers
     before, after = stop_counts(first), stop_counts(second)
-    inputs = {spec.pipeline: len(lines) for spec in specs if spec.source.topic == source}
+    inputs = {name: len(lines) for name, spec in specs.items() if spec.source.topic == source}
     inputs["merchant_minutes"] = len(expected(topics["payments-eur"]))
     assert set(before) == set(after) == set(inputs), (before, after)
     assert 0 < before["payments-clean"] < len(lines)
@@ -286,23 +310,9 @@ async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
     # 37 s of event time: windows close once the partitions are idle for the grace (10 s)
     lines = list(payments(1000, seed=11, malformed_ratio=0.03, events_per_second=27))
     rows = list(users_table())
-    data = tmp_path / "in.jsonl"
-    write_lines(data, iter(lines))
-    write_lines(tmp_path / "users.jsonl", iter(rows))
-    specs = {spec.pipeline: spec for path in files for spec in load_pipelines(path)}
-    await replay(
-        list(specs.values()),
-        {source: str(data)},
-        tmp_path / "replay",
-        tables={"users": tmp_path / "users.jsonl"},
+    specs, expected = await replayed_with_users_loaded(
+        tmp_path, broker, files, (source, lines), (users, rows)
     )
-
-    def expected(topic: str) -> list[Any]:
-        path = tmp_path / "replay" / f"{topic}.jsonl"
-        return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
-
-    await create_topics(broker, source, users)
-    await produce_lines(broker, users, rows, key=lambda row: orjson.loads(row)["user_id"].encode())
     app_id = f"t{tag.replace('-', '')}"
     doomed = FaustWorker(tmp_path / "doomed", broker, app_id, files)
     # the 4th checkpoint of payments-clean that writes offsets: well into the input
