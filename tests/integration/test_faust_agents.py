@@ -292,6 +292,12 @@ TAKEOVER_BROKERS = ["tansu"] + (["kafka"] if os.environ.get("TESTS_FAUST_TAKEOVE
 
 
 @pytest.mark.parametrize("broker", TAKEOVER_BROKERS, indirect=True)
+@pytest.mark.xfail(
+    reason="issue 24 stays open: a Faust takeover can lose or split results (Apache Kafka 1 of "
+    "6 runs; tansu: payments-risk windows not in replay in 1 fresh-clone CI run of 2026-12-07 "
+    "after 5 passes); docs/faust.md 'Takeover'",
+    strict=False,
+)
 async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
     broker: Broker, tmp_path: Path
 ) -> None:
