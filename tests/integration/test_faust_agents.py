@@ -7,7 +7,6 @@ stops the worker non-zero with a line naming it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import time
@@ -284,32 +283,25 @@ def window_counts(values: list[Any]) -> Counter[str]:
     return found
 
 
-# On tansu in every `make test` (4 of 4 passed). On Apache Kafka a takeover lost records in
-# 1 of 6 runs (docs/faust.md, "Takeover"; issue 24 stays open for it): there it runs with
-# TESTS_FAUST_TAKEOVER_KAFKA=1 until that is found, not in every `make test` (a failing
-# run waits minutes, and the suite is near its 20-minute budget).
-TAKEOVER_BROKERS = ["tansu"] + (["kafka"] if os.environ.get("TESTS_FAUST_TAKEOVER_KAFKA") else [])
-
-
-@pytest.mark.parametrize("broker", TAKEOVER_BROKERS, indirect=True)
-@pytest.mark.xfail(
-    reason="issue 24 stays open: a Faust takeover can lose or split results (Apache Kafka 1 of "
-    "6 runs; tansu: payments-risk windows not in replay in 1 fresh-clone CI run of 2026-12-07 "
-    "after 5 passes); docs/faust.md 'Takeover'",
-    strict=False,
-)
+# On both brokers in every `make test`. The condition that lost records (a worker killed
+# before its first commit, whose partitions the survivor took over without a committed
+# offset) reproduces on Apache Kafka: without the rewind patch (streams.faust.patches)
+# this test failed there 4 of 4 times; on tansu it passed without it.
+@pytest.mark.parametrize("broker", ["tansu", "kafka"], indirect=True)
 async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
     broker: Broker, tmp_path: Path
 ) -> None:
     """Two `faust worker`s of one app share the partitions while payments flow; one is
     SIGKILLed inside `payments-clean`'s checkpoint, after its outputs, state and
-    `__offsets` writes are acknowledged and before its events are acked (so Faust never
-    commits them). The survivor takes every partition over (a rebalance, the tables
-    recovered from their changelogs) and is handed those records again: the `__offsets`
-    skip rule must drop them. Nothing is lost on any topic; the killed pipeline's results
-    and dead letters equal replay exactly (none twice); `payments-risk`'s windows equal
-    replay (its dedupe state is restored); other pipelines may re-send what they had sent
-    since their last checkpoint (at-least-once), counted and bounded."""
+    `__offsets` writes are acknowledged and before its events are acked, and before
+    Faust's first commit: the group has no committed offset for its partitions. The
+    survivor takes every partition over (a rebalance, the tables recovered from their
+    changelogs) and must read those partitions from their beginning, where the doomed
+    worker's records are: the `__offsets` skip rule drops them. Nothing is lost on any
+    topic; the killed pipeline's results and dead letters equal replay exactly (none
+    twice); `payments-risk`'s windows equal replay (its dedupe state is restored); other
+    pipelines may re-send what they had sent since their last checkpoint (at-least-once),
+    counted and bounded."""
     tag = unique("fk")
     files, topics = shipped_pipelines(tmp_path / "pipelines", tag)
     source, users = topics["payments"], topics["users"]
@@ -323,6 +315,9 @@ async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
     doomed = FaustWorker(tmp_path / "doomed", broker, app_id, files)
     # the 4th checkpoint of payments-clean that writes offsets: well into the input
     doomed.env["TESTS_FAULT"] = f"{KILL_POINT}@{KILLED}:kill:4"
+    # and before Faust's first commit (every 60 s): the group has no committed offset for
+    # the doomed worker's partitions when the survivor takes them over
+    doomed.env["TEST_COMMIT_INTERVAL_S"] = "60"
     doomed.start()
     await asyncio.to_thread(doomed.wait_ready)
     survivor = FaustWorker(tmp_path / "survivor", broker, app_id, files).start()
@@ -382,7 +377,7 @@ async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
             continue
         if wanted - sent:  # where the lost records were in the source, and when
             lost[topic] = sorted(set(PAYMENT_ID.findall(b" ".join(wanted - sent))))
-        assert not set(sent) - set(wanted), (topic, "not in replay")
+        assert not set(sent) - set(wanted), (topic, "not in replay", window_diff(values, want))
         unequal[topic] = sum((sent - wanted).values())
     if lost:
         found = await consume_all(broker, source, len(lines), timeout=30)
