@@ -33,6 +33,7 @@ from models.settings import Settings
 from streams.core.records import BatchResult
 from streams.core.state import runtime_store_name
 from streams.core.tracing import current_pipeline
+from streams.runtime import faults
 from streams.runtime.output import Output
 from streams.runtime.pipeline_runner import needs_repartition, note_result
 from streams.runtime.pipeline_status import split_tombstones
@@ -56,6 +57,9 @@ log = logging.getLogger("sluice.faust")
 # Awaiting them per batch instead made every batch wait two round trips: 700 records
 # took 17 s to pass four pipelines on the embedded broker (measured).
 CHECKPOINT_INTERVAL_S = 0.25
+# a held batch (a test's fault) waits for a rebalance at most HOLD_LIMIT_S, then on into it
+HOLD_LIMIT_S = 120.0
+HOLD_INTO_REBALANCE_S = 8.0
 OFFSETS_STORE = "offsets"  # per partition (and source partition): the last input applied
 
 
@@ -238,6 +242,8 @@ class PipelineAgent:
                     # records of partitions revoked meanwhile are the new owner's: left
                     # unacked, so never committed by this worker
                     mine = [e for e in events if e.message.partition in active]
+                    if faults.holds("faust.batch.taken", self.name):
+                        await self._held_until_a_rebalance()
                     await self._process([e.message for e in mine])
                     self.checkpoints.hold(batches, mine)
                     await self._checkpoint_if_due()
@@ -251,6 +257,22 @@ class PipelineAgent:
         for ready in (self.assigned, self.recovered, self.lookups_loaded):
             if not ready.is_set():
                 await ready.wait()
+
+    async def _held_until_a_rebalance(self) -> None:
+        """Fault `faust.batch.taken:hold` (tests only): this batch waits until a rebalance
+        begins (the revocation clears `assigned`, then waits for this batch's lock), then
+        until the next assignment's tables are recovered — which cannot happen while the
+        revocation waits for the batch — or HOLD_INTO_REBALANCE_S. At most HOLD_LIMIT_S
+        for the rebalance to begin."""
+        deadline = time.monotonic() + HOLD_LIMIT_S
+        while self.assigned.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        try:
+            await asyncio.wait_for(self.recovered.wait(), HOLD_INTO_REBALANCE_S)
+            how = "tables recovered meanwhile"
+        except TimeoutError:
+            how = "the rebalance waits for it"
+        log.warning("pipeline %s: the held batch goes on (%s)", self.name, how)
 
     async def _halt(self) -> None:
         """After a crash, until the worker has stopped: leaving the loop would close the

@@ -114,6 +114,45 @@ async def until(condition: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
+async def outputs_equal_replay(
+    broker: Broker, topics: dict[str, str], expected: Callable[[str], list[Any]]
+) -> int:
+    """Every output topic equals replay's exactly (a multiset: none missing, none twice),
+    every dead-letter topic too, with its headers; returns the dead letters checked."""
+    source, users = topics["payments"], topics["users"]
+    outputs = [t for t in topics.values() if t not in (source, users) and "dlq" not in t]
+    for topic in outputs:
+        want = expected(topic)
+        # windows close once the partitions are idle for the grace (10 s) by wall clock
+        got = await consume_all(broker, topic, len(want), timeout=90)
+        values = [orjson.loads(m.value) for m in got]
+        assert canonical(values) == canonical(want), (topic, window_diff(values, want))
+    letters_checked = 0
+    for topic in (t for t in topics.values() if "dlq" in t):
+        want = expected(topic)
+        got = await consume_all(broker, topic, len(want), timeout=30)
+        expected_letters = Counter(
+            (d["payload"].encode(), d["error"]["step"], d["error"]["type"]) for d in want
+        )
+        found: Counter[tuple[bytes, str, str]] = Counter()
+        for message in got:
+            headers = dict(message.headers)
+            found[
+                (
+                    message.value or b"",
+                    headers["sluice.error.step"].decode(),
+                    headers["sluice.error.type"].decode(),
+                )
+            ] += 1
+            assert headers["sluice.source.topic"] == source.encode()
+            assert int(headers["sluice.source.offset"]) >= 0
+            assert headers["sluice.error.message"]
+            assert headers["traceparent"].startswith(b"00-")
+            letters_checked += 1
+        assert found == expected_letters, topic
+    return letters_checked
+
+
 FILLER_ROWS = 30_000  # table rows before the real ones: loading them takes a while
 
 
@@ -179,37 +218,7 @@ async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
     await asyncio.to_thread(second.wait_ready)
     await feeding
 
-    outputs = [t for t in topics.values() if t not in (source, users) and "dlq" not in t]
-    for topic in outputs:
-        want = expected(topic)
-        # windows close once the partitions are idle for the grace (10 s) by wall clock
-        got = await consume_all(broker, topic, len(want), timeout=90)
-        values = [orjson.loads(m.value) for m in got]
-        assert canonical(values) == canonical(want), (topic, window_diff(values, want))
-    letters_checked = 0
-    for topic in (t for t in topics.values() if "dlq" in t):
-        want = expected(topic)
-        got = await consume_all(broker, topic, len(want), timeout=30)
-        expected_letters = Counter(
-            (d["payload"].encode(), d["error"]["step"], d["error"]["type"]) for d in want
-        )
-        found: Counter[tuple[bytes, str, str]] = Counter()
-        for message in got:
-            headers = dict(message.headers)
-            found[
-                (
-                    message.value or b"",
-                    headers["sluice.error.step"].decode(),
-                    headers["sluice.error.type"].decode(),
-                )
-            ] += 1
-            assert headers["sluice.source.topic"] == source.encode()
-            assert int(headers["sluice.source.offset"]) >= 0
-            assert headers["sluice.error.message"]
-            assert headers["traceparent"].startswith(b"00-")
-            letters_checked += 1
-        assert found == expected_letters, topic
-    assert letters_checked > 40
+    assert await outputs_equal_replay(broker, topics, expected) > 40
     assert second.stop() == 0, second.output()
     # each pipeline processed each of its input records once, across the two workers
     before, after = stop_counts(first), stop_counts(second)
@@ -404,3 +413,69 @@ async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
     assert takeover.rindex("Worker ready") > takeover.index("Done reading from"), takeover
     assert survivor.stop() == 0, survivor.output()
     print("sent twice per topic:", unequal)
+
+
+HOLD_POINT = "faust.batch.taken"  # streams.runtime.faults
+HELD = "payments-risk"  # re-keyed, deduped, enriched, windowed: its tables move
+
+
+@pytest.mark.parametrize("broker", ["tansu", "kafka"], indirect=True)
+async def test_a_batch_in_flight_when_a_rebalance_begins_is_applied_once_before_its_tables_move(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """One `faust worker` owns every partition; `payments-risk`'s 3rd batch is taken from
+    the stream and held (`faust.batch.taken@payments-risk:hold:3`): a second worker joins
+    while it is in flight, and the batch goes on only once the next assignment's tables
+    are recovered, or 8 s into the rebalance. The revocation must wait for it, checkpoint
+    its results and state, and only then let Faust commit and hand half the partitions —
+    and their tables — to the newcomer, which recovers them from the changelogs. Every
+    output equals replay exactly (none missing, none twice), and for each pipeline the
+    records the two workers processed add up to its input. With the revocation not waiting
+    for the batch (tried on tansu), the tables were recovered under it and a window came
+    out short by one of its records."""
+    tag = unique("fh")
+    files, topics = shipped_pipelines(tmp_path / "pipelines", tag)
+    source, users = topics["payments"], topics["users"]
+    lines = list(payments(1000, seed=13, malformed_ratio=0.03, events_per_second=27))
+    specs, expected = await replayed_with_users_loaded(
+        tmp_path, broker, files, (source, lines), (users, list(users_table()))
+    )
+    app_id = f"t{tag.replace('-', '')}"
+    first = FaustWorker(tmp_path / "first", broker, app_id, files)
+    first.env["TESTS_FAULT"] = f"{HOLD_POINT}@{HELD}:hold:3"
+    first.start()
+    await asyncio.to_thread(first.wait_ready)
+
+    async def steady() -> None:  # the input flows before, during and after the rebalance
+        for start in range(0, len(lines), 40):
+            await produce_lines(broker, source, lines[start : start + 40], key=user_key)
+            await asyncio.sleep(0.5)
+
+    feeding = asyncio.create_task(steady())
+    held = f"fault injected at {HOLD_POINT}@{HELD}: hold"
+    await until(lambda: held in first.output(10**7), 60, "a batch held")
+    assert ASSIGNED not in first.output(10**7)[first.output(10**7).index(held) :]
+    second = FaustWorker(tmp_path / "second", broker, app_id, files).start()
+    await asyncio.to_thread(second.wait_ready)
+    released = f"pipeline {HELD}: the held batch goes on"
+    await until(lambda: released in first.output(10**7), 60, "the held batch released")
+    # it went on while the rebalance waited for it: no tables were recovered meanwhile
+    assert f"{released} (the rebalance waits for it)" in first.output(10**7)
+    await feeding
+
+    assert await outputs_equal_replay(broker, topics, expected) > 20
+    # the held batch went on while the rebalance waited for it: the assignment after it
+    log = first.output(10**7)
+    assert ASSIGNED in log[log.index(released) :], log[-3000:]
+    # the newcomer read the tables of the partitions it was given from their changelogs
+    assert "Done reading from changelog topics" in second.output(10**7)
+    for worker in (first, second):  # both stop at once: no rebalance onto one of them
+        assert worker.process is not None
+        worker.process.send_signal(signal.SIGTERM)
+    assert [first.stop(), second.stop()] == [0, 0], (first.output(), second.output())
+    before, after = stop_counts(first), stop_counts(second)
+    inputs = {name: len(lines) for name, spec in specs.items() if spec.source.topic == source}
+    inputs["merchant_minutes"] = len(expected(topics["payments-eur"]))
+    assert set(before) == set(after) == set(inputs), (before, after)
+    assert {p: before[p] + after[p] for p in inputs} == inputs, (before, after)
+    assert 0 < after[HELD] < len(lines)  # the newcomer did part of the work

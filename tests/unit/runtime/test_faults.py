@@ -41,3 +41,22 @@ def test_an_unscoped_point_fires_in_every_scope(monkeypatch: pytest.MonkeyPatch)
 def test_an_unknown_point_or_action_is_refused_naming_the_variable(spec: str) -> None:
     with pytest.raises(faults.FaultSpecError, match="TESTS_FAULT"):
         faults.injector(spec)
+
+
+def test_a_hold_fires_once_at_its_nth_time_and_sends_no_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr("os.kill", lambda pid, signum: sent.append(signum))
+    spec = "faust.batch.taken@payments-risk:hold:2"
+    holds, reached = faults.hold_injector(spec), faults.injector(spec)
+    assert [holds("faust.batch.taken", "payments-clean") for _ in range(3)] == [False] * 3
+    fired = [holds("faust.batch.taken", "payments-risk") for _ in range(3)]
+    assert fired == [False, True, False]
+    reached("faust.batch.taken", "payments-risk")
+    assert sent == []  # a hold is the caller's wait, never a signal
+
+
+def test_a_signal_spec_never_holds() -> None:
+    holds = faults.hold_injector("faust.batch.taken:kill")
+    assert not any(holds("faust.batch.taken", "p") for _ in range(3))
