@@ -2,28 +2,30 @@
 `faust -A app worker`: results, routes, windows, alerts and dead letters (with their
 headers) equal `sluice replay` on the same input, across a SIGTERM and a restart that
 continues from the committed offsets with the tables recovered; a pipeline that raises
-stops the worker non-zero with a line naming it."""
+stops the worker non-zero with a line naming it. Rebalances between two workers:
+test_faust_rebalances.py."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-import time
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from models.pipeline_spec import PipelineSpec
 from streams.config.loader import load_pipelines
-from streams.offline import replay
-from streams.offline.demo_data import payments, users_table, write_lines
-from tests.integration.conftest import Broker, consume_all, create_topics, produce_lines, unique
+from streams.offline.demo_data import payments, users_table
+from tests.integration.conftest import Broker, create_topics, produce_lines, unique
 from tests.integration.faust_apps import FaustWorker, shipped_pipelines
+from tests.integration.faust_oracle import (
+    outputs_equal_replay,
+    replayed_with_users_loaded,
+    stop_counts,
+    until,
+    user_key,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,139 +36,7 @@ def _no_worker_left() -> Any:
     FaustWorker.kill_all()
 
 
-def canonical(values: list[Any]) -> Counter[bytes]:
-    # sums add in arrival order, which the partitions change: compare them rounded
-    def rounded(value: Any) -> Any:
-        if isinstance(value, float):
-            return round(value, 6)
-        if isinstance(value, dict):
-            return {k: rounded(v) for k, v in value.items()}
-        return value
-
-    return Counter(orjson.dumps(rounded(v), option=orjson.OPT_SORT_KEYS) for v in values)
-
-
-def window_diff(got: list[Any], want: list[Any]) -> dict[str, Any]:
-    """Window results that differ: per window key, the record counts sent and expected."""
-
-    def by_window(values: list[Any]) -> dict[str, list[Any]]:
-        found: dict[str, list[Any]] = {}
-        for value in values:
-            if isinstance(value, dict) and "window_start" in value:
-                key = {k: v for k, v in value.items() if isinstance(v, str)}
-                found.setdefault(str(sorted(key.items())), []).append(value.get("payments"))
-        return found
-
-    sent, expected = by_window(got), by_window(want)
-    keys = sorted(
-        k
-        for k in {*sent, *expected}
-        if sorted(map(str, sent.get(k, []))) != sorted(map(str, expected.get(k, [])))
-    )
-    return {"differ": len(keys), "first": {k: (sent.get(k), expected.get(k)) for k in keys[:8]}}
-
-
-def user_key(line: bytes) -> bytes | None:
-    try:
-        return str(orjson.loads(line)["user_id"]).encode()
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-
-
-async def replayed_with_users_loaded(
-    tmp_path: Path,
-    broker: Broker,
-    files: list[Path],
-    payments: tuple[str, list[bytes]],
-    users: tuple[str, list[bytes]],
-) -> tuple[dict[str, PipelineSpec], Callable[[str], list[Any]]]:
-    """The pipelines of `files` replayed over the payments with the users table (the
-    oracle), and the broker's users topic filled: the specs by name and what replay wrote
-    to each topic."""
-    (source, lines), (users_topic, rows) = payments, users
-    data = tmp_path / "in.jsonl"
-    write_lines(data, iter(lines))
-    write_lines(tmp_path / "users.jsonl", iter(rows))
-    specs = {spec.pipeline: spec for path in files for spec in load_pipelines(path)}
-    await replay(
-        list(specs.values()),
-        {source: str(data)},
-        tmp_path / "replay",
-        tables={"users": tmp_path / "users.jsonl"},
-    )
-
-    def expected(topic: str) -> list[Any]:
-        path = tmp_path / "replay" / f"{topic}.jsonl"
-        return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
-
-    await create_topics(broker, source, users_topic)
-    await produce_lines(
-        broker, users_topic, rows, key=lambda row: orjson.loads(row)["user_id"].encode()
-    )
-    return specs, expected
-
-
-async def until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} in {timeout}s")
-        await asyncio.sleep(0.2)
-
-
-async def outputs_equal_replay(
-    broker: Broker, topics: dict[str, str], expected: Callable[[str], list[Any]]
-) -> int:
-    """Every output topic equals replay's exactly (a multiset: none missing, none twice),
-    every dead-letter topic too, with its headers; returns the dead letters checked."""
-    source, users = topics["payments"], topics["users"]
-    outputs = [t for t in topics.values() if t not in (source, users) and "dlq" not in t]
-    for topic in outputs:
-        want = expected(topic)
-        # windows close once the partitions are idle for the grace (10 s) by wall clock
-        got = await consume_all(broker, topic, len(want), timeout=90)
-        values = [orjson.loads(m.value) for m in got]
-        assert canonical(values) == canonical(want), (topic, window_diff(values, want))
-    letters_checked = 0
-    for topic in (t for t in topics.values() if "dlq" in t):
-        want = expected(topic)
-        got = await consume_all(broker, topic, len(want), timeout=30)
-        expected_letters = Counter(
-            (d["payload"].encode(), d["error"]["step"], d["error"]["type"]) for d in want
-        )
-        found: Counter[tuple[bytes, str, str]] = Counter()
-        for message in got:
-            headers = dict(message.headers)
-            found[
-                (
-                    message.value or b"",
-                    headers["sluice.error.step"].decode(),
-                    headers["sluice.error.type"].decode(),
-                )
-            ] += 1
-            assert headers["sluice.source.topic"] == source.encode()
-            assert int(headers["sluice.source.offset"]) >= 0
-            assert headers["sluice.error.message"]
-            assert headers["traceparent"].startswith(b"00-")
-            letters_checked += 1
-        assert found == expected_letters, topic
-    return letters_checked
-
-
 FILLER_ROWS = 30_000  # table rows before the real ones: loading them takes a while
-
-
-def stop_counts(worker: FaustWorker) -> dict[str, int]:
-    """Per pipeline, the events a worker processed, from its line at stop."""
-    found = {}
-    for line in worker.output(200_000).splitlines():
-        match = STOPPED.search(line)
-        if match:
-            found[match.group(1)] = int(match.group(2))
-    return found
-
-
-STOPPED = re.compile(r"pipeline (\S+) stopped: (\d+) events in")
 
 
 async def test_shipped_pipelines_in_a_faust_app_equal_replay_across_a_restart(
@@ -275,207 +145,3 @@ async def _committed(broker: Broker, group: str, topic: str) -> int:
         return total
     finally:
         await consumer.stop()
-
-
-KILL_POINT = "faust.checkpoint.after_offsets"  # streams.runtime.faults
-KILLED = "payments-clean"  # the pipeline whose checkpoint the kill interrupts
-ASSIGNED = "Executing _on_partitions_assigned"  # Faust's line at every assignment
-PAYMENT_ID = re.compile(rb"p\d{9}")
-
-
-def window_counts(values: list[Any]) -> Counter[str]:
-    """Per window (its string fields), the records counted."""
-    found: Counter[str] = Counter()
-    for value in values:
-        key = str(sorted((k, v) for k, v in value.items() if isinstance(v, str)))
-        found[key] += value["payments"]
-    return found
-
-
-# On both brokers in every `make test`. The condition that lost records (a worker killed
-# before its first commit, whose partitions the survivor took over without a committed
-# offset) reproduces on Apache Kafka: without the rewind patch (streams.faust.patches)
-# this test failed there 4 of 4 times; on tansu it passed without it.
-@pytest.mark.parametrize("broker", ["tansu", "kafka"], indirect=True)
-async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
-    broker: Broker, tmp_path: Path
-) -> None:
-    """Two `faust worker`s of one app share the partitions while payments flow; one is
-    SIGKILLed inside `payments-clean`'s checkpoint, after its outputs, state and
-    `__offsets` writes are acknowledged and before its events are acked, and before
-    Faust's first commit: the group has no committed offset for its partitions. The
-    survivor takes every partition over (a rebalance, the tables recovered from their
-    changelogs) and must read those partitions from their beginning, where the doomed
-    worker's records are: the `__offsets` skip rule drops them. Nothing is lost on any
-    topic; the killed pipeline's results and dead letters equal replay exactly (none
-    twice); `payments-risk`'s windows equal replay (its dedupe state is restored); other
-    pipelines may re-send what they had sent since their last checkpoint (at-least-once),
-    counted and bounded."""
-    tag = unique("fk")
-    files, topics = shipped_pipelines(tmp_path / "pipelines", tag)
-    source, users = topics["payments"], topics["users"]
-    # 37 s of event time: windows close once the partitions are idle for the grace (10 s)
-    lines = list(payments(1000, seed=11, malformed_ratio=0.03, events_per_second=27))
-    rows = list(users_table())
-    specs, expected = await replayed_with_users_loaded(
-        tmp_path, broker, files, (source, lines), (users, rows)
-    )
-    app_id = f"t{tag.replace('-', '')}"
-    doomed = FaustWorker(tmp_path / "doomed", broker, app_id, files)
-    # the 4th checkpoint of payments-clean that writes offsets: well into the input
-    doomed.env["TESTS_FAULT"] = f"{KILL_POINT}@{KILLED}:kill:4"
-    # and before Faust's first commit (every 60 s): the group has no committed offset for
-    # the doomed worker's partitions when the survivor takes them over
-    doomed.env["TEST_COMMIT_INTERVAL_S"] = "60"
-    doomed.start()
-    await asyncio.to_thread(doomed.wait_ready)
-    survivor = FaustWorker(tmp_path / "survivor", broker, app_id, files).start()
-    await asyncio.to_thread(survivor.wait_ready)
-    # the survivor is ready once the group's assignment includes it: the doomed worker
-    # went through that rebalance too
-    await until(lambda: doomed.output(10**7).count(ASSIGNED) >= 2, 60, "rebalanced")
-
-    async def steady() -> None:  # the input flows before, during and after the kill
-        for start in range(0, len(lines), 40):
-            await produce_lines(broker, source, lines[start : start + 40], key=user_key)
-            await asyncio.sleep(0.5)
-
-    feeding = asyncio.create_task(steady())
-    code = await asyncio.to_thread(doomed.wait_exit, 60)
-    assert code == -signal.SIGKILL, doomed.output()
-    assert f"fault injected at {KILL_POINT}@{KILLED}: SIGKILL" in doomed.output(10**7)
-    survivor_log_at_kill = len(survivor.output(10**7))
-    killed_ms = int(time.time() * 1000)
-    await feeding
-
-    def caught_up() -> bool:  # windows of idle partitions close only once every assigned
-        # partition is processed to its end: then every result is sent (a topic holding
-        # duplicates would otherwise reach replay's count before its last record came)
-        log = survivor.output(10**7)[survivor_log_at_kill:]
-        return all(f"pipeline {p}: " in log for p in ("payments-risk", "merchant_minutes"))
-
-    await until(caught_up, 120, "caught up (idle windows closed)")
-
-    unequal: dict[str, int] = {}
-    lost: dict[str, list[bytes]] = {}
-    for topic in (t for t in topics.values() if t not in (source, users)):
-        want = expected(topic)
-        got = await consume_all(broker, topic, len(want), timeout=30, settle=2)
-        if "dlq" not in topic:
-            values = [orjson.loads(m.value) for m in got]
-        else:  # dead letters: the original bytes and the error's step and type
-            values = [
-                {
-                    "payload": (m.value or b"").decode(),
-                    "step": dict(m.headers)["sluice.error.step"].decode(),
-                    "type": dict(m.headers)["sluice.error.type"].decode(),
-                }
-                for m in got
-            ]
-            want = [
-                {"payload": d["payload"], "step": d["error"]["step"], "type": d["error"]["type"]}
-                for d in want
-            ]
-        sent, wanted = canonical(values), canonical(want)
-        if topic == topics["merchant-minutes"]:
-            # its input (payments-eur) may hold records twice: a window counts at least
-            # what replay counts, never fewer
-            counts, replayed = window_counts(values), window_counts(want)
-            assert all(counts[k] >= n for k, n in replayed.items()), window_diff(values, want)
-            unequal[topic] = sum(counts.values()) - sum(replayed.values())
-            continue
-        if wanted - sent:  # where the lost records were in the source, and when
-            lost[topic] = sorted(set(PAYMENT_ID.findall(b" ".join(wanted - sent))))
-        assert not set(sent) - set(wanted), (topic, "not in replay", window_diff(values, want))
-        unequal[topic] = sum((sent - wanted).values())
-    if lost:
-        found = await consume_all(broker, source, len(lines), timeout=30)
-        where = {
-            m: (message.partition, message.offset, message.timestamp)
-            for message in found
-            for m in PAYMENT_ID.findall(message.value or b"")
-        }
-        raise AssertionError(
-            {t: [(p.decode(), where.get(p)) for p in ids] for t, ids in lost.items()},
-            {"killed_ms": killed_ms, "survivor": survivor.output(10**7)[survivor_log_at_kill:]},
-        )
-    # the killed pipeline: its checkpoint was on the broker, its events not committed;
-    # the survivor skipped them by `__offsets` (without the rule: all of them twice)
-    killed_topics = specs[KILLED].output_topics()
-    assert {t: unequal[t] for t in killed_topics} == dict.fromkeys(killed_topics, 0), unequal
-    # payments-risk dedupes before its window: its restored state drops what comes again
-    assert unequal[topics["payments-risk-out"]] == 0, unequal
-    # the survivor logged the takeover: a new assignment, the doomed worker's changelog
-    # partitions read (Faust's recovery), then ready again
-    takeover = survivor.output(10**7)[survivor_log_at_kill:]
-    for line in (ASSIGNED, "Restoring state from changelog topics", "Done reading from"):
-        assert line in takeover, (line, takeover[-3000:])
-    assert takeover.rindex("Worker ready") > takeover.index("Done reading from"), takeover
-    assert survivor.stop() == 0, survivor.output()
-    print("sent twice per topic:", unequal)
-
-
-HOLD_POINT = "faust.batch.taken"  # streams.runtime.faults
-HELD = "payments-risk"  # re-keyed, deduped, enriched, windowed: its tables move
-
-
-@pytest.mark.parametrize("broker", ["tansu", "kafka"], indirect=True)
-async def test_a_batch_in_flight_when_a_rebalance_begins_is_applied_once_before_its_tables_move(
-    broker: Broker, tmp_path: Path
-) -> None:
-    """One `faust worker` owns every partition; `payments-risk`'s 3rd batch is taken from
-    the stream and held (`faust.batch.taken@payments-risk:hold:3`): a second worker joins
-    while it is in flight, and the batch goes on only once the next assignment's tables
-    are recovered, or 8 s into the rebalance. The revocation must wait for it, checkpoint
-    its results and state, and only then let Faust commit and hand half the partitions —
-    and their tables — to the newcomer, which recovers them from the changelogs. Every
-    output equals replay exactly (none missing, none twice), and for each pipeline the
-    records the two workers processed add up to its input. With the revocation not waiting
-    for the batch (tried on tansu), the tables were recovered under it and a window came
-    out short by one of its records."""
-    tag = unique("fh")
-    files, topics = shipped_pipelines(tmp_path / "pipelines", tag)
-    source, users = topics["payments"], topics["users"]
-    lines = list(payments(1000, seed=13, malformed_ratio=0.03, events_per_second=27))
-    specs, expected = await replayed_with_users_loaded(
-        tmp_path, broker, files, (source, lines), (users, list(users_table()))
-    )
-    app_id = f"t{tag.replace('-', '')}"
-    first = FaustWorker(tmp_path / "first", broker, app_id, files)
-    first.env["TESTS_FAULT"] = f"{HOLD_POINT}@{HELD}:hold:3"
-    first.start()
-    await asyncio.to_thread(first.wait_ready)
-
-    async def steady() -> None:  # the input flows before, during and after the rebalance
-        for start in range(0, len(lines), 40):
-            await produce_lines(broker, source, lines[start : start + 40], key=user_key)
-            await asyncio.sleep(0.5)
-
-    feeding = asyncio.create_task(steady())
-    held = f"fault injected at {HOLD_POINT}@{HELD}: hold"
-    await until(lambda: held in first.output(10**7), 60, "a batch held")
-    assert ASSIGNED not in first.output(10**7)[first.output(10**7).index(held) :]
-    second = FaustWorker(tmp_path / "second", broker, app_id, files).start()
-    await asyncio.to_thread(second.wait_ready)
-    released = f"pipeline {HELD}: the held batch goes on"
-    await until(lambda: released in first.output(10**7), 60, "the held batch released")
-    # it went on while the rebalance waited for it: no tables were recovered meanwhile
-    assert f"{released} (the rebalance waits for it)" in first.output(10**7)
-    await feeding
-
-    assert await outputs_equal_replay(broker, topics, expected) > 20
-    # the held batch went on while the rebalance waited for it: the assignment after it
-    log = first.output(10**7)
-    assert ASSIGNED in log[log.index(released) :], log[-3000:]
-    # the newcomer read the tables of the partitions it was given from their changelogs
-    assert "Done reading from changelog topics" in second.output(10**7)
-    for worker in (first, second):  # both stop at once: no rebalance onto one of them
-        assert worker.process is not None
-        worker.process.send_signal(signal.SIGTERM)
-    assert [first.stop(), second.stop()] == [0, 0], (first.output(), second.output())
-    before, after = stop_counts(first), stop_counts(second)
-    inputs = {name: len(lines) for name, spec in specs.items() if spec.source.topic == source}
-    inputs["merchant_minutes"] = len(expected(topics["payments-eur"]))
-    assert set(before) == set(after) == set(inputs), (before, after)
-    assert {p: before[p] + after[p] for p in inputs} == inputs, (before, after)
-    assert 0 < after[HELD] < len(lines)  # the newcomer did part of the work
