@@ -80,6 +80,7 @@ class AgentCheckpoint:
             if store is not self.offsets:
                 queue_writes(store, output)
         await output.drain()
+        faults.reached("faust.checkpoint.after_state", self.name)
         if self.applied:
             applied, self.applied = self.applied, {}
             for key, (offset, partition) in applied.items():

@@ -39,6 +39,9 @@ POINTS = (
 )
 # a pipeline agent's in a Faust app (streams.faust.applied_offsets)
 FAUST_POINTS = (
+    # a checkpoint's outputs and state changes are acknowledged, its `__offsets` not written:
+    # the next owner re-applies its records (at-least-once; docs/faust.md, kill rounds)
+    "faust.checkpoint.after_state",
     # a checkpoint's outputs, state and `__offsets` writes are acknowledged, its events not
     # acked yet, so Faust has not committed them: the next owner of the partitions is handed
     # them again and must skip them by `__offsets`

@@ -10,6 +10,13 @@ and a second one finishes while the input still flows. Counted per round against
   each window's last result with replay's (`payments` is the record count).
 
     python -m tests.stress.faust_kill [--rounds 10] [--broker apache-kafka]
+
+`--point after_state` kills at a named point instead: `payments-risk`'s Nth checkpoint
+(N random, 3..20) after its outputs and state are acknowledged and before its `__offsets`
+write (`faust.checkpoint.after_state`), the one place a batch is applied twice.
+`--without-dedupe` drops `payments-risk`'s dedupe step (from the pipeline and from
+replay's): its restored dedupe state would otherwise drop the re-applied records, and
+the windows show what a windowed pipeline without one gets.
 """
 
 from __future__ import annotations
@@ -45,10 +52,19 @@ def user_key(line: bytes) -> bytes | None:
         return None
 
 
-async def one_round(broker: Any, number: int, kill_at: int, folder: Path) -> dict[str, Any]:
+KILL_POINT = "faust.checkpoint.after_state"  # streams.runtime.faults
+
+
+async def one_round(
+    broker: Any, number: int, kill_at: int, folder: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     tag = f"k{number}{random.randrange(16**6):06x}"
     all_files, topics = shipped_pipelines(folder / "pipelines", tag)
     files = [f for f in all_files if f.stem in PIPELINES]
+    if args.without_dedupe:
+        for path in files:
+            text = path.read_text()
+            path.write_text("\n".join(x for x in text.splitlines() if "- dedupe:" not in x))
     source, users = topics["payments"], topics["users"]
     lines = list(payments(RECORDS, seed=number, malformed_ratio=0.03, events_per_second=27))
     rows = list(users_table())
@@ -69,7 +85,10 @@ async def one_round(broker: Any, number: int, kill_at: int, folder: Path) -> dic
     await create_topics(broker, source, users)
     await produce_lines(broker, users, rows, key=lambda r: orjson.loads(r)["user_id"].encode())
     app_id = f"kill{tag}"
-    first = FaustWorker(folder / "one", broker, app_id, files).start()
+    first = FaustWorker(folder / "one", broker, app_id, files)
+    if args.point == "after_state":  # kill_at: the checkpoint
+        first.env["TESTS_FAULT"] = f"{KILL_POINT}@payments-risk:kill:{kill_at}"
+    first.start()
     await asyncio.to_thread(first.wait_ready)
 
     async def steady() -> None:
@@ -78,11 +97,16 @@ async def one_round(broker: Any, number: int, kill_at: int, folder: Path) -> dic
             await asyncio.sleep(0.3)
 
     feeding = asyncio.create_task(steady())
-    deadline = time.monotonic() + 120
-    while first.metric("sluice_events_in_total") < kill_at and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    killed_after = int(first.metric("sluice_events_in_total"))
-    first.stop(signal.SIGKILL)
+    if args.point == "after_state":
+        code = await asyncio.to_thread(first.wait_exit, 120)
+        assert code == -signal.SIGKILL, first.output()
+        killed_after = kill_at
+    else:
+        deadline = time.monotonic() + 120
+        while first.metric("sluice_events_in_total") < kill_at and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        killed_after = int(first.metric("sluice_events_in_total"))
+        first.stop(signal.SIGKILL)
     second = FaustWorker(folder / "two", broker, app_id, files).start()
     await asyncio.to_thread(second.wait_ready)
     await feeding
@@ -147,7 +171,9 @@ async def main(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory(prefix="faust-kill-") as folder:
                 # both pipelines count events_in: up to twice the records in all
                 kill_at = rng.randrange(RECORDS // 5, RECORDS * 8 // 5)
-                outcome = await one_round(broker, number, kill_at, Path(folder))
+                if args.point == "after_state":
+                    kill_at = rng.randrange(3, 21)
+                outcome = await one_round(broker, number, kill_at, Path(folder), args)
             FaustWorker.kill_all()
             results.append(outcome)
             print(orjson.dumps(outcome).decode(), flush=True)
@@ -165,4 +191,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=24)
     parser.add_argument("--broker", default="tansu", choices=["tansu", "apache-kafka"])
+    parser.add_argument("--point", default="random", choices=["random", "after_state"])
+    parser.add_argument("--without-dedupe", action="store_true")
     asyncio.run(main(parser.parse_args()))
