@@ -221,7 +221,7 @@ class PipelineAgent:
                     for event in mine:
                         self.rekey_next[event.message.partition] = event.message.offset + 1
                     output = await self.output()
-                    forward([e.message for e in mine], fields, topic, output)
+                    forward([e.message for e in mine], fields, topic, output, self.partitions)
                     await output.send()
                     self.checkpoints.hold(batches, mine)
                     await self._checkpoint_if_due()
@@ -331,6 +331,14 @@ class PipelineAgent:
     def _catch_up_with_rebalances(self) -> None:
         if self.seen_generation != self.generation:
             self.seen_generation = self.generation
+            rolled = self.checkpoints.settle()
+            if rolled:
+                log.info(
+                    "pipeline %s: %d state keys rolled back to their last committed checkpoint",
+                    self.name,
+                    rolled,
+                    extra={"pipeline": self.name},
+                )
             self.pipeline.reset()
             self.report.watermarks.clear()
             active = self.active_partitions()

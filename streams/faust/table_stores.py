@@ -7,8 +7,9 @@ The steps read and write a table through `FaustTableStore`, never through Faust'
 unset inside a batch (`stream.take()`/`noack_take()` hand over a list; measured: "Cannot
 modify table key from outside of stream iteration"). Setting the current event per record
 (`_set_current_event`, a private call) cost 3,800 records/s. The store knows the partition
-of each write (the steps pass it), so it writes the store directly and sends the changelog
-record with `Table.send_changelog(partition, …)` itself, once per changed key per batch.
+of each write (the steps pass it), so it writes the store directly; the agent's checkpoint
+sends the changelog records, once per changed key per checkpoint, each carrying the
+checkpoint it belongs to (streams.faust.checkpoint_versions).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from streams.core.state import DictStateStore, StateStore, bookkeeping_partition
+
+from .checkpoint_versions import CheckpointVersions
 
 _DELETED = object()
 
@@ -29,7 +32,7 @@ class FaustTableStore:
     revoked by a rebalance; `keys()` leaves them out, so a window step rebuilding its index
     never closes another worker's windows."""
 
-    __slots__ = ("_active", "_partition_of", "_pending", "name", "table")
+    __slots__ = ("_active", "_partition_of", "_pending", "name", "table", "versions")
 
     def __init__(self, table: Any, active: Any) -> None:
         self.table = table
@@ -39,6 +42,7 @@ class FaustTableStore:
         # key -> partition of the keys written here; recovered keys' partitions are the
         # memory store's own `_key_partition`
         self._partition_of: dict[str, int] = {}
+        self.versions = CheckpointVersions()
 
     @property
     def _store(self) -> Any:
@@ -99,17 +103,19 @@ class FaustTableStore:
         self._pending.clear()
         return writes
 
-    def send_writes(self) -> list[Any]:
-        """The changes since the last call to the table's changelog, each into the
-        partition of the records behind it; returns the delivery futures."""
-        table = self.table
-        futures = []
-        for key, value, partition in self.take_writes():
-            if value is None:
-                futures.append(table.send_changelog(partition, key, None, value_serializer="raw"))
-            else:
-                futures.append(table.send_changelog(partition, key, value))
-        return futures
+    def settle(self, committed: Any) -> tuple[int, dict[int, int]]:
+        """After a recovery: recovered values of assigned partitions become their last
+        committed ones (streams.faust.checkpoint_versions); keys rolled back are written
+        again at the next checkpoint. Returns how many were rolled back and, per
+        partition, the highest checkpoint number seen."""
+        data = self._store.data
+        changed = set(self._pending)  # none after a checkpoint at the revocation
+        rolled, seen = self.versions.settle(
+            data, self._key_partitions(), self._active(), committed, changed
+        )
+        for key, partition in rolled:
+            self._pending[key] = (data.get(key, _DELETED), partition)
+        return len(rolled), seen
 
     def __repr__(self) -> str:
         return f"FaustTableStore({self.name!r})"

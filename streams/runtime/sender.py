@@ -47,11 +47,13 @@ def forward_rekeyed(
     output: Output,
     headers_of: Callable[[R], Headers],
     decode: Callable[[bytes], Any] = orjson.loads,
+    keyless_partition: Callable[[R], int] | None = None,
 ) -> None:
     """Records onto a repartition `topic`, keyed by `fields` (the worker's runner and the
     Faust host alike), with their source position in headers; value and headers unchanged.
     A value that does not decode keeps its key: the pipeline dead-letters it later, with
-    the original bytes."""
+    the original bytes. A record left without a key goes where `keyless_partition` says
+    (default: the producer's sticky partition)."""
     add = output.add
     for record in records:
         key, value = record.key, record.value
@@ -68,7 +70,10 @@ def forward_rekeyed(
             (SOURCE_PARTITION, str(record.partition).encode()),
             (SOURCE_OFFSET, str(record.offset).encode()),
         ]
-        add(topic, key, value, headers)
+        if key is None and keyless_partition is not None:
+            add(topic, key, value, headers, keyless_partition(record))
+        else:
+            add(topic, key, value, headers)
 
 
 def dead_letter_headers(letter: DeadLetter, source_topic: str) -> Headers:

@@ -140,7 +140,13 @@ async def outputs_equal_replay(
             assert headers["sluice.error.message"]
             assert headers["traceparent"].startswith(b"00-")
             letters_checked += 1
-        assert found == expected_letters, topic
+        assert found == expected_letters, (
+            topic,
+            {
+                "missing": sorted(expected_letters - found)[:10],
+                "extra": sorted(found - expected_letters)[:10],
+            },
+        )
     return letters_checked
 
 
