@@ -93,7 +93,7 @@ def forward(
     skips a record applied before by its source position per stage partition — a keyless
     copy on another partition was not skipped (measured: `payments-risk`'s dead letters
     twice after a SIGTERM restart with the rebalance tests beside it, both brokers, in 4
-    of 6 runs)."""
+    of 8 runs)."""
     forward_rekeyed(
         messages,
         fields,
