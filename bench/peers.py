@@ -747,7 +747,11 @@ def bench_peers(
 
 def _avro_variant(stack: contextlib.ExitStack, generated: Events) -> tuple[Variant, Events]:
     """An Apicurio Registry for the run (stopped when `stack` closes) and the input
-    encoded through it."""
+    encoded through it. The registry's starter is the checkout's (tests/brokers), as
+    Apache Kafka's is (bench.support.open_broker): put on the path for the installed
+    `sluice` command, which does not run from the checkout."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from tests.brokers.registry import ApicurioRegistry
 
     progress("starting Apicurio Registry for the Avro variant…")
