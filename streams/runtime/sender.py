@@ -4,7 +4,7 @@ error headers and their original bytes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -12,6 +12,7 @@ from streams.core.jsonl import dumps
 from streams.core.records import BatchResult, DeadLetter, Event, Headers, key_of
 from streams.core.tracing import TRACEPARENT, new_traceparent
 from streams.runtime.output import Output
+from streams.runtime.seams import RecordLike
 from streams.steps.route import SINK_STEP
 
 SOURCE_TOPIC = "sluice.source.topic"
@@ -24,20 +25,7 @@ def key_bytes(key: str | None) -> bytes | None:
     return None if key is None else key.encode()
 
 
-class _SourceRecord(Protocol):
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-
-
-R = TypeVar("R", bound=_SourceRecord)
+R = TypeVar("R", bound=RecordLike)  # a consumer record, or a Faust message
 
 
 def forward_rekeyed(
