@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from bench.support import load_average, progress, save_result
+from bench.support import load_average, progress, save_result, unmeasured_environment
 from streams.offline.demo_data import payments
 from streams.runtime.broker import EmbeddedBroker, free_port
 
@@ -174,7 +174,7 @@ class _Worker:
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env=unmeasured_environment(PYTHONPATH=str(ROOT)),
         )
 
     def wait_ready(self, timeout: float = 90) -> None:

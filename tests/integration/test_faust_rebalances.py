@@ -6,6 +6,7 @@ on the same input (docs/faust.md, "Takeover" and "A batch in flight at a rebalan
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from pathlib import Path
@@ -43,11 +44,17 @@ KILL_POINT = "faust.checkpoint.after_offsets"  # streams.runtime.faults
 KILLED = "payments-clean"  # the pipeline whose checkpoint the kill interrupts
 
 
-# On both brokers in every `make test`. The condition that lost records (a worker killed
+# On Apache Kafka in every `make test`: the condition that lost records (a worker killed
 # before its first commit, whose partitions the survivor took over without a committed
-# offset) reproduces on Apache Kafka: without the rewind patch (streams.faust.patches)
-# this test failed there 4 of 4 times; on tansu it passed without it.
-@pytest.mark.parametrize("broker", ["tansu", "kafka"], indirect=True)
+# offset) reproduces there. Without the rewind patch (streams.faust.patches) this test
+# failed there 4 of 4 times; on tansu it passed without the patch, so it proves nothing
+# more there (with the patch: 7 of 7, 2026-12-07) and costs 72 s of a suite at its time
+# limit. TESTS_FAUST_TAKEOVER_BROKERS=tansu,kafka runs both; tansu keeps the restart and
+# batch-in-flight tests.
+TAKEOVER_BROKERS = os.environ.get("TESTS_FAUST_TAKEOVER_BROKERS", "kafka").split(",")
+
+
+@pytest.mark.parametrize("broker", TAKEOVER_BROKERS, indirect=True)
 async def test_a_second_worker_takes_over_from_one_killed_inside_a_checkpoint(
     broker: Broker, tmp_path: Path
 ) -> None:

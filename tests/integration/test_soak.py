@@ -12,7 +12,11 @@ import pytest
 from bench.soak import interval_ratios, keep_up_checks, run_phase
 from bench.support import open_broker
 
-pytestmark = pytest.mark.integration
+# `alone`: a keep-up check means nothing while another test file takes the other core. In a
+# CI run beside the Faust rebalance tests (two Faust workers and Apache Kafka) the worker
+# processed [0.594, 0.616, 0.955, 0.889, 0.665, 0.727] of the rate; `make test` runs it
+# by itself after the parallel part.
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 # Below half of a modest 2,000/s: the worker's maximum here is several times that. 800, not
 # 1,000, since the shipped demo gained payments-settled (payments re-keyed onto a repartition
