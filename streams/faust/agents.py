@@ -159,12 +159,18 @@ class PipelineAgent:
 
     def _declare_agents(self) -> None:
         app = self.app
+        # `internal=True` on the source too: Faust creates only internal topics (when it
+        # subscribes, before the group assigns), and leaves a missing source unassigned
+        # ("Ignoring missing topic") until the next metadata refresh, 5 minutes later by
+        # default: a worker started before its input topic existed read nothing for a minute
+        # in a test. `sluice worker` creates missing sources with `processing.partitions`
+        # (streams.runtime.topics); so does this. `internal` means nothing else to Faust.
+        source = self._raw_topic(self.source_topic, internal=True)
         if self.repartition_topic is not None:
-            source = self._raw_topic(self.source_topic)
             stage = self._raw_topic(self.repartition_topic, internal=True)
             self.agents.append(app.agent(source, name=f"sluice.{self.name}.rekey")(self._rekey))
         else:
-            stage = self._raw_topic(self.source_topic)
+            stage = source
         self.agents.append(app.agent(stage, name=f"sluice.{self.name}")(self._run))
         if is_stateful(self.spec):
             app.timer(interval=1.0, name=f"sluice.{self.name}.flush")(self._flush_idle)

@@ -86,12 +86,42 @@ def lines(count: int) -> list[bytes]:
 async def test_a_secured_listener_gives_replays_results(
     apache_kafka: ApacheKafka, make_worker: Any, tmp_path: Path, listener: str, mechanism: str
 ) -> None:
-    kafka = apache_kafka
+    await secured_run_equals_replay(apache_kafka, make_worker, tmp_path, listener, mechanism)
+
+
+# `sluice worker --engine faust` maps the same `kafka` settings to Faust's credentials
+# (streams.faust.host_worker: SASLCredentials with the TLS context, or SSLCredentials with
+# the client certificate); its agents, changelogs, lookup table and re-key stage all go
+# through the secured listener.
+FAUST_SECURED = [("SASL_SSL", "SCRAM-SHA-512"), ("MTLS", None)]
+
+
+@pytest.mark.parametrize(
+    ("listener", "mechanism"), FAUST_SECURED, ids=[f"{name}-{how}" for name, how in FAUST_SECURED]
+)
+async def test_the_faust_engine_on_a_secured_listener_gives_replays_results(
+    apache_kafka: ApacheKafka, make_worker: Any, tmp_path: Path, listener: str, mechanism: str
+) -> None:
+    await secured_run_equals_replay(
+        apache_kafka, make_worker, tmp_path, listener, mechanism, engine="faust"
+    )
+
+
+async def secured_run_equals_replay(
+    kafka: ApacheKafka,
+    make_worker: Any,
+    tmp_path: Path,
+    listener: str,
+    mechanism: str | None,
+    engine: str = "native",
+) -> None:
+    """A worker of `engine` through `listener`: its windows equal replay's, and the
+    password shows in no endpoint and no log line."""
     tag = unique("sec")
     text = PIPELINE.format(tag=tag)
     config = config_dir(tmp_path / "cli", kafka, listener, mechanism)
     settings = kafka.sluice_settings(listener, mechanism)
-    security = f"kafka: {orjson.dumps(settings['kafka']).decode()}\n"
+    security = f"kafka: {orjson.dumps(settings['kafka']).decode()}\nengine: {engine}\n"
     data = lines(500)
     users = [
         orjson.dumps({"user": f"u{i}", "tier": "gold" if i % 2 else "silver"}) for i in range(4)
