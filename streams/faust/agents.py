@@ -178,6 +178,12 @@ class PipelineAgent:
             self._checkpoint_timer
         )
 
+    def resize(self, partitions: int) -> None:
+        """The stage topic has `partitions`: so have the state's tables and the topics
+        this agent creates (streams.faust.host, before the tables start)."""
+        self.partitions = partitions
+        self.state.resize(partitions)
+
     def active_partitions(self, topic: str | None = None) -> set[int]:
         """The stage topic's (or `topic`'s) partitions assigned to this worker now."""
         topic = topic or self.stage_topic

@@ -52,6 +52,7 @@ def attach_specs(app: Any, specs: list[PipelineSpec], settings: Settings) -> lis
         app.conf.stream_wait_empty = False
         patches.keep_queued_records(app)
         host = _HOSTS[app] = Host(app, settings)
+        patches.before_tables_start(app, host.fit_state_to_inputs)
         add_views(app, host)
     agents: list[Any] = []
     for spec in specs:

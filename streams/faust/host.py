@@ -16,11 +16,14 @@ import logging
 import time
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from models.settings import Settings
 from streams.core.state import lookup_store_name
 from streams.runtime.kafka import connection_options
 from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
 from streams.runtime.prometheus import Registry
+from streams.runtime.topics import NotCoPartitioned, partition_counts
 
 from .agents import PipelineAgent
 
@@ -118,6 +121,58 @@ class Host:
             await consumer.commit()
         except Exception as exc:  # the records are read again by whoever reads them next
             log.warning("commit at %s failed (%r): uncommitted records are read again", when, exc)
+
+    # --- the state's partitions -------------------------------------------------------------
+
+    async def fit_state_to_inputs(self) -> None:
+        """Before Faust starts the tables (streams.faust.patches.before_tables_start): each
+        pipeline's tables and their changelogs get the partition count of the topic it keeps
+        state by (its source, or its repartition topic), as `sluice worker` sizes its
+        changelogs (streams.runtime.topics). Made at `attach`, they have
+        `processing.partitions` (4); the README's app on a source of 8 partitions crashed
+        at the first checkpoint ("Unrecognized partition": a changelog partition 5 of 4).
+        A stage topic not there yet is created with `processing.partitions`, as the tables.
+        A changelog already made with another count than its input is `NotCoPartitioned`,
+        the native engine's error: the worker stops with it. Brokers not answering here
+        leave the counts as they are (Faust's recovery then waits for them anyway)."""
+        try:
+            admin = AIOKafkaAdminClient(**connection_options(self.settings))
+            await admin.start()
+            try:
+                counts = await partition_counts(admin)
+            finally:
+                await admin.close()
+        except Exception as exc:
+            log.warning("partition counts not read (%r): state keeps processing.partitions", exc)
+            return
+        for agent in self.agents.values():
+            have = counts.get(agent.stage_topic)
+            if have is None:
+                continue
+            changelogs = agent.state.changelog_topics()
+            wrong = [f"{t} has {counts[t]}" for t in changelogs if counts.get(t, have) != have]
+            if wrong:
+                self.crash(
+                    agent.name,
+                    NotCoPartitioned(
+                        f"pipeline {agent.name!r}: its input {agent.stage_topic} has {have} "
+                        f"partitions, but its state's changelog {', '.join(wrong)}: state and "
+                        "input are not co-partitioned (were partitions added to the input?). "
+                        f"Either give {agent.stage_topic} its old partition count back, or start "
+                        f"this pipeline's state afresh: stop every worker of app "
+                        f"{self.app.conf.id!r}, delete {', '.join(changelogs)} and reset the "
+                        "group's offsets, or use a new app id"
+                    ),
+                )
+                return
+            if have != agent.partitions:
+                log.info(
+                    "pipeline %s: its state has %d partitions, as %s",
+                    agent.name,
+                    have,
+                    agent.stage_topic,
+                )
+                agent.resize(have)
 
     # --- beside the agents ----------------------------------------------------------------
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 # Faust's worker consumer fetches with a hard-coded fetch_max_wait_ms of 1,500. tansu (the
@@ -90,6 +90,25 @@ def keep_queued_records(app: Any) -> None:
 
     flow.resume = resume
     flow._sluice_patched = True
+
+
+def before_tables_start(app: Any, hook: Callable[[], Awaitable[None]]) -> None:
+    """Patch: await `hook` when Faust's table manager starts the tables, before it declares
+    their changelog topics and subscribes to them (`TableManager._update_channels`, after
+    the producer started and before any assignment). Faust has no hook there: its tables'
+    partition counts are fixed when they are made, which for sluice's is at `attach`,
+    before a broker was reached (streams.faust.host: the state fits its input topic)."""
+    manager = app.tables
+    if getattr(manager, "_sluice_patched", False):
+        return
+    update = manager._update_channels
+
+    async def _update_channels() -> None:
+        await hook()
+        await update()
+
+    manager._update_channels = _update_channels
+    manager._sluice_patched = True
 
 
 def true_changelog_ends(connection_of: Callable[[Any], dict[str, Any] | None]) -> None:

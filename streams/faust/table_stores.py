@@ -151,5 +151,16 @@ class FaustState:
     def lookup(self, name: str) -> StateStore:
         return self.lookups.setdefault(name, DictStateStore(name))
 
+    def resize(self, partitions: int) -> None:
+        """Every table and its changelog topic get `partitions` (before Faust starts them:
+        streams.faust.host fits the state to its input topic)."""
+        self.partitions = partitions
+        for table in self.tables():
+            table.partitions = partitions
+            table.changelog_topic.partitions = partitions
+
+    def changelog_topics(self) -> list[str]:
+        return [table.changelog_topic.get_topic_name() for table in self.tables()]
+
     def tables(self) -> Iterable[Any]:
         return [store.table for store in self.stores.values()]

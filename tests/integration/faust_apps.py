@@ -10,8 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from streams.config.loader import load_pipelines, pipeline_files
 from streams.runtime.broker import free_port
@@ -120,6 +123,15 @@ class FaustWorker:
         return self
 
     @classmethod
+    def adopt(cls, process: subprocess.Popen[bytes], port: int, log_path: Path) -> FaustWorker:
+        """A worker the test started itself (its own app module and command)."""
+        worker = cls.__new__(cls)
+        worker.folder, worker.port, worker.log_path = log_path.parent, port, log_path
+        worker.env, worker.process = {}, process
+        cls.started.append(worker)
+        return worker
+
+    @classmethod
     def kill_all(cls) -> None:
         for worker in cls.started:
             if worker.process is not None and worker.process.poll() is None:
@@ -169,3 +181,11 @@ class FaustWorker:
 
     def output(self, limit: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-limit:]
+
+
+@pytest.fixture(autouse=True)
+def no_faust_worker_left() -> Iterator[None]:
+    """Every `faust worker` a test started is killed at its end, whatever happened (a test
+    module imports this fixture to use it)."""
+    yield
+    FaustWorker.kill_all()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -18,7 +17,11 @@ import pytest
 from streams.config.loader import load_pipelines
 from streams.offline.demo_data import payments, users_table
 from tests.integration.conftest import Broker, create_topics, produce_lines, unique
-from tests.integration.faust_apps import FaustWorker, shipped_pipelines
+from tests.integration.faust_apps import (  # the fixture: autouse
+    FaustWorker,
+    no_faust_worker_left,  # noqa: F401
+    shipped_pipelines,
+)
 from tests.integration.faust_oracle import (
     outputs_equal_replay,
     replayed_with_users_loaded,
@@ -28,12 +31,6 @@ from tests.integration.faust_oracle import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _no_worker_left() -> Any:
-    yield
-    FaustWorker.kill_all()
 
 
 FILLER_ROWS = 30_000  # table rows before the real ones: loading them takes a while

@@ -10,14 +10,17 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
 from streams.offline.demo_data import payments, users_table
 from tests.integration.conftest import Broker, consume_all, produce_lines, unique
-from tests.integration.faust_apps import FaustWorker, shipped_pipelines
+from tests.integration.faust_apps import (  # the fixture: autouse
+    FaustWorker,
+    no_faust_worker_left,  # noqa: F401
+    shipped_pipelines,
+)
 from tests.integration.faust_oracle import (
     ASSIGNED,
     PAYMENT_ID,
@@ -32,12 +35,6 @@ from tests.integration.faust_oracle import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _no_worker_left() -> Any:
-    yield
-    FaustWorker.kill_all()
 
 
 KILL_POINT = "faust.checkpoint.after_offsets"  # streams.runtime.faults
