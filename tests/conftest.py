@@ -18,13 +18,13 @@ from tests.brokers.plugin import (  # noqa: E402, F401
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
     """Longest test files first. `make test` hands whole files to two processes in the
-    order collected (xdist --dist loadfile): a long file collected late ran while the other
-    process had nothing left. The same tests took 17 min 39 s in one fresh-clone run and
-    20 min 17 s in the next, which added 80 s of tests. With the longest first, the short
-    files fill both processes at the end. Seconds per file: tests/durations.json (from a
-    `--durations=0` run, `python -m tests.durations LOG`); files not in it keep their
-    order, after those in it. The sort is stable, so each file's tests stay together and
-    in order."""
+    order collected (xdist --dist loadfile), so a long file collected late can run alone
+    at the end; with the longest first, the short files fill both processes at the end.
+    Measured in a fresh-clone run: 1,190 s for 2,318 s of tests (1,159 s if shared
+    perfectly); the run before, unordered, took 1,217 s. Seconds per file:
+    tests/durations.json (from a `--durations=0` run, `python -m tests.durations LOG`);
+    files not in it keep their order, after those in it. The sort is stable, so each
+    file's tests stay together and in order."""
     from tests.durations import load
 
     seconds = load()
