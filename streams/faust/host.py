@@ -23,7 +23,7 @@ from streams.core.state import lookup_store_name
 from streams.runtime.kafka import connection_options
 from streams.runtime.lookups import TableDeadLetters, feed_lookup_table
 from streams.runtime.prometheus import Registry
-from streams.runtime.topics import NotCoPartitioned, partition_counts
+from streams.runtime.topics import not_copartitioned, partition_counts
 
 from .agents import PipelineAgent
 
@@ -146,26 +146,15 @@ class Host:
             log.warning("partition counts not read (%r): state keeps processing.partitions", exc)
             return
         for agent in self.agents.values():
-            have = counts.get(agent.stage_topic)
-            if have is None:
-                continue
             changelogs = agent.state.changelog_topics()
-            wrong = [f"{t} has {counts[t]}" for t in changelogs if counts.get(t, have) != have]
-            if wrong:
-                self.crash(
-                    agent.name,
-                    NotCoPartitioned(
-                        f"pipeline {agent.name!r}: its input {agent.stage_topic} has {have} "
-                        f"partitions, but its state's changelog {', '.join(wrong)}: state and "
-                        "input are not co-partitioned (were partitions added to the input?). "
-                        f"Either give {agent.stage_topic} its old partition count back, or start "
-                        f"this pipeline's state afresh: stop every worker of app "
-                        f"{self.app.conf.id!r}, delete {', '.join(changelogs)} and reset the "
-                        "group's offsets, or use a new app id"
-                    ),
-                )
+            error = not_copartitioned(
+                agent.name, agent.stage_topic, changelogs, counts, self.app.conf.id
+            )
+            if error is not None:
+                self.crash(agent.name, error)
                 return
-            if have != agent.partitions:
+            have = counts.get(agent.stage_topic)
+            if have is not None and have != agent.partitions:
                 log.info(
                     "pipeline %s: its state has %d partitions, as %s",
                     agent.name,

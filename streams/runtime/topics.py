@@ -44,28 +44,35 @@ def copartitioning_error(
     stage topic's partition count (`counts`: partitions by topic; unknown ones are skipped),
     else None."""
     for runner in runners:
-        have = counts.get(runner.stage_topic)
-        if have is None:
-            continue
-        wrong = [
-            f"{s.topic} has {counts[s.topic]}"
-            for s in runner.stores
-            if s.topic in counts and counts[s.topic] != have
-        ]
-        if not wrong:
-            continue
-        source = runner.stage_topic
-        return NotCoPartitioned(
-            f"pipeline {runner.name!r}: its input {source} has {have} partitions, but its "
-            f"state's changelog {', '.join(wrong)}: state and input are no longer "
-            "co-partitioned (were partitions added to the input?) and keys would meet other "
-            "keys' state. Either give "
-            f"{source} its old partition count back (recreate it), or start this "
-            f"pipeline's state afresh: stop every worker of app {app_id!r}, delete "
-            f"{', '.join(s.topic for s in runner.stores)}, reset the group's offsets "
-            f"(kafka-consumer-groups --group {app_id} --reset-offsets), or use a new app_id"
-        )
+        changelogs = [s.topic for s in runner.stores]
+        error = not_copartitioned(runner.name, runner.stage_topic, changelogs, counts, app_id)
+        if error is not None:
+            return error
     return None
+
+
+def not_copartitioned(
+    pipeline: str, stage_topic: str, changelogs: Sequence[str], counts: dict[str, int], app_id: str
+) -> NotCoPartitioned | None:
+    """The error when `changelogs` (one pipeline's state) do not have the partition count
+    of `stage_topic`, the topic it keeps state by (`counts`: partitions by topic; unknown
+    ones are skipped), else None. The Faust host (streams.faust.host) stops with it too."""
+    have = counts.get(stage_topic)
+    if have is None:
+        return None
+    wrong = [f"{t} has {counts[t]}" for t in changelogs if t in counts and counts[t] != have]
+    if not wrong:
+        return None
+    return NotCoPartitioned(
+        f"pipeline {pipeline!r}: its input {stage_topic} has {have} partitions, but its "
+        f"state's changelog {', '.join(wrong)}: state and input are no longer "
+        "co-partitioned (were partitions added to the input?) and keys would meet other "
+        "keys' state. Either give "
+        f"{stage_topic} its old partition count back (recreate it), or start this "
+        f"pipeline's state afresh: stop every worker of app {app_id!r}, delete "
+        f"{', '.join(changelogs)}, reset the group's offsets "
+        f"(kafka-consumer-groups --group {app_id} --reset-offsets), or use a new app_id"
+    )
 
 
 async def partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:
