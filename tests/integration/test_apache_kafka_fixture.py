@@ -23,6 +23,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -36,7 +37,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 
-from tests.brokers.apache_kafka import BROKER_SETTINGS, SASL_MECHANISMS, ApacheKafka
+from tests.brokers.apache_kafka import (
+    BROKER_SETTINGS,
+    SASL_MECHANISMS,
+    ApacheKafka,
+    BrokerStartError,
+)
 from tests.brokers.probe import Target, broker_count
 from tests.brokers.tls import make_tls
 
@@ -251,6 +257,41 @@ async def test_stop_start_and_kill_keep_the_data(fresh_apache_kafka: ApacheKafka
     assert await consume(kwargs, topic, 2) == [b"before-stop", b"after-restart"]
     # the users made at format time survive the restarts
     await round_trip(kafka.client_kwargs("SASL_SSL", "SCRAM-SHA-256"))
+
+
+def test_a_port_taken_before_the_broker_binds_it_is_replaced(tmp_path: Path) -> None:
+    """The condition of a CI failure: a port chosen free is taken (there by an outgoing
+    connection, here by a listening socket) before the JVM binds it. The broker, which no
+    client knows yet, starts on other ports; its error says why, not only how it shut down."""
+    kafka = ApacheKafka(workdir=tmp_path / "kafka")
+    taken = kafka.listeners["SASL_SSL"].port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind((kafka.host, taken))
+        squatter.listen()
+        try:
+            kafka.start()
+            assert taken not in {item.port for item in kafka.listeners.values()}
+            assert broker_count(Target(kafka.host, kafka.port), timeout=10) == 1
+            failed = (kafka.log_dir / "server.log.bind-failed-1").read_text()
+            assert f"{taken}" in failed
+            assert "already in use" in failed.lower()
+        finally:
+            kafka.close()
+
+
+def test_a_broker_that_cannot_bind_says_why(tmp_path: Path) -> None:
+    """With its ports given (a restart must keep them) there is no second try, and the
+    error names the cause from the log's first errors."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        base = squatter.getsockname()[1]
+        kafka = ApacheKafka(workdir=tmp_path / "kafka", base_port=base)
+        try:
+            with pytest.raises(BrokerStartError, match=r"(?s)first errors:.*already in use"):
+                kafka.start()
+        finally:
+            kafka.close()
 
 
 async def test_pause_freezes_the_broker(fresh_apache_kafka: ApacheKafka) -> None:
