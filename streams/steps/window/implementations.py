@@ -8,6 +8,8 @@ from typing import Any
 
 from streams.expressions import AGGREGATE_FUNCTIONS, AggregateCall
 from streams.steps.window.exact import (
+    ArrivalFirst,
+    ArrivalLast,
     Avg,
     CountAll,
     CountValues,
@@ -42,9 +44,15 @@ if set(IMPLEMENTATIONS) != set(AGGREGATE_FUNCTIONS):
     )
 
 
-def make_aggregate(call: AggregateCall) -> Aggregate[Any]:
-    """The implementation of one parsed call (its parameter: percentile's fraction)."""
+# session windows merge: their first/last keep each value's arrival number
+IN_SESSIONS: dict[str, type[Any]] = {"first": ArrivalFirst, "last": ArrivalLast}
+
+
+def make_aggregate(call: AggregateCall, *, session: bool = False) -> Aggregate[Any]:
+    """The implementation of one parsed call (its parameter: percentile's fraction), in
+    a session window if `session`."""
     if call.function == "count" and call.argument is None:
         return CountAll()
-    aggregate: Aggregate[Any] = IMPLEMENTATIONS[call.function](call.parameter)
+    implementation = (IN_SESSIONS if session else {}).get(call.function)
+    aggregate: Aggregate[Any] = (implementation or IMPLEMENTATIONS[call.function])(call.parameter)
     return aggregate

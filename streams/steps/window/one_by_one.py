@@ -49,6 +49,10 @@ class OneByOne:
                     continue
             t = event.timestamp_ms
             partition = event.partition
+            arrival = 0
+            if self.session:
+                arrival = store.arrivals.get(partition, 0)
+                store.arrivals[partition] = arrival + 1
             watermark = max(store.watermarks.get(partition, t), t)
             entry = store.entry(key)
             created = entry is None
@@ -57,7 +61,7 @@ class OneByOne:
                     key_values = [key_value(value.get(f)) for f in key_fields or ()]
                     entry = KeyWindows(key_values, partition, {})
                 if self.session:
-                    start = self._add_session(entry, key, t, arguments, watermark)
+                    start = self._add_session(entry, key, t, arguments, watermark, arrival)
                     starts = [start] if start is not None else []
                 else:
                     starts = self._add_fixed(entry, key, t, arguments, watermark)
@@ -110,7 +114,13 @@ class OneByOne:
         return starts
 
     def _add_session(
-        self, entry: KeyWindows, key: str, t: int, arguments: list[Any], watermark: int
+        self,
+        entry: KeyWindows,
+        key: str,
+        t: int,
+        arguments: list[Any],
+        watermark: int,
+        arrival: int,
     ) -> int | None:
         gap = self.gap
         plan, store = self.plan, self.store
@@ -123,7 +133,7 @@ class OneByOne:
         states = plan.fresh_states()
         for other in joined:  # merging makes new states; the joined windows' stay as they are
             states = plan.merged(states, store.states(other))
-        states = plan.added(states, arguments, t)
+        states = plan.added(states, arguments, t, arrival)
         for other in joined:
             del entry.windows[other.start]
             store.open_count -= 1

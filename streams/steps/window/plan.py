@@ -29,7 +29,8 @@ class AggregatePlan:
     def __init__(self, spec: WindowSpec) -> None:
         calls = list(spec.aggregates.values())
         self.names = list(spec.aggregates)
-        self.aggregates: list[Aggregate[Any]] = [make_aggregate(c) for c in calls]
+        session = spec.type == "session"
+        self.aggregates: list[Aggregate[Any]] = [make_aggregate(c, session=session) for c in calls]
         distinct: dict[str, int] = {}
         self.arguments: list[Expression | None] = []
         positions = []
@@ -45,7 +46,7 @@ class AggregatePlan:
         # that grow theirs in place (given a prepared value, they cannot fail)
         pairs = list(enumerate(self.aggregates))
         self._adders = [
-            (i, positions[i], agg.add, agg.skips_nulls)
+            (i, positions[i], agg.add, agg.skips_nulls, getattr(agg, "by_arrival", False))
             for i, agg in pairs
             if not isinstance(agg, GrowsInPlace)
         ]
@@ -122,16 +123,18 @@ class AggregatePlan:
             raise ExpressionRuntimeError(describe_failure(exc)) from None
         return prepared
 
-    def added(self, states: list[Any], arguments: list[Any], t: int) -> list[Any]:
+    def added(self, states: list[Any], arguments: list[Any], t: int, arrival: int = 0) -> list[Any]:
         """A new states list with the record added by the aggregates that return new
-        states; `states` itself is unchanged, so a failure leaves nothing half-added."""
+        states; `states` itself is unchanged, so a failure leaves nothing half-added.
+        `arrival`: the record's arrival number, for the aggregates that keep it
+        (session windows' first/last) instead of its time."""
         states = states.copy()
         try:
-            for i, position, add, skips_nulls in self._adders:
+            for i, position, add, skips_nulls, by_arrival in self._adders:
                 value = arguments[position]
                 if value is None and skips_nulls:
                     continue
-                states[i] = add(states[i], value, t)
+                states[i] = add(states[i], value, arrival if by_arrival else t)
         except RecordError:
             raise
         except Exception as exc:  # an overflow, say: the record's fault

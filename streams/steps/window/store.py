@@ -30,6 +30,11 @@ from streams.steps.window.plan import AggregatePlan, Row
 
 WATERMARK = "watermark"  # a bookkeeping key per partition, in that partition's changelog
 _WATERMARK_PREFIX = bookkeeping_key(WATERMARK, 0).removesuffix("0")
+# session windows: how many records the partition has given the step (first/last keep
+# their value's number, exact.ArrivalFirst); stored beside the watermark, so numbers go on
+# rising after a restart or a move to another worker
+ARRIVALS = "arrivals"
+_ARRIVALS_PREFIX = bookkeeping_key(ARRIVALS, 0).removesuffix("0")
 _LAYOUT_PREFIX = bookkeeping_key(LAYOUT, 0).removesuffix("0")
 # records waiting in windows' pending lists, all windows together, before they are folded
 # in: bounds the memory they hold, and (with plan.BATCH_LIMIT) what sum() must allow for
@@ -75,6 +80,7 @@ class WindowStore:
         self.cache: dict[str, KeyWindows] = {}
         self.dirty: set[str] = set()  # keys changed since the last persist
         self.watermarks: dict[int, int] = {}
+        self.arrivals: dict[int, int] = {}  # session windows: records numbered per partition
         # per partition: the times windows close at (a heap, each time once), and per time
         # the (key, start) of the windows that close then; tumbling windows of one start
         # all close at once, so this heap is a key count smaller than one entry a window
@@ -120,6 +126,9 @@ class WindowStore:
                 self.watermarks[partition] = int(self.store.get(key))
                 self.last_seen_ms.setdefault(partition, now_ms)
                 continue
+            if key.startswith(_ARRIVALS_PREFIX):
+                self.arrivals[int(key.rpartition(":")[2])] = int(self.store.get(key))
+                continue
             if is_bookkeeping(key):
                 continue
             entry = self.entry(key)
@@ -139,6 +148,8 @@ class WindowStore:
         self._layout_written.add(partition)
 
     def write_watermarks(self, partitions: set[int]) -> None:
+        for partition in partitions & set(self.arrivals):
+            self.store.set(bookkeeping_key(ARRIVALS, partition), self.arrivals[partition])
         for partition in partitions & set(self.watermarks):
             self.store.set(bookkeeping_key(WATERMARK, partition), self.watermarks[partition])
             if partition not in self._layout_written:

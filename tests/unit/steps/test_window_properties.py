@@ -15,6 +15,7 @@ from streams.core.records import BatchResult, Event
 from streams.core.state import DictStateStore, is_bookkeeping
 from streams.steps.contract import BatchContext
 from streams.steps.window import WindowStep
+from streams.steps.window.exact import ArrivalFirst, ArrivalLast
 
 AGGREGATES = {
     "n": "count()",
@@ -218,6 +219,87 @@ def test_session_windows_with_disorder_within_grace(records: list[Any], batch: i
     got, late = run(make_step(type="session", gap="2s", grace="3s"), records, batch)
     assert late == 0
     same(got, sessions(records, 2_000))
+
+
+def test_sessions_joined_by_a_record_keep_first_and_last_in_arrival_order() -> None:
+    """What the property test above found (a CI run, 2026-12-07): x=1 arrives at t=N and
+    x=0 at N-2000, a gap apart, so two sessions; a record at N-1 then joins them. By
+    arrival, first(x) is 1 and last(x) is 0; merging the two sessions' plain first and
+    last values gave 0 and 1."""
+    n = 1_795_600_000_000
+    records: list[tuple[str, int, int | None]] = [
+        ("a", n, 1),
+        ("a", n - 2_000, 0),
+        ("a", n + 2, None),
+        ("a", n - 1, None),
+    ]
+    got, late = run(make_step(type="session", gap="2s", grace="3s"), records, 1)
+    assert late == 0
+    assert [(r["n"], r["first_x"], r["last_x"]) for r in got] == [(4, 1, 0)]
+    same(got, sessions(records, 2_000))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    records=streams_of(GRACE),
+    batch=st.integers(1, 20),
+    restart_every=st.integers(1, 6),
+)
+def test_session_windows_across_restarts(
+    records: list[Any], batch: int, restart_every: int
+) -> None:
+    """A checkpoint and a new step over the same store every few batches: arrival numbers
+    go on from the stored ones, so merged sessions' first/last stay in arrival order."""
+    records = [(k, t + i, x) for i, (k, t, x) in enumerate(records)]  # distinct times
+    if any(
+        t < max(tt for _, tt, _ in records[: i + 1]) - GRACE for i, (_, t, _) in enumerate(records)
+    ):
+        return
+    spec = WindowSpec.model_validate(
+        {"key": "k", "aggregates": AGGREGATES, "type": "session", "gap": "2s", "grace": "3s"}
+    )
+    store = DictStateStore()
+    step = WindowStep("window", spec, store)
+    results: list[dict[str, Any]] = []
+    for number, i in enumerate(range(0, len(records), batch)):
+        ctx = BatchContext(BatchResult(), 0)
+        events = [Event({"k": k, "x": x}, timestamp_ms=t) for k, t, x in records[i : i + batch]]
+        results += [e.value for e in step.process(events, ctx)]
+        assert ctx.late == 0
+        if number % restart_every == 0:
+            step.persist()
+            step = WindowStep("window", spec, store)
+    results += [e.value for e in step.flush(BatchContext(BatchResult(), 0), final=True)]
+    same(results, sessions(records, 2_000))
+
+
+def test_arrival_numbers_go_on_after_a_restart() -> None:
+    """Two records, a checkpoint and a restart, then a record of an earlier session and
+    one joining the two: the last to arrive is the one after the restart (numbered from
+    the stored count, not from 0 again)."""
+    n = 1_795_600_000_000
+    spec = WindowSpec.model_validate(
+        {"key": "k", "aggregates": AGGREGATES, "type": "session", "gap": "2s", "grace": "3s"}
+    )
+    store = DictStateStore()
+    step = WindowStep("window", spec, store)
+    before = [Event({"k": "a", "x": x}, timestamp_ms=t) for t, x in ((n, 1), (n + 1, 5))]
+    assert step.process(before, BatchContext(BatchResult(), 0)) == []
+    step.persist()
+    step = WindowStep("window", spec, store)
+    after = [Event({"k": "a", "x": x}, timestamp_ms=t) for t, x in ((n - 2_000, 0), (n - 1, None))]
+    assert step.process(after, BatchContext(BatchResult(), 0)) == []
+    [result] = [e.value for e in step.flush(BatchContext(BatchResult(), 0), final=True)]
+    assert (result["n"], result["first_x"], result["last_x"]) == (4, 1, 0)
+
+
+def test_a_session_state_from_before_arrival_numbers_counts_as_arrived_first() -> None:
+    """A changelog written before first/last kept arrival numbers holds the plain value."""
+    first, last = ArrivalFirst(), ArrivalLast()
+    old_first, old_last = first.load(7), last.load(7)
+    assert first.result(first.merge(first.add(None, 3, 0), old_first)) == 7
+    assert last.result(last.merge(old_last, last.add(None, 3, 0))) == 3
+    assert first.load(first.dump(first.add(None, "x", 5))) == [5, "x"]
 
 
 def test_closed_windows_leave_the_store_and_the_watermark_is_kept() -> None:
