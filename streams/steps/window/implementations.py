@@ -53,6 +53,6 @@ def make_aggregate(call: AggregateCall, *, session: bool = False) -> Aggregate[A
     a session window if `session`."""
     if call.function == "count" and call.argument is None:
         return CountAll()
-    implementation = (IN_SESSIONS if session else {}).get(call.function)
+    implementation = IN_SESSIONS.get(call.function) if session else None
     aggregate: Aggregate[Any] = (implementation or IMPLEMENTATIONS[call.function])(call.parameter)
     return aggregate

@@ -73,7 +73,7 @@ class WindowStep(Step):
         updates = self.results.updates(touched) if self.emit_updates else []
         results = updates + self._close(touched, final=False, watermarks=windows.watermarks)
         windows.dirty.update(touched)
-        windows.write_watermarks({event.partition for event in events})
+        windows.write_bookkeeping({event.partition for event in events})
         ctx.gauges["windows_open"] = windows.open_count
         return results
 

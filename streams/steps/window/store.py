@@ -147,7 +147,8 @@ class WindowStore:
         self.store.set(bookkeeping_key(LAYOUT, partition), self.layout, partition)
         self._layout_written.add(partition)
 
-    def write_watermarks(self, partitions: set[int]) -> None:
+    def write_bookkeeping(self, partitions: set[int]) -> None:
+        """The partitions' watermarks and arrival counts (and layout, once) into the store."""
         for partition in partitions & set(self.arrivals):
             self.store.set(bookkeeping_key(ARRIVALS, partition), self.arrivals[partition])
         for partition in partitions & set(self.watermarks):
